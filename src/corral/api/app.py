@@ -1,0 +1,46 @@
+"""The FastAPI application."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy import Engine
+
+from corral import __version__
+from corral.api import errors
+from corral.api.responses import FastJSONResponse
+from corral.api.routes import clusters, identity, projects, workloads
+from corral.db.engine import make_engine
+from corral.services.writer import SubmissionWriter
+from corral.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    engine = engine or make_engine(settings.resolved_database_url())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
+        yield
+        app.state.submission_writer.close()
+
+    app = FastAPI(
+        title="Corral",
+        version=__version__,
+        description="A self-hosted control plane for AI workloads.",
+        default_response_class=FastJSONResponse,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.submission_writer = SubmissionWriter(engine)
+    errors.install(app)
+    for module in (identity, projects, clusters, workloads):
+        app.include_router(module.router, prefix="/api/v1")
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict:
+        return {"status": "ok", "version": __version__}
+
+    return app

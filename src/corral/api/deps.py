@@ -1,0 +1,55 @@
+"""What every request needs: the caller, a database connection, the settings."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy import Engine
+
+from corral.services import clusters as cluster_service
+from corral.services.errors import Unauthenticated
+from corral.services.principal import Principal
+from corral.services.users import authenticate
+from corral.settings import Settings
+
+
+def _bearer(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthenticated("missing credentials: send 'Authorization: Bearer <token>'")
+    return token.strip()
+
+
+def engine_of(request: Request) -> Engine:
+    return request.app.state.engine
+
+
+def settings_of(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def current_principal(request: Request) -> Principal:
+    principal = authenticate(engine_of(request), _bearer(request))
+    if principal is None:
+        raise Unauthenticated("invalid, expired or revoked token")
+    return principal
+
+
+def current_cluster(request: Request) -> Any:
+    """The cluster whose agent is calling (agent tokens, not user tokens)."""
+    token = _bearer(request)
+    with engine_of(request).connect() as conn:
+        row = cluster_service.cluster_for_agent(conn, token)
+    if row is None:
+        raise Unauthenticated("invalid agent token")
+    return row
+
+
+CurrentUser = Annotated[Principal, Depends(current_principal)]
+# Routes open their transactions themselves (read_tx / write_tx), so that a write has
+# committed before its response is sent.
+Db = Annotated[Engine, Depends(engine_of)]
+AppSettings = Annotated[Settings, Depends(settings_of)]
+AgentCluster = Annotated[Any, Depends(current_cluster)]

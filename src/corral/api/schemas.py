@@ -1,0 +1,268 @@
+"""Request and response bodies of the REST API (also its OpenAPI documentation)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+
+from corral.domain.resources import Limit, Resources, parse_bytes, parse_millicores
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+Cpu = Annotated[Any, AfterValidator(parse_millicores)]
+Bytes = Annotated[Any, AfterValidator(parse_bytes)]
+
+
+class ResourcesIn(_In):
+    """A resource vector: gpu devices, cpu in cores or "500m", memory as bytes or "16Gi"."""
+
+    gpu: int = Field(0, ge=0)
+    cpu: Cpu = 0
+    memory: Bytes = 0
+    ephemeral_storage: Bytes = 0
+
+    def to_domain(self) -> Resources:
+        return Resources(self.gpu, self.cpu, self.memory, self.ephemeral_storage)
+
+
+class LimitIn(_In):
+    """A limit vector; a dimension that is null is unbounded, one left out equals the guarantee."""
+
+    gpu: int | None = Field(None, ge=0)
+    cpu: Annotated[Any, AfterValidator(lambda v: None if v is None else parse_millicores(v))] = None
+    memory: Annotated[Any, AfterValidator(lambda v: None if v is None else parse_bytes(v))] = None
+    ephemeral_storage: Annotated[Any, AfterValidator(lambda v: None if v is None else parse_bytes(v))] = None
+
+    def to_domain(self, guaranteed: Resources) -> Limit:
+        given = self.model_fields_set
+        return Limit(*(getattr(self, n) if n in given else getattr(guaranteed, n)
+                       for n in ("gpu", "cpu", "memory", "ephemeral_storage")))
+
+
+class UserIn(_In):
+    email: str = Field(max_length=254)
+    display_name: str | None = Field(None, max_length=128)
+    role: Literal["admin", "member"] = "member"
+
+
+class UserPatch(_In):
+    display_name: str | None = Field(None, max_length=128)
+    role: Literal["admin", "member"] | None = None
+    disabled: bool | None = None
+
+
+class UserOut(BaseModel):
+    id: int
+    email: str
+    display_name: str
+    role: str
+    created_at: datetime
+    disabled: bool
+
+
+class TokenIn(_In):
+    name: str = Field(min_length=1, max_length=128)
+    expires_at: AwareDatetime | None = None
+    expires_in_days: int | None = Field(None, ge=1, le=3650)
+
+
+class TokenOut(BaseModel):
+    id: int
+    name: str
+    prefix: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked: bool
+
+
+class TokenCreated(TokenOut):
+    token: str = Field(description="the secret; shown this once, store it now")
+
+
+class ProjectIn(_In):
+    name: str = Field(description="DNS label, 2-41 characters, immutable")
+    description: str = Field("", max_length=2000)
+    preemption_policy: Literal["never", "lower_priority"] = "lower_priority"
+
+
+class ProjectPatch(_In):
+    description: str | None = Field(None, max_length=2000)
+    preemption_policy: Literal["never", "lower_priority"] | None = None
+
+
+class ProjectOut(BaseModel):
+    id: int
+    name: str
+    description: str
+    preemption_policy: str
+    created_at: datetime
+
+
+class MemberIn(_In):
+    email: str
+
+
+class ClusterIn(_In):
+    name: str
+    kind: Literal["local", "kubernetes", "slurm"]
+    description: str = Field("", max_length=2000)
+    capacity: ResourcesIn | None = Field(None, description="expected capacity until the agent reports it")
+
+
+class ClusterPatch(_In):
+    description: str | None = Field(None, max_length=2000)
+    capacity: ResourcesIn | None = None
+
+
+class ClusterOut(BaseModel):
+    id: int
+    name: str
+    kind: str
+    description: str
+    status: Literal["verifying", "healthy", "unhealthy"]
+    capacity: dict[str, int]
+    nodes: list[Any]
+    last_heartbeat_at: datetime | None
+    created_at: datetime
+
+
+class ClusterCreated(ClusterOut):
+    agent_token: str = Field(description="the agent's token; shown this once")
+
+
+class QuotaIn(_In):
+    guaranteed: ResourcesIn
+    limit: LimitIn | Literal["unbounded"] | None = Field(
+        None, description="omitted: equal to guaranteed (a hard limit); 'unbounded': may borrow any idle capacity"
+    )
+
+
+class QuotaOut(BaseModel):
+    project: str
+    cluster: str
+    guaranteed: dict[str, int]
+    limit: dict[str, int | None]
+    used: dict[str, int]
+    borrowed: dict[str, int]
+    available: dict[str, int | None]
+    over_limit: list[str]
+    queued: int
+    updated_at: datetime
+
+
+class WorkloadRow(BaseModel):
+    id: int
+    name: str
+    type: str
+    project: str
+    cluster: str
+    resources: dict[str, int]
+    status: str
+    status_reason: str
+    created_by: str
+    created_at: datetime
+
+
+class WorkloadPage(BaseModel):
+    items: list[WorkloadRow]
+    page: int
+    page_size: int
+    total: int
+    total_exact: bool = Field(description="false: there are at least `total` matches (name/creator filters)")
+
+
+class WorkloadCreated(BaseModel):
+    id: int
+    name: str
+    type: str
+    project: str
+    cluster: str
+    status: str
+    status_reason: str
+    created_by: str
+    created_at: datetime
+    resources: dict[str, int]
+
+
+class ComponentOut(BaseModel):
+    id: int
+    kind: str
+    name: str
+    status: str
+    reason: str
+    observed_at: AwareDatetime
+    resources: dict[str, int]
+
+
+class EventOut(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    kind: str
+    message: str
+
+
+class WorkloadDetail(BaseModel):
+    id: int
+    name: str
+    type: str
+    type_label: str
+    project: str
+    cluster: str
+    status: str
+    status_label: str
+    status_reason: str
+    status_changed_at: datetime
+    created_by: str
+    created_at: datetime
+    priority: str
+    preemptible: bool
+    resources: dict[str, int]
+    spec: dict[str, Any]
+    endpoints: dict[str, Any]
+    delete_requested_at: datetime | None
+    admitted_at: datetime | None
+    first_running_at: datetime | None
+    finished_at: datetime | None
+    wait_seconds: float
+    run_seconds: float
+    queue_position: dict[str, int] | None
+    components: list[ComponentOut]
+    events: list[EventOut]
+
+
+class WorkloadStats(BaseModel):
+    project: str
+    total: int
+    by_status: dict[str, int]
+    by_type: dict[str, int]
+
+
+class NodeIn(_In):
+    name: str = Field(max_length=253)
+    capacity: ResourcesIn
+    gpu_vendor: str | None = Field(None, max_length=64)
+    gpu_model: str | None = Field(None, max_length=128)
+
+
+class HeartbeatIn(_In):
+    capacity: ResourcesIn | None = None
+    nodes: list[NodeIn] | None = Field(None, max_length=10_000)
+    agent_version: str | None = Field(None, max_length=64)
+
+
+class ComponentStatusIn(_In):
+    component_id: int
+    status: Literal["Pending", "Running", "Completed", "Failed", "Deleted", "DeleteFailed", "Unknown"]
+    reason: str = Field("", max_length=4000)
+    observed_at: AwareDatetime
+    native_name: str | None = Field(None, max_length=253)
+
+
+class ComponentStatusBatch(_In):
+    updates: list[ComponentStatusIn] = Field(max_length=10_000)

@@ -1,0 +1,251 @@
+"""The schema. Hot read paths query these tables as Core selects returning tuples."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from corral.db.types import BigIntPK, UTCDateTime
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    display_name: Mapped[str] = mapped_column(String(128))
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    __table_args__ = (CheckConstraint("role IN ('admin', 'member')", name="role"),)
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    prefix: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class Project(Base):
+    __tablename__ = "projects"
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    name: Mapped[str] = mapped_column(String(41), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    preemption_policy: Mapped[str] = mapped_column(String(16), default="lower_priority")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    __table_args__ = (
+        CheckConstraint("preemption_policy IN ('never', 'lower_priority')", name="preemption_policy"),
+    )
+
+
+class ProjectMember(Base):
+    __tablename__ = "project_members"
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    __table_args__ = (Index("ix_project_members_user_id", "user_id", "project_id"),)
+
+
+class Cluster(Base):
+    __tablename__ = "clusters"
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    name: Mapped[str] = mapped_column(String(41), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    description: Mapped[str] = mapped_column(Text, default="")
+    capacity_gpu: Mapped[int] = mapped_column(BigInteger, default=0)
+    capacity_cpu: Mapped[int] = mapped_column(BigInteger, default=0)
+    capacity_memory: Mapped[int] = mapped_column(BigInteger, default=0)
+    capacity_ephemeral_storage: Mapped[int] = mapped_column(BigInteger, default=0)
+    nodes: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    agent_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
+    last_heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    __table_args__ = (CheckConstraint("kind IN ('local', 'kubernetes', 'slurm')", name="kind"),)
+
+
+class Quota(Base):
+    __tablename__ = "quotas"
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    cluster_id: Mapped[int] = mapped_column(ForeignKey("clusters.id", ondelete="CASCADE"), index=True)
+    guaranteed_gpu: Mapped[int] = mapped_column(BigInteger, default=0)
+    guaranteed_cpu: Mapped[int] = mapped_column(BigInteger, default=0)
+    guaranteed_memory: Mapped[int] = mapped_column(BigInteger, default=0)
+    guaranteed_ephemeral_storage: Mapped[int] = mapped_column(BigInteger, default=0)
+    # NULL: unbounded in that dimension (the project may borrow whatever is idle).
+    limit_gpu: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    limit_cpu: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    limit_memory: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    limit_ephemeral_storage: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    __table_args__ = (UniqueConstraint("project_id", "cluster_id"),)
+
+
+class Workload(Base):
+    __tablename__ = "workloads"
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="RESTRICT"))
+    cluster_id: Mapped[int] = mapped_column(ForeignKey("clusters.id", ondelete="RESTRICT"))
+    # Denormalised (both immutable) so that the table sorts by what it shows, from an index.
+    cluster_name: Mapped[str] = mapped_column(String(41))
+    created_by: Mapped[str] = mapped_column(String(254))
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
+    name: Mapped[str] = mapped_column(String(128))
+    type: Mapped[str] = mapped_column(String(16))
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    preemptible: Mapped[bool] = mapped_column(Boolean)
+    gpu: Mapped[int] = mapped_column(BigInteger, default=0)
+    cpu: Mapped[int] = mapped_column(BigInteger, default=0)
+    memory: Mapped[int] = mapped_column(BigInteger, default=0)
+    ephemeral_storage: Mapped[int] = mapped_column(BigInteger, default=0)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))
+    status_reason: Mapped[str] = mapped_column(Text, default="")
+    status_changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    delete_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    admitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    first_running_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    running_since: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    run_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    endpoints: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Bumped by every status write, so concurrent writers can guard their update.
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    __table_args__ = (
+        # One index per sortable column of the table, project first; status and type
+        # trail so that the default view and type/status filters read from the index.
+        Index("ix_workloads_project_created", "project_id", "created_at", "id", "status", "type"),
+        Index("ix_workloads_project_status", "project_id", "status", "created_at", "id"),
+        Index("ix_workloads_project_type", "project_id", "type", "created_at", "id", "status"),
+        Index("ix_workloads_project_name", "project_id", "name", "id", "status", "type"),
+        Index("ix_workloads_project_cluster", "project_id", "cluster_name", "id", "status", "type"),
+        Index("ix_workloads_project_creator", "project_id", "created_by", "id", "status", "type"),
+        Index("ix_workloads_project_gpu", "project_id", "gpu", "id", "status", "type"),
+        Index("ix_workloads_project_cpu", "project_id", "cpu", "id", "status", "type"),
+        Index("ix_workloads_project_memory", "project_id", "memory", "id", "status", "type"),
+        Index("ix_workloads_created", "created_at", "id"),
+        Index("ix_workloads_cluster_status", "cluster_id", "status"),
+        CheckConstraint(
+            "type IN ('model_download', 'inference', 'training', 'pre_training', 'fine_tuning',"
+            " 'evaluation', 'workspace', 'custom')",
+            name="type",
+        ),
+    )
+
+
+class Component(Base):
+    __tablename__ = "components"
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    workload_id: Mapped[int] = mapped_column(ForeignKey("workloads.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(253))
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    observed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # True once a backend has created it on the cluster; a never-placed component is
+    # Deleted at once when its workload is deleted.
+    placed: Mapped[bool] = mapped_column(Boolean, default=False)
+    gpu: Mapped[int] = mapped_column(BigInteger, default=0)
+    cpu: Mapped[int] = mapped_column(BigInteger, default=0)
+    memory: Mapped[int] = mapped_column(BigInteger, default=0)
+    ephemeral_storage: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Event(Base):
+    """Append-only: what happened to a workload, project, quota or cluster."""
+
+    __tablename__ = "events"
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(254))  # a user's email, or "system"
+    subject_type: Mapped[str] = mapped_column(String(16))
+    subject_id: Mapped[int] = mapped_column(BigInteger)
+    project_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    kind: Mapped[str] = mapped_column(String(48))
+    message: Mapped[str] = mapped_column(Text)
+    __table_args__ = (
+        Index("ix_events_subject", "subject_type", "subject_id", "id"),
+        Index("ix_events_project", "project_id", "id"),
+    )
+
+
+class WorkloadCount(Base):
+    """Workloads per project, cluster, type and status, kept by the only status writer.
+
+    Totals and stats for the common filters read a few of these rows instead of counting
+    hundreds of thousands of workloads per request.
+    """
+
+    __tablename__ = "workload_counts"
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
+    cluster_id: Mapped[int] = mapped_column(ForeignKey("clusters.id", ondelete="CASCADE"), primary_key=True)
+    type: Mapped[str] = mapped_column(String(16), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+users = User.__table__
+api_tokens = ApiToken.__table__
+projects = Project.__table__
+project_members = ProjectMember.__table__
+clusters = Cluster.__table__
+quotas = Quota.__table__
+workloads = Workload.__table__
+components = Component.__table__
+events = Event.__table__
+workload_counts = WorkloadCount.__table__
+
+
+class ProjectUsage(Base):
+    """What a project holds on a cluster (admitted, unfinished workloads) and how many wait.
+
+    Kept by the status writer and the scheduler in the same transaction as the workload
+    change, so quota views and admission read one row instead of summing workloads.
+    """
+
+    __tablename__ = "project_usage"
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
+    cluster_id: Mapped[int] = mapped_column(ForeignKey("clusters.id", ondelete="CASCADE"), primary_key=True)
+    gpu: Mapped[int] = mapped_column(BigInteger, default=0)
+    cpu: Mapped[int] = mapped_column(BigInteger, default=0)
+    memory: Mapped[int] = mapped_column(BigInteger, default=0)
+    ephemeral_storage: Mapped[int] = mapped_column(BigInteger, default=0)
+    queued: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+project_usage = ProjectUsage.__table__

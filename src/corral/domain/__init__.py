@@ -1,0 +1,1 @@
+"""Pure domain logic: no database, no HTTP, nothing else of Corral's."""

@@ -1,0 +1,121 @@
+"""Resource vectors (gpu devices, cpu millicores, memory and ephemeral storage bytes)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields
+
+_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50}
+_DECIMAL = {"k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15}
+_QUANTITY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(Ki|Mi|Gi|Ti|Pi|k|K|M|G|T|P|m)?\s*$")
+
+
+def parse_bytes(value: int | float | str) -> int:
+    """Parse a byte quantity: an integer, or Kubernetes-style "16Gi", "500M"."""
+    if isinstance(value, bool):
+        raise ValueError("expected a byte quantity such as 16Gi")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError("must not be negative")
+        return int(value)
+    match = _QUANTITY.match(value)
+    if not match or match.group(2) == "m":
+        raise ValueError(f"{value!r} is not a byte quantity (examples: 1073741824, 512Mi, 16Gi, 1T)")
+    number, unit = float(match.group(1)), match.group(2)
+    factor = _BINARY.get(unit) or _DECIMAL.get(unit) or 1
+    return int(number * factor)
+
+
+def parse_millicores(value: int | float | str) -> int:
+    """Parse CPU as cores ("2", 0.5) or millicores ("500m") into millicores."""
+    if isinstance(value, bool):
+        raise ValueError("expected a CPU quantity such as 2 or 500m")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError("must not be negative")
+        return int(round(value * 1000))
+    match = _QUANTITY.match(value)
+    if not match or match.group(2) not in (None, "m"):
+        raise ValueError(f"{value!r} is not a CPU quantity (examples: 2, 0.5, 500m)")
+    number = float(match.group(1))
+    return int(round(number)) if match.group(2) == "m" else int(round(number * 1000))
+
+
+def format_bytes(n: int) -> str:
+    for unit, factor in (("Ti", 2**40), ("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10)):
+        if n >= factor:
+            value = n / factor
+            return f"{value:.0f}{unit}" if value == int(value) else f"{value:.1f}{unit}"
+    return str(n)
+
+
+def format_millicores(m: int) -> str:
+    return str(m // 1000) if m % 1000 == 0 else f"{m}m"
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """A resource vector. The same shape serves requests, capacity, usage and quota."""
+
+    gpu: int = 0
+    cpu: int = 0  # millicores
+    memory: int = 0  # bytes
+    ephemeral_storage: int = 0  # bytes
+
+    def __add__(self, other: Resources) -> Resources:
+        return Resources(*(a + b for a, b in zip(self.as_tuple(), other.as_tuple())))
+
+    def __sub__(self, other: Resources) -> Resources:
+        return Resources(*(a - b for a, b in zip(self.as_tuple(), other.as_tuple())))
+
+    def scaled(self, factor: int) -> Resources:
+        return Resources(*(a * factor for a in self.as_tuple()))
+
+    def fits_within(self, bound: Resources) -> bool:
+        return all(a <= b for a, b in zip(self.as_tuple(), bound.as_tuple()))
+
+    def as_tuple(self) -> tuple[int, int, int, int]:
+        return (self.gpu, self.cpu, self.memory, self.ephemeral_storage)
+
+    def as_dict(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def exceeded_dimensions(self, bound: Resources) -> list[str]:
+        return [f.name for f in fields(self) if getattr(self, f.name) > getattr(bound, f.name)]
+
+    @classmethod
+    def total(cls, items: list[Resources]) -> Resources:
+        result = cls()
+        for item in items:
+            result = result + item
+        return result
+
+
+RESOURCE_NAMES = ("gpu", "cpu", "memory", "ephemeral_storage")
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """A quota limit: each dimension is bounded by an integer or unbounded (None)."""
+
+    gpu: int | None = None
+    cpu: int | None = None
+    memory: int | None = None
+    ephemeral_storage: int | None = None
+
+    def admits(self, amount: Resources) -> bool:
+        return not self.exceeded_dimensions(amount)
+
+    def exceeded_dimensions(self, amount: Resources) -> list[str]:
+        return [
+            name
+            for name in RESOURCE_NAMES
+            if getattr(self, name) is not None and getattr(amount, name) > getattr(self, name)
+        ]
+
+    def as_dict(self) -> dict[str, int | None]:
+        return {name: getattr(self, name) for name in RESOURCE_NAMES}
+
+    @classmethod
+    def from_resources(cls, r: Resources) -> Limit:
+        return cls(r.gpu, r.cpu, r.memory, r.ephemeral_storage)

@@ -1,0 +1,268 @@
+"""Workload types, their typed specs, and the components each type is made of."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from corral.domain.names import check_display_name
+from corral.domain.resources import Resources, parse_bytes, parse_millicores
+
+
+class WorkloadType(StrEnum):
+    MODEL_DOWNLOAD = "model_download"
+    INFERENCE = "inference"
+    TRAINING = "training"
+    PRE_TRAINING = "pre_training"
+    FINE_TUNING = "fine_tuning"
+    EVALUATION = "evaluation"
+    WORKSPACE = "workspace"
+    CUSTOM = "custom"
+
+    @property
+    def label(self) -> str:
+        return _LABELS[self]
+
+    @classmethod
+    def parse(cls, text: str) -> WorkloadType:
+        """Accept the API value or the seed's label, any case: "Fine-Tuning", "fine_tuning"."""
+        key = "".join(ch for ch in text.lower() if ch.isalnum())
+        for kind in cls:
+            if kind.value.replace("_", "") == key:
+                return kind
+        raise ValueError(f"unknown workload type {text!r}; expected one of: {', '.join(t.value for t in cls)}")
+
+
+_LABELS = {
+    WorkloadType.MODEL_DOWNLOAD: "Model Download",
+    WorkloadType.INFERENCE: "Inference",
+    WorkloadType.TRAINING: "Training",
+    WorkloadType.PRE_TRAINING: "Pre-Training",
+    WorkloadType.FINE_TUNING: "Fine-Tuning",
+    WorkloadType.EVALUATION: "Evaluation",
+    WorkloadType.WORKSPACE: "Workspace",
+    WorkloadType.CUSTOM: "Custom",
+}
+
+# Long-running types: they serve until deleted, and default to non-preemptible.
+SERVICE_TYPES = frozenset({WorkloadType.INFERENCE, WorkloadType.WORKSPACE})
+
+
+class Priority(StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+    @property
+    def value_int(self) -> int:
+        """Priority classes of the reference product: low -100, medium 0, high 100."""
+        return {"low": -100, "medium": 0, "high": 100}[self.value]
+
+
+def _cpu(value: Any) -> int:
+    return parse_millicores(value)
+
+
+def _bytes(value: Any) -> int:
+    return parse_bytes(value)
+
+
+class ResourceRequest(BaseModel):
+    """Resources of one replica. CPU in cores or millicores ("500m"), memory as "16Gi"."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    gpu: int = Field(0, ge=0, le=1024)
+    cpu: Annotated[Any, AfterValidator(_cpu)] = 1000
+    memory: Annotated[Any, AfterValidator(_bytes)] = 2 * 2**30
+    ephemeral_storage: Annotated[Any, AfterValidator(_bytes)] = 0
+
+    def to_resources(self) -> Resources:
+        return Resources(self.gpu, self.cpu, self.memory, self.ephemeral_storage)
+
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_HF_REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class _Common(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_enum_values=False)
+
+    name: Annotated[str, AfterValidator(check_display_name)]
+    project: str = Field(min_length=1, max_length=64)
+    cluster: str | None = Field(None, min_length=1, max_length=64)
+    priority: Priority = Priority.MEDIUM
+    preemptible: bool | None = None
+    resources: ResourceRequest = Field(default_factory=ResourceRequest)
+    image: str | None = Field(None, min_length=1, max_length=512)
+    command: list[str] | str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    secrets: dict[str, str] = Field(
+        default_factory=dict, description="environment variable name -> project secret name"
+    )
+
+    @field_validator("env", "secrets")
+    @classmethod
+    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not _ENV_NAME.match(key):
+                raise ValueError(f"{key!r} is not a valid environment variable name")
+        return value
+
+    @field_validator("command")
+    @classmethod
+    def _command_not_empty(cls, value: list[str] | str | None) -> list[str] | str | None:
+        if value is not None and not (value.strip() if isinstance(value, str) else value):
+            raise ValueError("must not be empty")
+        return value
+
+    def replicas_count(self) -> int:
+        return 1
+
+
+class _NeedsImageOrCommand(_Common):
+    @model_validator(mode="after")
+    def _image_or_command(self):  # type: ignore[no-untyped-def]
+        if self.image is None and self.command is None:
+            raise ValueError("give an image or a command to run")
+        return self
+
+
+class ModelDownloadSpec(_Common):
+    type: Literal[WorkloadType.MODEL_DOWNLOAD]
+    source: str = Field(
+        min_length=3,
+        max_length=1024,
+        description="a Hugging Face repository (org/model), or an http(s):// or s3:// URL",
+    )
+    revision: str | None = Field(None, max_length=128)
+    model_name: str | None = Field(None, min_length=1, max_length=128, description="name in the model store")
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, value: str) -> str:
+        if value.startswith(("http://", "https://", "s3://")) or _HF_REPO.match(value):
+            return value
+        raise ValueError("must be a Hugging Face repository (org/model) or an http(s):// or s3:// URL")
+
+
+class InferenceSpec(_Common):
+    type: Literal[WorkloadType.INFERENCE]
+    model: str = Field(min_length=1, max_length=1024, description="model store name, Hugging Face repo or path")
+    engine: Literal["vllm", "custom"] = "vllm"
+    replicas: int = Field(1, ge=1, le=64)
+    port: int = Field(8000, ge=1, le=65535)
+
+    @model_validator(mode="after")
+    def _custom_needs_command(self):  # type: ignore[no-untyped-def]
+        if self.engine == "custom" and self.command is None and self.image is None:
+            raise ValueError("engine 'custom' needs a command or an image")
+        return self
+
+    def replicas_count(self) -> int:
+        return self.replicas
+
+
+class TrainingSpec(_NeedsImageOrCommand):
+    type: Literal[WorkloadType.TRAINING]
+    dataset: str = Field(min_length=1, max_length=1024)
+    base_model: str | None = Field(None, max_length=1024)
+    output_model: str | None = Field(None, min_length=1, max_length=128)
+
+
+class PreTrainingSpec(_NeedsImageOrCommand):
+    type: Literal[WorkloadType.PRE_TRAINING]
+    dataset: str = Field(min_length=1, max_length=1024)
+    output_model: str | None = Field(None, min_length=1, max_length=128)
+
+
+class FineTuningSpec(_NeedsImageOrCommand):
+    type: Literal[WorkloadType.FINE_TUNING]
+    base_model: str = Field(min_length=1, max_length=1024)
+    dataset: str = Field(min_length=1, max_length=1024)
+    output_model: str | None = Field(None, min_length=1, max_length=128)
+
+
+class EvaluationSpec(_NeedsImageOrCommand):
+    type: Literal[WorkloadType.EVALUATION]
+    model: str = Field(min_length=1, max_length=1024)
+    dataset: str | None = Field(None, max_length=1024)
+    tasks: list[str] = Field(default_factory=list, max_length=100)
+
+    @model_validator(mode="after")
+    def _dataset_or_tasks(self):  # type: ignore[no-untyped-def]
+        if not self.dataset and not self.tasks:
+            raise ValueError("give a dataset or evaluation tasks")
+        return self
+
+
+class WorkspaceSpec(_Common):
+    type: Literal[WorkloadType.WORKSPACE]
+    flavor: Literal["jupyterlab", "vscode"] = "jupyterlab"
+
+
+class CustomSpec(_Common):
+    """Anything not submitted through a typed form: a command, a manifest or a batch script."""
+
+    type: Literal[WorkloadType.CUSTOM]
+    manifest: dict[str, Any] | list[dict[str, Any]] | None = None
+    batch_script: str | None = Field(None, max_length=1_000_000)
+    service: bool = Field(False, description="long-running: serves until deleted")
+
+    @model_validator(mode="after")
+    def _one_payload(self):  # type: ignore[no-untyped-def]
+        given = [k for k in ("command", "manifest", "batch_script") if getattr(self, k) is not None]
+        if len(given) != 1 and not (self.image and not given):
+            raise ValueError("give exactly one of command, manifest or batch_script (or an image alone)")
+        return self
+
+
+WorkloadSpec = Annotated[
+    Union[
+        ModelDownloadSpec,
+        InferenceSpec,
+        TrainingSpec,
+        PreTrainingSpec,
+        FineTuningSpec,
+        EvaluationSpec,
+        WorkspaceSpec,
+        CustomSpec,
+    ],
+    Field(discriminator="type"),
+]
+
+
+def is_preemptible(spec: _Common) -> bool:
+    """Services and workspaces default to non-preemptible; batch types to preemptible."""
+    if spec.preemptible is not None:
+        return spec.preemptible
+    service = spec.type in SERVICE_TYPES or (isinstance(spec, CustomSpec) and spec.service)  # type: ignore[attr-defined]
+    return not service
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentPlan:
+    """One thing a workload puts on its cluster, before any backend names it."""
+
+    kind: str  # job | server | endpoint
+    requests: Resources
+
+
+def plan_components(spec: _Common) -> list[ComponentPlan]:
+    """The components a workload of this spec consists of.
+
+    Batch types are one job. Services are a server (all replicas) and an endpoint, a
+    passive object (a network service) that counts as Completed once it exists.
+    """
+    per_replica = spec.resources.to_resources()
+    service = spec.type in SERVICE_TYPES or (isinstance(spec, CustomSpec) and spec.service)  # type: ignore[attr-defined]
+    if service:
+        return [
+            ComponentPlan("server", per_replica.scaled(spec.replicas_count())),
+            ComponentPlan("endpoint", Resources()),
+        ]
+    return [ComponentPlan("job", per_replica)]

@@ -1,0 +1,1 @@
+"""The application: every read and write of Corral's state goes through here."""

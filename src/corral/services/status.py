@@ -1,0 +1,198 @@
+"""The one writer of workload status.
+
+Every change of a workload's status goes through ``write_status``: it derives the new
+clock, writes the row guarded by its version, keeps the per-status counts and the
+project's usage right, and appends the event, all in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, select, update
+
+from corral.db.dialect import upsert_add
+from corral.db.tables import components, project_usage, workload_counts, workloads
+from corral.domain.resources import Resources
+from corral.domain.statuses import (
+    FINISHED_STATUSES,
+    ComponentState,
+    ComponentStatus,
+    WorkloadClock,
+    WorkloadStatus,
+    advance_clock,
+    aggregate_status,
+    component_update_allowed,
+    is_stale,
+)
+from corral.services import events
+from corral.services.errors import Conflict
+
+# The columns the writer needs to know about a workload.
+STATE_COLUMNS = (
+    workloads.c.id, workloads.c.project_id, workloads.c.cluster_id, workloads.c.type, workloads.c.status,
+    workloads.c.status_reason, workloads.c.version, workloads.c.created_at, workloads.c.first_running_at,
+    workloads.c.running_since, workloads.c.run_seconds, workloads.c.finished_at, workloads.c.admitted_at,
+    workloads.c.delete_requested_at, workloads.c.gpu, workloads.c.cpu, workloads.c.memory,
+    workloads.c.ephemeral_storage,
+)
+
+
+def clock_of(row: Any) -> WorkloadClock:
+    return WorkloadClock(
+        created_at=row.created_at, first_running_at=row.first_running_at, running_since=row.running_since,
+        run_seconds=row.run_seconds, finished_at=row.finished_at,
+    )
+
+
+def request_of(row: Any) -> Resources:
+    return Resources(row.gpu, row.cpu, row.memory, row.ephemeral_storage)
+
+
+def count_delta(project_id: int, cluster_id: int, type_: str, status: str, delta: int) -> dict[str, Any]:
+    return {"project_id": project_id, "cluster_id": cluster_id, "type": type_, "status": status, "count": delta}
+
+
+def add_counts(conn: Connection, deltas: list[dict[str, Any]]) -> None:
+    """Apply count deltas, merged per key and in key order (no lock-order deadlocks)."""
+    merged: dict[tuple[int, int, str, str], int] = {}
+    for d in deltas:
+        key = (d["project_id"], d["cluster_id"], d["type"], d["status"])
+        merged[key] = merged.get(key, 0) + d["count"]
+    rows = [count_delta(*key, n) for key, n in sorted(merged.items()) if n]
+    upsert_add(conn, workload_counts, ["project_id", "cluster_id", "type", "status"], "count", rows)
+
+
+def add_usage(conn: Connection, project_id: int, cluster_id: int, *, used: Resources | None = None,
+              queued: int = 0) -> None:
+    used = used or Resources()
+    row = {"project_id": project_id, "cluster_id": cluster_id, **used.as_dict(), "queued": queued}
+    keys = ["project_id", "cluster_id"]
+    for column in ("gpu", "cpu", "memory", "ephemeral_storage", "queued"):
+        if row[column]:
+            upsert_add(conn, project_usage, keys, column, [{k: row[k] for k in (*keys, column)}])
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    workload_id: int
+    old: WorkloadStatus
+    new: WorkloadStatus
+
+
+def write_status(
+    conn: Connection, row: Any, new_status: WorkloadStatus, reason: str, at: datetime, actor: str
+) -> StatusChange | None:
+    """Move one workload (``row`` has STATE_COLUMNS) to ``new_status``; None if nothing changed."""
+    old_status = WorkloadStatus(row.status)
+    if old_status is new_status:
+        if reason != row.status_reason:
+            conn.execute(update(workloads).where(workloads.c.id == row.id).values(status_reason=reason))
+        return None
+    if old_status is WorkloadStatus.DELETED:
+        raise Conflict(f"workload {row.id} is Deleted; its status cannot change", code="already_deleted")
+    clock = advance_clock(clock_of(row), new_status, at)
+    result = conn.execute(
+        update(workloads)
+        .where(workloads.c.id == row.id, workloads.c.version == row.version)
+        .values(
+            status=new_status.value, status_reason=reason, status_changed_at=at, version=row.version + 1,
+            first_running_at=clock.first_running_at, running_since=clock.running_since,
+            run_seconds=clock.run_seconds, finished_at=clock.finished_at,
+        )
+    )
+    if result.rowcount != 1:
+        raise Conflict(f"workload {row.id} changed concurrently; try again", code="concurrent_update")
+    add_counts(conn, [
+        count_delta(row.project_id, row.cluster_id, row.type, old_status.value, -1),
+        count_delta(row.project_id, row.cluster_id, row.type, new_status.value, +1),
+    ])
+    if new_status in FINISHED_STATUSES and old_status not in FINISHED_STATUSES:
+        # Finished: release what it held, or leave the queue if it never ran.
+        if row.admitted_at is not None:
+            add_usage(conn, row.project_id, row.cluster_id, used=Resources() - request_of(row))
+        else:
+            add_usage(conn, row.project_id, row.cluster_id, queued=-1)
+    message = f"{old_status.label} -> {new_status.label}" + (f": {reason}" if reason else "")
+    events.record(conn, actor=actor, subject_type="workload", subject_id=row.id, project_id=row.project_id,
+                  kind="status_changed", message=message, at=at)
+    return StatusChange(row.id, old_status, new_status)
+
+
+def lock_workload(conn: Connection, workload_id: int) -> Any | None:
+    """The workload's state, locked against concurrent writers until the transaction ends."""
+    return conn.execute(select(*STATE_COLUMNS).where(workloads.c.id == workload_id).with_for_update()).first()
+
+
+def component_states(conn: Connection, workload_id: int) -> list[ComponentState]:
+    rows = conn.execute(
+        select(components.c.status, components.c.reason)
+        .where(components.c.workload_id == workload_id).order_by(components.c.id)
+    )
+    return [ComponentState(ComponentStatus(r.status), r.reason) for r in rows]
+
+
+def recompute(conn: Connection, workload_id: int, at: datetime, actor: str) -> StatusChange | None:
+    """Derive the workload's status from its components again and write it if it changed."""
+    row = lock_workload(conn, workload_id)
+    if row is None:
+        return None
+    status, reason = aggregate_status(component_states(conn, workload_id), row.delete_requested_at is not None)
+    if WorkloadStatus(row.status) is WorkloadStatus.DELETED:
+        return None
+    return write_status(conn, row, status, reason, at, actor)
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentUpdate:
+    component_id: int
+    status: ComponentStatus
+    reason: str
+    observed_at: datetime
+    native_name: str | None = None
+
+
+def apply_component_updates(
+    conn: Connection, updates: list[ComponentUpdate], actor: str, *, cluster_id: int | None = None
+) -> dict[str, int]:
+    """Record what a cluster reports about components; stale and foreign updates are ignored.
+
+    ``cluster_id`` restricts the updates to that cluster's components (an agent reports
+    only its own). Returns counts of applied and ignored updates.
+    """
+    if not updates:
+        return {"applied": 0, "ignored": 0}
+    ids = sorted({u.component_id for u in updates})
+    query = (
+        select(components.c.id, components.c.workload_id, components.c.status, components.c.observed_at)
+        .join(workloads, workloads.c.id == components.c.workload_id)
+        .where(components.c.id.in_(ids))
+    )
+    if cluster_id is not None:
+        query = query.where(workloads.c.cluster_id == cluster_id)
+    current = {r.id: r for r in conn.execute(query)}
+    latest: dict[int, ComponentUpdate] = {}
+    for u in updates:
+        if u.component_id in current and (
+            u.component_id not in latest or u.observed_at >= latest[u.component_id].observed_at
+        ):
+            latest[u.component_id] = u
+    applied, touched = 0, {}
+    for cid, u in sorted(latest.items()):
+        row = current[cid]
+        if is_stale(row.observed_at, u.observed_at) or not component_update_allowed(
+            ComponentStatus(row.status), u.status
+        ):
+            continue
+        values: dict[str, Any] = {"status": u.status.value, "reason": u.reason, "observed_at": u.observed_at,
+                                  "placed": True}
+        if u.native_name:
+            values["name"] = u.native_name
+        conn.execute(update(components).where(components.c.id == cid).values(**values))
+        applied += 1
+        touched[row.workload_id] = max(u.observed_at, touched.get(row.workload_id, u.observed_at))
+    for workload_id, at in sorted(touched.items()):
+        recompute(conn, workload_id, at, actor)
+    return {"applied": applied, "ignored": len(updates) - applied}

@@ -1,0 +1,44 @@
+"""All settings in one object, read once from CORRAL_* environment variables.
+
+The defaults are the embedded mode: a SQLite file in the data directory and the
+built-in local cluster, with nothing to configure.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    return Path.home() / ".local" / "share" / "corral"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CORRAL_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; default: a SQLite file in data_dir. postgresql://... for PostgreSQL"
+    )
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # A cluster whose agent has been silent this long is unhealthy.
+    cluster_unhealthy_after_s: float = 90.0
+    local_cluster_name: str = "local"
+    default_project_name: str = "default"
+    bootstrap: bool = Field(True, description="on first start create an admin, a project and the local cluster")
+    log_level: str = "info"
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'corral.db'}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,89 @@
+"""Fixtures shared by every test: each database test runs on SQLite and on PostgreSQL.
+
+PostgreSQL comes from CORRAL_TEST_POSTGRES_URL (a server where the user may create
+databases). Without it the PostgreSQL half is skipped, unless CORRAL_REQUIRE_POSTGRES=1
+(set by `make test` and CI), where a missing PostgreSQL is an error instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+
+from corral.db.engine import make_engine, normalise_url
+from corral.db.migrate import upgrade
+from corral.db.tables import Base
+
+POSTGRES_URL = os.environ.get("CORRAL_TEST_POSTGRES_URL")
+REQUIRE_POSTGRES = os.environ.get("CORRAL_REQUIRE_POSTGRES") == "1"
+
+
+def pytest_collection_modifyitems(config, items):  # type: ignore[no-untyped-def]
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and callspec.params.get("db_url") == "postgres":
+            item.add_marker(pytest.mark.postgres)
+
+
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "corral.db"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    engine.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def _postgres_database() -> Iterator[str]:
+    if not POSTGRES_URL:
+        if REQUIRE_POSTGRES:
+            pytest.fail("CORRAL_REQUIRE_POSTGRES=1 but CORRAL_TEST_POSTGRES_URL is not set")
+        pytest.skip("PostgreSQL tests need CORRAL_TEST_POSTGRES_URL")
+    name = f"corral_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(normalise_url(POSTGRES_URL), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # noqa: BLE001
+        if REQUIRE_POSTGRES:
+            pytest.fail(f"PostgreSQL at {POSTGRES_URL} is required but unusable: {exc}")
+        pytest.skip(f"PostgreSQL unusable: {exc}")
+    url = make_url(normalise_url(POSTGRES_URL)).set(database=name).render_as_string(hide_password=False)
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A migrated, empty database: a copy of a template on SQLite, a truncated one on PostgreSQL."""
+    if request.param == "sqlite":
+        path = tmp_path / "corral.db"
+        shutil.copy(request.getfixturevalue("_sqlite_template"), path)
+        return f"sqlite:///{path}"
+    url = request.getfixturevalue("_postgres_database")
+    engine = create_engine(url)
+    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    engine = make_engine(db_url, pool_size=5)
+    yield engine
+    engine.dispose()
