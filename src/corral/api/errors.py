@@ -30,6 +30,8 @@ def _field(loc: tuple[Any, ...]) -> str | None:
 
 def _message(error: dict[str, Any]) -> str:
     message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    if error.get("type") == "union_tag_not_found":
+        message = "field required: the workload type"
     if error.get("type") == "union_tag_invalid":
         message = f"unknown workload type; expected one of: {', '.join(t.value for t in WorkloadType)}"
     return message
@@ -45,7 +47,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> FastJSONResponse:
         errors = exc.errors()
-        details = [{"field": _field(tuple(e.get("loc", ()))), "message": _message(e)} for e in errors]
+        details = [{"field": "type" if e.get("type", "").startswith("union_tag") else _field(tuple(e.get("loc", ()))),
+                    "message": _message(e)} for e in errors]
         first = details[0] if details else {"field": None, "message": "invalid request"}
         message = f"{first['field']}: {first['message']}" if first["field"] else first["message"]
         return FastJSONResponse(error_body("invalid", message, first["field"], details), status_code=422)

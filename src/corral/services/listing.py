@@ -150,7 +150,7 @@ def list_workloads(conn: Connection, principal: Principal, query: WorkloadQuery)
     missing = {r.project_id for r in rows} - project_names.keys()
     if missing:
         project_names.update(conn.execute(select(projects.c.id, projects.c.name)
-                                          .where(projects.c.id.in_(missing))).tuples().all())
+                                          .where(projects.c.id.in_(missing))).all())
     items = [
         {"id": r.id, "name": r.name, "type": r.type, "project": project_names[r.project_id],
          "cluster": r.cluster_name, "resources": {"gpu": r.gpu, "cpu": r.cpu, "memory": r.memory},

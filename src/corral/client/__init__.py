@@ -1,0 +1,31 @@
+"""Corral's typed HTTP client: ``CorralClient(base_url, token)``. It speaks HTTP only."""
+
+from corral.client.client import CorralClient, normalise_server
+from corral.client.errors import CorralAPIError, CorralConnectionError, CorralError
+from corral.client.models import (
+    Cluster,
+    ClusterCreated,
+    Component,
+    Event,
+    Member,
+    Membership,
+    Project,
+    QueuePosition,
+    Quota,
+    Token,
+    TokenCreated,
+    User,
+    Workload,
+    WorkloadCreated,
+    WorkloadDetail,
+    WorkloadPage,
+    WorkloadRow,
+    WorkloadStats,
+)
+
+__all__ = [
+    "Cluster", "ClusterCreated", "Component", "CorralAPIError", "CorralClient", "CorralConnectionError",
+    "CorralError", "Event", "Member", "Membership", "Project", "QueuePosition", "Quota", "Token", "TokenCreated",
+    "User", "Workload", "WorkloadCreated", "WorkloadDetail", "WorkloadPage", "WorkloadRow", "WorkloadStats",
+    "normalise_server",
+]

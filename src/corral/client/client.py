@@ -1,0 +1,330 @@
+"""A typed, synchronous client of Corral's REST API (/api/v1).
+
+    from corral.client import CorralClient
+
+    with CorralClient("http://127.0.0.1:8000", token) as corral:
+        page = corral.list_workloads(project="default", statuses=["Running"])
+
+Every method returns a model from ``corral.client.models``; an error answer raises
+``CorralAPIError`` (status_code, code, message, field), an unreachable server
+``CorralConnectionError``. The client speaks HTTP only: it imports nothing of the server.
+The token is sent as a bearer header and never logged, printed or kept in a repr.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from corral import __version__
+from corral.client.errors import CorralAPIError, CorralConnectionError
+from corral.client.models import (
+    Cluster,
+    ClusterCreated,
+    Member,
+    Membership,
+    Project,
+    Quota,
+    Token,
+    TokenCreated,
+    User,
+    Workload,
+    WorkloadCreated,
+    WorkloadDetail,
+    WorkloadPage,
+    WorkloadStats,
+)
+from corral.domain.statuses import WorkloadStatus
+from corral.domain.workloads import WorkloadType
+
+M = TypeVar("M", bound=BaseModel)
+API_PREFIX = "/api/v1"
+
+
+def normalise_server(url: str) -> str:
+    """``host:8000``, ``http://host:8000/`` or ``http://host:8000/api/v1`` -> ``http://host:8000``."""
+    url = url.strip()
+    if not url:
+        raise ValueError("empty server URL")
+    if "://" not in url:
+        url = "http://" + url
+    url = url.rstrip("/")
+    if url.endswith(API_PREFIX):
+        url = url[: -len(API_PREFIX)]
+    return url
+
+
+def _segment(value: str | int) -> str:
+    """One path segment, escaped (an email holds '@', a name could hold '/')."""
+    return quote(str(value), safe="@")
+
+
+def _normalised_type(value: str) -> str:
+    try:
+        return WorkloadType.parse(value).value
+    except ValueError:
+        return value  # let the server explain what it accepts
+
+
+def _normalised_status(value: str) -> str:
+    try:
+        return WorkloadStatus.parse(value).value
+    except ValueError:
+        return value
+
+
+class CorralClient:
+    def __init__(self, base_url: str, token: str, timeout: float = 30, *,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        token = (token or "").strip()
+        if not token:
+            raise ValueError("a token is required")
+        self.base_url = normalise_server(base_url)
+        self._http = httpx.Client(
+            base_url=self.base_url + API_PREFIX,
+            headers={"Authorization": f"Bearer {token}", "User-Agent": f"corral-client/{__version__}",
+                     "Accept": "application/json"},
+            timeout=timeout,
+            transport=transport,
+        )
+
+    def __repr__(self) -> str:
+        return f"CorralClient({self.base_url!r})"
+
+    # ------------------------------------------------------------------ plumbing
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> CorralClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _request(self, method: str, path: str, *, params: Any = None, json: Any = None) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, params=params, json=json)
+        except httpx.TimeoutException as exc:
+            raise CorralConnectionError(f"{self.base_url} did not answer in time ({type(exc).__name__})") from None
+        except httpx.HTTPError as exc:
+            raise CorralConnectionError(f"cannot reach {self.base_url}: {exc}") from None
+        if response.is_error:
+            raise _api_error(response)
+        return response
+
+    def _get(self, path: str, model: type[M], params: Any = None) -> M:
+        return _parse(model, self._request("GET", path, params=params))
+
+    def _list(self, path: str, model: type[M], params: Any = None) -> list[M]:
+        return _parse_list(model, self._request("GET", path, params=params))
+
+    def health(self) -> dict[str, Any]:
+        """The server's /healthz answer (no authentication needed)."""
+        try:
+            response = self._http.get(self.base_url + "/healthz")
+        except httpx.HTTPError as exc:
+            raise CorralConnectionError(f"cannot reach {self.base_url}: {exc}") from None
+        if response.is_error:
+            raise _api_error(response)
+        return response.json()
+
+    # ------------------------------------------------------------------ identity
+
+    def me(self) -> User:
+        return self._get("/users/me", User)
+
+    def list_users(self) -> list[User]:
+        return self._list("/users", User)
+
+    def create_user(self, email: str, display_name: str | None = None, role: Literal["admin", "member"] = "member"
+                    ) -> User:
+        body = {"email": email, "role": role}
+        if display_name is not None:
+            body["display_name"] = display_name
+        return _parse(User, self._request("POST", "/users", json=body))
+
+    def list_tokens(self) -> list[Token]:
+        return self._list("/tokens", Token)
+
+    def create_token(self, name: str, expires_in_days: int | None = None) -> TokenCreated:
+        body: dict[str, Any] = {"name": name}
+        if expires_in_days is not None:
+            body["expires_in_days"] = expires_in_days
+        return _parse(TokenCreated, self._request("POST", "/tokens", json=body))
+
+    def revoke_token(self, token_id: int) -> Token:
+        return _parse(Token, self._request("DELETE", f"/tokens/{int(token_id)}"))
+
+    # ------------------------------------------------------------------ projects
+
+    def list_projects(self) -> list[Project]:
+        return self._list("/projects", Project)
+
+    def get_project(self, name: str) -> Project:
+        return self._get(f"/projects/{_segment(name)}", Project)
+
+    def create_project(self, name: str, description: str = "", preemption_policy: str = "lower_priority"
+                       ) -> Project:
+        body = {"name": name, "description": description, "preemption_policy": preemption_policy}
+        return _parse(Project, self._request("POST", "/projects", json=body))
+
+    def list_members(self, project: str) -> list[Member]:
+        return self._list(f"/projects/{_segment(project)}/members", Member)
+
+    def add_member(self, project: str, email: str) -> Membership:
+        response = self._request("POST", f"/projects/{_segment(project)}/members", json={"email": email})
+        return _parse(Membership, response)
+
+    def remove_member(self, project: str, email: str) -> None:
+        self._request("DELETE", f"/projects/{_segment(project)}/members/{_segment(email)}")
+
+    # ------------------------------------------------------------------ clusters and quotas
+
+    def list_clusters(self) -> list[Cluster]:
+        return self._list("/clusters", Cluster)
+
+    def get_cluster(self, name: str) -> Cluster:
+        return self._get(f"/clusters/{_segment(name)}", Cluster)
+
+    def create_cluster(self, name: str, kind: str, description: str = "",
+                       capacity: dict[str, Any] | None = None) -> ClusterCreated:
+        body: dict[str, Any] = {"name": name, "kind": kind, "description": description}
+        if capacity is not None:
+            body["capacity"] = capacity
+        return _parse(ClusterCreated, self._request("POST", "/clusters", json=body))
+
+    def list_quotas(self, project: str) -> list[Quota]:
+        return self._list(f"/projects/{_segment(project)}/quotas", Quota)
+
+    def get_quota(self, project: str, cluster: str) -> Quota:
+        return self._get(f"/projects/{_segment(project)}/quotas/{_segment(cluster)}", Quota)
+
+    def set_quota(self, project: str, cluster: str, guaranteed: dict[str, Any],
+                  limit: dict[str, Any] | Literal["unbounded"] | None = None) -> Quota:
+        """Set a project's quota on a cluster.
+
+        ``limit``: None for a hard limit equal to the guarantee; ``"unbounded"`` to borrow
+        any idle capacity; or a dict where a dimension given as None is unbounded and one
+        left out equals its guarantee.
+        """
+        body: dict[str, Any] = {"guaranteed": guaranteed}
+        if limit is not None:
+            body["limit"] = limit
+        return _parse(Quota, self._request("PUT", f"/projects/{_segment(project)}/quotas/{_segment(cluster)}",
+                                           json=body))
+
+    # ------------------------------------------------------------------ workloads
+
+    def submit_workload(self, spec: dict[str, Any]) -> WorkloadCreated:
+        """Submit a workload spec; its ``type`` may be a label ("Fine-Tuning") or a value."""
+        body = dict(spec)
+        if isinstance(body.get("type"), str):
+            body["type"] = _normalised_type(body["type"])
+        return _parse(WorkloadCreated, self._request("POST", "/workloads", json=body))
+
+    def list_workloads(
+        self,
+        project: str | None = None,
+        page: int = 1,
+        page_size: int = 20,
+        sort: str = "-created_at",
+        name: str | None = None,
+        types: Sequence[str] | None = None,
+        statuses: Sequence[str] | None = None,
+        cluster: str | None = None,
+        created_by: str | None = None,
+    ) -> WorkloadPage:
+        """One page of the Workloads table. Without statuses: every status but Deleted."""
+        params: list[tuple[str, str | int]] = [("page", page), ("page_size", page_size), ("sort", sort)]
+        for key, value in (("project", project), ("name", name), ("cluster", cluster), ("created_by", created_by)):
+            if value:
+                params.append((key, value))
+        params += [("type", _normalised_type(t)) for t in _as_list(types)]
+        params += [("status", _normalised_status(s)) for s in _as_list(statuses)]
+        return self._get("/workloads", WorkloadPage, params=params)
+
+    def iter_workloads(
+        self,
+        project: str | None = None,
+        *,
+        page_size: int = 100,
+        sort: str = "-created_at",
+        name: str | None = None,
+        types: Sequence[str] | None = None,
+        statuses: Sequence[str] | None = None,
+        cluster: str | None = None,
+        created_by: str | None = None,
+        limit: int | None = None,
+    ) -> Iterator[Workload]:
+        """Every matching workload, page after page (at most ``limit`` if given)."""
+        page, seen = 1, 0
+        while True:
+            result = self.list_workloads(project=project, page=page, page_size=page_size, sort=sort, name=name,
+                                         types=types, statuses=statuses, cluster=cluster, created_by=created_by)
+            for item in result.items:
+                if limit is not None and seen >= limit:
+                    return
+                seen += 1
+                yield item
+            if len(result.items) < page_size:
+                return
+            page += 1
+
+    def get_workload(self, workload_id: int) -> WorkloadDetail:
+        return self._get(f"/workloads/{int(workload_id)}", WorkloadDetail)
+
+    def delete_workload(self, workload_id: int) -> WorkloadDetail:
+        """Queue the workload for deletion; returns it (Deleting, or Deleted at once if never placed)."""
+        return _parse(WorkloadDetail, self._request("DELETE", f"/workloads/{int(workload_id)}"))
+
+    def workload_stats(self, project: str) -> WorkloadStats:
+        return self._get("/workloads/stats", WorkloadStats, params={"project": project})
+
+
+def _as_list(values: Sequence[str] | str | None) -> list[str]:
+    if values is None:
+        return []
+    if isinstance(values, str):
+        return [values]
+    return list(values)
+
+
+def _api_error(response: httpx.Response) -> CorralAPIError:
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        error = None
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return CorralAPIError(response.status_code, str(error.get("code") or "error"), error["message"],
+                              error.get("field"), error.get("details"))
+    text = response.text.strip()[:300] or response.reason_phrase
+    return CorralAPIError(response.status_code, f"http_{response.status_code}", text)
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        raise CorralAPIError(response.status_code, "bad_response",
+                             f"the server's answer is not JSON: {response.text[:200]!r}") from None
+
+
+def _parse(model: type[M], response: httpx.Response) -> M:
+    try:
+        return model.model_validate(_json(response))
+    except ValidationError as exc:
+        raise CorralAPIError(response.status_code, "bad_response",
+                             f"unexpected answer from the server for {model.__name__}: {exc}") from None
+
+
+def _parse_list(model: type[M], response: httpx.Response) -> list[M]:
+    try:
+        return TypeAdapter(list[model]).validate_python(_json(response))  # type: ignore[valid-type]
+    except ValidationError as exc:
+        raise CorralAPIError(response.status_code, "bad_response",
+                             f"unexpected answer from the server for a list of {model.__name__}: {exc}") from None

@@ -1,0 +1,251 @@
+"""What the REST API returns, as typed models for the client's callers.
+
+These mirror the API's response bodies but are the client's own: the client never
+imports the server. Unknown fields are ignored, so a newer server does not break an
+older client. Secrets (new API and agent tokens) are left out of ``repr``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from corral.domain.statuses import WorkloadStatus
+from corral.domain.workloads import WorkloadType
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+def _type_label(value: str) -> str:
+    try:
+        return WorkloadType(value).label
+    except ValueError:
+        return value
+
+
+def _status_label(value: str) -> str:
+    try:
+        return WorkloadStatus(value).label
+    except ValueError:
+        return value
+
+
+# --------------------------------------------------------------------------- identity
+
+class User(_Model):
+    id: int
+    email: str
+    display_name: str
+    role: str
+    created_at: datetime
+    disabled: bool = False
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+class Token(_Model):
+    id: int
+    name: str
+    prefix: str
+    created_at: datetime
+    expires_at: datetime | None = None
+    revoked: bool = False
+
+
+class TokenCreated(Token):
+    token: str = Field(repr=False, description="the secret; shown this once")
+
+
+# --------------------------------------------------------------------------- projects
+
+class Project(_Model):
+    id: int
+    name: str
+    description: str = ""
+    preemption_policy: str
+    created_at: datetime
+
+
+class Member(_Model):
+    id: int
+    email: str
+    display_name: str
+    added_at: datetime | None = None
+
+
+class Membership(_Model):
+    project: str
+    email: str
+
+
+class Quota(_Model):
+    project: str
+    cluster: str
+    guaranteed: dict[str, int]
+    limit: dict[str, int | None]
+    used: dict[str, int]
+    borrowed: dict[str, int]
+    available: dict[str, int | None]
+    over_limit: list[str] = Field(default_factory=list)
+    queued: int = 0
+    updated_at: datetime
+
+
+# --------------------------------------------------------------------------- clusters
+
+class Cluster(_Model):
+    id: int
+    name: str
+    kind: str
+    description: str = ""
+    status: str
+    capacity: dict[str, int]
+    nodes: list[Any] = Field(default_factory=list)
+    last_heartbeat_at: datetime | None = None
+    created_at: datetime
+
+
+class ClusterCreated(Cluster):
+    agent_token: str = Field(repr=False, description="the agent's token; shown this once")
+
+
+# --------------------------------------------------------------------------- workloads
+
+class _WorkloadLabels:
+    """Labels people read, for models with ``type`` and ``status`` fields."""
+
+    @property
+    def type_label(self) -> str:
+        return _type_label(self.type)  # type: ignore[attr-defined]
+
+    @property
+    def status_label(self) -> str:
+        """The status as people read it ("Delete Failed")."""
+        return _status_label(self.status)  # type: ignore[attr-defined]
+
+
+class Workload(_Model, _WorkloadLabels):
+    """One row of the Workloads table."""
+
+    id: int
+    name: str
+    type: str
+    project: str
+    cluster: str
+    resources: dict[str, int]
+    status: str
+    status_reason: str = ""
+    created_by: str
+    created_at: datetime
+
+
+WorkloadRow = Workload
+
+
+class WorkloadPage(_Model):
+    items: list[Workload]
+    page: int
+    page_size: int
+    total: int
+    total_exact: bool = Field(description="false: there are at least `total` matches")
+
+    @property
+    def first_index(self) -> int:
+        """1-based position of the first row of this page (0 if the page is empty)."""
+        return (self.page - 1) * self.page_size + 1 if self.items else 0
+
+    @property
+    def last_index(self) -> int:
+        return (self.page - 1) * self.page_size + len(self.items) if self.items else 0
+
+
+class WorkloadCreated(_Model, _WorkloadLabels):
+    id: int
+    name: str
+    type: str
+    project: str
+    cluster: str
+    status: str
+    status_reason: str = ""
+    created_by: str
+    created_at: datetime
+    resources: dict[str, int]
+
+
+class Component(_Model):
+    id: int
+    kind: str
+    name: str
+    status: str
+    reason: str = ""
+    observed_at: datetime
+    resources: dict[str, int]
+
+
+class Event(_Model):
+    id: int
+    at: datetime
+    actor: str
+    kind: str
+    message: str
+
+
+class QueuePosition(_Model):
+    position: int
+    of: int
+
+
+class WorkloadDetail(_Model):
+    id: int
+    name: str
+    type: str
+    type_label: str = ""
+    project: str
+    cluster: str
+    status: str
+    status_label: str = ""
+    status_reason: str = ""
+    status_changed_at: datetime
+    created_by: str
+    created_at: datetime
+    priority: str
+    preemptible: bool
+    resources: dict[str, int]
+    spec: dict[str, Any] = Field(default_factory=dict)
+    endpoints: dict[str, Any] = Field(default_factory=dict)
+    delete_requested_at: datetime | None = None
+    admitted_at: datetime | None = None
+    first_running_at: datetime | None = None
+    finished_at: datetime | None = None
+    wait_seconds: float = 0.0
+    run_seconds: float = 0.0
+    queue_position: QueuePosition | None = None
+    components: list[Component] = Field(default_factory=list)
+    events: list[Event] = Field(default_factory=list)
+
+    def model_post_init(self, _context: Any) -> None:
+        # Older servers may not send the labels: derive them.
+        if not self.type_label:
+            object.__setattr__(self, "type_label", _type_label(self.type))
+        if not self.status_label:
+            object.__setattr__(self, "status_label", _status_label(self.status))
+
+
+class WorkloadStats(_Model):
+    project: str
+    total: int
+    by_status: dict[str, int]
+    by_type: dict[str, int]
+
+
+__all__ = [
+    "Cluster", "ClusterCreated", "Component", "Event", "Member", "Membership", "Project", "QueuePosition", "Quota",
+    "Token", "TokenCreated", "User", "Workload", "WorkloadCreated", "WorkloadRow", "WorkloadDetail", "WorkloadPage",
+    "WorkloadStats",
+]

@@ -1,0 +1,162 @@
+"""Who may do what, for every endpoint and role.
+
+Anonymous callers get 401 everywhere; members see and change only their projects'
+objects and get 404 for anything else (never 403: a project they cannot see does not
+exist for them); member calls to admin-only actions on objects they can see get 403;
+admins may do everything. A route missing from the matrix fails the test.
+"""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.routing import APIRoute
+
+from tests.integration.conftest import submit
+
+# (method, path, body) -> expected status for: anonymous, outsider (carol), member (alice), admin.
+# {wid}: a workload of project vision; {uid}: bob's user id; {tid}: a token of bob's.
+MATRIX = [
+    ("GET", "/api/v1/users/me", None, (401, 200, 200, 200)),
+    ("GET", "/api/v1/users", None, (401, 403, 403, 200)),
+    ("POST", "/api/v1/users", {"email": "new-{who}@example.com"}, (401, 403, 403, 201)),
+    ("GET", "/api/v1/users/{uid}", None, (401, 403, 403, 200)),
+    ("PATCH", "/api/v1/users/{uid}", {"display_name": "Bobby"}, (401, 403, 403, 200)),
+    ("GET", "/api/v1/tokens", None, (401, 200, 200, 200)),
+    ("POST", "/api/v1/tokens", {"name": "ci"}, (401, 201, 201, 201)),
+    ("DELETE", "/api/v1/tokens/{tid}", None, (401, 404, 404, 404)),  # bob's token: nobody else's to revoke
+    ("GET", "/api/v1/projects", None, (401, 200, 200, 200)),
+    ("POST", "/api/v1/projects", {"name": "new-{who}"}, (401, 403, 403, 201)),
+    ("GET", "/api/v1/projects/vision", None, (401, 404, 200, 200)),
+    ("PATCH", "/api/v1/projects/vision", {"description": "x"}, (401, 404, 403, 200)),
+    ("DELETE", "/api/v1/projects/speech", None, (401, 404, 404, 409)),  # speech has live workloads
+    ("GET", "/api/v1/projects/vision/members", None, (401, 404, 200, 200)),
+    ("POST", "/api/v1/projects/vision/members", {"email": "bob@example.com"}, (401, 404, 403, 201)),
+    ("DELETE", "/api/v1/projects/vision/members/alice@example.com", None, (401, 404, 403, 204)),
+    ("GET", "/api/v1/projects/vision/events", None, (401, 404, 200, 200)),
+    ("GET", "/api/v1/projects/vision/quotas", None, (401, 404, 200, 200)),
+    ("GET", "/api/v1/projects/vision/quotas/gpu-a", None, (401, 404, 200, 200)),
+    ("PUT", "/api/v1/projects/vision/quotas/gpu-a", {"guaranteed": {"gpu": 4}}, (401, 404, 403, 200)),
+    ("DELETE", "/api/v1/projects/vision/quotas/gpu-a", None, (401, 404, 403, 204)),
+    ("GET", "/api/v1/clusters", None, (401, 200, 200, 200)),
+    ("POST", "/api/v1/clusters", {"name": "c-{who}", "kind": "slurm"}, (401, 403, 403, 201)),
+    ("GET", "/api/v1/clusters/gpu-a", None, (401, 404, 200, 200)),
+    ("PATCH", "/api/v1/clusters/gpu-a", {"description": "x"}, (401, 403, 403, 200)),
+    ("DELETE", "/api/v1/clusters/gpu-a", None, (401, 403, 403, 409)),  # it has workloads
+    ("POST", "/api/v1/clusters/gpu-a/agent-token", None, (401, 403, 403, 200)),
+    ("POST", "/api/v1/agent/heartbeat", {}, (401, 401, 401, 401)),  # agents only
+    ("POST", "/api/v1/agent/component-statuses", {"updates": []}, (401, 401, 401, 401)),
+    ("POST", "/api/v1/workloads", "SUBMIT", (401, 404, 201, 201)),
+    ("GET", "/api/v1/workloads?project=vision", None, (401, 404, 200, 200)),
+    ("GET", "/api/v1/workloads/stats?project=vision", None, (401, 404, 200, 200)),
+    ("GET", "/api/v1/workloads/{wid}", None, (401, 404, 200, 200)),
+    ("DELETE", "/api/v1/workloads/{wid}", None, (401, 404, 202, 202)),
+]
+ROLES = ("anonymous", "outsider", "member", "admin")
+PUBLIC = {("GET", "/healthz")}  # liveness probe: says nothing about anyone's data
+
+
+@pytest.fixture
+def ids(world):
+    wids = {}
+    for role in ROLES:
+        created = submit(world.alice, name=f"w-{role}")
+        assert created.status_code == 201
+        wids[role] = created.json()["id"]
+    assert submit(world.bob, project="speech").status_code == 201
+    users = world.admin.get("/api/v1/users").json()
+    bob = next(u for u in users if u["email"] == "bob@example.com")
+    token = world.bob.post("/api/v1/tokens", json={"name": "bob's"}).json()
+    return {"wids": wids, "uid": bob["id"], "tid": token["id"]}
+
+
+@pytest.mark.parametrize(("method", "path", "body", "expected"), MATRIX,
+                         ids=[f"{m} {p}" for m, p, _, _ in MATRIX])
+def test_matrix(world, ids, method, path, body, expected):
+    clients = {"anonymous": world.api.anonymous, "outsider": world.carol, "member": world.alice,
+               "admin": world.admin}
+    for role, want in zip(ROLES, expected):
+        url = path.format(wid=ids["wids"][role], uid=ids["uid"], tid=ids["tid"])
+        payload = body
+        if body == "SUBMIT":
+            payload = {"type": "custom", "name": f"by-{role}", "project": "vision", "command": "true"}
+        elif isinstance(body, dict):
+            payload = {k: v.format(who=role) if isinstance(v, str) else v for k, v in body.items()}
+        response = clients[role].request(method, url, json=payload)
+        assert response.status_code == want, f"{role}: {method} {url} -> {response.status_code} {response.text}"
+        if want >= 400:
+            error = response.json()["error"]
+            assert error["code"] and error["message"], response.text
+
+
+def test_every_route_is_in_the_matrix(api):
+    covered = {(m, p.split("?")[0]) for m, p, _, _ in MATRIX}
+    templated = set()
+    for route in api.client.app.routes:
+        if not isinstance(route, APIRoute):
+            continue
+        for method in route.methods:
+            templated.add((method, route.path))
+    normalise = {"{user_id}": "{uid}", "{token_id}": "{tid}", "{workload_id}": "{wid}", "{name}": "vision",
+                 "{cluster}": "gpu-a", "{email}": "alice@example.com"}
+    missing = []
+    for method, path in sorted(templated):
+        concrete = path
+        for k, v in normalise.items():
+            concrete = concrete.replace(k, v)
+        variants = {concrete, concrete.replace("/vision", "/speech"), concrete.replace("/vision", "/gpu-a")}
+        if (method, path) not in PUBLIC and not any((method, v) in covered for v in variants):
+            missing.append(f"{method} {path}")
+    assert missing == []
+
+
+def test_member_list_without_project_shows_only_their_projects(world):
+    submit(world.alice, name="mine")
+    submit(world.bob, name="theirs", project="speech")
+    names = {w["name"] for w in world.alice.get("/api/v1/workloads").json()["items"]}
+    assert names == {"mine"}
+    assert world.carol.get("/api/v1/workloads").json() == {
+        "items": [], "page": 1, "page_size": 20, "total": 0, "total_exact": True}
+    admin_names = {w["name"] for w in world.admin.get("/api/v1/workloads").json()["items"]}
+    assert admin_names == {"mine", "theirs"}
+
+
+def test_member_sees_only_clusters_where_their_project_has_quota(world):
+    assert [c["name"] for c in world.alice.get("/api/v1/clusters").json()] == ["gpu-a"]
+    assert world.carol.get("/api/v1/clusters").json() == []
+
+
+def test_revoked_and_expired_tokens_are_refused(world):
+    created = world.alice.post("/api/v1/tokens", json={"name": "short"}).json()
+    client = world.api.as_token(created["token"])
+    assert client.get("/api/v1/users/me").status_code == 200
+    assert world.alice.delete(f"/api/v1/tokens/{created['id']}").json()["revoked"] is True
+    refused = client.get("/api/v1/users/me")
+    assert refused.status_code == 401
+    assert refused.json()["error"]["code"] == "unauthenticated"
+    assert world.api.as_token("crl_not-a-real-token").get("/api/v1/users/me").status_code == 401
+
+
+def test_disabled_user_is_refused(world, ids):
+    assert world.admin.patch(f"/api/v1/users/{ids['uid']}", json={"disabled": True}).status_code == 200
+    assert world.bob.get("/api/v1/users/me").status_code == 401
+
+
+def test_tokens_are_shown_once_and_stored_hashed(world):
+    created = world.alice.post("/api/v1/tokens", json={"name": "once"}).json()
+    assert created["token"].startswith("crl_")
+    listed = world.alice.get("/api/v1/tokens").json()
+    assert all("token" not in t for t in listed)
+    assert created["token"] not in str(listed)
+    from sqlalchemy import select
+
+    from corral.db.tables import api_tokens
+
+    with world.api.engine.connect() as conn:
+        stored = [r[0] for r in conn.execute(select(api_tokens.c.token_hash))]
+    assert created["token"] not in stored and len(stored[0]) == 64
+
+
+def test_agent_token_works_only_for_agent_endpoints(world):
+    agent = world.api.as_token(world.agent_token)
+    assert agent.post("/api/v1/agent/heartbeat", json={}).status_code == 200
+    assert agent.get("/api/v1/users/me").status_code == 401
