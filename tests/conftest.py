@@ -32,6 +32,17 @@ def pytest_collection_modifyitems(config, items):  # type: ignore[no-untyped-def
             item.add_marker(pytest.mark.postgres)
 
 
+def pytest_sessionfinish(session, exitstatus):  # type: ignore[no-untyped-def]
+    """With CORRAL_FAIL_ON_SKIP=1 (make test, CI) a skipped test fails the run: a skip hides a gap."""
+    if os.environ.get("CORRAL_FAIL_ON_SKIP") != "1":
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = len(reporter.stats.get("skipped", [])) if reporter else 0
+    if skipped and exitstatus == 0:
+        reporter.write_line(f"FAILED: {skipped} tests were skipped (CORRAL_FAIL_ON_SKIP=1)", red=True)
+        session.exitstatus = 1
+
+
 @pytest.fixture(scope="session")
 def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("template") / "corral.db"

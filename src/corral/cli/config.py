@@ -97,5 +97,4 @@ def credentials() -> Credentials:
 
 def client() -> CorralClient:
     creds = credentials()
-    timeout = float(os.environ.get("CORRAL_TIMEOUT", "30"))
-    return CorralClient(creds.server, creds.token, timeout=timeout)
+    return CorralClient(creds.server, creds.token)

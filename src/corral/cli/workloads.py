@@ -1,0 +1,302 @@
+"""`corral workloads ...`: the Workloads table, details, submit, delete and stats (over HTTP)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.text import Text
+
+from corral.cli import config, output
+from corral.cli.output import (
+    EXIT_USAGE,
+    JsonOption,
+    api_errors,
+    cells,
+    duration,
+    fail,
+    key_values,
+    print_json,
+    resource,
+    resources_line,
+    status_text,
+    table,
+    when,
+)
+from corral.client import WorkloadPage
+from corral.domain.statuses import WorkloadStatus
+from corral.domain.workloads import WorkloadType
+
+workloads_app = typer.Typer(help="Workloads: list, inspect, submit, delete.", no_args_is_help=True)
+
+ProjectOption = Annotated[str | None, typer.Option("--project", "-p", help="Project name.")]
+
+
+# --------------------------------------------------------------------------- ls
+
+@workloads_app.command("ls")
+@api_errors
+def workloads_ls(
+    project: ProjectOption = None,
+    name: Annotated[str | None, typer.Option("--name", help="Name contains (case-insensitive).")] = None,
+    types: Annotated[list[str] | None, typer.Option("--type", "-t", help="Workload type (repeatable), e.g. "
+                                                                         "Fine-Tuning or inference.")] = None,
+    statuses: Annotated[list[str] | None, typer.Option("--status", "-s", help="Status (repeatable), e.g. Running "
+                                                       "or 'Delete Failed'; default: all but Deleted.")] = None,
+    cluster: Annotated[str | None, typer.Option("--cluster", "-c", help="Cluster name.")] = None,
+    created_by: Annotated[str | None, typer.Option("--created-by", help="Creator's email.")] = None,
+    sort: Annotated[str, typer.Option("--sort", help="name, type, cluster, gpu, cpu, memory, status, created_by "
+                                                     "or created_at; prefix '-' for descending.")] = "-created_at",
+    page: Annotated[int, typer.Option("--page", min=1)] = 1,
+    page_size: Annotated[int, typer.Option("--page-size", min=1, max=100)] = 20,
+    json_: JsonOption = False,
+) -> None:
+    """The Workloads table: filter, sort and page through workloads."""
+    with config.client() as client:
+        result = client.list_workloads(project=project, page=page, page_size=page_size, sort=sort, name=name,
+                                       types=types, statuses=statuses, cluster=cluster, created_by=created_by)
+    if json_:
+        print_json(result)
+        return
+    console = output.out()
+    if result.items:
+        console.print(_workload_table(result, show_project=project is None))
+    console.print(Text(_footer(result), style="dim"))
+
+
+def _workload_table(result: WorkloadPage, show_project: bool) -> Any:
+    columns = ["ID", "Name", "Type"] + (["Project"] if show_project else []) + [
+        "Cluster", "GPU", "CPU", "Memory", "Status", "Created by", "Created at"]
+    rows = table(*columns)
+    for w in result.items:
+        values: list[Any] = [w.id, w.name, w.type_label] + ([w.project] if show_project else [])
+        values += [w.cluster, resource("gpu", w.resources.get("gpu", 0)), resource("cpu", w.resources.get("cpu", 0)),
+                   resource("memory", w.resources.get("memory", 0)), status_text(w.status, w.status_label),
+                   w.created_by, when(w.created_at)]
+        rows.add_row(*cells(*values))
+    return rows
+
+
+def _footer(result: WorkloadPage) -> str:
+    total = f"{result.total}" if result.total_exact else f"at least {result.total}"
+    if not result.items:
+        if result.page > 1 and result.total:
+            return f"No workloads on page {result.page} (total {total})."
+        return "No workloads match."
+    footer = f"Showing {result.first_index} to {result.last_index} of {total}"
+    if result.last_index < result.total or not result.total_exact:
+        footer += f" (next: --page {result.page + 1})"
+    return footer
+
+
+workloads_app.command("list", hidden=True)(workloads_ls)
+
+
+# --------------------------------------------------------------------------- get
+
+@workloads_app.command("get")
+@api_errors
+def workloads_get(workload_id: Annotated[int, typer.Argument(help="Workload id.")], json_: JsonOption = False) -> None:
+    """Details of a workload: who and when, status and reason, queue, time, components, events."""
+    with config.client() as client:
+        w = client.get_workload(workload_id)
+    if json_:
+        print_json(w)
+        return
+    status = status_text(w.status, w.status_label)
+    if w.status_reason:
+        status.append(f" ({w.status_reason})", style="")
+    rows: list[tuple[str, Any]] = [
+        ("Workload", f"{w.id}  {w.name}"),
+        ("Type", w.type_label),
+        ("Project", w.project),
+        ("Cluster", w.cluster),
+        ("Status", status),
+        ("Status since", when(w.status_changed_at)),
+        ("Created", f"{when(w.created_at)} by {w.created_by}"),
+        ("Priority", f"{w.priority}, {'preemptible' if w.preemptible else 'not preemptible'}"),
+        ("Resources", resources_line(w.resources, skip_zero=True)),
+    ]
+    if w.queue_position is not None:
+        rows.append(("Queue position", f"{w.queue_position.position} of {w.queue_position.of}"))
+    rows += [("Waited", duration(w.wait_seconds)), ("Ran", duration(w.run_seconds))]
+    for label, value in (("Admitted", w.admitted_at), ("First running", w.first_running_at),
+                         ("Finished", w.finished_at), ("Delete requested", w.delete_requested_at)):
+        if value is not None:
+            rows.append((label, when(value)))
+    for key, value in w.endpoints.items():
+        rows.append((f"Endpoint {key}", value if isinstance(value, str) else json.dumps(value)))
+    console = output.out()
+    console.print(key_values(rows))
+    if w.components:
+        comps = table("ID", "Kind", "Name", "Status", "Reason", "GPU", "CPU", "Memory", "Observed at",
+                      title="Components")
+        for c in w.components:
+            comps.add_row(*cells(c.id, c.kind, c.name, status_text(c.status), c.reason or "-",
+                                 resource("gpu", c.resources.get("gpu", 0)), resource("cpu", c.resources.get("cpu", 0)),
+                                 resource("memory", c.resources.get("memory", 0)), when(c.observed_at)))
+        console.print(comps)
+    if w.events:
+        events = table("At", "By", "Event", "Message", title="Events")
+        for e in w.events:
+            events.add_row(*cells(when(e.at), e.actor, e.kind, e.message))
+        console.print(events)
+
+
+# --------------------------------------------------------------------------- submit
+
+def _read_spec_file(path: str) -> dict[str, Any]:
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror or exc}", code=EXIT_USAGE)
+    try:
+        data = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        fail(f"{path} is not valid {'JSON' if path.endswith('.json') else 'YAML'}: {exc}", code=EXIT_USAGE)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        fail(f"{path} must hold one workload spec (a mapping), not {type(data).__name__}", code=EXIT_USAGE)
+    return data
+
+
+def _set_path(spec: dict[str, Any], assignment: str) -> None:
+    """``--set a.b=value``: the value is read as YAML (2, true, [a, b]; quote to keep a string)."""
+    key, sep, raw = assignment.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        fail(f"--set expects key=value (dots for nested keys, e.g. env.HF_HOME=/data), got {assignment!r}",
+             code=EXIT_USAGE)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    node = spec
+    parts = key.split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+@workloads_app.command("submit")
+@api_errors
+def workloads_submit(
+    file: Annotated[str | None, typer.Option("--file", "-f", help="A workload spec in YAML or JSON ('-': stdin). "
+                                                                  "Options below override its fields.")] = None,
+    type_: Annotated[str | None, typer.Option("--type", "-t", help="Workload type: " + ", ".join(
+        f"{t.label} ({t.value})" for t in WorkloadType))] = None,
+    name: Annotated[str | None, typer.Option("--name", "-n")] = None,
+    project: ProjectOption = None,
+    cluster: Annotated[str | None, typer.Option("--cluster", "-c", help="Default: the first cluster with room "
+                                                                        "in the project's quota.")] = None,
+    gpu: Annotated[int | None, typer.Option("--gpu", min=0, help="GPUs per replica.")] = None,
+    cpu: Annotated[str | None, typer.Option("--cpu", help="CPU per replica: cores or millicores (500m).")] = None,
+    memory: Annotated[str | None, typer.Option("--memory", help="Memory per replica (16Gi).")] = None,
+    image: Annotated[str | None, typer.Option("--image")] = None,
+    command: Annotated[str | None, typer.Option("--command", help="The command to run.")] = None,
+    priority: Annotated[str | None, typer.Option("--priority", help="low | medium | high")] = None,
+    sets: Annotated[list[str] | None, typer.Option("--set", help="Any other field: key=value, dotted for "
+                                                                 "nested (repeatable): --set dataset=s3://b/d "
+                                                                 "--set env.DEBUG=1.")] = None,
+    json_: JsonOption = False,
+) -> None:
+    """Submit a workload, from a spec file, options, or both."""
+    spec: dict[str, Any] = _read_spec_file(file) if file else {}
+    for key, value in (("type", type_), ("name", name), ("project", project), ("cluster", cluster),
+                       ("image", image), ("command", command), ("priority", priority)):
+        if value is not None:
+            spec[key] = value
+    requested = {k: v for k, v in (("gpu", gpu), ("cpu", cpu), ("memory", memory)) if v is not None}
+    if requested:
+        resources = spec.get("resources")
+        spec["resources"] = {**(resources if isinstance(resources, dict) else {}), **requested}
+    for assignment in sets or []:
+        _set_path(spec, assignment)
+    if not spec.get("type"):
+        fail("give the workload type with --type or `type:` in the file; one of: "
+             + ", ".join(t.value for t in WorkloadType), field="type", code=EXIT_USAGE)
+    try:
+        spec["type"] = WorkloadType.parse(str(spec["type"])).value
+    except ValueError as exc:
+        fail(str(exc), field="type", code=EXIT_USAGE)
+    with config.client() as client:
+        created = client.submit_workload(spec)
+    if json_:
+        print_json(created)
+        return
+    line = Text(f"Submitted workload {created.id} ({created.name!r}, {created.type_label}) to cluster "
+                f"{created.cluster} in project {created.project}: ")
+    line.append_text(status_text(created.status, created.status_label))
+    if created.status_reason:
+        line.append(f" ({created.status_reason})")
+    output.out().print(line)
+
+
+# --------------------------------------------------------------------------- delete
+
+@workloads_app.command("delete")
+@api_errors
+def workloads_delete(
+    workload_id: Annotated[int, typer.Argument(help="Workload id.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    json_: JsonOption = False,
+) -> None:
+    """Delete a workload: it is Deleting until its cluster removed every component, then Deleted."""
+    with config.client() as client:
+        if not yes:
+            current = client.get_workload(workload_id)
+            typer.confirm(f"Delete workload {current.id} ({current.name!r}, {current.status_label}) "
+                          f"in project {current.project}?", abort=True, err=True)
+        deleted = client.delete_workload(workload_id)
+    if json_:
+        print_json(deleted)
+        return
+    line = Text(f"Workload {deleted.id} ({deleted.name!r}): ")
+    line.append_text(status_text(deleted.status, deleted.status_label))
+    if deleted.status_reason:
+        line.append(f" ({deleted.status_reason})")
+    output.out().print(line)
+
+
+workloads_app.command("rm", hidden=True)(workloads_delete)
+
+
+# --------------------------------------------------------------------------- stats
+
+@workloads_app.command("stats")
+@api_errors
+def workloads_stats(
+    project: Annotated[str, typer.Option("--project", "-p", help="Project name.")],
+    json_: JsonOption = False,
+) -> None:
+    """How many workloads a project has, per status and per type."""
+    with config.client() as client:
+        stats = client.workload_stats(project)
+    if json_:
+        print_json(stats)
+        return
+    console = output.out()
+    by_status = table("Status", "Count", title=f"Workloads of {stats.project}: {stats.total}")
+    for status in WorkloadStatus:
+        count = stats.by_status.get(status.value, 0)
+        if count:
+            by_status.add_row(*cells(status_text(status.value, status.label), count))
+    by_type = table("Type", "Count")
+    for kind in WorkloadType:
+        count = stats.by_type.get(kind.value, 0)
+        if count:
+            by_type.add_row(*cells(kind.label, count))
+    if not stats.total:
+        console.print(f"Project {stats.project} has no workloads.", markup=False)
+        return
+    console.print(by_status)
+    console.print(by_type)
