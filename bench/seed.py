@@ -573,7 +573,7 @@ def check(engine: Any, backend: str) -> dict[str, Any]:
     with engine.connect() as conn:
         out["workloads"] = conn.execute(text("SELECT count(*) FROM workloads")).scalar_one()
         out["components"] = conn.execute(text("SELECT count(*) FROM components")).scalar_one()
-        out["counts_total"] = conn.execute(text("SELECT coalesce(sum(count), 0) FROM workload_counts")).scalar_one()
+        out["counts_total"] = int(conn.execute(text("SELECT coalesce(sum(count), 0) FROM workload_counts")).scalar_one())
         grouped = ("SELECT project_id, cluster_id, type, status, count(*) AS n FROM workloads "
                    "GROUP BY project_id, cluster_id, type, status")
         kept = "SELECT project_id, cluster_id, type, status, count AS n FROM workload_counts WHERE count <> 0"

@@ -356,8 +356,8 @@ def quotas_set(
 ) -> None:
     """Set a project's quota on a cluster (admins).
 
-    Without limit options the limit equals the guarantee (a hard limit). A limit option
-    left out equals its guarantee; 'unbounded' lifts that dimension's limit.
+    Without limit options the limit equals the guarantee (a hard limit). A limit option left out equals its
+    guarantee; 'unbounded' lifts that dimension's limit. --unbounded: borrow any idle capacity.
     """
     guaranteed: dict[str, Any] = {"gpu": gpu, "cpu": cpu, "memory": memory}
     if ephemeral_storage is not None:

@@ -13,8 +13,10 @@ from concurrent.futures import Future
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
 
 from corral.db.engine import write_tx
+from corral.services.errors import Conflict
 from corral.services.workloads import PreparedSubmission, write_submissions
 
 
@@ -69,6 +71,10 @@ class SubmissionWriter:
                 results = write_submissions(conn, [item for item, _ in batch])
         except Exception as exc:
             if len(batch) == 1:
+                if isinstance(exc, IntegrityError):
+                    # The project or cluster went away between the checks and the write.
+                    exc = Conflict("the project or cluster changed while submitting; try again",
+                                   code="concurrent_change")
                 batch[0][1].set_exception(exc)
                 return
             # One bad item must not fail the others: write each alone.
