@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import inspect, text
 
-from corral.db.engine import make_engine, normalise_url
+from corral.db.engine import make_engine
 from corral.db.migrate import current_revision, downgrade, head_revision, include_object, upgrade
 from corral.db.tables import Base
-from tests.conftest import POSTGRES_URL, REQUIRE_POSTGRES
+from tests.conftest import fresh_postgres_database
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -22,18 +20,8 @@ def empty_url(request, tmp_path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'empty.db'}"
         return
-    if not POSTGRES_URL:
-        if REQUIRE_POSTGRES:
-            pytest.fail("CORRAL_TEST_POSTGRES_URL is required")
-        pytest.skip("PostgreSQL tests need CORRAL_TEST_POSTGRES_URL")
-    name = f"corral_mig_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(normalise_url(POSTGRES_URL), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield make_url(normalise_url(POSTGRES_URL)).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with fresh_postgres_database("corral_mig") as url:
+        yield url
 
 
 def _diff(engine) -> list:

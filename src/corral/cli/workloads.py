@@ -285,7 +285,7 @@ def workloads_stats(
         print_json(stats)
         return
     console = output.out()
-    by_status = table("Status", "Count", title=f"Workloads of {stats.project}: {stats.total}")
+    by_status = table("Status", "Count")
     for status in WorkloadStatus:
         count = stats.by_status.get(status.value, 0)
         if count:
@@ -298,5 +298,6 @@ def workloads_stats(
     if not stats.total:
         console.print(f"Project {stats.project} has no workloads.", markup=False)
         return
+    console.print(f"Workloads of project {stats.project}: {stats.total}", markup=False)
     console.print(by_status)
     console.print(by_type)

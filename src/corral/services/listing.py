@@ -132,9 +132,14 @@ def list_workloads(conn: Connection, principal: Principal, query: WorkloadQuery)
         conditions.append(name_condition)
 
     order = [sort_column.desc(), workloads.c.id.desc()] if descending else [sort_column.asc(), workloads.c.id.asc()]
-    rows = conn.execute(
-        select(*_ROW_COLUMNS).where(*conditions).order_by(*order)
+    # Late row lookup: page through the index alone (ids), then read the page's rows, so
+    # a deep OFFSET skips index entries rather than whole rows.
+    page_ids = (
+        select(workloads.c.id).where(*conditions).order_by(*order)
         .limit(query.page_size).offset((query.page - 1) * query.page_size)
+    ).subquery()
+    rows = conn.execute(
+        select(*_ROW_COLUMNS).join(page_ids, page_ids.c.id == workloads.c.id).order_by(*order)
     ).all()
 
     if not query.name and not query.created_by:

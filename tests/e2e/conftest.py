@@ -1,0 +1,227 @@
+"""End-to-end fixtures: the real server (`corral serve`) in a subprocess, and the CLI.
+
+The server runs on SQLite and, when CORRAL_TEST_POSTGRES_URL is set, also on a fresh
+PostgreSQL database. The CLI runs either as the installed console script (a
+subprocess, exactly as a user runs it) or in-process through Typer's CliRunner, which
+is much faster and still talks to the live server over HTTP.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from typer.testing import CliRunner, Result
+
+from corral.cli.main import app
+from corral.db.engine import normalise_url
+
+POSTGRES_URL = os.environ.get("CORRAL_TEST_POSTGRES_URL")
+REQUIRE_POSTGRES = os.environ.get("CORRAL_REQUIRE_POSTGRES") == "1"
+CORRAL_BIN = Path(sys.executable).parent / "corral"
+# Every CORRAL_* variable the CLI or the server reads; each test sets the ones it needs.
+_CORRAL_VARS = ("CORRAL_DATA_DIR", "CORRAL_DATABASE_URL", "CORRAL_SERVER", "CORRAL_TOKEN", "CORRAL_CONFIG",
+                "CORRAL_HOST", "CORRAL_PORT", "CORRAL_BOOTSTRAP", "CORRAL_LOG_LEVEL", "CORRAL_LOCAL_CLUSTER_NAME",
+                "CORRAL_DEFAULT_PROJECT_NAME", "CORRAL_CLUSTER_UNHEALTHY_AFTER_S")
+
+
+def pytest_collection_modifyitems(config, items):  # type: ignore[no-untyped-def]
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if "postgres" in (params.get("live_server"), params.get("database_kind")):
+            item.add_marker(pytest.mark.postgres)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --------------------------------------------------------------------------- databases
+
+def _postgres_admin() -> Any:
+    if not POSTGRES_URL:
+        if REQUIRE_POSTGRES:
+            pytest.fail("CORRAL_REQUIRE_POSTGRES=1 but CORRAL_TEST_POSTGRES_URL is not set")
+        pytest.skip("PostgreSQL tests need CORRAL_TEST_POSTGRES_URL")
+    return create_engine(normalise_url(POSTGRES_URL), isolation_level="AUTOCOMMIT")
+
+
+@dataclass
+class Database:
+    kind: str  # sqlite | postgres
+    data_dir: Path
+    url: str | None  # None: the SQLite file in data_dir
+
+    @property
+    def env(self) -> dict[str, str | None]:
+        """What the server and the direct-database commands need (None unsets)."""
+        return {"CORRAL_DATA_DIR": str(self.data_dir), "CORRAL_DATABASE_URL": self.url}
+
+
+@pytest.fixture(scope="module")
+def _postgres_databases() -> Iterator[list[str]]:
+    """Unique databases made during the module, dropped at its end."""
+    made: list[str] = []
+    yield made
+    if made:
+        admin = create_engine(normalise_url(POSTGRES_URL or ""), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            for name in made:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def make_database(kind: str, data_dir: Path, registry: list[str]) -> Database:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if kind == "sqlite":
+        return Database("sqlite", data_dir, None)
+    admin = _postgres_admin()
+    name = f"corral_e2e_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # noqa: BLE001
+        if REQUIRE_POSTGRES:
+            pytest.fail(f"PostgreSQL at {POSTGRES_URL} is required but unusable: {exc}")
+        pytest.skip(f"PostgreSQL unusable: {exc}")
+    finally:
+        admin.dispose()
+    registry.append(name)
+    url = make_url(normalise_url(POSTGRES_URL or "")).set(database=name).render_as_string(hide_password=False)
+    return Database("postgres", data_dir, url)
+
+
+# --------------------------------------------------------------------------- the CLI
+
+def clean_env(extra: dict[str, str | None]) -> dict[str, str]:
+    """This process's environment without any CORRAL_* setting, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CORRAL_") or k == "CORRAL_TEST_POSTGRES_URL"}
+    env.update({"COLUMNS": "200", "NO_COLOR": "1"})
+    env.update({k: v for k, v in extra.items() if v is not None})
+    return env
+
+
+@dataclass
+class Cli:
+    """The `corral` command with a given environment (config file, server, token, database)."""
+
+    env: dict[str, str | None] = field(default_factory=dict)
+
+    def with_env(self, **overrides: str | None) -> Cli:
+        return Cli({**self.env, **overrides})
+
+    def run(self, *args: str, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """The installed console script, in a subprocess."""
+        return subprocess.run([str(CORRAL_BIN), *args], input=input, capture_output=True, text=True,
+                              env=clean_env(self.env), timeout=timeout)
+
+    def invoke(self, *args: str, input: str | None = None) -> Result:
+        """The same command in-process (Typer's CliRunner); it still talks HTTP to the server."""
+        env: dict[str, str | None] = {k: None for k in _CORRAL_VARS}
+        env.update({"COLUMNS": "200", "NO_COLOR": "1"})
+        env.update(self.env)
+        return CliRunner().invoke(app, list(args), input=input, env=env, catch_exceptions=False)
+
+
+def ok(result: Result | subprocess.CompletedProcess[str]) -> str:
+    """Assert a command succeeded; its stdout."""
+    code = result.exit_code if isinstance(result, Result) else result.returncode
+    assert code == 0, f"exit {code}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    return result.stdout
+
+
+def failed(result: Result | subprocess.CompletedProcess[str], code: int | None = None) -> str:
+    """Assert a command failed (with that exit code if given); its stderr."""
+    actual = result.exit_code if isinstance(result, Result) else result.returncode
+    assert actual != 0, f"unexpectedly succeeded\nstdout:\n{result.stdout}"
+    if code is not None:
+        assert actual == code, f"exit {actual}, expected {code}\nstderr:\n{result.stderr}"
+    return result.stderr
+
+
+# --------------------------------------------------------------------------- the server
+
+@dataclass
+class LiveServer:
+    url: str
+    database: Database
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def token_file(self) -> Path:
+        return self.database.data_dir / "admin-token"
+
+    @property
+    def admin_token(self) -> str:
+        return self.token_file.read_text().strip()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def cli(self, config: Path, token: str | None = None) -> Cli:
+        """A CLI for this server: its own config file, the database for direct commands,
+        and, given a token, CORRAL_SERVER/CORRAL_TOKEN."""
+        env: dict[str, str | None] = {"CORRAL_CONFIG": str(config), **self.database.env}
+        if token is not None:
+            env.update(CORRAL_SERVER=self.url, CORRAL_TOKEN=token)
+        return Cli(env)
+
+
+def start_server(database: Database, log_path: Path, timeout: float = 60) -> LiveServer:
+    port = free_port()
+    env = clean_env({**database.env, "CORRAL_LOG_LEVEL": "warning"})
+    log = log_path.open("wb")
+    process = subprocess.Popen([str(CORRAL_BIN), "serve", "--port", str(port)], env=env, stdout=log,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    log.close()
+    server = LiveServer(f"http://127.0.0.1:{port}", database, process, log_path)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"`corral serve` exited with {process.returncode}:\n{server.log()}")
+        try:
+            if httpx.get(f"{server.url}/healthz", timeout=1).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    stop_server(server)
+    pytest.fail(f"`corral serve` did not answer /healthz within {timeout}s:\n{server.log()}")
+
+
+def stop_server(server: LiveServer) -> None:
+    if server.process.poll() is None:
+        server.process.send_signal(signal.SIGINT)
+        try:
+            server.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait(timeout=5)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def live_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                _postgres_databases: list[str]) -> Iterator[LiveServer]:
+    """`corral serve` on a fresh database, shared by the tests of a module."""
+    root = tmp_path_factory.mktemp(f"server-{request.param}")
+    database = make_database(request.param, root / "data", _postgres_databases)
+    server = start_server(database, root / "server.log")
+    yield server
+    stop_server(server)
+    assert server.process.returncode is not None
