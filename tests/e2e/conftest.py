@@ -14,23 +14,19 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 from typer.testing import CliRunner, Result
 
 from corral.cli.main import app
-from corral.db.engine import normalise_url
+from tests.conftest import fresh_postgres_database
 
-POSTGRES_URL = os.environ.get("CORRAL_TEST_POSTGRES_URL")
-REQUIRE_POSTGRES = os.environ.get("CORRAL_REQUIRE_POSTGRES") == "1"
 CORRAL_BIN = Path(sys.executable).parent / "corral"
 # Every CORRAL_* variable the CLI or the server reads; each test sets the ones it needs.
 _CORRAL_VARS = ("CORRAL_DATA_DIR", "CORRAL_DATABASE_URL", "CORRAL_SERVER", "CORRAL_TOKEN", "CORRAL_CONFIG",
@@ -53,14 +49,6 @@ def free_port() -> int:
 
 # --------------------------------------------------------------------------- databases
 
-def _postgres_admin() -> Any:
-    if not POSTGRES_URL:
-        if REQUIRE_POSTGRES:
-            pytest.fail("CORRAL_REQUIRE_POSTGRES=1 but CORRAL_TEST_POSTGRES_URL is not set")
-        pytest.skip("PostgreSQL tests need CORRAL_TEST_POSTGRES_URL")
-    return create_engine(normalise_url(POSTGRES_URL), isolation_level="AUTOCOMMIT")
-
-
 @dataclass
 class Database:
     kind: str  # sqlite | postgres
@@ -74,36 +62,18 @@ class Database:
 
 
 @pytest.fixture(scope="module")
-def _postgres_databases() -> Iterator[list[str]]:
-    """Unique databases made during the module, dropped at its end."""
-    made: list[str] = []
-    yield made
-    if made:
-        admin = create_engine(normalise_url(POSTGRES_URL or ""), isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            for name in made:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+def _postgres_databases() -> Iterator[ExitStack]:
+    """PostgreSQL databases made during the module are dropped at its end."""
+    with ExitStack() as stack:
+        yield stack
 
 
-def make_database(kind: str, data_dir: Path, registry: list[str]) -> Database:
+def make_database(kind: str, data_dir: Path, cleanup: ExitStack) -> Database:
+    """A new, empty database (no schema): SQLite in data_dir, or a fresh PostgreSQL one."""
     data_dir.mkdir(parents=True, exist_ok=True)
     if kind == "sqlite":
         return Database("sqlite", data_dir, None)
-    admin = _postgres_admin()
-    name = f"corral_e2e_{uuid.uuid4().hex[:10]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001
-        if REQUIRE_POSTGRES:
-            pytest.fail(f"PostgreSQL at {POSTGRES_URL} is required but unusable: {exc}")
-        pytest.skip(f"PostgreSQL unusable: {exc}")
-    finally:
-        admin.dispose()
-    registry.append(name)
-    url = make_url(normalise_url(POSTGRES_URL or "")).set(database=name).render_as_string(hide_password=False)
-    return Database("postgres", data_dir, url)
+    return Database("postgres", data_dir, cleanup.enter_context(fresh_postgres_database("corral_e2e")))
 
 
 # --------------------------------------------------------------------------- the CLI
@@ -217,7 +187,7 @@ def stop_server(server: LiveServer) -> None:
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def live_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-                _postgres_databases: list[str]) -> Iterator[LiveServer]:
+                _postgres_databases: ExitStack) -> Iterator[LiveServer]:
     """`corral serve` on a fresh database, shared by the tests of a module."""
     root = tmp_path_factory.mktemp(f"server-{request.param}")
     database = make_database(request.param, root / "data", _postgres_databases)

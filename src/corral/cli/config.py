@@ -97,4 +97,7 @@ def credentials() -> Credentials:
 
 def client() -> CorralClient:
     creds = credentials()
-    return CorralClient(creds.server, creds.token)
+    try:
+        return CorralClient(creds.server, creds.token)
+    except ValueError as exc:
+        fail(str(exc))

@@ -143,7 +143,7 @@ def resources_line(values: dict[str, Any], names: Iterable[str] = ("gpu", "cpu",
 def table(*columns: str, title: str | None = None, **kwargs: Any) -> Table:
     result = Table(title=title, title_justify="left", header_style="bold", **kwargs)
     for column in columns:
-        justify = "right" if column in ("ID", "GPU", "CPU", "Memory", "Count", "Queued") else "left"
+        justify = "right" if column in ("ID", "GPU", "CPU", "Memory", "Count", "Queued", "Nodes") else "left"
         result.add_column(column, justify=justify)  # type: ignore[arg-type]
     return result
 

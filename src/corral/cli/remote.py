@@ -63,7 +63,11 @@ def login(
         url = normalise_server(server)
     except ValueError as exc:
         fail(f"bad server URL {server!r}: {exc}", code=EXIT_USAGE)
-    with CorralClient(url, token) as client:
+    try:
+        client = CorralClient(url, token)
+    except ValueError as exc:
+        fail(str(exc), code=EXIT_USAGE)
+    with client:
         try:
             me = client.me()
         except CorralAPIError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import socket
 import threading
@@ -9,7 +10,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.panel import Panel
 from rich.text import Text
 
 from corral.cli import output
@@ -34,6 +34,7 @@ def serve(
 ) -> None:
     """Run the Corral server: migrate the database, create what a first start needs, serve."""
     import uvicorn
+    from sqlalchemy.exc import SQLAlchemyError
 
     from corral.db.engine import make_engine
     from corral.db.migrate import upgrade
@@ -44,14 +45,19 @@ def serve(
     settings = settings.model_copy(update={"host": host or settings.host,
                                            "port": settings.port if port is None else port})
     engine = make_engine(settings.resolved_database_url())
-    upgrade(engine)
     created_token_file = None
-    if settings.bootstrap:
-        result = bootstrap(engine, data_dir=settings.data_dir, cluster_name=settings.local_cluster_name,
-                           project_name=settings.default_project_name,
-                           unhealthy_after_s=settings.cluster_unhealthy_after_s)
-        created_token_file = result.token_file
-    _print_login_hint(settings, created_token_file)
+    try:
+        upgrade(engine)
+        if settings.bootstrap:
+            result = bootstrap(engine, data_dir=settings.data_dir, cluster_name=settings.local_cluster_name,
+                               project_name=settings.default_project_name,
+                               unhealthy_after_s=settings.cluster_unhealthy_after_s)
+            created_token_file = result.token_file
+        admin_email = _first_admin(engine)
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        output.fail(f"cannot prepare the database {_database_label(settings)}: {str(exc).splitlines()[0]}")
+    _print_login_hint(settings, created_token_file, admin_email)
 
     stop = threading.Event()
     heartbeat = LocalHeartbeat(engine, settings, host_capacity(settings.data_dir), stop)
@@ -82,7 +88,7 @@ def _client_url(settings: Settings) -> str:
     return f"http://{host}:{settings.port}"
 
 
-def _print_login_hint(settings: Settings, created_token_file: Path | None) -> None:
+def _print_login_hint(settings: Settings, created_token_file: Path | None, admin_email: str | None) -> None:
     """How to log in; the token itself is never printed, only where it is."""
     url = _client_url(settings)
     token_file = settings.data_dir / "admin-token"
@@ -94,12 +100,29 @@ def _print_login_hint(settings: Settings, created_token_file: Path | None) -> No
     if token_file.is_file():
         text.append("Log in with:\n")
         text.append(f"  corral login --server {url} --token-file {token_file}\n", style="bold green")
-    else:
+    elif admin_email is not None:
         text.append("Log in with a token: create one on this machine with\n")
-        text.append("  TOKEN=$(corral tokens create admin@localhost)\n", style="bold green")
+        text.append(f"  TOKEN=$(corral tokens create {admin_email})\n", style="bold green")
+        text.append(f"  corral login --server {url} --token \"$TOKEN\"\n", style="bold green")
+    else:
+        text.append("There is no administrator yet: create one on this machine with\n")
+        text.append("  corral users create EMAIL --admin && TOKEN=$(corral tokens create EMAIL)\n",
+                    style="bold green")
         text.append(f"  corral login --server {url} --token \"$TOKEN\"\n", style="bold green")
     text.append(f"Database: {_database_label(settings)}", style="dim")
-    output.out().print(Panel(text, title="corral", title_align="left", expand=False))
+    # Never wrapped: the command must stay copyable, also from a log file.
+    output.out().print(text, soft_wrap=True)
+
+
+def _first_admin(engine: Engine) -> str | None:
+    from sqlalchemy import select
+
+    from corral.db.engine import read_tx
+    from corral.db.tables import users
+
+    with read_tx(engine) as conn:
+        return conn.execute(select(users.c.email).where(users.c.role == "admin", users.c.disabled_at.is_(None))
+                            .order_by(users.c.id).limit(1)).scalar_one_or_none()
 
 
 def _database_label(settings: Settings) -> str:
@@ -115,7 +138,7 @@ class LocalHeartbeat(threading.Thread):
         super().__init__(name="local-cluster-heartbeat", daemon=True)
         self._engine = engine
         self._settings = settings
-        self._capacity: Resources | None = capacity  # reported once, then unchanged
+        self._capacity: Resources | None = capacity  # reported with the first beat only
         self._stop_event = stop
         # Often enough that a healthy server never looks silent, even with a short threshold.
         self.interval = max(1.0, min(HEARTBEAT_INTERVAL_S, settings.cluster_unhealthy_after_s / 3))
@@ -134,16 +157,20 @@ class LocalHeartbeat(threading.Thread):
         name = self._settings.local_cluster_name
         try:
             with write_tx(self._engine) as conn:
-                cluster_id = conn.execute(
-                    select(clusters.c.id).where(clusters.c.name == name, clusters.c.kind == "local")
-                ).scalar_one_or_none()
-                if cluster_id is None:
+                row = conn.execute(
+                    select(clusters.c.id, clusters.c.capacity_ephemeral_storage)
+                    .where(clusters.c.name == name, clusters.c.kind == "local")
+                ).first()
+                if row is None:
                     return False
-                nodes = None
-                if self._capacity is not None:
-                    nodes = [{"name": socket.gethostname(), "capacity": self._capacity.as_dict(),
+                capacity, nodes = self._capacity, None
+                if capacity is not None:
+                    # Free disk space changes all the time; keeping the registered figure
+                    # keeps the guarantees made at bootstrap within the capacity.
+                    capacity = dataclasses.replace(capacity, ephemeral_storage=row.capacity_ephemeral_storage)
+                    nodes = [{"name": socket.gethostname(), "capacity": capacity.as_dict(),
                               "gpu_vendor": None, "gpu_model": None}]
-                record_heartbeat(conn, cluster_id, capacity=self._capacity, nodes=nodes,
+                record_heartbeat(conn, row.id, capacity=capacity, nodes=nodes,
                                  unhealthy_after_s=self._settings.cluster_unhealthy_after_s)
             self._capacity = None
             return True

@@ -165,19 +165,26 @@ def _read_spec_file(path: str) -> dict[str, Any]:
     return data
 
 
+# Fields whose values are always text: `--set env.DEBUG=1` means the string "1".
+_TEXT_FIELDS = ("name", "env", "secrets")
+
+
 def _set_path(spec: dict[str, Any], assignment: str) -> None:
-    """``--set a.b=value``: the value is read as YAML (2, true, [a, b]; quote to keep a string)."""
+    """``--set a.b=value``: the value is read as YAML (2, true, [a, b]; quote to keep a
+    string), except under name, env and secrets, where it is taken as it is."""
     key, sep, raw = assignment.partition("=")
     key = key.strip()
-    if not sep or not key or any(not part for part in key.split(".")):
+    parts = key.split(".")
+    if not sep or not key or any(not part for part in parts):
         fail(f"--set expects key=value (dots for nested keys, e.g. env.HF_HOME=/data), got {assignment!r}",
              code=EXIT_USAGE)
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
+    value: Any = raw
+    if parts[0] not in _TEXT_FIELDS and raw.strip():
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
     node = spec
-    parts = key.split(".")
     for part in parts[:-1]:
         child = node.get(part)
         if not isinstance(child, dict):

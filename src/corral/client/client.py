@@ -83,6 +83,8 @@ class CorralClient:
         token = (token or "").strip()
         if not token:
             raise ValueError("a token is required")
+        if not token.isascii() or any(ch.isspace() or not ch.isprintable() for ch in token):
+            raise ValueError("the token holds characters no API token has (is it the right file?)")
         self.base_url = normalise_server(base_url)
         self._http = httpx.Client(
             base_url=self.base_url + API_PREFIX,
