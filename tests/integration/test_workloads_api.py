@@ -347,3 +347,21 @@ def test_unknown_workload_is_404_in_the_error_shape(world):
     response = world.alice.get("/api/v1/workloads/999999")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
+
+
+def test_common_name_terms_are_filtered_along_the_sort_index_with_an_estimated_total(world, monkeypatch):
+    from corral.services import listing
+
+    # Make every term "common" and the sample tiny, as a project of 200,000 rows would.
+    monkeypatch.setattr(listing, "RARE_NAME_MATCHES", 0)
+    monkeypatch.setattr(listing, "NAME_SAMPLE", 4)
+    ids = [submit(world.alice, name=f"llama-{i}" if i % 2 == 0 else f"other-{i}").json()["id"] for i in range(8)]
+    page = _list(world.alice, name="LLAMA", page_size=3)
+    assert [w["id"] for w in page["items"]] == [ids[6], ids[4], ids[2]]  # right rows, newest first
+    # Two of the four newest match, out of 8: estimated 4, and said to be an estimate.
+    assert (page["total"], page["total_exact"]) == (4, False)
+    narrow = _list(world.alice, name="llama", type="custom", status="Pending", page_size=10)
+    assert [w["id"] for w in narrow["items"]] == [ids[6], ids[4], ids[2], ids[0]]
+    # Fewer candidate rows than the sample: counted exactly.
+    monkeypatch.setattr(listing, "NAME_SAMPLE", 100)
+    assert (_list(world.alice, name="llama")["total"], _list(world.alice, name="llama")["total_exact"]) == (4, True)

@@ -147,17 +147,21 @@ class Workload(Base):
     # Bumped by every status write, so concurrent writers can guard their update.
     version: Mapped[int] = mapped_column(Integer, default=0)
     __table_args__ = (
-        # One index per sortable column of the table, project first; status and type
-        # trail so that the default view and type/status filters read from the index.
-        Index("ix_workloads_project_created", "project_id", "created_at", "id", "status", "type"),
-        Index("ix_workloads_project_status", "project_id", "status", "created_at", "id"),
-        Index("ix_workloads_project_type", "project_id", "type", "created_at", "id", "status"),
-        Index("ix_workloads_project_name", "project_id", "name", "id", "status", "type"),
-        Index("ix_workloads_project_cluster", "project_id", "cluster_name", "id", "status", "type"),
-        Index("ix_workloads_project_creator", "project_id", "created_by", "id", "status", "type"),
-        Index("ix_workloads_project_gpu", "project_id", "gpu", "id", "status", "type"),
-        Index("ix_workloads_project_cpu", "project_id", "cpu", "id", "status", "type"),
-        Index("ix_workloads_project_memory", "project_id", "memory", "id", "status", "type"),
+        # One index per sortable column, project first, ordered as the table sorts
+        # (column, then created_at and id); status and type trail so that the default
+        # view and the type and status filters are answered from the index alone.
+        *(Index(f"ix_workloads_project_{name}", "project_id", *columns, "created_at", "id", *trailing)
+          for name, columns, trailing in (
+              ("created", (), ("status", "type")),
+              ("status", ("status",), ("type",)),
+              ("type", ("type",), ("status",)),
+              ("name", ("name",), ("status", "type")),
+              ("cluster", ("cluster_name",), ("status", "type")),
+              ("creator", ("created_by",), ("status", "type")),
+              ("gpu", ("gpu",), ("status", "type")),
+              ("cpu", ("cpu",), ("status", "type")),
+              ("memory", ("memory",), ("status", "type")),
+          )),
         Index("ix_workloads_created", "created_at", "id"),
         Index("ix_workloads_cluster_status", "cluster_id", "status"),
         CheckConstraint(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, func, select, text
+from sqlalchemy import Connection, and_, case, false, func, select, text
 
 from corral.db.tables import clusters, projects, workload_counts, workloads
 from corral.domain.statuses import DEFAULT_VISIBLE_STATUSES, WorkloadStatus
@@ -20,11 +20,13 @@ from corral.services.errors import InvalidInput
 from corral.services.principal import Principal
 
 MAX_PAGE_SIZE = 100
-# Past this many matches a name or creator filter's total is given as "at least".
+# A creator filter's total is counted exactly up to this many matches.
 COUNT_BOUND = 10_000
-# A name term matching fewer rows than this (anywhere) is looked up through the name
-# index; a more common one is filtered while walking the sort index instead.
+# A name term with fewer candidates than this is looked up through the name index
+# (FTS5 on SQLite, trigrams on PostgreSQL) and counted exactly; a more common one is
+# filtered along the sort index and its total estimated from a sample.
 RARE_NAME_MATCHES = 2_000
+NAME_SAMPLE = 5_000
 
 SORT_COLUMNS = {
     "name": workloads.c.name,
@@ -86,28 +88,46 @@ def _like_pattern(term: str) -> str:
     return f"%{escaped}%"
 
 
-def _name_condition(conn: Connection, term: str) -> tuple[Any, bool]:
-    """A condition for "name contains term" (case-insensitive); and whether it is selective."""
-    if conn.dialect.name != "sqlite":
-        # PostgreSQL's planner picks between the trigram index and the sort index itself.
-        return workloads.c.name.ilike(_like_pattern(term), escape="\\"), False
-    like = workloads.c.name.like(_like_pattern(term), escape="\\")  # SQLite's LIKE ignores ASCII case
-    if len(term) < 3:  # trigrams need three characters
-        return like, False
-    phrase = '"' + term.replace('"', '""') + '"'
-    sample = conn.execute(
-        text("SELECT count(*) FROM (SELECT rowid FROM workload_names WHERE workload_names MATCH :q LIMIT :n)"),
-        {"q": phrase, "n": RARE_NAME_MATCHES},
-    ).scalar_one()
-    if sample < RARE_NAME_MATCHES:
-        ids = text("SELECT rowid FROM workload_names WHERE workload_names MATCH :q").bindparams(q=phrase)
-        return workloads.c.id.in_(ids), True
-    return like, False
+@dataclass(frozen=True)
+class _NameFilter:
+    condition: Any
+    rare: bool  # few candidates: count them exactly
+    by_id: bool = False  # the condition is a list of ids: read those rows, not an index
+
+
+def _name_filter(conn: Connection, term: str, project_ids: list[int] | None) -> _NameFilter:
+    """"Name contains term", case-insensitive, planned by how common the term is."""
+    pattern = _like_pattern(term)
+    if conn.dialect.name == "sqlite":
+        like = workloads.c.name.like(pattern, escape="\\")  # SQLite's LIKE ignores ASCII case
+        if len(term) < 3:  # trigrams need three characters
+            return _NameFilter(like, rare=False)
+        phrase = '"' + term.replace('"', '""') + '"'
+        ids = conn.execute(
+            text("SELECT rowid FROM workload_names WHERE workload_names MATCH :q LIMIT :n"),
+            {"q": phrase, "n": RARE_NAME_MATCHES + 1},
+        ).scalars().all()
+        if len(ids) <= RARE_NAME_MATCHES:
+            # A literal id list: SQLite reads these rows by id instead of scanning the project.
+            return _NameFilter(workloads.c.id.in_(ids) if ids else false(), rare=True, by_id=True)
+        return _NameFilter(like, rare=False)
+    ilike = workloads.c.name.ilike(pattern, escape="\\")
+    # PostgreSQL: the planner's estimate (from its statistics) says how common the term
+    # is; it then chooses the trigram index or the sort index by itself.
+    scope = [] if project_ids is None else [workloads.c.project_id.in_(project_ids or [-1])]
+    estimate = _postgres_estimate(conn, select(workloads.c.id).where(*scope, ilike))
+    return _NameFilter(ilike, rare=estimate < RARE_NAME_MATCHES)
+
+
+def _postgres_estimate(conn: Connection, query: Any) -> float:
+    compiled = query.compile(conn, compile_kwargs={"render_postcompile": True})
+    plan = conn.exec_driver_sql("EXPLAIN (FORMAT JSON) " + compiled.string, compiled.params).scalar_one()
+    return float(plan[0]["Plan"]["Plan Rows"])
 
 
 def list_workloads(conn: Connection, principal: Principal, query: WorkloadQuery) -> dict[str, Any]:
     types, statuses, (sort_column, descending), _ = _parse(query)
-    conditions: list[Any] = []
+    kept: list[Any] = []  # conditions that the kept counts can answer
     project_names: dict[int, str] = {}
     if query.project is not None:
         project = project_service.resolve(conn, principal, query.project)
@@ -115,23 +135,31 @@ def list_workloads(conn: Connection, principal: Principal, query: WorkloadQuery)
         project_names[project["id"]] = project["name"]
     else:
         project_ids = project_service.visible_project_ids(conn, principal)
+    name = _name_filter(conn, query.name, project_ids) if query.name else None
     if project_ids is not None:
         if not project_ids:
             return _page(query, [], 0, True)
-        conditions.append(workloads.c.project_id == project_ids[0] if len(project_ids) == 1
-                          else workloads.c.project_id.in_(project_ids))
-    conditions.append(workloads.c.status.in_(statuses) if len(statuses) > 1 else workloads.c.status == statuses[0])
+        # With a short list of ids to read, "+ 0" keeps SQLite from walking the
+        # project's index instead (it cannot use an index on an expression).
+        project_column = workloads.c.project_id + 0 if name is not None and name.by_id else workloads.c.project_id
+        kept.append(project_column == project_ids[0] if len(project_ids) == 1
+                    else project_column.in_(project_ids))
+    kept.append(workloads.c.status.in_(statuses) if len(statuses) > 1 else workloads.c.status == statuses[0])
     if types:
-        conditions.append(workloads.c.type.in_(types) if len(types) > 1 else workloads.c.type == types[0])
+        kept.append(workloads.c.type.in_(types) if len(types) > 1 else workloads.c.type == types[0])
     if query.cluster:
-        conditions.append(workloads.c.cluster_name == query.cluster)
+        kept.append(workloads.c.cluster_name == query.cluster)
+    extra: list[Any] = []  # conditions counted (or estimated) per request
     if query.created_by:
-        conditions.append(workloads.c.created_by == query.created_by.strip().lower())
-    if query.name:
-        name_condition, _ = _name_condition(conn, query.name)
-        conditions.append(name_condition)
+        extra.append(workloads.c.created_by == query.created_by.strip().lower())
+    if name is not None:
+        extra.append(name.condition)
+    conditions = kept + extra
 
-    order = [sort_column.desc(), workloads.c.id.desc()] if descending else [sort_column.asc(), workloads.c.id.asc()]
+    # Sorted by the column, then by creation (newest first when descending): the same
+    # order as the column's index, so a page is read from the index.
+    direction = (lambda c: c.desc()) if descending else (lambda c: c.asc())
+    order = [direction(c) for c in dict.fromkeys([sort_column, workloads.c.created_at, workloads.c.id])]
     # Late row lookup: page through the index alone (ids), then read the page's rows, so
     # a deep OFFSET skips index entries rather than whole rows.
     page_ids = (
@@ -142,15 +170,7 @@ def list_workloads(conn: Connection, principal: Principal, query: WorkloadQuery)
         select(*_ROW_COLUMNS).join(page_ids, page_ids.c.id == workloads.c.id).order_by(*order)
     ).all()
 
-    if not query.name and not query.created_by:
-        total, exact = _kept_total(conn, project_ids, statuses, types, query.cluster), True
-    else:
-        total = conn.execute(
-            select(func.count()).select_from(select(workloads.c.id).where(*conditions).limit(COUNT_BOUND + 1)
-                                              .subquery())
-        ).scalar_one()
-        exact = total <= COUNT_BOUND
-        total = min(total, COUNT_BOUND)
+    total, exact = _total(conn, kept, extra, name, project_ids, statuses, types, query.cluster)
 
     missing = {r.project_id for r in rows} - project_names.keys()
     if missing:
@@ -164,6 +184,30 @@ def list_workloads(conn: Connection, principal: Principal, query: WorkloadQuery)
         for r in rows
     ]
     return _page(query, items, total, exact)
+
+
+def _total(conn: Connection, kept: list[Any], extra: list[Any], name: _NameFilter | None,
+           project_ids: list[int] | None, statuses: list[str], types: list[str],
+           cluster: str | None) -> tuple[int, bool]:
+    """The number of matches, and whether it is exact.
+
+    Exact from the kept counts when only project, status, type and cluster filter; counted
+    when a creator filter or a rare name narrows them; estimated from a sample of the
+    newest rows when a common name term does (counting it would scan the project).
+    """
+    if not extra:
+        return _kept_total(conn, project_ids, statuses, types, cluster), True
+    if name is None or name.rare:
+        counted = conn.execute(select(func.count()).select_from(
+            select(workloads.c.id).where(*kept, *extra).limit(COUNT_BOUND + 1).subquery())).scalar_one()
+        return min(counted, COUNT_BOUND), counted <= COUNT_BOUND
+    sample = (select(workloads.c.id, case((and_(*extra), 1), else_=0).label("hit")).where(*kept)
+              .order_by(workloads.c.created_at.desc()).limit(NAME_SAMPLE).subquery())
+    scanned, hits = conn.execute(select(func.count(), func.coalesce(func.sum(sample.c.hit), 0))).one()
+    if scanned < NAME_SAMPLE:
+        return int(hits), True
+    population = _kept_total(conn, project_ids, statuses, types, cluster)
+    return round(population * int(hits) / scanned), False
 
 
 def _page(query: WorkloadQuery, items: list[dict[str, Any]], total: int, exact: bool) -> dict[str, Any]:

@@ -169,14 +169,14 @@ def upgrade() -> None:
     with op.batch_alter_table('workloads', schema=None) as batch_op:
         batch_op.create_index('ix_workloads_cluster_status', ['cluster_id', 'status'], unique=False)
         batch_op.create_index('ix_workloads_created', ['created_at', 'id'], unique=False)
-        batch_op.create_index('ix_workloads_project_cluster', ['project_id', 'cluster_name', 'id', 'status', 'type'], unique=False)
-        batch_op.create_index('ix_workloads_project_cpu', ['project_id', 'cpu', 'id', 'status', 'type'], unique=False)
+        batch_op.create_index('ix_workloads_project_cluster', ['project_id', 'cluster_name', 'created_at', 'id', 'status', 'type'], unique=False)
+        batch_op.create_index('ix_workloads_project_cpu', ['project_id', 'cpu', 'created_at', 'id', 'status', 'type'], unique=False)
         batch_op.create_index('ix_workloads_project_created', ['project_id', 'created_at', 'id', 'status', 'type'], unique=False)
-        batch_op.create_index('ix_workloads_project_creator', ['project_id', 'created_by', 'id', 'status', 'type'], unique=False)
-        batch_op.create_index('ix_workloads_project_gpu', ['project_id', 'gpu', 'id', 'status', 'type'], unique=False)
-        batch_op.create_index('ix_workloads_project_memory', ['project_id', 'memory', 'id', 'status', 'type'], unique=False)
-        batch_op.create_index('ix_workloads_project_name', ['project_id', 'name', 'id', 'status', 'type'], unique=False)
-        batch_op.create_index('ix_workloads_project_status', ['project_id', 'status', 'created_at', 'id'], unique=False)
+        batch_op.create_index('ix_workloads_project_creator', ['project_id', 'created_by', 'created_at', 'id', 'status', 'type'], unique=False)
+        batch_op.create_index('ix_workloads_project_gpu', ['project_id', 'gpu', 'created_at', 'id', 'status', 'type'], unique=False)
+        batch_op.create_index('ix_workloads_project_memory', ['project_id', 'memory', 'created_at', 'id', 'status', 'type'], unique=False)
+        batch_op.create_index('ix_workloads_project_name', ['project_id', 'name', 'created_at', 'id', 'status', 'type'], unique=False)
+        batch_op.create_index('ix_workloads_project_status', ['project_id', 'status', 'created_at', 'id', 'type'], unique=False)
         batch_op.create_index('ix_workloads_project_type', ['project_id', 'type', 'created_at', 'id', 'status'], unique=False)
 
     op.create_table('components',
