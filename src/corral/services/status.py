@@ -62,17 +62,22 @@ def add_counts(conn: Connection, deltas: list[dict[str, Any]]) -> None:
         key = (d["project_id"], d["cluster_id"], d["type"], d["status"])
         merged[key] = merged.get(key, 0) + d["count"]
     rows = [count_delta(*key, n) for key, n in sorted(merged.items()) if n]
-    upsert_add(conn, workload_counts, ["project_id", "cluster_id", "type", "status"], "count", rows)
+    upsert_add(conn, workload_counts, ("project_id", "cluster_id", "type", "status"), ("count",), rows)
 
 
-def add_usage(conn: Connection, project_id: int, cluster_id: int, *, used: Resources | None = None,
-              queued: int = 0) -> None:
-    used = used or Resources()
-    row = {"project_id": project_id, "cluster_id": cluster_id, **used.as_dict(), "queued": queued}
-    keys = ["project_id", "cluster_id"]
-    for column in ("gpu", "cpu", "memory", "ephemeral_storage", "queued"):
-        if row[column]:
-            upsert_add(conn, project_usage, keys, column, [{k: row[k] for k in (*keys, column)}])
+_USAGE_COLUMNS = ("gpu", "cpu", "memory", "ephemeral_storage", "queued")
+
+
+def usage_delta(project_id: int, cluster_id: int, *, used: Resources | None = None, queued: int = 0
+                ) -> dict[str, Any]:
+    """A change to what a project holds on a cluster (``used``) and to its number queued there."""
+    return {"project_id": project_id, "cluster_id": cluster_id, **(used or Resources()).as_dict(), "queued": queued}
+
+
+def add_usage(conn: Connection, deltas: list[dict[str, Any]]) -> None:
+    """Apply usage deltas, in key order (no lock-order deadlocks between writers)."""
+    rows = sorted(deltas, key=lambda d: (d["project_id"], d["cluster_id"]))
+    upsert_add(conn, project_usage, ("project_id", "cluster_id"), _USAGE_COLUMNS, rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,9 +117,9 @@ def write_status(
     if new_status in FINISHED_STATUSES and old_status not in FINISHED_STATUSES:
         # Finished: release what it held, or leave the queue if it never ran.
         if row.admitted_at is not None:
-            add_usage(conn, row.project_id, row.cluster_id, used=Resources() - request_of(row))
+            add_usage(conn, [usage_delta(row.project_id, row.cluster_id, used=Resources() - request_of(row))])
         else:
-            add_usage(conn, row.project_id, row.cluster_id, queued=-1)
+            add_usage(conn, [usage_delta(row.project_id, row.cluster_id, queued=-1)])
     message = f"{old_status.label} -> {new_status.label}" + (f": {reason}" if reason else "")
     events.record(conn, actor=actor, subject_type="workload", subject_id=row.id, project_id=row.project_id,
                   kind="status_changed", message=message, at=at)

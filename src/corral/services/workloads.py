@@ -23,6 +23,7 @@ from corral.services.status import (
     STATE_COLUMNS,
     add_counts,
     add_usage,
+    usage_delta,
     clock_of,
     component_states,
     count_delta,
@@ -176,8 +177,8 @@ def write_submissions(conn: Connection, items: list[PreparedSubmission]) -> list
     queued: dict[tuple[int, int], int] = {}
     for item in items:
         queued[(item.project_id, item.cluster_id)] = queued.get((item.project_id, item.cluster_id), 0) + 1
-    for (project_id, cluster_id), n in sorted(queued.items()):
-        add_usage(conn, project_id, cluster_id, queued=n)
+    add_usage(conn, [usage_delta(project_id, cluster_id, queued=n) for (project_id, cluster_id), n in
+                     sorted(queued.items())])
     return [
         {"id": workload_id, "name": item.name, "type": item.type, "project": item.project_name,
          "cluster": item.cluster_name, "status": row["status"], "status_reason": row["status_reason"],
