@@ -22,16 +22,17 @@ def _bearer(request: Request) -> str:
     return token.strip()
 
 
-def engine_of(request: Request) -> Engine:
+# Dependencies that do no I/O are async: a sync one costs a hop to the thread pool.
+async def engine_of(request: Request) -> Engine:
     return request.app.state.engine
 
 
-def settings_of(request: Request) -> Settings:
+async def settings_of(request: Request) -> Settings:
     return request.app.state.settings
 
 
 def current_principal(request: Request) -> Principal:
-    principal = authenticate(engine_of(request), _bearer(request))
+    principal = authenticate(request.app.state.engine, _bearer(request))
     if principal is None:
         raise Unauthenticated("invalid, expired or revoked token")
     return principal
@@ -40,7 +41,7 @@ def current_principal(request: Request) -> Principal:
 def current_cluster(request: Request) -> Any:
     """The cluster whose agent is calling (agent tokens, not user tokens)."""
     token = _bearer(request)
-    with engine_of(request).connect() as conn:
+    with request.app.state.engine.connect() as conn:
         row = cluster_service.cluster_for_agent(conn, token)
     if row is None:
         raise Unauthenticated("invalid agent token")
