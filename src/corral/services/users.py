@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from corral.db.engine import read_tx
 from corral.db.tables import api_tokens, users
 from corral.services import events
 from corral.services.clock import utcnow
@@ -185,7 +186,7 @@ def authenticate(engine: Engine, token: str) -> Principal | None:
     """The user behind a bearer token, in one query; None if unknown, revoked or expired."""
     if not token.startswith(TOKEN_PREFIX) or len(token) > 100:
         return None
-    with engine.connect() as conn:
+    with read_tx(engine) as conn:
         row = conn.execute(_AUTH_QUERY.where(api_tokens.c.token_hash == hash_token(token))).first()
     if row is None or row.revoked_at is not None or row.disabled_at is not None:
         return None
