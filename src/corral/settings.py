@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     default_project_name: str = "default"
     bootstrap: bool = Field(True, description="on first start create an admin, a project and the local cluster")
     log_level: str = "info"
+    # Requests served at once per server process (sync routes run in a thread pool); the
+    # database pool holds as many connections plus a few, so none is opened per request.
+    http_threads: int = Field(16, ge=1, le=256)
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from contextlib import asynccontextmanager
 
+import anyio
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
@@ -18,10 +19,13 @@ from corral.settings import Settings, get_settings
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
     settings = settings or get_settings()
-    engine = engine or make_engine(settings.resolved_database_url())
+    engine = engine or make_engine(settings.resolved_database_url(), pool_size=settings.http_threads + 4)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
+        # More threads than the pool has connections would only queue on the pool; fewer
+        # than a few dozen keep a 2-core machine from thrashing between them.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.http_threads
         yield
         app.state.submission_writer.close()
 

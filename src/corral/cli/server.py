@@ -44,7 +44,7 @@ def serve(
     settings = Settings()
     settings = settings.model_copy(update={"host": host or settings.host,
                                            "port": settings.port if port is None else port})
-    engine = make_engine(settings.resolved_database_url())
+    engine = make_engine(settings.resolved_database_url(), pool_size=settings.http_threads + 4)
     created_token_file = None
     try:
         upgrade(engine)

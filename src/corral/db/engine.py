@@ -35,7 +35,8 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     # No server-side prepared statements: a generic plan, chosen once for any parameter,
     # can be far worse for a skewed table (one project of 200,000 rows, most of 1,000
     # projects small) than planning each query with its values (~0.2 ms).
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, connect_args={"prepare_threshold": None})
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size // 2,
+                         connect_args={"prepare_threshold": None})
 
 
 def _configure_sqlite(engine: Engine) -> None:

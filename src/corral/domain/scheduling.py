@@ -3,11 +3,15 @@
 ``schedule(snapshot)`` is a pure function of a ``Snapshot`` (capacity, quotas, what holds
 resources, what waits) and returns ``Decisions``; the caller applies them (admits, removes
 preempted workloads from their clusters and requeues them, records reasons and events).
-It follows docs ``quotas.md``. The rules, in the order the code applies them:
+It implements the admission semantics of the quotas spec (``quotas.md``: guaranteed and
+limit per project and cluster, borrowing, reclaim, priority preemption). The rules, in the
+order the code applies them:
 
 1. **Order.** Queued workloads are considered one at a time in one global order: priority
    descending, then ``queued_since`` ascending, then id ascending. Restricted to one project
-   on one cluster this is that project's queue on that cluster.
+   on one cluster this is that project's queue on that cluster. Priority is strict: a
+   higher-priority workload is always considered before a lower-priority one, however long
+   that one has waited.
 2. **Fit.** A workload is admitted when (a) its project's usage on its cluster plus its
    request stays within the project's ``limit`` there, (b) the cluster has the free capacity
    (capacity minus every admitted request on it, discovered ones included) and (c) for a
@@ -29,21 +33,24 @@ It follows docs ``quotas.md``. The rules, in the order the code applies them:
    headroom and cluster capacity are not taken by its own smaller workloads) until the head
    fits. Other projects are not blocked; a head that fits within its guarantee reclaims
    capacity from borrowers (rule 5), so it cannot starve; a head that would borrow waits for
-   idle capacity, which borrowing never guarantees.
+   idle capacity, which borrowing never guarantees. Only the head blocks: a starving workload
+   behind a head that is not starving does not, because once that head has waited long enough
+   it blocks in turn, and so on down the queue.
 5. **Reclaim.** When a workload fits within its project's guarantee (usage + request <=
    ``guaranteed`` in every dimension) and its limit, but the cluster lacks free capacity, it
    preempts admitted workloads of *other* projects that borrow on that cluster (usage above
    ``guaranteed`` in some dimension): preemptible, not discovered, not admitted in this pass;
    lowest priority first, then most recently admitted (then highest id). A victim must free a
    dimension in which the cluster is still short *and* in which its project is above its
-   guarantee, so a project never loses capacity that is within its own guarantee; a project at
-   or below its guarantee (in all dimensions) supplies no further victims. Victims are taken
-   only until the workload fits; if all eligible victims would not be enough, nothing is
-   preempted and the workload waits. A workload that would itself borrow never reclaims.
+   guarantee (it then frees its whole request); so a project at or below its guarantee in every
+   dimension supplies no further victims, and one that borrows only CPU loses nothing to a
+   workload short of GPUs. Victims are taken only until the workload fits; if all eligible
+   victims would not be enough, nothing is preempted and the workload waits. A workload that
+   would itself borrow never reclaims.
 6. **Priority preemption within a project.** When the workload does not fit under its
    project's ``limit`` (for a non-preemptible one: under the smaller of ``limit`` and
-   ``guaranteed``) and the project's policy is ``lower_priority`` (the default; ``never``
-   disables it), it preempts the project's own preemptible, non-discovered workloads on that
+   ``guaranteed``) and the project's policy is ``lower_priority`` (the default, also for any
+   unknown value; ``never`` disables it), it preempts the project's own preemptible, non-discovered workloads on that
    cluster with strictly lower priority, lowest priority first then most recently admitted,
    each freeing a dimension still over the bound, until usage + request is within it; then, if
    the cluster is still short, more of them (each freeing a short dimension), then reclaim
@@ -58,11 +65,14 @@ It follows docs ``quotas.md``. The rules, in the order the code applies them:
    naming numbers and its 1-based position in its project's queue on that cluster, counting
    only workloads still waiting after this pass.
 
-Performance: usage and free capacity live in dicts of 4-element lists keyed by
-(project, cluster) and cluster; the fast path (it fits) is a handful of comparisons. Victim
-lists are built per cluster only when a preemption is first considered there, sorted once,
-split per project, and merged through a per-cluster heap of the borrowing projects' next
-victims; running totals of what could be reclaimed make hopeless attempts fail in O(1).
+Performance (bench/schedule_decision.py: 100,000 queued and 100,000 admitted workloads,
+1,000 projects, 10 clusters): usage and free capacity live in 4-element lists keyed by
+(project, cluster) and cluster, so the fast path (it fits) is a handful of comparisons. Victim
+lists are built per cluster only when a preemption is first considered there: sorted once,
+split per project and per dimension, and merged through per-dimension heaps holding each
+borrowing project's next victim, so an attempt looks only at victims that could help.
+Running totals (what lower priorities hold per project, what borrowers hold per cluster) make
+hopeless attempts fail in O(1); reason texts are memoised.
 """
 
 from __future__ import annotations
@@ -71,7 +81,8 @@ import gc
 import heapq
 from dataclasses import dataclass, field
 from datetime import datetime
-from operator import attrgetter
+from itertools import groupby
+from operator import attrgetter, itemgetter
 
 from corral.domain.resources import RESOURCE_NAMES, Limit, Resources, format_bytes, format_millicores
 
@@ -163,7 +174,7 @@ def queue_key(w: QueuedWorkload) -> tuple:
 
 
 def queue_order(queue: list[QueuedWorkload]) -> list[QueuedWorkload]:
-    """``sorted(queue, key=queue_key)``, done as two stable sorts on C-level keys."""
+    """``sorted(queue, key=queue_key)``, done as three stable sorts on C-level keys."""
     order = sorted(queue, key=_BY_ID)
     order.sort(key=_BY_QUEUED)
     order.sort(key=_BY_PRIORITY, reverse=True)  # a reverse sort keeps equal items in their order
@@ -174,6 +185,7 @@ _BY_QUEUED = attrgetter("queued_since")
 _BY_PRIORITY = attrgetter("priority")
 _BY_ADMITTED = attrgetter("admitted_at")
 _BY_ID = attrgetter("id")
+_PROJECT = itemgetter(4)  # of a victim tuple
 
 
 def schedule(snapshot: Snapshot) -> Decisions:
@@ -256,7 +268,7 @@ class _Victims:
         self.ptr = [0, 0, 0, 0]  # first not yet preempted in by_dim[d]
         self.tot = [0, 0, 0, 0]  # summed requests of those not yet preempted, per dimension
         self.by_prio: dict[int, list[int]] | None = None  # the same per priority, when first needed
-        self.borrowing = [False, False, False, False]  # usage above guaranteed, per dimension
+        self.borrowing = [False, False, False, False]  # above guaranteed, in dimensions with victims
         self.lending: list[int] = []  # dimensions with victims in which it does not borrow
         self.pushed: list[int | None] = [None, None, None, None]  # by_dim index of the valid heap entry
         self.gen = [0, 0, 0, 0]
@@ -307,8 +319,8 @@ class _Pass:
         self.victims: dict[tuple[int, int], _Victims] = {}
         self.heaps: dict[int, tuple[list[_Entry], ...]] = {}  # per cluster, per dimension
         self.nkeys: dict[int, int] = {}
-        # per cluster and dimension: what the victims of projects borrowing in any dimension hold,
-        # an upper bound on what reclaim could free (a victim frees all of its request)
+        # per cluster and dimension: what the victims of projects that borrow (in a dimension in
+        # which they have victims) hold: an upper bound on what reclaim could free there
         self.reclaimable: dict[int, list[int]] = {}
         self.removed: set[int] = set()
         self.version: dict[int, int] = {}  # per cluster: bumped on every change there
@@ -438,10 +450,20 @@ class _Pass:
 
     def _format_quota_reason(self, p, r, u, g, lim) -> str:  # type: ignore[no-untyped-def]
         dims = [i for i in _DIMS if u[i] + r[i] > lim[i]]
+        if len(dims) == 1:
+            i = dims[0]
+            bound = _fmt(i, lim[i])
+            return (f"waiting for quota: {RESOURCE_NAMES[i]} {_fmt(i, u[i])}/{bound} in use in project "
+                    f"{self.name(p)} (limit {bound}), {_fmt(i, r[i])} requested")
         if dims:
-            used = ", ".join(f"{RESOURCE_NAMES[i]} {_fmt(i, u[i])}/{_fmt(i, lim[i])}" for i in dims)
-            return (f"waiting for quota: {used} in use in project {self.name(p)} "
-                    f"(limit {_bare(dims, lim)}), {_bare(dims, r)} requested")
+            used, limits, wanted = [], [], []
+            for i in dims:
+                name, bound = RESOURCE_NAMES[i], _fmt(i, lim[i])
+                used.append(f"{name} {_fmt(i, u[i])}/{bound}")
+                limits.append(f"{name} {bound}")
+                wanted.append(f"{name} {_fmt(i, r[i])}")
+            return (f"waiting for quota: {', '.join(used)} in use in project {self.name(p)} "
+                    f"(limit {', '.join(limits)}), {', '.join(wanted)} requested")
         dims = [i for i in _DIMS if u[i] + r[i] > g[i]]
         left = [max(g[i] - u[i], 0) for i in _DIMS]
         return (f"non-preemptible: needs {_amounts(dims, r)} within the guarantee of project "
@@ -680,24 +702,23 @@ class _Pass:
         cands.sort(key=_BY_ID, reverse=True)
         cands.sort(key=_BY_ADMITTED, reverse=True)
         cands.sort(key=_BY_PRIORITY)
+        ranked = [
+            (rank, a.id, a.priority, (r.gpu, r.cpu, r.memory, r.ephemeral_storage), a.project_id)
+            for rank, a in enumerate(cands) for r in (a.request,)
+        ]
+        ranked.sort(key=_PROJECT)  # stable: each project's victims together, still in victim order
         victims, usage, quotas = self.victims, self.usage, self.q
         zero = (0, 0, 0, 0)
-        keys = []
-        for rank, a in enumerate(cands):
-            key = (a.project_id, c)
-            k = victims.get(key)
-            if k is None:
-                qq = quotas.get(key)
-                k = victims[key] = _Victims(usage[key], qq[0] if qq is not None else zero)
-                keys.append(key)
-            r = a.request
-            k.all.append((rank, a.id, a.priority, (r.gpu, r.cpu, r.memory, r.ephemeral_storage), a.project_id))
+        keys = 0
         # nothing on this cluster has been preempted yet: every list starts at its head
         heaps: tuple[list[_Entry], ...] = ([], [], [], [])
         rc = [0, 0, 0, 0]
-        for key in keys:
-            k = victims[key]
-            lst = k.all
+        for project, group in groupby(ranked, _PROJECT):
+            key = (project, c)
+            qq = quotas.get(key)
+            k = victims[key] = _Victims(usage[key], qq[0] if qq is not None else zero)
+            keys += 1
+            lst = k.all = list(group)
             u, g = k.usage, k.guaranteed
             for d in _DIMS:
                 amounts = [v[3][d] for v in lst]
@@ -718,7 +739,7 @@ class _Pass:
             heapq.heapify(h)
         self.heaps[c] = heaps
         self.reclaimable[c] = rc
-        self.nkeys[c] = len(keys)
+        self.nkeys[c] = keys
         self.version[c] = 0
         self.built.add(c)
 

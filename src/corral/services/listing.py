@@ -26,7 +26,7 @@ COUNT_BOUND = 10_000
 # (FTS5 on SQLite, trigrams on PostgreSQL) and counted exactly; a more common one is
 # filtered along the sort index and its total estimated from a sample.
 RARE_NAME_MATCHES = 2_000
-NAME_SAMPLE = 5_000
+NAME_SAMPLE = 2_000
 
 SORT_COLUMNS = {
     "name": workloads.c.name,
