@@ -93,6 +93,7 @@ PREEMPTION_POLICIES = (POLICY_NEVER, POLICY_LOWER_PRIORITY)
 _INF = float("inf")
 _BORROWS, _RECLAIM_SHORT = 1, 2  # why a workload short of cluster capacity waits
 _DIMS = (0, 1, 2, 3)
+_HEAP_SLACK = 64  # stale heap entries tolerated beyond twice the live ones
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +132,8 @@ class ProjectQuota:
 
 @dataclass(frozen=True)
 class Snapshot:
+    """Everything one pass decides on. ``queue`` and ``admitted`` must be disjoint."""
+
     now: datetime
     capacity: dict[int, Resources]  # cluster_id -> capacity
     quotas: dict[tuple[int, int], ProjectQuota]  # (project_id, cluster_id) -> quota; none: nothing allowed
@@ -163,6 +166,9 @@ class Waiting:
 
 @dataclass(frozen=True)
 class Decisions:
+    """What one pass decided, each list in the order the decisions were taken (queue order);
+    a preemption comes before the admission it made room for."""
+
     admissions: list[Admission]
     preemptions: list[Preemption]
     waiting: list[Waiting]
@@ -810,7 +816,7 @@ class _Pass:
                 h = heaps[d]
                 if want is not None:
                     heapq.heappush(h, (lst[j][0], key[0], j, k.gen[d], d, k))
-                if len(h) > 2 * self.nkeys[c] + 64:
+                if len(h) > 2 * self.nkeys[c] + _HEAP_SLACK:  # mostly stale entries: compact
                     h[:] = [e for e in h if e[3] == e[5].gen[d]]
                     heapq.heapify(h)
         now_counted = b[0] or b[1] or b[2] or b[3]
