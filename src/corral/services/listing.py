@@ -145,6 +145,7 @@ def list_workloads(conn: Connection, principal: Principal, query: WorkloadQuery)
         kept.append(project_column == project_ids[0] if len(project_ids) == 1
                     else project_column.in_(project_ids))
     kept.append(workloads.c.status.in_(statuses) if len(statuses) > 1 else workloads.c.status == statuses[0])
+    scope_and_status = len(kept)  # kept[:scope_and_status]: projects and statuses
     if types:
         kept.append(workloads.c.type.in_(types) if len(types) > 1 else workloads.c.type == types[0])
     if query.cluster:
@@ -170,7 +171,7 @@ def list_workloads(conn: Connection, principal: Principal, query: WorkloadQuery)
         select(*_ROW_COLUMNS).join(page_ids, page_ids.c.id == workloads.c.id).order_by(*order)
     ).all()
 
-    total, exact = _total(conn, kept, extra, name, project_ids, statuses, types, query.cluster)
+    total, exact = _total(conn, kept, scope_and_status, extra, name, project_ids, statuses, types, query.cluster)
 
     missing = {r.project_id for r in rows} - project_names.keys()
     if missing:
@@ -186,7 +187,7 @@ def list_workloads(conn: Connection, principal: Principal, query: WorkloadQuery)
     return _page(query, items, total, exact)
 
 
-def _total(conn: Connection, kept: list[Any], extra: list[Any], name: _NameFilter | None,
+def _total(conn: Connection, kept: list[Any], scope_and_status: int, extra: list[Any], name: _NameFilter | None,
            project_ids: list[int] | None, statuses: list[str], types: list[str],
            cluster: str | None) -> tuple[int, bool]:
     """The number of matches, and whether it is exact.
@@ -201,12 +202,15 @@ def _total(conn: Connection, kept: list[Any], extra: list[Any], name: _NameFilte
         counted = conn.execute(select(func.count()).select_from(
             select(workloads.c.id).where(*kept, *extra).limit(COUNT_BOUND + 1).subquery())).scalar_one()
         return min(counted, COUNT_BOUND), counted <= COUNT_BOUND
-    sample = (select(workloads.c.id, case((and_(*extra), 1), else_=0).label("hit")).where(*kept)
+    # The sample is the newest rows of the projects in the statuses asked for (read from
+    # the default sort's index alone); every other filter is tested on them.
+    base, narrowing = kept[:scope_and_status], kept[scope_and_status:] + extra
+    sample = (select(workloads.c.id, case((and_(*narrowing), 1), else_=0).label("hit")).where(*base)
               .order_by(workloads.c.created_at.desc()).limit(NAME_SAMPLE).subquery())
     scanned, hits = conn.execute(select(func.count(), func.coalesce(func.sum(sample.c.hit), 0))).one()
     if scanned < NAME_SAMPLE:
         return int(hits), True
-    population = _kept_total(conn, project_ids, statuses, types, cluster)
+    population = _kept_total(conn, project_ids, statuses, [], None)
     return round(population * int(hits) / scanned), False
 
 

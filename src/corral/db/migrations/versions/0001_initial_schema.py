@@ -171,7 +171,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_workloads_created', ['created_at', 'id'], unique=False)
         batch_op.create_index('ix_workloads_project_cluster', ['project_id', 'cluster_name', 'created_at', 'id', 'status', 'type'], unique=False)
         batch_op.create_index('ix_workloads_project_cpu', ['project_id', 'cpu', 'created_at', 'id', 'status', 'type'], unique=False)
-        batch_op.create_index('ix_workloads_project_created', ['project_id', 'created_at', 'id', 'status', 'type'], unique=False)
+        batch_op.create_index('ix_workloads_project_created', ['project_id', 'created_at', 'id', 'status', 'type', 'cluster_name', 'created_by', 'name'], unique=False)
         batch_op.create_index('ix_workloads_project_creator', ['project_id', 'created_by', 'created_at', 'id', 'status', 'type'], unique=False)
         batch_op.create_index('ix_workloads_project_gpu', ['project_id', 'gpu', 'created_at', 'id', 'status', 'type'], unique=False)
         batch_op.create_index('ix_workloads_project_memory', ['project_id', 'memory', 'created_at', 'id', 'status', 'type'], unique=False)
