@@ -80,7 +80,8 @@ class Server:
 
 @contextlib.contextmanager
 def run_server(database_url: str, *, workers: int = 1, port: int | None = None,
-               extra_env: dict[str, str] | None = None, log_name: str = "server") -> Iterator[Server]:
+               extra_env: dict[str, str] | None = None, log_name: str = "server",
+               app: str = "corral.api.app:create_app") -> Iterator[Server]:
     """`python -m uvicorn --factory corral.api.app:create_app` in a subprocess, as deployed.
 
     One worker: the subprocess is the server process itself (its RSS is the server's).
@@ -90,11 +91,13 @@ def run_server(database_url: str, *, workers: int = 1, port: int | None = None,
     log_path = RESULTS / f"{log_name}-{port}.log"
     env = {**os.environ, "CORRAL_DATABASE_URL": database_url, "CORRAL_BOOTSTRAP": "false",
            "CORRAL_LOG_LEVEL": "warning", **(extra_env or {})}
-    cmd = [sys.executable, "-m", "uvicorn", "--factory", "corral.api.app:create_app", "--host", "127.0.0.1",
+    cmd = [sys.executable, "-m", "uvicorn", "--factory", app, "--host", "127.0.0.1",
            "--port", str(port), "--no-access-log", "--log-level", "warning"]
     if workers > 1:
         cmd += ["--workers", str(workers)]
     with open(log_path, "wb") as log:
+        if not app.startswith("corral."):
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BENCH_DIR), env.get("PYTHONPATH")]))
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     base = f"http://127.0.0.1:{port}"
@@ -157,9 +160,35 @@ def children_of(pid: int) -> list[int]:
     return [int(x) for x in text.split()]
 
 
+def code_version() -> str:
+    """The commit, and a hash of uncommitted changes under src/ if any: which code was measured."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        diff = subprocess.run(["git", "diff", "HEAD", "--", "src"], cwd=REPO, capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    if not diff:
+        return head
+    import hashlib
+
+    return f"{head}+src-diff-{hashlib.sha1(diff).hexdigest()[:8]}"
+
+
+def cpu_pressure() -> str:
+    """Linux PSI: share of the last 60 s in which some runnable task waited for a CPU."""
+    try:
+        line = Path("/proc/pressure/cpu").read_text().splitlines()[0]
+    except (OSError, IndexError):
+        return "n/a"
+    fields = dict(f.split("=") for f in line.split()[1:])
+    return f"{float(fields['avg60']):.0f}%"
+
+
 def machine_note() -> str:
     load = os.getloadavg()
-    return f"{os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at start"
+    return (f"{os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} and CPU pressure "
+            f"(PSI some avg60) {cpu_pressure()} at start; code {code_version()}")
 
 
 def save_json(name: str, data: Any) -> Path:
