@@ -1,0 +1,111 @@
+"""Admission passes over the real database: why a workload waits, and when it is admitted."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select
+
+from corral.db.tables import project_usage, workloads
+from corral.services.admission import run_pass
+from tests.integration.conftest import submit
+
+
+def _detail(client, wid):
+    return client.get(f"/api/v1/workloads/{wid}").json()
+
+
+def _report(world, wid, status, offset=1.0):
+    agent = world.api.as_token(world.agent_token)
+    comps = _detail(world.admin, wid)["components"]
+    observed = (datetime.now(UTC) + timedelta(seconds=offset)).isoformat()
+    response = agent.post("/api/v1/agent/component-statuses", json={
+        "updates": [{"component_id": c["id"], "status": status, "observed_at": observed} for c in comps]})
+    assert response.status_code == 200
+
+
+def test_over_quota_waits_with_reason_and_position_then_is_admitted_when_capacity_frees(world):
+    first = submit(world.alice, name="first", resources={"gpu": 6}).json()["id"]
+    second = submit(world.alice, name="second", resources={"gpu": 4}).json()["id"]
+    third = submit(world.alice, name="third", resources={"gpu": 3}).json()["id"]
+    result = run_pass(world.api.engine)
+    assert (result.admitted, result.waiting) == (1, 2)
+
+    assert _detail(world.alice, first)["admitted_at"] is not None
+    waiting = _detail(world.alice, second)
+    assert waiting["status"] == "Pending"
+    assert waiting["status_reason"] == "waiting for quota: gpu 6/8 in use in project vision (limit 8), 4 requested"
+    assert waiting["queue_position"] == {"position": 1, "of": 2}
+    assert _detail(world.alice, third)["queue_position"] == {"position": 2, "of": 2}
+    quota = world.alice.get("/api/v1/projects/vision/quotas/gpu-a").json()
+    assert (quota["used"]["gpu"], quota["available"]["gpu"], quota["queued"]) == (6, 2, 2)
+
+    _report(world, first, "Running")
+    _report(world, first, "Completed", offset=2)
+    assert _detail(world.alice, first)["status"] == "Complete"
+    assert world.alice.get("/api/v1/projects/vision/quotas/gpu-a").json()["used"]["gpu"] == 0
+
+    assert run_pass(world.api.engine).admitted == 2  # 4 + 3 GPUs fit the 8 now free
+    for wid in (second, third):
+        detail = _detail(world.alice, wid)
+        assert detail["admitted_at"] is not None and detail["queue_position"] is None
+        assert any(e["kind"] == "admitted" for e in detail["events"])
+    quota = world.alice.get("/api/v1/projects/vision/quotas/gpu-a").json()
+    assert (quota["used"]["gpu"], quota["queued"]) == (7, 0)
+
+
+def test_reclaim_preempts_the_borrower_and_requeues_it(world):
+    world.admin.put("/api/v1/projects/vision/quotas/gpu-a",
+                    json={"guaranteed": {"gpu": 8, "cpu": 64, "memory": "512Gi"}, "limit": "unbounded"})
+    borrower = submit(world.alice, name="borrower", resources={"gpu": 12}).json()["id"]
+    assert run_pass(world.api.engine).admitted == 1
+    assert world.alice.get("/api/v1/projects/vision/quotas/gpu-a").json()["borrowed"]["gpu"] == 4
+
+    owner = submit(world.bob, name="owner", project="speech", resources={"gpu": 8}).json()["id"]
+    result = run_pass(world.api.engine)
+    assert (result.preempted, result.admitted) == (1, 1)
+    requeued = _detail(world.alice, borrower)
+    assert requeued["admitted_at"] is None and requeued["status"] == "Pending"
+    assert requeued["events"][-1]["kind"] == "preempted"
+    assert requeued["events"][-1]["message"] == "preempted to reclaim quota for project speech"
+    assert _detail(world.bob, owner)["admitted_at"] is not None
+
+
+def test_concurrent_passes_never_admit_past_quota_or_capacity(world):
+    engine = world.api.engine
+    stop = threading.Event()
+    violations: list[str] = []
+
+    def check() -> None:
+        with engine.connect() as conn:
+            per_project = conn.execute(select(project_usage.c.project_id, project_usage.c.gpu)).all()
+            held = conn.execute(select(func.coalesce(func.sum(workloads.c.gpu), 0)).where(
+                workloads.c.admitted_at.is_not(None), workloads.c.status.not_in(["Complete", "Deleted"]))).scalar_one()
+        if any(gpu > 8 for _, gpu in per_project):
+            violations.append(f"project over its limit: {per_project}")
+        if held > 16:
+            violations.append(f"cluster over capacity: {held}")
+
+    def scheduler() -> None:
+        while not stop.is_set():
+            run_pass(engine)
+
+    threads = [threading.Thread(target=scheduler) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for i in range(30):
+        submit(world.alice, name=f"a{i}", resources={"gpu": 1 + i % 3})
+        submit(world.bob, name=f"b{i}", project="speech", resources={"gpu": 1 + i % 2})
+        check()
+    stop.set()
+    for t in threads:
+        t.join()
+    check()
+    assert violations == []
+    with engine.connect() as conn:
+        usage = dict(conn.execute(select(project_usage.c.project_id, project_usage.c.gpu)).all())
+        real = dict(conn.execute(select(workloads.c.project_id, func.sum(workloads.c.gpu)).where(
+            workloads.c.admitted_at.is_not(None)).group_by(workloads.c.project_id)).all())
+    assert {k: v for k, v in usage.items() if v} == {k: int(v) for k, v in real.items()}
+    assert 0 < sum(usage.values()) <= 16
