@@ -32,6 +32,11 @@ class Settings(BaseSettings):
     default_project_name: str = "default"
     bootstrap: bool = Field(True, description="on first start create an admin, a project and the local cluster")
     log_level: str = "info"
+    # Admission: passes run when something changes and at least this often.
+    run_scheduler: bool = True
+    scheduler_interval_s: float = Field(2.0, gt=0)
+    # A queue head waiting longer than this blocks its project's later workloads (anti-starvation).
+    starvation_after_s: float = Field(300.0, ge=0)
     # Requests served at once per server process (sync routes run in a thread pool); the
     # database pool holds as many connections plus a few, so none is opened per request.
     http_threads: int = Field(16, ge=1, le=256)

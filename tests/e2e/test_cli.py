@@ -295,13 +295,20 @@ def test_submit_list_get_delete(live_server: LiveServer, admin: Cli, tmp_path: P
     assert detail["priority"] == "high" and detail["spec"]["env"] == {"WANDB_MODE": "offline", "EXTRA": "1"}
     assert detail["preemptible"] is False
     assert detail["spec"]["command"] == ["python", "train.py"]
-    assert detail["queue_position"] == {"position": 1, "of": 4}  # high priority goes first
+    # The server's admission loop may have admitted it already; while it waits, high
+    # priority puts it first in its project's queue.
+    if detail["admitted_at"] is None:
+        assert detail["queue_position"]["position"] == 1, detail
+    else:
+        assert detail["queue_position"] is None and "admitted" in detail["status_reason"], detail
     assert [c["kind"] for c in detail["components"]] == ["job"]
     assert detail["events"][0]["kind"] == "submitted"
     shown = ok(admin.invoke("workloads", "get", str(ft["id"])))
-    for text in ("ft-merged", "Fine-Tuning", "Pending", "queued: waiting for admission on cluster local",
-                 "by admin@localhost", "Queue position", "1 of 4", "Waited", "Components", "Events", "submitted"):
+    for text in ("ft-merged", "Fine-Tuning", "Pending", "by admin@localhost", "Waited", "Components", "Events",
+                 "submitted"):
         assert text in shown, text
+    # Waiting (its reason and place in the queue) or already admitted by the server's loop.
+    assert ("Queue position" in shown and "waiting" in shown) or "admitted to cluster local" in shown, shown
 
     # Deleting asks first; "no" keeps it.
     refused = admin.invoke("workloads", "delete", str(ft["id"]), input="n\n")

@@ -63,7 +63,8 @@ class _Authed:
 
 @pytest.fixture
 def api(engine: Engine, tmp_path) -> Iterator[Api]:  # type: ignore[no-untyped-def]
-    settings = Settings(data_dir=tmp_path, database_url=str(engine.url), bootstrap=False)
+    # Admission passes run where a test asks for them (run_pass), not behind its back.
+    settings = Settings(data_dir=tmp_path, database_url=str(engine.url), bootstrap=False, run_scheduler=False)
     app = create_app(settings, engine)
     with TestClient(app, raise_server_exceptions=True) as client:
         yield Api(client=client, engine=engine)

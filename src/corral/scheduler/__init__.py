@@ -1,0 +1,1 @@
+"""The admission loop around the pure decision of ``corral.domain.scheduling``."""
