@@ -113,18 +113,22 @@ def apply_decisions(conn: Connection, snapshot: Snapshot, decisions: Decisions, 
                                            project_id=victim.project_id, kind="preempted", message=p.reason, at=now))
         recompute(conn, victim.id, now, actor)
 
-    for a in decisions.admissions:
-        row = queued[a.workload_id]
-        reason = ADMITTED_REASON.format(cluster=row.cluster_name)
-        conn.execute(update(workloads).where(workloads.c.id == row.id, workloads.c.admitted_at.is_(None))
-                     .values(admitted_at=now, status_reason=reason, version=workloads.c.version + 1))
-        conn.execute(update(components).where(components.c.workload_id == row.id,
+    admitted_rows = [queued[a.workload_id] for a in decisions.admissions]
+    if admitted_rows:
+        reasons = [ADMITTED_REASON.format(cluster=row.cluster_name) for row in admitted_rows]
+        # One statement per kind of write, executed for all admissions at once.
+        conn.execute(update(workloads).where(workloads.c.id == bindparam("wid"), workloads.c.admitted_at.is_(None))
+                     .values(admitted_at=now, status_reason=bindparam("reason"), version=workloads.c.version + 1),
+                     [{"wid": row.id, "reason": reason} for row, reason in zip(admitted_rows, reasons)])
+        conn.execute(update(components).where(components.c.workload_id == bindparam("wid"),
                                                components.c.status == ComponentStatus.PENDING.value)
-                     .values(reason="admitted; waiting for the cluster agent", observed_at=now))
-        deltas.append(usage_delta(row.project_id, row.cluster_id,
-                                  used=Resources(row.gpu, row.cpu, row.memory, row.ephemeral_storage), queued=-1))
-        event_rows.append(events.event_row(actor=actor, subject_type="workload", subject_id=row.id,
-                                           project_id=row.project_id, kind="admitted", message=reason, at=now))
+                     .values(reason="admitted; waiting for the cluster agent", observed_at=now),
+                     [{"wid": row.id} for row in admitted_rows])
+        for row, reason in zip(admitted_rows, reasons):
+            deltas.append(usage_delta(row.project_id, row.cluster_id,
+                                      used=Resources(row.gpu, row.cpu, row.memory, row.ephemeral_storage), queued=-1))
+            event_rows.append(events.event_row(actor=actor, subject_type="workload", subject_id=row.id,
+                                               project_id=row.project_id, kind="admitted", message=reason, at=now))
 
     # Why the others wait: written only where the reason changed.
     changed = [{"wid": w.workload_id, "reason": w.reason} for w in decisions.waiting
@@ -133,6 +137,19 @@ def apply_decisions(conn: Connection, snapshot: Snapshot, decisions: Decisions, 
         conn.execute(update(workloads).where(workloads.c.id == bindparam("wid"))
                      .values(status_reason=bindparam("reason")), changed)
     if deltas:
-        add_usage(conn, deltas)
+        add_usage(conn, _merged(deltas))
     events.record_many(conn, event_rows)
 
+
+
+def _merged(deltas: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One usage delta per (project, cluster)."""
+    merged: dict[tuple[int, int], dict[str, Any]] = {}
+    for d in deltas:
+        key = (d["project_id"], d["cluster_id"])
+        if key in merged:
+            for column in ("gpu", "cpu", "memory", "ephemeral_storage", "queued"):
+                merged[key][column] += d[column]
+        else:
+            merged[key] = dict(d)
+    return list(merged.values())
