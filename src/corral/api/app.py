@@ -13,7 +13,6 @@ from corral.api import errors
 from corral.api.responses import FastJSONResponse
 from corral.api.routes import clusters, identity, projects, workloads
 from corral.db.engine import make_engine
-from corral.scheduler.loop import AdmissionLoop
 from corral.services.writer import SubmissionWriter
 from corral.settings import Settings, get_settings
 
@@ -27,11 +26,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         # More threads than the pool has connections would only queue on the pool; fewer
         # than a few dozen keep a 2-core machine from thrashing between them.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.http_threads
-        if app.state.admission is not None:
-            app.state.admission.start()
         yield
-        if app.state.admission is not None:
-            app.state.admission.stop()
         app.state.submission_writer.close()
 
     app = FastAPI(
@@ -44,9 +39,6 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.settings = settings
     app.state.engine = engine
     app.state.submission_writer = SubmissionWriter(engine)
-    app.state.admission = (AdmissionLoop(engine, interval_s=settings.scheduler_interval_s,
-                                         starvation_after_s=settings.starvation_after_s)
-                           if settings.run_scheduler else None)
     errors.install(app)
     for module in (identity, projects, clusters, workloads):
         app.include_router(module.router, prefix="/api/v1")

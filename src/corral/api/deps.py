@@ -48,13 +48,6 @@ def current_cluster(request: Request) -> Any:
     return row
 
 
-def wake_scheduler(request: Request) -> None:
-    """Something that admission depends on changed: run a pass now rather than on the timer."""
-    loop = getattr(request.app.state, "admission", None)
-    if loop is not None:
-        loop.wake()
-
-
 CurrentUser = Annotated[Principal, Depends(current_principal)]
 # Routes open their transactions themselves (read_tx / write_tx), so that a write has
 # committed before its response is sent.

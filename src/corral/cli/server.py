@@ -63,6 +63,7 @@ def serve(
     heartbeat = LocalHeartbeat(engine, settings, host_capacity(settings.data_dir), stop)
     heartbeat.beat()  # at once, so the built-in cluster is healthy before the first request
     heartbeat.start()
+    scheduler = _start_scheduler(settings)
     try:
         if workers > 1:
             # Each worker builds its own app (and engine) from the same CORRAL_* settings.
@@ -75,6 +76,9 @@ def serve(
                         log_level=settings.log_level)
     finally:
         stop.set()
+        if scheduler is not None:
+            scheduler.terminate()
+            scheduler.join(timeout=10)
         heartbeat.join(timeout=5)
         engine.dispose()
 
@@ -177,3 +181,18 @@ class LocalHeartbeat(threading.Thread):
         except Exception:  # noqa: BLE001 - a missed beat must not stop the server
             log.warning("heartbeat of the local cluster %r failed", name, exc_info=True)
             return False
+
+
+def _start_scheduler(settings: Settings):  # type: ignore[no-untyped-def]
+    """The admission loop, in a process of its own (see corral.scheduler.loop)."""
+    if not settings.run_scheduler:
+        return None
+    import multiprocessing
+
+    from corral.scheduler.loop import run_process
+
+    process = multiprocessing.get_context("spawn").Process(
+        target=run_process, name="corral-scheduler", daemon=True,
+        args=(settings.resolved_database_url(), settings.scheduler_poll_s, settings.starvation_after_s))
+    process.start()
+    return process

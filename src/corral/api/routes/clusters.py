@@ -3,9 +3,9 @@ the agent's endpoints, authenticated with the cluster's own token."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, Response, status
 
-from corral.api.deps import AgentCluster, AppSettings, CurrentUser, Db, wake_scheduler
+from corral.api.deps import AgentCluster, AppSettings, CurrentUser, Db
 from corral.api.schemas import ClusterCreated, ClusterIn, ClusterOut, ClusterPatch, ComponentStatusBatch, HeartbeatIn
 from corral.db.engine import read_tx, write_tx
 from corral.domain.statuses import ComponentStatus
@@ -62,7 +62,7 @@ def delete_cluster(name: str, principal: CurrentUser, db: Db, settings: AppSetti
 
 
 @router.post("/agent/heartbeat", tags=["agent"])
-def heartbeat(body: HeartbeatIn, cluster: AgentCluster, db: Db, settings: AppSettings, request: Request) -> dict:
+def heartbeat(body: HeartbeatIn, cluster: AgentCluster, db: Db, settings: AppSettings) -> dict:
     nodes = None if body.nodes is None else [
         {"name": n.name, "capacity": n.capacity.to_domain().as_dict(), "gpu_vendor": n.gpu_vendor,
          "gpu_model": n.gpu_model} for n in body.nodes
@@ -71,17 +71,14 @@ def heartbeat(body: HeartbeatIn, cluster: AgentCluster, db: Db, settings: AppSet
         result = cluster_service.record_heartbeat(
             conn, cluster.id, capacity=body.capacity.to_domain() if body.capacity else None, nodes=nodes,
             unhealthy_after_s=settings.cluster_unhealthy_after_s)
-    if body.capacity is not None:
-        wake_scheduler(request)
     return result
 
 
 @router.post("/agent/component-statuses", tags=["agent"])
-def report_component_statuses(body: ComponentStatusBatch, cluster: AgentCluster, db: Db, request: Request) -> dict:
+def report_component_statuses(body: ComponentStatusBatch, cluster: AgentCluster, db: Db) -> dict:
     """A batch of component statuses from the cluster; stale and foreign updates are ignored."""
     updates = [ComponentUpdate(u.component_id, ComponentStatus(u.status), u.reason, u.observed_at, u.native_name)
                for u in body.updates]
     with write_tx(db) as conn:
         result = apply_component_updates(conn, updates, actor=f"{SYSTEM}:agent:{cluster.name}", cluster_id=cluster.id)
-    wake_scheduler(request)  # finished workloads free capacity
     return result

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, Response, status
 
-from corral.api.deps import CurrentUser, Db, wake_scheduler
+from corral.api.deps import CurrentUser, Db
 from corral.api.schemas import MemberIn, ProjectIn, ProjectOut, ProjectPatch, QuotaIn, QuotaOut
 from corral.db.engine import read_tx, write_tx
 from corral.domain.resources import Limit
@@ -85,7 +85,7 @@ def get_quota(name: str, cluster: str, principal: CurrentUser, db: Db) -> dict:
 
 
 @router.put("/projects/{name}/quotas/{cluster}", response_model=QuotaOut, tags=["quotas"])
-def set_quota(name: str, cluster: str, body: QuotaIn, principal: CurrentUser, db: Db, request: Request) -> dict:
+def set_quota(name: str, cluster: str, body: QuotaIn, principal: CurrentUser, db: Db) -> dict:
     guaranteed = body.guaranteed.to_domain()
     if body.limit == "unbounded":
         limit: Limit | None = Limit()
@@ -94,14 +94,11 @@ def set_quota(name: str, cluster: str, body: QuotaIn, principal: CurrentUser, db
     else:
         limit = body.limit.to_domain(guaranteed)
     with write_tx(db) as conn:
-        quota = quota_service.set_quota(conn, principal, name, cluster, guaranteed=guaranteed, limit=limit)
-    wake_scheduler(request)
-    return quota
+        return quota_service.set_quota(conn, principal, name, cluster, guaranteed=guaranteed, limit=limit)
 
 
 @router.delete("/projects/{name}/quotas/{cluster}", status_code=status.HTTP_204_NO_CONTENT, tags=["quotas"])
-def delete_quota(name: str, cluster: str, principal: CurrentUser, db: Db, request: Request) -> Response:
+def delete_quota(name: str, cluster: str, principal: CurrentUser, db: Db) -> Response:
     with write_tx(db) as conn:
         quota_service.delete_quota(conn, principal, name, cluster)
-    wake_scheduler(request)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
 
-from corral.api.deps import AppSettings, CurrentUser, Db, wake_scheduler
+from corral.api.deps import AppSettings, CurrentUser, Db
 from corral.api.responses import FastJSONResponse
 from corral.api.schemas import WorkloadCreated, WorkloadDetail, WorkloadPage, WorkloadStats
 from corral.db.engine import read_tx, write_tx
@@ -28,7 +28,6 @@ def submit(spec: WorkloadSpec, principal: CurrentUser, db: Db, settings: AppSett
         prepared = workload_service.prepare_submission(conn, principal, spec,
                                                        unhealthy_after_s=settings.cluster_unhealthy_after_s)
     created = request.app.state.submission_writer.submit(prepared)
-    wake_scheduler(request)
     return FastJSONResponse(created, status_code=status.HTTP_201_CREATED)
 
 
@@ -67,9 +66,8 @@ def get_workload(workload_id: int, principal: CurrentUser, db: Db) -> FastJSONRe
 
 
 @router.delete("/workloads/{workload_id}", response_model=WorkloadDetail, status_code=status.HTTP_202_ACCEPTED)
-def delete_workload(workload_id: int, principal: CurrentUser, db: Db, request: Request) -> FastJSONResponse:
+def delete_workload(workload_id: int, principal: CurrentUser, db: Db) -> FastJSONResponse:
     """Queue the workload for deletion: Deleting, then Deleted once every component is."""
     with write_tx(db) as conn:
         detail = workload_service.request_delete(conn, principal, workload_id)
-    wake_scheduler(request)
     return FastJSONResponse(detail, status_code=status.HTTP_202_ACCEPTED)
