@@ -63,8 +63,8 @@ class _Authed:
 
 @pytest.fixture
 def api(engine: Engine, tmp_path) -> Iterator[Api]:  # type: ignore[no-untyped-def]
-    # Admission passes run where a test asks for them (run_pass), not behind its back.
-    settings = Settings(data_dir=tmp_path, database_url=str(engine.url), bootstrap=False, run_scheduler=False)
+    # The app alone runs no admission loop (`corral serve` starts it): tests call run_pass.
+    settings = Settings(data_dir=tmp_path, database_url=str(engine.url), bootstrap=False)
     app = create_app(settings, engine)
     with TestClient(app, raise_server_exceptions=True) as client:
         yield Api(client=client, engine=engine)
