@@ -60,7 +60,7 @@ class WorkloadQuery:
     created_by: str | None = None
 
 
-def _parse(query: WorkloadQuery) -> tuple[list[str], list[str], Any, bool]:
+def _parse(query: WorkloadQuery) -> tuple[list[str], list[str], tuple[Any, bool]]:
     if query.page < 1:
         raise InvalidInput("page must be 1 or more", field="page")
     if not 1 <= query.page_size <= MAX_PAGE_SIZE:
@@ -80,7 +80,7 @@ def _parse(query: WorkloadQuery) -> tuple[list[str], list[str], Any, bool]:
     if key not in SORT_COLUMNS:
         raise InvalidInput(f"cannot sort by {key!r}; sortable: {', '.join(SORT_COLUMNS)} (prefix - for descending)",
                            field="sort")
-    return types, statuses, (SORT_COLUMNS[key], descending), key == "created_at"
+    return types, statuses, (SORT_COLUMNS[key], descending)
 
 
 def _like_pattern(term: str) -> str:
@@ -126,7 +126,7 @@ def _postgres_estimate(conn: Connection, query: Any) -> float:
 
 
 def list_workloads(conn: Connection, principal: Principal, query: WorkloadQuery) -> dict[str, Any]:
-    types, statuses, (sort_column, descending), _ = _parse(query)
+    types, statuses, (sort_column, descending) = _parse(query)
     kept: list[Any] = []  # conditions that the kept counts can answer
     project_names: dict[int, str] = {}
     if query.project is not None:

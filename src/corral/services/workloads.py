@@ -18,7 +18,7 @@ from corral.services import events, projects as project_service
 from corral.services.clock import utcnow
 from corral.services.errors import ClusterUnavailable, Conflict, InvalidInput, NotFound
 from corral.services.principal import Principal
-from corral.services.quotas import guaranteed_of, limit_of
+from corral.services.quotas import limit_of
 from corral.services.status import (
     STATE_COLUMNS,
     add_counts,
