@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     # Admission: `corral serve` runs the loop in a process of its own; it looks for
     # changes this often.
     run_scheduler: bool = True
-    scheduler_poll_s: float = Field(0.2, gt=0)
+    scheduler_poll_s: float = Field(0.02, gt=0)
     # A queue head waiting longer than this blocks its project's later workloads (anti-starvation).
     starvation_after_s: float = Field(300.0, ge=0)
     # Requests served at once per server process (sync routes run in a thread pool); the

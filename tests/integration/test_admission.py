@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
@@ -70,42 +69,3 @@ def test_reclaim_preempts_the_borrower_and_requeues_it(world):
     assert requeued["events"][-1]["kind"] == "preempted"
     assert requeued["events"][-1]["message"] == "preempted to reclaim quota for project speech"
     assert _detail(world.bob, owner)["admitted_at"] is not None
-
-
-def test_concurrent_passes_never_admit_past_quota_or_capacity(world):
-    engine = world.api.engine
-    stop = threading.Event()
-    violations: list[str] = []
-
-    def check() -> None:
-        with engine.connect() as conn:
-            per_project = conn.execute(select(project_usage.c.project_id, project_usage.c.gpu)).all()
-            held = conn.execute(select(func.coalesce(func.sum(workloads.c.gpu), 0)).where(
-                workloads.c.admitted_at.is_not(None), workloads.c.status.not_in(["Complete", "Deleted"]))).scalar_one()
-        if any(gpu > 8 for _, gpu in per_project):
-            violations.append(f"project over its limit: {per_project}")
-        if held > 16:
-            violations.append(f"cluster over capacity: {held}")
-
-    def scheduler() -> None:
-        while not stop.is_set():
-            run_pass(engine)
-
-    threads = [threading.Thread(target=scheduler) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for i in range(30):
-        submit(world.alice, name=f"a{i}", resources={"gpu": 1 + i % 3})
-        submit(world.bob, name=f"b{i}", project="speech", resources={"gpu": 1 + i % 2})
-        check()
-    stop.set()
-    for t in threads:
-        t.join()
-    check()
-    assert violations == []
-    with engine.connect() as conn:
-        usage = dict(conn.execute(select(project_usage.c.project_id, project_usage.c.gpu)).all())
-        real = dict(conn.execute(select(workloads.c.project_id, func.sum(workloads.c.gpu)).where(
-            workloads.c.admitted_at.is_not(None)).group_by(workloads.c.project_id)).all())
-    assert {k: v for k, v in usage.items() if v} == {k: int(v) for k, v in real.items()}
-    assert 0 < sum(usage.values()) <= 16

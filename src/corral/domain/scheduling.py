@@ -142,6 +142,10 @@ class Snapshot:
     preemption_policy: dict[int, str] = field(default_factory=dict)  # project_id -> never | lower_priority
     starvation_after_s: float = 300.0
     project_names: dict[int, str] = field(default_factory=dict)
+    # What ``admitted`` adds up to per (project, cluster), when the caller keeps that total
+    # itself (an incremental scheduler): the pass then skips summing ``admitted``, which it
+    # reads only to pick preemption victims. Must equal the sum of ``admitted``.
+    usage: dict[tuple[int, int], tuple[int, int, int, int]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +166,10 @@ class Waiting:
     reason: str
     position: int  # 1-based, in its project's queue on its cluster
     queue_length: int
+    # Why, in one word: no_quota, never_fits (rule 3; never a queue head), blocked (rule 4),
+    # quota (its project's limit or guarantee), capacity (the cluster's, and it would borrow),
+    # reclaim (the cluster's, and too little borrowed capacity to take back).
+    cause: str = "quota"
 
 
 @dataclass(frozen=True)
@@ -289,25 +297,33 @@ class _Pass:
         usage: dict[tuple[int, int], list[int]] = {}
         free: dict[int, list[int]] = {c: list(r.as_tuple()) for c, r in s.capacity.items()}
         self.cap = {c: r.as_tuple() for c, r in s.capacity.items()}
-        for a in s.admitted:
-            r = a.request
-            key = (a.project_id, a.cluster_id)
-            u = usage.get(key)
-            if u is None:
-                usage[key] = [r.gpu, r.cpu, r.memory, r.ephemeral_storage]
-            else:
-                u[0] += r.gpu
-                u[1] += r.cpu
-                u[2] += r.memory
-                u[3] += r.ephemeral_storage
-            f = free.get(a.cluster_id)
+        if s.usage is not None:
+            totals = [(key, list(u)) for key, u in s.usage.items()]
+        else:
+            totals = []
+            for a in s.admitted:
+                r = a.request
+                key = (a.project_id, a.cluster_id)
+                u = usage.get(key)
+                if u is None:
+                    usage[key] = [r.gpu, r.cpu, r.memory, r.ephemeral_storage]
+                else:
+                    u[0] += r.gpu
+                    u[1] += r.cpu
+                    u[2] += r.memory
+                    u[3] += r.ephemeral_storage
+            totals = list(usage.items())
+        for key, u in totals:
+            usage[key] = u
+            c = key[1]
+            f = free.get(c)
             if f is None:
-                f = free[a.cluster_id] = [0, 0, 0, 0]
-                self.cap[a.cluster_id] = (0, 0, 0, 0)
-            f[0] -= r.gpu
-            f[1] -= r.cpu
-            f[2] -= r.memory
-            f[3] -= r.ephemeral_storage
+                f = free[c] = [0, 0, 0, 0]
+                self.cap[c] = (0, 0, 0, 0)
+            f[0] -= u[0]
+            f[1] -= u[1]
+            f[2] -= u[2]
+            f[3] -= u[3]
         self.usage = usage
         self.free = free
         # (project, cluster) -> (guaranteed, limit, bound for non-preemptible); unbounded -> inf
@@ -349,7 +365,7 @@ class _Pass:
         # per (project, cluster): [guaranteed, limit, non-preemptible bound, usage, free, capacity,
         #                          why later ones wait (starving head), head seen, waiting so far]
         states: dict[tuple[int, int], list] = {}
-        waiting: list[tuple[int, list, str, int]] = []  # (workload id, state, reason, position)
+        waiting: list[tuple[int, list, str, int, str]] = []  # (workload id, state, reason, position, cause)
         for w in order:
             p = w.project_id
             c = w.cluster_id
@@ -371,7 +387,7 @@ class _Pass:
             g = st[0]
             if g is None:
                 st[8] += 1
-                waiting.append((w.id, st, st[1], st[8]))
+                waiting.append((w.id, st, st[1], st[8], "no_quota"))
                 continue
             rq = w.request
             r0, r1, r2, r3 = rq.gpu, rq.cpu, rq.memory, rq.ephemeral_storage
@@ -380,11 +396,12 @@ class _Pass:
             if not (r0 <= b[0] and r1 <= b[1] and r2 <= b[2] and r3 <= b[3]
                     and r0 <= k[0] and r1 <= k[1] and r2 <= k[2] and r3 <= k[3]):
                 st[8] += 1
-                waiting.append((w.id, st, self._never_fits((r0, r1, r2, r3), w.preemptible, g, st[1], k, p), st[8]))
+                waiting.append((w.id, st, self._never_fits((r0, r1, r2, r3), w.preemptible, g, st[1], k, p),  st[8],
+                                "never_fits"))
                 continue
             if st[6] is not None:
                 st[8] += 1
-                waiting.append((w.id, st, st[6], st[8]))
+                waiting.append((w.id, st, st[6], st[8], "blocked"))
                 continue
             u = st[3]
             f = st[4]
@@ -416,18 +433,19 @@ class _Pass:
                 u[0] + r0 <= g[0] and u[1] + r1 <= g[1] and u[2] + r2 <= g[2] and u[3] + r3 <= g[3]
             ):
                 # within the limit, short of cluster capacity, and it would borrow: no reclaim
-                reason = self._cluster_reason((r0, r1, r2, r3), f, p, _BORROWS)
+                reason, cause = self._cluster_reason((r0, r1, r2, r3), f, p, _BORROWS), "capacity"
             else:
-                reason = self._slow(w, key, (r0, r1, r2, r3), u, f, g, st[1], b)
-            if reason is None:
-                continue
+                why = self._slow(w, key, (r0, r1, r2, r3), u, f, g, st[1], b)
+                if why is None:
+                    continue
+                reason, cause = why
             st[8] += 1
-            waiting.append((w.id, st, reason, st[8]))
+            waiting.append((w.id, st, reason, st[8], cause))
             if not st[7]:
                 st[7] = True
                 if (now - w.queued_since).total_seconds() > starve:
                     st[6] = f"waiting behind workload {w.id}, which has waited over {_seconds(starve)}"
-        out = [Waiting(wid, reason, pos, st[8]) for wid, st, reason, pos in waiting]
+        out = [Waiting(wid, reason, pos, st[8], cause) for wid, st, reason, pos, cause in waiting]
         return Decisions(admissions, self.preemptions, out)
 
     def _never_fits(self, r, preemptible, g, lim, cap, p) -> str:  # type: ignore[no-untyped-def]
@@ -492,10 +510,10 @@ class _Pass:
 
     # -- preemption ---------------------------------------------------------------------
 
-    def _slow(self, w, key, r, u, f, g, lim, bound) -> str | None:  # type: ignore[no-untyped-def]
+    def _slow(self, w, key, r, u, f, g, lim, bound) -> tuple[str, str] | None:  # type: ignore[no-untyped-def]
         """The workload does not fit as things stand: try preemption (rules 5, 6).
 
-        Returns None when it was admitted (victims preempted), else why it waits.
+        Returns None when it was admitted (victims preempted), else why it waits (reason, cause).
         """
         p, c = key
         tu = list(u)
@@ -504,12 +522,12 @@ class _Pass:
         over = [i for i in _DIMS if u[i] + r[i] > bound[i]]
         if over:
             if self.policy.get(p) == POLICY_NEVER:
-                return self._quota_reason(p, r, u, g, lim)
+                return self._quota_reason(p, r, u, g, lim), "quota"
             if c not in self.built:
                 self._build(c)
             taken = self._own(key, w.priority, r, tu, tf, bound, over)
             if taken is None:
-                return self._quota_reason(p, r, u, g, lim)
+                return self._quota_reason(p, r, u, g, lim), "quota"
             own = taken
             if any(tf[i] < r[i] for i in _DIMS):
                 self._own_for_cluster(key, w.priority, r, tu, tf, own)
@@ -517,12 +535,12 @@ class _Pass:
         short = [i for i in _DIMS if tf[i] < r[i]]
         if short:
             if any(tu[i] + r[i] > g[i] for i in _DIMS):
-                return self._cluster_reason(r, f, p, _BORROWS)
+                return self._cluster_reason(r, f, p, _BORROWS), "capacity"
             if c not in self.built:
                 self._build(c)
             got = self._reclaim(c, p, r, tf, short, memo=not own)
             if got is None:
-                return self._cluster_reason(r, f, p, _RECLAIM_SHORT)
+                return self._cluster_reason(r, f, p, _RECLAIM_SHORT), "reclaim"
             reclaim = got
         # commit
         touched = set()

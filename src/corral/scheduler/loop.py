@@ -3,10 +3,13 @@ so that a pass over a long queue never competes with requests for the interprete
 
 Level-triggered: every ``poll_s`` it reads the newest event id (every change that matters
 to admission, a submission, a deletion, a finished workload, a quota or capacity change,
-writes an event) and runs a pass when it moved, plus one pass a minute (waiting times
-cross the anti-starvation threshold without any event). A missed change or a crash costs
-one poll. After a pass that took T it rests 2T, so passes take at most a third of a core.
-Loops of several replicas take turns: a pass locks the cluster rows.
+writes an event) and runs a pass when it moved or when the ``Admitter`` has work of its
+own (a cluster due for a full pass, reasons still to write), plus one pass a minute as a
+safety net. The ``Admitter`` keeps its state in memory and reads only what changed, so an
+idle poll is one indexed read and a pass after one submission a few milliseconds. A missed
+change or a crash costs one poll. After a pass that took T it rests 2T, so long passes
+take at most a third of a core. Loops of several replicas take turns: a pass locks the
+cluster rows.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from sqlalchemy import Engine, func, select
 
 from corral.db.engine import make_engine, read_tx
 from corral.db.tables import events
-from corral.services.admission import run_pass
+from corral.services.admission import Admitter
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +31,10 @@ FORCED_PASS_EVERY_S = 60.0
 
 
 class AdmissionLoop:
-    def __init__(self, engine: Engine, *, poll_s: float = 0.2, starvation_after_s: float = 300.0) -> None:
+    def __init__(self, engine: Engine, *, poll_s: float = 0.02, starvation_after_s: float = 300.0) -> None:
         self._engine = engine
         self._poll_s = poll_s
-        self._starvation_after_s = starvation_after_s
+        self.admitter = Admitter(engine, starvation_after_s=starvation_after_s)
         self._stop = threading.Event()
         self._seen_event_id: int | None = None
         self._last_pass_at = 0.0
@@ -48,25 +51,27 @@ class AdmissionLoop:
         while not self._stop.is_set():
             try:
                 self.step()
-            except Exception:  # noqa: BLE001 - the next pass repairs whatever this one left
+            except Exception:  # noqa: BLE001 - the next pass reloads and repairs whatever this one left
                 log.exception("admission pass failed; retrying")
+                self._stop.wait(1.0)
             self._stop.wait(self._poll_s)
 
     def step(self) -> None:
         latest = self._latest_event_id()
         due = time.monotonic() - self._last_pass_at >= FORCED_PASS_EVERY_S
-        if latest == self._seen_event_id and not due:
+        if latest == self._seen_event_id and not due and not self.admitter.wants_pass():
             return
         started = time.monotonic()
-        result = run_pass(self._engine, starvation_after_s=self._starvation_after_s)
+        result = self.admitter.run_pass()
         took = time.monotonic() - started
-        # What this pass saw. Its own events are news once; that pass then writes nothing.
+        # What this pass saw. Its own events are news once; that pass then decides nothing.
         self._seen_event_id = latest
         self._last_pass_at = time.monotonic()
         self.passes += 1
-        if result.admitted or result.preempted:
-            log.info("admission pass: %d admitted, %d preempted, %d waiting in %.0f ms",
-                     result.admitted, result.preempted, result.waiting, took * 1000)
+        if result.admitted or result.preempted or took > 0.5:
+            log.info("admission pass: %d admitted, %d preempted, %d decided waiting, %d clusters in full, "
+                     "%d reasons left, in %.0f ms", result.admitted, result.preempted, result.waiting,
+                     result.full_clusters, result.reasons_left, took * 1000)
         if took > 0.05:
             self._stop.wait(2 * took)
 

@@ -1,21 +1,52 @@
-"""One admission pass: read a snapshot, decide (domain.scheduling), write the decisions.
+"""Admission: decide (``domain.scheduling.schedule``) and persist admissions, preemptions
+and waiting reasons.
 
-The pass runs in one write transaction that first locks every cluster row, so passes on
-several control-plane replicas sharing one PostgreSQL run one after another and each
-decides on what the previous one committed: none can admit past a quota or a cluster's
-capacity. (On SQLite the write transaction is already exclusive.)
+An ``Admitter`` keeps the scheduler's picture of the world in memory (what waits, what
+holds resources, quotas, capacity) and brings it up to date at the start of every pass by
+reading the event log since the last pass: every change that matters to admission writes
+an event (submission, status change, deletion, quota, capacity, project settings), so a
+pass reads a few rows instead of the whole queue.
+
+What a pass decides on:
+
+* A cluster is decided in full (its whole queue) when something may have made room there
+  or changed the rules: a workload holding resources finished or was preempted elsewhere,
+  a queued one left (its queue head may change), its quota, capacity or a project's
+  preemption policy changed; and, on a timer, when a queue head crosses the
+  anti-starvation threshold, when a waiting workload could now preempt one admitted after
+  it (at most ``preemption_delay_s`` later), and now and then to refresh waiting reasons.
+* Otherwise only what is new there (submitted or requeued since the last pass), plus the
+  head of each queue they join (it may block them, rule 4 of the scheduling module), is
+  decided, against the current usage. Nothing else waiting could be admitted: usage only
+  grew since those were last decided. ``tests/integration/test_admission_incremental.py``
+  checks this against full passes over the same database.
+
+Safety does not rest on the memory being right. A pass runs in one write transaction that
+first locks every cluster row, so passes of several control-plane replicas on one
+PostgreSQL run one after another, and before committing it checks, in that transaction,
+the kept usage (``project_usage``) of what it admitted into against quota limits and
+cluster capacity; any disagreement rolls the pass back and reloads everything from the
+database. (On SQLite the write transaction is exclusive in the first place.)
+
+Waiting reasons carry numbers that change as usage does; they are written when they
+change, at most ``reason_budget`` per pass (heads of queues first), the rest in later
+passes, so one pass over 100,000 waiting workloads never writes them all at once.
 """
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, select, update
+from sqlalchemy import BigInteger, Connection, Engine, bindparam, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from corral.db.engine import write_tx
-from corral.db.tables import clusters, components, projects, quotas, workloads
+from corral.db.tables import clusters, components, events, project_usage, projects, quotas, workloads
 from corral.domain.resources import RESOURCE_NAMES, Limit, Resources
 from corral.domain.scheduling import (
     AdmittedWorkload,
@@ -23,123 +54,591 @@ from corral.domain.scheduling import (
     ProjectQuota,
     QueuedWorkload,
     Snapshot,
+    queue_key,
     schedule,
 )
 from corral.domain.statuses import FINISHED_STATUSES, ComponentStatus, WorkloadStatus
-from corral.services import events
+from corral.services import events as event_service
 from corral.services.clock import utcnow
 from corral.services.principal import SYSTEM
 from corral.services.status import add_usage, recompute, usage_delta
 
+log = logging.getLogger(__name__)
+
 ADMITTED_REASON = "admitted to cluster {cluster}; waiting for its agent to start it"
+ADMITTED_COMPONENT_REASON = "admitted; waiting for the cluster agent"
 _FINISHED = [s.value for s in FINISHED_STATUSES]
+_PENDING = WorkloadStatus.PENDING.value
 _W = (workloads.c.id, workloads.c.project_id, workloads.c.cluster_id, workloads.c.priority,
       workloads.c.preemptible, workloads.c.gpu, workloads.c.cpu, workloads.c.memory,
-      workloads.c.ephemeral_storage)
+      workloads.c.ephemeral_storage, workloads.c.created_at)
+_CHUNK = 5_000  # ids per IN list or array parameter
+# Events whose subject is configuration, and whether they change the rules on every cluster.
+_CONFIG_EVENTS = {"quota_set": False, "quota_deleted": False, "capacity_changed": False,
+                  "cluster_created": False, "cluster_updated": False, "cluster_deleted": False,
+                  "project_updated": True, "project_deleted": True}
+_PG_GAP_WINDOW_S = 30.0  # how long an event id skipped on PostgreSQL may still commit
+_PG_REREAD_ON_LOAD = 1_000  # events before the newest one re-read after a load (may commit late)
 
 
 @dataclass(frozen=True)
 class PassResult:
     admitted: int
     preempted: int
-    waiting: int
+    waiting: int  # decided this pass and still waiting
+    reasons_left: int = 0  # changed waiting reasons not yet written (later passes write them)
+    full_clusters: int = 0  # clusters decided in full this pass
 
 
-def load_snapshot(conn: Connection, now: datetime, starvation_after_s: float) -> tuple[Snapshot, dict[int, Any]]:
-    """The snapshot, and the queued workloads' stored reason and cluster name by id."""
-    capacity = {
-        r.id: Resources(r.capacity_gpu, r.capacity_cpu, r.capacity_memory, r.capacity_ephemeral_storage)
-        for r in conn.execute(select(clusters.c.id, clusters.c.capacity_gpu, clusters.c.capacity_cpu,
-                                     clusters.c.capacity_memory, clusters.c.capacity_ephemeral_storage))
-    }
-    quota_map = {
-        (r.project_id, r.cluster_id): ProjectQuota(
-            Resources(*(getattr(r, f"guaranteed_{n}") for n in RESOURCE_NAMES)),
-            Limit(*(getattr(r, f"limit_{n}") for n in RESOURCE_NAMES)))
-        for r in conn.execute(select(quotas))
-    }
-    admitted = [
-        AdmittedWorkload(r.id, r.project_id, r.cluster_id, r.priority,
-                         Resources(r.gpu, r.cpu, r.memory, r.ephemeral_storage), r.preemptible, r.admitted_at)
-        for r in conn.execute(select(*_W, workloads.c.admitted_at).where(
-            workloads.c.admitted_at.is_not(None), workloads.c.status.not_in(_FINISHED)))
-    ]
-    queued_rows = conn.execute(select(*_W, workloads.c.created_at, workloads.c.status_reason,
-                                      workloads.c.cluster_name).where(
-        workloads.c.status == WorkloadStatus.PENDING.value, workloads.c.admitted_at.is_(None),
-        workloads.c.delete_requested_at.is_(None))).all()
-    queue = [
-        QueuedWorkload(r.id, r.project_id, r.cluster_id, r.priority,
-                       Resources(r.gpu, r.cpu, r.memory, r.ephemeral_storage), r.preemptible, r.created_at)
-        for r in queued_rows
-    ]
-    project_rows = conn.execute(select(projects.c.id, projects.c.name, projects.c.preemption_policy)).all()
-    snapshot = Snapshot(
-        now=now, capacity=capacity, quotas=quota_map, admitted=admitted, queue=queue,
-        preemption_policy={r.id: r.preemption_policy for r in project_rows},
-        starvation_after_s=starvation_after_s, project_names={r.id: r.name for r in project_rows},
-    )
-    return snapshot, {r.id: r for r in queued_rows}
+class GuardViolation(RuntimeError):
+    """The database's totals disagree with what the pass decided on: it is rolled back
+    (and the scheduler reloads). A bug if it ever happens; tests fail on it."""
+
+
+class RaceLost(RuntimeError):
+    """A workload to admit changed between the catch-up and the write (a delete raced the
+    pass): the pass is rolled back and the next one, after a reload, decides again."""
+
+
+def _request(r: Any) -> Resources:
+    return Resources(r.gpu, r.cpu, r.memory, r.ephemeral_storage)
+
+
+class Admitter:
+    def __init__(self, engine: Engine, *, starvation_after_s: float = 300.0, actor: str = SYSTEM,
+                 reason_budget: int | None = 5_000, preemption_delay_s: float = 1.0,
+                 refresh_reasons_every_s: float = 30.0, reload_every_s: float = 600.0) -> None:
+        self.engine = engine
+        self.starvation_after_s = starvation_after_s
+        self.actor = actor
+        self.reason_budget = reason_budget
+        self.preemption_delay_s = preemption_delay_s
+        self.refresh_reasons_every_s = refresh_reasons_every_s
+        self.reload_every_s = reload_every_s
+        self.postgres = engine.dialect.name == "postgresql"
+        self.loaded = False
+
+    # -- the pass ----------------------------------------------------------------------
+
+    def wants_pass(self) -> bool:
+        """Work left from earlier passes (reasons to write, a cluster due on a timer)."""
+        if not self.loaded:
+            return True
+        mono = time.monotonic()
+        return bool(self.reasons_to_write or self.new or self.dirty
+                    or any(at <= mono for at in self.due.values()) or mono >= self.reload_at)
+
+    def run_pass(self) -> PassResult:
+        try:
+            with write_tx(self.engine) as conn:
+                # Serialise passes across replicas (PostgreSQL); decide on committed state only.
+                # NO KEY UPDATE: writers that merely reference a cluster (foreign-key checks
+                # take KEY SHARE) never wait for a pass, so they cannot deadlock with it.
+                conn.execute(select(clusters.c.id).order_by(clusters.c.id).with_for_update(key_share=True)).all()
+                if not self.loaded or time.monotonic() >= self.reload_at:
+                    self._load(conn)
+                else:
+                    self._catch_up(conn)
+                result = self._decide_and_write(conn)
+            return result
+        except BaseException:
+            self.loaded = False  # whatever the memory holds now may disagree with the database
+            raise
+
+    # -- loading and catching up -------------------------------------------------------
+
+    def _load(self, conn: Connection) -> None:
+        newest = conn.execute(select(func.coalesce(func.max(events.c.id), 0))).scalar_one()
+        # On PostgreSQL an event with a smaller id may still commit: re-read the last ones.
+        self.cursor = max(0, newest - _PG_REREAD_ON_LOAD) if self.postgres else newest
+        self.gaps: dict[int, float] = {}
+        self.queued: dict[int, QueuedWorkload] = {}
+        self.queued_on: dict[int, set[int]] = {}  # cluster -> queued ids
+        self.admitted: dict[int, dict[int, AdmittedWorkload]] = {}  # cluster -> id -> workload
+        self.admitted_on: dict[int, int] = {}  # id -> cluster
+        self.since: dict[int, datetime] = {}  # queued_since of what is admitted (for requeue)
+        self.usage: dict[tuple[int, int], list[int]] = {}
+        self.stored_reason: dict[int, str] = {}
+        self.reasons_to_write: dict[int, str] = {}
+        self.new: set[int] = set()
+        self.heads: dict[tuple[int, int], QueuedWorkload] = {}
+        self.quota_waiters: dict[tuple[int, int], int] = {}  # key -> highest priority waiting on quota
+        self.reclaimers: set[int] = set()  # clusters where someone waits to reclaim
+        self.due: dict[int, float] = {}  # cluster -> monotonic time of a full pass
+        self.reasons_fresh_at: dict[int, float] = {}
+        self.stale: set[int] = set()  # clusters whose waiting reasons may carry old numbers
+        self._load_config(conn)
+        self.dirty: set[int] = set(self.capacity)
+        self._load_workloads(conn, None)
+        self.loaded = True
+        self.reload_at = time.monotonic() + self.reload_every_s
+
+    def _load_config(self, conn: Connection) -> None:
+        rows = conn.execute(select(clusters.c.id, clusters.c.name, clusters.c.capacity_gpu, clusters.c.capacity_cpu,
+                                   clusters.c.capacity_memory, clusters.c.capacity_ephemeral_storage)).all()
+        self.capacity = {r.id: Resources(r.capacity_gpu, r.capacity_cpu, r.capacity_memory,
+                                         r.capacity_ephemeral_storage) for r in rows}
+        self.cluster_names = {r.id: r.name for r in rows}
+        self.quotas = {
+            (r.project_id, r.cluster_id): ProjectQuota(
+                Resources(*(getattr(r, f"guaranteed_{n}") for n in RESOURCE_NAMES)),
+                Limit(*(getattr(r, f"limit_{n}") for n in RESOURCE_NAMES)))
+            for r in conn.execute(select(quotas))
+        }
+        project_rows = conn.execute(select(projects.c.id, projects.c.name, projects.c.preemption_policy)).all()
+        self.policy = {r.id: r.preemption_policy for r in project_rows}
+        self.names = {r.id: r.name for r in project_rows}
+
+    def _load_workloads(self, conn: Connection, ids: list[int] | None) -> None:
+        """Read workloads (all that wait or hold resources, or the given ids) and reconcile."""
+        columns = (*_W, workloads.c.status, workloads.c.status_reason, workloads.c.admitted_at,
+                   workloads.c.delete_requested_at)
+        if ids is None:
+            for r in conn.execute(select(*columns).where(
+                    workloads.c.admitted_at.is_not(None), workloads.c.status.not_in(_FINISHED))):
+                self._reconcile(r)
+            for r in conn.execute(select(*columns).where(
+                    workloads.c.status == _PENDING, workloads.c.admitted_at.is_(None),
+                    workloads.c.delete_requested_at.is_(None))):
+                self._reconcile(r)
+            return
+        for chunk in _chunks(ids):
+            for r in conn.execute(select(*columns).where(workloads.c.id.in_(chunk))):
+                self._reconcile(r)
+
+    def _reconcile(self, r: Any) -> None:
+        """Make the memory agree with one workload row."""
+        wid, c = r.id, r.cluster_id
+        should_wait = r.status == _PENDING and r.admitted_at is None and r.delete_requested_at is None
+        should_hold = r.admitted_at is not None and r.status not in _FINISHED
+        held_on = self.admitted_on.get(wid)
+        if held_on is not None and not should_hold:
+            self._release(wid)
+            self.dirty.add(held_on)  # room was made
+        if wid in self.queued and not should_wait:
+            self._unqueue(wid)
+            self.dirty.add(c)  # its queue's head may have changed
+        if should_hold and held_on is None:
+            self._hold(AdmittedWorkload(wid, r.project_id, c, r.priority, _request(r), r.preemptible, r.admitted_at),
+                       r.created_at)
+        if should_wait and wid not in self.queued:
+            self._enqueue(QueuedWorkload(wid, r.project_id, c, r.priority, _request(r), r.preemptible,
+                                         r.created_at))
+            self.stored_reason[wid] = r.status_reason
+
+    def _catch_up(self, conn: Connection) -> None:
+        cols = (events.c.id, events.c.subject_type, events.c.subject_id, events.c.kind)
+        rows = conn.execute(select(*cols).where(events.c.id > self.cursor).order_by(events.c.id)).all()
+        if self.gaps:
+            mono = time.monotonic()
+            self.gaps = {i: t for i, t in self.gaps.items() if mono - t < _PG_GAP_WINDOW_S}
+            if self.gaps:
+                late = conn.execute(select(*cols).where(events.c.id.in_(list(self.gaps)))).all()
+                for r in late:
+                    del self.gaps[r.id]
+                rows = late + rows
+        if rows and self.postgres:
+            # Ids are taken in one order and committed in another: a skipped id may be an
+            # event still being committed. Look for it again for a while.
+            expected = self.cursor + 1
+            mono = time.monotonic()
+            for r in rows:
+                if r.id > self.cursor:
+                    for missing in range(expected, r.id):
+                        self.gaps[missing] = mono
+                    expected = r.id + 1
+        if rows:
+            self.cursor = max(self.cursor, rows[-1].id)
+        touched: set[int] = set()
+        config_clusters: set[int] = set()
+        everywhere = False
+        for r in rows:
+            if r.subject_type == "workload":
+                # What this scheduler did itself is known already.
+                if r.kind == "admitted" and r.subject_id in self.admitted_on:
+                    continue
+                if r.kind == "preempted" and r.subject_id in self.queued:
+                    continue
+                touched.add(r.subject_id)
+            elif r.kind in _CONFIG_EVENTS:
+                everywhere |= _CONFIG_EVENTS[r.kind]
+                if r.subject_type in ("quota", "cluster"):
+                    config_clusters.add(r.subject_id)
+        if config_clusters or everywhere:
+            self._load_config(conn)
+            self.dirty |= set(self.capacity) if everywhere else config_clusters & set(self.capacity)
+        if touched:
+            self._load_workloads(conn, sorted(touched))
+
+    # -- memory bookkeeping ------------------------------------------------------------
+
+    def _enqueue(self, w: QueuedWorkload) -> None:
+        self.queued[w.id] = w
+        self.queued_on.setdefault(w.cluster_id, set()).add(w.id)
+        self.new.add(w.id)
+
+    def _unqueue(self, wid: int) -> QueuedWorkload:
+        w = self.queued.pop(wid)
+        self.queued_on[w.cluster_id].discard(wid)
+        self.new.discard(wid)
+        self.stored_reason.pop(wid, None)
+        self.reasons_to_write.pop(wid, None)
+        key = (w.project_id, w.cluster_id)
+        head = self.heads.get(key)
+        if head is not None and head.id == wid:
+            del self.heads[key]
+        return w
+
+    def _hold(self, a: AdmittedWorkload, since: datetime) -> None:
+        self.admitted.setdefault(a.cluster_id, {})[a.id] = a
+        self.admitted_on[a.id] = a.cluster_id
+        self.since[a.id] = since
+        u = self.usage.setdefault((a.project_id, a.cluster_id), [0, 0, 0, 0])
+        r = a.request
+        u[0] += r.gpu
+        u[1] += r.cpu
+        u[2] += r.memory
+        u[3] += r.ephemeral_storage
+
+    def _release(self, wid: int) -> AdmittedWorkload:
+        c = self.admitted_on.pop(wid)
+        a = self.admitted[c].pop(wid)
+        self.since.pop(wid, None)
+        u = self.usage[(a.project_id, c)]
+        r = a.request
+        u[0] -= r.gpu
+        u[1] -= r.cpu
+        u[2] -= r.memory
+        u[3] -= r.ephemeral_storage
+        return a
+
+    # -- deciding ----------------------------------------------------------------------
+
+    def _decide_and_write(self, conn: Connection) -> PassResult:
+        now = utcnow()
+        mono = time.monotonic()
+        full = {c for c in self.dirty if c in self.capacity}
+        full |= {c for c, at in self.due.items() if at <= mono and c in self.capacity}
+        queue: list[QueuedWorkload] = []
+        for c in full:
+            queue.extend(self.queued[i] for i in self.queued_on.get(c, ()))
+        partial = [self.queued[i] for i in self.new if self.queued[i].cluster_id not in full]
+        extra_heads = {}
+        for w in partial:
+            head = self.heads.get((w.project_id, w.cluster_id))
+            if head is not None and head.id not in self.new and head.id in self.queued:
+                extra_heads[head.id] = head
+        queue.extend(partial)
+        queue.extend(extra_heads.values())
+        involved = {w.cluster_id for w in queue} | full
+        decisions = Decisions([], [], [])
+        if queue:
+            admitted = [a for c in involved for a in self.admitted.get(c, {}).values()]
+            usage = {key: tuple(u) for key, u in self.usage.items() if key[1] in involved}
+            snapshot = Snapshot(
+                now=now, capacity={c: self.capacity[c] for c in involved if c in self.capacity},
+                quotas={k: q for k, q in self.quotas.items() if k[1] in involved},
+                admitted=admitted, queue=queue, preemption_policy=self.policy,
+                starvation_after_s=self.starvation_after_s, project_names=self.names, usage=usage)
+            decisions = schedule(snapshot)
+        self._write(conn, decisions, now)
+        self._remember(decisions, full, now, mono)
+        reasons_left = self._write_reasons(conn, full)
+        if self.postgres is False:
+            # The write transaction is exclusive: everything up to the newest id is seen
+            # (this pass's own events included), so the next catch-up skips them.
+            self.cursor = conn.execute(select(func.coalesce(func.max(events.c.id), 0))).scalar_one()
+        return PassResult(len(decisions.admissions), len(decisions.preemptions), len(decisions.waiting),
+                          reasons_left, len(full))
+
+    def _remember(self, d: Decisions, full: set[int], now: datetime, mono: float) -> None:
+        """Bring the memory in line with what this pass decided (and wrote)."""
+        for p in d.preemptions:
+            since = self.since.get(p.workload_id, now)
+            a = self._release(p.workload_id)
+            self._enqueue(QueuedWorkload(a.id, a.project_id, a.cluster_id, a.priority, a.request, a.preemptible,
+                                         since))
+            self.stored_reason[a.id] = p.reason
+        admitted_here: list[AdmittedWorkload] = []
+        for adm in d.admissions:
+            w = self._unqueue(adm.workload_id)
+            a = AdmittedWorkload(w.id, w.project_id, w.cluster_id, w.priority, w.request, w.preemptible, now)
+            self._hold(a, w.queued_since)
+            admitted_here.append(a)
+        preempted_now = {p.workload_id for p in d.preemptions}
+        self.new &= preempted_now  # requeued ones are decided next pass; the rest were decided now
+        for c in full:
+            self.dirty.discard(c)
+            self.due.pop(c, None)
+            self.reasons_fresh_at[c] = mono
+            for key in [k for k in self.heads if k[1] == c]:
+                del self.heads[key]
+            for key in [k for k in self.quota_waiters if k[1] == c]:
+                del self.quota_waiters[key]
+            self.reclaimers.discard(c)
+        starve = self.starvation_after_s
+        for wt in d.waiting:
+            w = self.queued.get(wt.workload_id)
+            if w is None:
+                continue
+            key = (w.project_id, w.cluster_id)
+            if self.stored_reason.get(w.id) != wt.reason:
+                self.reasons_to_write[w.id] = wt.reason
+            else:
+                self.reasons_to_write.pop(w.id, None)
+            if wt.cause in ("never_fits", "no_quota"):
+                continue
+            head = self.heads.get(key)
+            if head is None or queue_key(w) < queue_key(head):
+                self.heads[key] = w
+                waited = (now - w.queued_since).total_seconds()
+                if waited <= starve:
+                    # When it crosses the threshold it starts blocking those behind it.
+                    at = mono + (starve - waited) + 0.001
+                    self.due[w.cluster_id] = min(self.due.get(w.cluster_id, at), at)
+            if wt.cause == "quota" and self.policy.get(w.project_id) != "never":
+                self.quota_waiters[key] = max(self.quota_waiters.get(key, w.priority), w.priority)
+            elif wt.cause == "reclaim":
+                self.reclaimers.add(w.cluster_id)
+        # Someone waiting may be able to preempt what was just admitted after it: decide its
+        # cluster in full shortly (admissions in one burst share that pass).
+        for a in admitted_here:
+            if not a.preemptible:
+                continue
+            key = (a.project_id, a.cluster_id)
+            could = self.quota_waiters.get(key, a.priority) > a.priority
+            if not could and a.cluster_id in self.reclaimers:
+                q = self.quotas.get(key)
+                u = self.usage.get(key)
+                could = q is not None and u is not None and any(x > y for x, y in zip(u, q.guaranteed.as_tuple()))
+            if could:
+                at = mono + self.preemption_delay_s
+                self.due[a.cluster_id] = min(self.due.get(a.cluster_id, at), at)
+        # Admissions decided outside a full pass leave the numbers in the cluster's waiting
+        # reasons behind: refresh them with a full pass, at most every refresh_reasons_every_s.
+        for a in admitted_here:
+            if a.cluster_id not in full:
+                self.stale.add(a.cluster_id)
+        self.stale -= full
+        for c in self.stale:
+            if c not in self.due:
+                self.due[c] = max(mono, self.reasons_fresh_at.get(c, mono) + self.refresh_reasons_every_s)
+
+    # -- writing -----------------------------------------------------------------------
+
+    def _write(self, conn: Connection, d: Decisions, now: datetime) -> None:
+        """Persist admissions and preemptions. Rows are locked in one order everywhere
+        (workloads by id, then components, then kept counts, then usage, each in key order),
+        as the status writer does, so a pass never deadlocks with requests."""
+        victims = []
+        for p in d.preemptions:
+            c = self.admitted_on[p.workload_id]
+            victims.append((self.admitted[c][p.workload_id], p.reason))
+        by_cluster: dict[int, list[QueuedWorkload]] = {}
+        for a in d.admissions:
+            w = self.queued[a.workload_id]
+            by_cluster.setdefault(w.cluster_id, []).append(w)
+        if self.postgres and (victims or by_cluster):
+            every = sorted([v.id for v, _ in victims] + [a.workload_id for a in d.admissions])
+            for chunk in _chunks(every):
+                conn.execute(select(workloads.c.id).where(workloads.c.id.in_(chunk)).order_by(workloads.c.id)
+                             .with_for_update(key_share=True)).all()
+
+        deltas: list[dict[str, Any]] = []
+        event_rows: list[dict[str, Any]] = []
+        # Preempted: back to the queue (their capacity was counted free by the decision).
+        for victim, reason in victims:
+            moved = conn.execute(update(workloads).where(workloads.c.id == victim.id,
+                                                         workloads.c.admitted_at.is_not(None),
+                                                         workloads.c.status.not_in(_FINISHED))
+                                 .values(admitted_at=None, status_reason=reason, version=workloads.c.version + 1))
+            if moved.rowcount != 1:
+                raise RaceLost(f"workload {victim.id} to preempt finished meanwhile")
+        admitted_reason = {c: ADMITTED_REASON.format(cluster=self.cluster_names.get(c, c)) for c in by_cluster}
+        for c, admitted in by_cluster.items():
+            ids = [w.id for w in admitted]
+            written = 0
+            for chunk in _chunks(ids):
+                written += conn.execute(
+                    update(workloads)
+                    .where(workloads.c.id.in_(chunk), workloads.c.admitted_at.is_(None),
+                           workloads.c.status == _PENDING, workloads.c.delete_requested_at.is_(None))
+                    .values(admitted_at=now, status_reason=admitted_reason[c], version=workloads.c.version + 1)
+                ).rowcount
+            if written != len(ids):
+                raise RaceLost(f"{len(ids) - written} of {len(ids)} workloads to admit on cluster {c} "
+                               "changed meanwhile (deleted?)")
+        for victim, reason in victims:
+            # Until cluster agents remove preempted components themselves, they are reset to
+            # never-placed Pending ones, as the workload waits again.
+            conn.execute(update(components).where(components.c.workload_id == victim.id,
+                                                   components.c.status != ComponentStatus.DELETED.value)
+                         .values(status=ComponentStatus.PENDING.value, reason=reason, placed=False,
+                                 observed_at=now))
+        for c, admitted in by_cluster.items():
+            for chunk in _chunks([w.id for w in admitted]):
+                conn.execute(update(components)
+                             .where(components.c.workload_id.in_(chunk),
+                                    components.c.status == ComponentStatus.PENDING.value)
+                             .values(reason=ADMITTED_COMPONENT_REASON, observed_at=now))
+        for victim, reason in victims:
+            recompute(conn, victim.id, now, self.actor)
+            deltas.append(usage_delta(victim.project_id, victim.cluster_id, used=Resources() - victim.request,
+                                      queued=1))
+            event_rows.append(event_service.event_row(
+                actor=self.actor, subject_type="workload", subject_id=victim.id, project_id=victim.project_id,
+                kind="preempted", message=reason, at=now))
+        event_service.record_many(conn, event_rows)
+        added: dict[tuple[int, int], list[int]] = {}
+        for c, admitted in by_cluster.items():
+            _insert_events(conn, self.postgres, at=now, actor=self.actor, kind="admitted", message=admitted_reason[c],
+                           ids=[w.id for w in admitted], project_ids=[w.project_id for w in admitted])
+            for w in admitted:
+                key = (w.project_id, c)
+                acc = added.get(key)
+                r = w.request
+                if acc is None:
+                    added[key] = [r.gpu, r.cpu, r.memory, r.ephemeral_storage, -1]
+                else:
+                    acc[0] += r.gpu
+                    acc[1] += r.cpu
+                    acc[2] += r.memory
+                    acc[3] += r.ephemeral_storage
+                    acc[4] -= 1
+        for (p, c), acc in added.items():
+            deltas.append(usage_delta(p, c, used=Resources(*acc[:4]), queued=acc[4]))
+        if deltas:
+            add_usage(conn, _merged(deltas))
+        if added:
+            self._guard(conn, d, added)
+
+    def _guard(self, conn: Connection, d: Decisions, added: dict[tuple[int, int], list[int]]) -> None:
+        """Check, in the pass's transaction, that what it admitted into stays within quota
+        limits and cluster capacity by the database's own count."""
+        touched_clusters = sorted({c for _, c in added})
+        freed: dict[int, list[int]] = {}
+        for p in d.preemptions:
+            a = self.admitted[self.admitted_on[p.workload_id]][p.workload_id]
+            f = freed.setdefault(a.cluster_id, [0, 0, 0, 0])
+            for i, x in enumerate(a.request.as_tuple()):
+                f[i] += x
+        totals: dict[int, list[int]] = {}
+        for r in conn.execute(select(project_usage).where(project_usage.c.cluster_id.in_(touched_clusters))):
+            u = (r.gpu, r.cpu, r.memory, r.ephemeral_storage)
+            t = totals.setdefault(r.cluster_id, [0, 0, 0, 0])
+            for i in range(4):
+                t[i] += u[i]
+            if (r.project_id, r.cluster_id) in added:
+                q = self.quotas.get((r.project_id, r.cluster_id))
+                lim = q.limit if q is not None else Limit(0, 0, 0, 0)
+                over = [n for n, x, bound, grew in zip(RESOURCE_NAMES, u, (lim.gpu, lim.cpu, lim.memory,
+                                                                         lim.ephemeral_storage),
+                                                      added[(r.project_id, r.cluster_id)])
+                        if bound is not None and x > bound and grew > 0]
+                if over:
+                    raise GuardViolation(f"project {r.project_id} over its limit on cluster {r.cluster_id} "
+                                         f"({', '.join(over)})")
+        for c, t in totals.items():
+            cap = self.capacity[c].as_tuple()
+            grew = [sum(acc[i] for (_, cc), acc in added.items() if cc == c) - freed.get(c, [0] * 4)[i]
+                    for i in range(4)]
+            over = [RESOURCE_NAMES[i] for i in range(4) if t[i] > cap[i] and grew[i] > 0]
+            if over:
+                raise GuardViolation(f"cluster {c} over capacity ({', '.join(over)})")
+
+    def _write_reasons(self, conn: Connection, full: set[int]) -> int:
+        if not self.reasons_to_write:
+            return 0
+        budget = self.reason_budget
+        items = list(self.reasons_to_write.items())
+        if budget is not None and len(items) > budget:
+            # Heads first: they are what users watch.
+            heads = {w.id for w in self.heads.values()}
+            items.sort(key=lambda item: item[0] not in heads)
+            items = items[:budget]
+        for wid, reason in _set_reasons(conn, self.postgres, items):
+            self.stored_reason[wid] = reason
+            del self.reasons_to_write[wid]
+        return len(self.reasons_to_write)
+
+
+def decide_afresh(engine: Engine, *, starvation_after_s: float = 300.0) -> Decisions:
+    """What a full pass would decide now, from a fresh read of the database; writes nothing."""
+    fresh = Admitter(engine, starvation_after_s=starvation_after_s)
+    with engine.connect() as conn:
+        fresh._load(conn)
+        conn.rollback()
+    return schedule(Snapshot(
+        now=utcnow(), capacity=fresh.capacity, quotas=fresh.quotas,
+        admitted=[a for held in fresh.admitted.values() for a in held.values()], queue=list(fresh.queued.values()),
+        preemption_policy=fresh.policy, starvation_after_s=starvation_after_s, project_names=fresh.names))
 
 
 def run_pass(engine: Engine, *, starvation_after_s: float = 300.0, actor: str = SYSTEM) -> PassResult:
-    with write_tx(engine) as conn:
-        # Serialise passes across replicas (PostgreSQL); decide on committed state only.
-        conn.execute(select(clusters.c.id).order_by(clusters.c.id).with_for_update()).all()
-        now = utcnow()
-        snapshot, queued = load_snapshot(conn, now, starvation_after_s)
-        decisions = schedule(snapshot)
-        apply_decisions(conn, snapshot, decisions, queued, now, actor)
-    return PassResult(len(decisions.admissions), len(decisions.preemptions), len(decisions.waiting))
+    """One full pass from a fresh read of the database, every reason written (tests, tools)."""
+    return Admitter(engine, starvation_after_s=starvation_after_s, actor=actor, reason_budget=None).run_pass()
 
 
-def apply_decisions(conn: Connection, snapshot: Snapshot, decisions: Decisions, queued: dict[int, Any],
-                    now: datetime, actor: str) -> None:
-    admitted_by_id = {w.id: w for w in snapshot.admitted}
-    deltas, event_rows = [], []
+# -- bulk statements ---------------------------------------------------------------------
 
-    # Preempted: back to the queue first (their capacity was counted free by the decision).
-    for p in decisions.preemptions:
-        victim = admitted_by_id[p.workload_id]
-        conn.execute(update(workloads).where(workloads.c.id == victim.id)
-                     .values(admitted_at=None, status_reason=p.reason, version=workloads.c.version + 1))
-        # Until cluster agents remove preempted components themselves, they are reset to
-        # never-placed Pending ones, as the workload waits again.
-        conn.execute(update(components).where(components.c.workload_id == victim.id,
-                                               components.c.status != ComponentStatus.DELETED.value)
-                     .values(status=ComponentStatus.PENDING.value, reason=p.reason, placed=False, observed_at=now))
-        deltas.append(usage_delta(victim.project_id, victim.cluster_id, used=Resources() - victim.request, queued=1))
-        event_rows.append(events.event_row(actor=actor, subject_type="workload", subject_id=victim.id,
-                                           project_id=victim.project_id, kind="preempted", message=p.reason, at=now))
-        recompute(conn, victim.id, now, actor)
+def _chunks(ids: list[int], size: int = _CHUNK) -> Iterable[list[int]]:
+    for i in range(0, len(ids), size):
+        yield ids[i:i + size]
 
-    admitted_rows = [queued[a.workload_id] for a in decisions.admissions]
-    if admitted_rows:
-        reasons = [ADMITTED_REASON.format(cluster=row.cluster_name) for row in admitted_rows]
-        # One statement per kind of write, executed for all admissions at once.
-        conn.execute(update(workloads).where(workloads.c.id == bindparam("wid"), workloads.c.admitted_at.is_(None))
-                     .values(admitted_at=now, status_reason=bindparam("reason"), version=workloads.c.version + 1),
-                     [{"wid": row.id, "reason": reason} for row, reason in zip(admitted_rows, reasons)])
-        conn.execute(update(components).where(components.c.workload_id == bindparam("wid"),
-                                               components.c.status == ComponentStatus.PENDING.value)
-                     .values(reason="admitted; waiting for the cluster agent", observed_at=now),
-                     [{"wid": row.id} for row in admitted_rows])
-        for row, reason in zip(admitted_rows, reasons):
-            deltas.append(usage_delta(row.project_id, row.cluster_id,
-                                      used=Resources(row.gpu, row.cpu, row.memory, row.ephemeral_storage), queued=-1))
-            event_rows.append(events.event_row(actor=actor, subject_type="workload", subject_id=row.id,
-                                               project_id=row.project_id, kind="admitted", message=reason, at=now))
 
-    # Why the others wait: written only where the reason changed.
-    changed = [{"wid": w.workload_id, "reason": w.reason} for w in decisions.waiting
-               if queued[w.workload_id].status_reason != w.reason]
-    if changed:
-        conn.execute(update(workloads).where(workloads.c.id == bindparam("wid"))
-                     .values(status_reason=bindparam("reason")), changed)
-    if deltas:
-        add_usage(conn, _merged(deltas))
-    events.record_many(conn, event_rows)
+def _insert_events(conn: Connection, postgres: bool, *, at: datetime, actor: str, kind: str, message: str,
+                   ids: list[int], project_ids: list[int]) -> None:
+    """One event per workload, all alike but for the subject."""
+    if postgres:
+        # One statement per chunk instead of one round of parameters per row.
+        stmt = _PG_EVENTS_FOR_WORKLOADS
+        for i in range(0, len(ids), _CHUNK):
+            conn.execute(stmt, {"at": at, "actor": actor, "kind": kind, "message": message,
+                                "ids": ids[i:i + _CHUNK], "pids": project_ids[i:i + _CHUNK]})
+        return
+    event_service.record_many(conn, [
+        {"at": at, "actor": actor, "subject_type": "workload", "subject_id": wid, "project_id": pid,
+         "kind": kind, "message": message} for wid, pid in zip(ids, project_ids)])
 
+
+def _set_reasons(conn: Connection, postgres: bool, items: list[tuple[int, str]]) -> list[tuple[int, str]]:
+    """Waiting reasons, only on workloads that still wait; returns those written.
+
+    On PostgreSQL rows another transaction holds are skipped (written by a later pass), so
+    a pass never waits for, or deadlocks with, a request holding a workload it explains."""
+    if postgres:
+        written: list[tuple[int, str]] = []
+        for i in range(0, len(items), _CHUNK):
+            chunk = items[i:i + _CHUNK]
+            done = set(conn.execute(_PG_SET_REASONS, {"ids": [w for w, _ in chunk],
+                                                      "reasons": [r for _, r in chunk]}).scalars())
+            written.extend(item for item in chunk if item[0] in done)
+        return written
+    conn.execute(update(workloads).where(workloads.c.id == bindparam("wid"), workloads.c.status == _PENDING,
+                                         workloads.c.admitted_at.is_(None))
+                 .values(status_reason=bindparam("reason")),
+                 [{"wid": wid, "reason": reason} for wid, reason in items])
+    return items
+
+
+def _pg_statements() -> tuple[Any, Any]:
+    from sqlalchemy import text
+
+    ids = bindparam("ids", type_=ARRAY(BigInteger))
+    pids = bindparam("pids", type_=ARRAY(BigInteger))
+    insert_events = text(
+        "INSERT INTO events (at, actor, subject_type, subject_id, project_id, kind, message) "
+        "SELECT :at, :actor, 'workload', u.id, u.pid, :kind, :message FROM unnest(:ids, :pids) AS u(id, pid)"
+    ).bindparams(ids, pids)
+    set_reasons = text(
+        "UPDATE workloads AS w SET status_reason = u.reason FROM unnest(:ids, :reasons) AS u(id, reason) "
+        "WHERE w.id = u.id AND w.id IN (SELECT id FROM workloads WHERE id = ANY(:ids) AND status = 'Pending' "
+        "AND admitted_at IS NULL FOR NO KEY UPDATE SKIP LOCKED) RETURNING w.id"
+    ).bindparams(ids, bindparam("reasons", type_=ARRAY(workloads.c.status_reason.type)))
+    return insert_events, set_reasons
+
+
+_PG_EVENTS_FOR_WORKLOADS, _PG_SET_REASONS = _pg_statements()
 
 
 def _merged(deltas: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -153,3 +652,5 @@ def _merged(deltas: list[dict[str, Any]]) -> list[dict[str, Any]]:
         else:
             merged[key] = dict(d)
     return list(merged.values())
+
+

@@ -177,6 +177,11 @@ def apply_component_updates(
     )
     if cluster_id is not None:
         query = query.where(workloads.c.cluster_id == cluster_id)
+    # Lock their workloads first, in id order, as every writer of workloads does (request
+    # handlers and the scheduler): rows are always locked workloads, then components.
+    owners = select(components.c.workload_id).where(components.c.id.in_(ids))
+    conn.execute(select(workloads.c.id).where(workloads.c.id.in_(owners))
+                 .order_by(workloads.c.id).with_for_update()).all()
     current = {r.id: r for r in conn.execute(query)}
     latest: dict[int, ComponentUpdate] = {}
     for u in updates:
