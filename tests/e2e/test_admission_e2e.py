@@ -7,6 +7,8 @@ import time
 
 import httpx
 
+from tests.e2e.conftest import ok
+
 
 def _wait_for(fetch, predicate, timeout: float = 15.0):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
@@ -17,7 +19,7 @@ def _wait_for(fetch, predicate, timeout: float = 15.0):  # type: ignore[no-untyp
         time.sleep(0.05)
 
 
-def test_over_quota_waits_then_is_admitted_when_capacity_frees(live_server):
+def test_over_quota_waits_then_is_admitted_when_capacity_frees(live_server, tmp_path):
     client = httpx.Client(base_url=live_server.url, headers={"Authorization": f"Bearer {live_server.admin_token}"})
     quota = client.get("/api/v1/projects/default/quotas/local").json()
     cpu_limit = quota["limit"]["cpu"]
@@ -40,8 +42,15 @@ def test_over_quota_waits_then_is_admitted_when_capacity_frees(live_server):
     assert waiting["status"] == "Pending" and waiting["admitted_at"] is None
     assert waiting["status_reason"].startswith("waiting for quota: cpu"), waiting["status_reason"]
     assert waiting["queue_position"] == {"position": 1, "of": 1}
+    assert waiting["status_reason"].endswith("; position 1 of 1")
     listed = client.get("/api/v1/workloads", params={"project": "default", "status": "Pending"}).json()
     assert any(w["id"] == waiting_id and w["status_reason"] == waiting["status_reason"] for w in listed["items"])
+    assert any(e["kind"] == "waiting" and e["message"] == waiting["status_reason"] for e in waiting["events"])
+    cli = live_server.cli(tmp_path / "config.json", token=live_server.admin_token)
+    table = ok(cli.invoke("workloads", "ls", "-p", "default", "--status", "Pending"))
+    assert "waiting for quota: cpu" in table and "position 1" in table, table  # (the column wraps)
+    shown = ok(cli.invoke("workloads", "get", str(waiting_id)))
+    assert "Queue position" in shown and "1 of 1" in shown and "waiting for quota" in shown, shown
 
     started = time.monotonic()
     assert client.delete(f"/api/v1/workloads/{big}").status_code == 202  # frees its quota at once

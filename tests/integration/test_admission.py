@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select
-
-from corral.db.tables import project_usage, workloads
-from corral.services.admission import run_pass
+from corral.services.admission import Admitter, run_pass
 from tests.integration.conftest import submit
 
 
@@ -34,7 +31,9 @@ def test_over_quota_waits_with_reason_and_position_then_is_admitted_when_capacit
     assert _detail(world.alice, first)["admitted_at"] is not None
     waiting = _detail(world.alice, second)
     assert waiting["status"] == "Pending"
-    assert waiting["status_reason"] == "waiting for quota: gpu 6/8 in use in project vision (limit 8), 4 requested"
+    assert waiting["status_reason"] == ("waiting for quota: gpu 6/8 in use in project vision (limit 8), 4 requested; "
+                                        "position 1 of 2")
+    assert [e["message"] for e in waiting["events"] if e["kind"] == "waiting"] == [waiting["status_reason"]]
     assert waiting["queue_position"] == {"position": 1, "of": 2}
     assert _detail(world.alice, third)["queue_position"] == {"position": 2, "of": 2}
     quota = world.alice.get("/api/v1/projects/vision/quotas/gpu-a").json()
@@ -69,3 +68,19 @@ def test_reclaim_preempts_the_borrower_and_requeues_it(world):
     assert requeued["events"][-1]["kind"] == "preempted"
     assert requeued["events"][-1]["message"] == "preempted to reclaim quota for project speech"
     assert _detail(world.bob, owner)["admitted_at"] is not None
+
+
+def test_a_later_submission_learns_its_place_without_a_full_pass(world):
+    admitter = Admitter(world.api.engine)
+    for name, gpu in (("first", 6), ("second", 4), ("third", 3)):
+        submit(world.alice, name=name, resources={"gpu": gpu})
+    assert admitter.run_pass().admitted == 1
+    fourth = submit(world.alice, name="fourth", resources={"gpu": 5}).json()["id"]
+    result = admitter.run_pass()
+    # decided alone, with the head of its queue (which could block it), not in a full pass
+    assert (result.admitted, result.waiting, result.full_clusters) == (0, 2, 0)
+    detail = _detail(world.alice, fourth)
+    assert detail["status_reason"] == ("waiting for quota: gpu 6/8 in use in project vision (limit 8), 5 requested; "
+                                       "position 3 of 3")
+    assert detail["queue_position"] == {"position": 3, "of": 3}
+    assert [e["kind"] for e in detail["events"]] == ["submitted", "waiting"]

@@ -70,15 +70,20 @@ def workloads_ls(
 
 def _workload_table(result: WorkloadPage, show_project: bool) -> Any:
     columns = ["ID", "Name", "Type"] + (["Project"] if show_project else []) + [
-        "Cluster", "GPU", "CPU", "Memory", "Status", "Created by", "Created at"]
+        "Cluster", "GPU", "CPU", "Memory", "Status", "Created by", "Created at", "Why"]
     rows = table(*columns)
     for w in result.items:
         values: list[Any] = [w.id, w.name, w.type_label] + ([w.project] if show_project else [])
         values += [w.cluster, resource("gpu", w.resources.get("gpu", 0)), resource("cpu", w.resources.get("cpu", 0)),
                    resource("memory", w.resources.get("memory", 0)), status_text(w.status, w.status_label),
-                   w.created_by, when(w.created_at)]
+                   w.created_by, when(w.created_at), _why(w.status, w.status_reason)]
         rows.add_row(*cells(*values))
     return rows
+
+
+def _why(status: str, reason: str) -> str:
+    """The reason where it explains something (waiting, failing); "-" while all is well."""
+    return reason if reason and status not in ("Running", "Complete", "Deleted") else "-"
 
 
 def _footer(result: WorkloadPage) -> str:

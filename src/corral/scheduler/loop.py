@@ -68,7 +68,7 @@ class AdmissionLoop:
         self._seen_event_id = latest
         self._last_pass_at = time.monotonic()
         self.passes += 1
-        if result.admitted or result.preempted or took > 0.5:
+        if result.admitted >= 100 or result.preempted or took > 0.5:
             log.info("admission pass: %d admitted, %d preempted, %d decided waiting, %d clusters in full, "
                      "%d reasons left, in %.0f ms", result.admitted, result.preempted, result.waiting,
                      result.full_clusters, result.reasons_left, took * 1000)

@@ -35,7 +35,6 @@ passes, so one pass over 100,000 waiting workloads never writes them all at once
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -62,8 +61,6 @@ from corral.services import events as event_service
 from corral.services.clock import utcnow
 from corral.services.principal import SYSTEM
 from corral.services.status import add_usage, recompute, usage_delta
-
-log = logging.getLogger(__name__)
 
 ADMITTED_REASON = "admitted to cluster {cluster}; waiting for its agent to start it"
 ADMITTED_COMPONENT_REASON = "admitted; waiting for the cluster agent"
@@ -159,7 +156,9 @@ class Admitter:
         self.since: dict[int, datetime] = {}  # queued_since of what is admitted (for requeue)
         self.usage: dict[tuple[int, int], list[int]] = {}
         self.stored_reason: dict[int, str] = {}
-        self.reasons_to_write: dict[int, str] = {}
+        self.reasons_to_write: dict[int, tuple[str, str]] = {}  # id -> (reason, cause)
+        self.cause: dict[int, str] = {}  # the cause of the reason last written (an event marks a change)
+        self.waiting_count: dict[tuple[int, int], dict[int, int]] = {}  # key -> priority -> waiting
         self.new: set[int] = set()
         self.heads: dict[tuple[int, int], QueuedWorkload] = {}
         self.quota_waiters: dict[tuple[int, int], int] = {}  # key -> highest priority waiting on quota
@@ -257,7 +256,7 @@ class Admitter:
                 # What this scheduler did itself is known already.
                 if r.kind == "admitted" and r.subject_id in self.admitted_on:
                     continue
-                if r.kind == "preempted" and r.subject_id in self.queued:
+                if r.kind in ("preempted", "waiting") and r.subject_id in self.queued:
                     continue
                 touched.add(r.subject_id)
             elif r.kind in _CONFIG_EVENTS:
@@ -276,6 +275,8 @@ class Admitter:
         self.queued[w.id] = w
         self.queued_on.setdefault(w.cluster_id, set()).add(w.id)
         self.new.add(w.id)
+        by_priority = self.waiting_count.setdefault((w.project_id, w.cluster_id), {})
+        by_priority[w.priority] = by_priority.get(w.priority, 0) + 1
 
     def _unqueue(self, wid: int) -> QueuedWorkload:
         w = self.queued.pop(wid)
@@ -283,7 +284,9 @@ class Admitter:
         self.new.discard(wid)
         self.stored_reason.pop(wid, None)
         self.reasons_to_write.pop(wid, None)
+        self.cause.pop(wid, None)
         key = (w.project_id, w.cluster_id)
+        self.waiting_count[key][w.priority] -= 1
         head = self.heads.get(key)
         if head is not None and head.id == wid:
             del self.heads[key]
@@ -342,7 +345,7 @@ class Admitter:
                 starvation_after_s=self.starvation_after_s, project_names=self.names, usage=usage)
             decisions = schedule(snapshot)
         self._write(conn, decisions, now)
-        self._remember(decisions, full, now, mono)
+        self._remember(decisions, full, {w.id for w in partial}, now, mono)
         reasons_left = self._write_reasons(conn, full)
         if self.postgres is False:
             # The write transaction is exclusive: everything up to the newest id is seen
@@ -351,7 +354,7 @@ class Admitter:
         return PassResult(len(decisions.admissions), len(decisions.preemptions), len(decisions.waiting),
                           reasons_left, len(full))
 
-    def _remember(self, d: Decisions, full: set[int], now: datetime, mono: float) -> None:
+    def _remember(self, d: Decisions, full: set[int], partial: set[int], now: datetime, mono: float) -> None:
         """Bring the memory in line with what this pass decided (and wrote)."""
         for p in d.preemptions:
             since = self.since.get(p.workload_id, now)
@@ -382,8 +385,21 @@ class Admitter:
             if w is None:
                 continue
             key = (w.project_id, w.cluster_id)
-            if self.stored_reason.get(w.id) != wt.reason:
-                self.reasons_to_write[w.id] = wt.reason
+            if w.cluster_id in full:
+                position, length = wt.position, wt.queue_length
+            elif w.id not in partial:
+                position = length = 0  # a queue head decided again for those behind it: reason kept
+            else:
+                # Decided alone: it is behind every waiting workload of its queue with its
+                # priority or a higher one (they were submitted before it).
+                counts = self.waiting_count.get(key, {})
+                position = sum(n for prio, n in counts.items() if prio >= w.priority)
+                length = sum(counts.values())
+            reason = f"{wt.reason}; position {position} of {length}"
+            if not length:
+                pass
+            elif self.stored_reason.get(w.id) != reason:
+                self.reasons_to_write[w.id] = (reason, wt.cause)
             else:
                 self.reasons_to_write.pop(w.id, None)
             if wt.cause in ("never_fits", "no_quota"):
@@ -547,6 +563,7 @@ class Admitter:
                 raise GuardViolation(f"cluster {c} over capacity ({', '.join(over)})")
 
     def _write_reasons(self, conn: Connection, full: set[int]) -> int:
+        """Write changed waiting reasons (within the budget); a new cause is also an event."""
         if not self.reasons_to_write:
             return 0
         budget = self.reason_budget
@@ -556,9 +573,19 @@ class Admitter:
             heads = {w.id for w in self.heads.values()}
             items.sort(key=lambda item: item[0] not in heads)
             items = items[:budget]
-        for wid, reason in _set_reasons(conn, self.postgres, items):
+        now = utcnow()
+        written = _set_reasons(conn, self.postgres, [(wid, reason) for wid, (reason, _) in items])
+        event_rows = []
+        for wid, reason in written:
+            cause = self.reasons_to_write.pop(wid)[1]
             self.stored_reason[wid] = reason
-            del self.reasons_to_write[wid]
+            if self.cause.get(wid) != cause:
+                self.cause[wid] = cause
+                w = self.queued[wid]
+                event_rows.append(event_service.event_row(
+                    actor=self.actor, subject_type="workload", subject_id=wid, project_id=w.project_id,
+                    kind="waiting", message=reason, at=now))
+        event_service.record_many(conn, event_rows)
         return len(self.reasons_to_write)
 
 
