@@ -1,0 +1,959 @@
+"""The local backend: components as real processes on this host.
+
+    backend = LocalBackend(data_dir / "local-cluster")
+    backend.start(launch)            # returns at once
+    for obs in backend.observe():    # poll every ~100 ms
+        ...
+    backend.stop(component_id, grace_s=30)
+    backend.close()                  # components keep running
+
+Each placed component runs under its own supervisor process
+(``corral.backends.local.supervisor``), detached in its own session, so components
+outlive the control plane, even a SIGKILLed one. A new ``LocalBackend`` on the same
+state directory adopts them: the running ones are watched again, and exits that
+happened meanwhile are reported with their codes (the supervisors wrote them down).
+Only one ``LocalBackend`` uses a state directory at a time (``backend.lock``).
+
+Why ``observe`` is cheap: a supervisor (or a job reporting progress) touches
+``events/<component id>`` after each change it writes, and ``observe`` lists that one
+directory, unlinks what it found, and reads the files of those components only. An
+idle cluster costs one ``listdir`` of an empty directory per poll. A few components per
+poll (``sweep_per_poll``) also have their supervisor's lock probed in turn (no file is
+read unless it is dead), to notice a supervisor that died without a word (SIGKILL, OOM
+killer).
+
+GPUs are whole devices, never shared: a component asking for N gets N free devices
+(lowest indices first) through ``CUDA_VISIBLE_DEVICES``, ``HIP_VISIBLE_DEVICES`` and
+``ROCR_VISIBLE_DEVICES`` (set to "" for a component without GPUs), recorded in its
+``placement.json`` so a restart keeps them. A component asking for more than are free
+waits, Pending ("waiting for 1 GPU: 0 of 2 free"), and starts when one is released; one
+asking for more than the host has fails at once. CPU and memory are limits (cgroup v2,
+see ``cgroups``), not reservations: admission against the cluster's capacity is the
+central scheduler's job.
+
+The environment of a component is built, not inherited: the variables named in
+``inherit_env`` (PATH, HOME, locale, proxies, CUDA/ROCm and Hugging Face settings) are
+taken from the backend's process, then the launch's ``env``, then Corral's:
+``CORRAL_COMPONENT_ID``, ``CORRAL_WORKLOAD_ID``, ``CORRAL_PROJECT``, ``PORT`` for services,
+``CORRAL_PROGRESS_FILE``, ``CORRAL_RESULT_FILE`` and ``CORRAL_EVENT_FILE`` (see
+``files.report_progress``), ``PYTHONUNBUFFERED=1`` unless the launch sets it. Nothing of
+the control plane's own configuration (database URL, tokens) reaches a workload.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import corral
+from corral.backends.base import (
+    BackendError,
+    Capacity,
+    Discovered,
+    GpuDevice,
+    Launch,
+    NodeCapacity,
+    Observation,
+    UnknownComponent,
+)
+from corral.backends.local import files as f
+from corral.backends.local import gpus as gpu_detect
+from corral.domain.resources import format_bytes
+from corral.domain.statuses import ComponentStatus as S
+
+DEFAULT_INHERITED_ENV: tuple[str, ...] = (
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "LC_*", "TZ", "TMPDIR", "TERM",
+    "http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
+    "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",
+    "LD_LIBRARY_PATH", "CUDA_HOME", "CUDA_PATH", "ROCM_PATH", "NCCL_*",
+    "HF_HOME", "HF_ENDPOINT", "HF_HUB_OFFLINE", "HF_HUB_CACHE", "XDG_CACHE_HOME", "XDG_CONFIG_HOME",
+    "XDG_DATA_HOME", "XDG_RUNTIME_DIR",
+)
+SUPERVISOR_START_TIMEOUT_S = 30.0  # a supervisor that wrote nothing by then did not start
+
+
+@dataclass
+class _Component:
+    id: int
+    dir: Path
+    launch: Launch
+    seq: int
+    submitted_at: str
+    placement: dict[str, Any] | None = None
+    final: dict[str, Any] | None = None  # final.json: a status decided by the backend alone
+    finished: bool = False  # a final status was seen: resources are released
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _human_bytes(n: float) -> str:
+    for unit, factor in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= factor:
+            value = n / factor
+            return f"{value:.1f} {unit}" if value < 10 else f"{value:.0f} {unit}"
+    return f"{int(n)} B"
+
+
+def progress_reason(progress: dict[str, Any] | None) -> str | None:
+    """ "downloading: 120 MB of 400 MB" from a job's progress report."""
+    if not progress:
+        return None
+    if progress.get("message"):
+        return str(progress["message"])
+    phase = progress.get("phase") or "progress"
+    done, total = progress.get("bytes_done"), progress.get("bytes_total")
+    if done is not None:
+        text = f"{phase}: {_human_bytes(done)}"
+        return text + (f" of {_human_bytes(total)}" if total else "")
+    files_done, files_total = progress.get("files_done"), progress.get("files_total")
+    if files_done is not None:
+        return f"{phase}: {files_done}" + (f" of {files_total}" if files_total else "") + " files"
+    return None
+
+
+class LocalBackend:
+    """Runs components as processes on this host. Thread-safe; see the module docstring.
+
+    Arguments:
+        state_dir: where components' state lives, e.g. ``<data_dir>/local-cluster``.
+        gpus: the devices to hand out: a ``CORRAL_LOCAL_GPUS``-style string ("2",
+            "nvidia:H100:8") or a list of ``GpuDevice``; default: ``CORRAL_LOCAL_GPUS`` if
+            set, else what ``nvidia-smi``/``amd-smi``/``rocm-smi`` report.
+        cgroups: use cgroup v2 for memory and CPU limits where the host allows.
+        cgroup_parent: the cgroup v2 directory under which components get theirs
+            (default ``CORRAL_LOCAL_CGROUP``, else ``<cgroup2 mount>/corral-local``).
+        python: the interpreter that runs supervisors.
+        inherit_env: names (``LC_*``: a prefix) of variables components inherit.
+        node_name: the node's name in ``capacity()`` (default: the host name).
+        nvidia_smi: the nvidia-smi executable used by ``discover`` and detection.
+        sweep_per_poll: components re-checked per ``observe`` for silent deaths.
+    """
+
+    kind = "local"
+
+    def __init__(
+        self,
+        state_dir: str | os.PathLike[str],
+        *,
+        gpus: str | Sequence[GpuDevice] | None = None,
+        cgroups: bool = True,
+        cgroup_parent: str | None = None,
+        python: str = sys.executable,
+        inherit_env: Sequence[str] = DEFAULT_INHERITED_ENV,
+        node_name: str | None = None,
+        nvidia_smi: str = "nvidia-smi",
+        sweep_per_poll: int = 8,
+    ) -> None:
+        self.state_dir = Path(state_dir).resolve()
+        self.events_dir = self.state_dir / "events"
+        self.components_dir = self.state_dir / "components"
+        for directory in (self.state_dir, self.events_dir, self.components_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+        if gpus is None:
+            setting = os.environ.get(gpu_detect.ENV_GPUS)
+            gpus = setting if setting is not None else gpu_detect.detect(nvidia_smi=nvidia_smi)
+        self.gpus: tuple[GpuDevice, ...] = tuple(
+            gpu_detect.parse_gpu_setting(gpus) if isinstance(gpus, str) else gpus
+        )
+        self._lock_fd = self._take_state_lock()
+        self.cgroups = cgroups
+        self.cgroup_parent = cgroup_parent
+        self.python = python
+        self.inherit_env = tuple(inherit_env)
+        self.node_name = node_name or socket.gethostname()
+        self.nvidia_smi = nvidia_smi
+        self.sweep_per_poll = sweep_per_poll
+        self._mutex = threading.RLock()
+        self._components: dict[int, _Component] = {}
+        self._waiting: list[int] = []
+        self._gpu_owner: dict[int, int] = {}
+        self._ports: dict[int, int] = {}  # port -> component id
+        self._dirty: set[int] = set()
+        self._last: dict[int, Observation] = {}
+        self._ghosts: dict[int, Observation] = {}
+        self._spawners: list[subprocess.Popen[bytes]] = []
+        self._sweep: deque[int] = deque()
+        self._seq = 0
+        self._closed = False
+        self._adopt()
+
+    # --- the state directory -------------------------------------------------------
+
+    def _take_state_lock(self) -> int:
+        fd = os.open(self.state_dir / "backend.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise BackendError(f"the local cluster state {self.state_dir} is in use by pid {holder}") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        return fd
+
+    def _adopt(self) -> None:
+        """Take over what an earlier backend left in the state directory."""
+        found = []
+        for entry in os.scandir(self.components_dir):
+            if not entry.name.isdigit():
+                continue
+            directory = Path(entry.path)
+            record = f.read_json(directory / f.LAUNCH)
+            if record is None:  # died between mkdir and writing launch.json: never started
+                shutil.rmtree(directory, ignore_errors=True)
+                continue
+            comp = _Component(
+                int(entry.name), directory, Launch.from_dict(record["launch"]), int(record.get("seq", 0)),
+                record.get("submitted_at") or f.now_iso(),
+                f.read_json(directory / f.PLACEMENT), f.read_json(directory / f.FINAL),
+            )
+            found.append(comp)
+        for comp in sorted(found, key=lambda c: (c.seq, c.id)):
+            self._components[comp.id] = comp
+            self._seq = max(self._seq, comp.seq)
+            status = f.read_json(comp.dir / f.STATUS)
+            if comp.final is not None or _exited(status):
+                comp.finished = True
+            elif comp.placement is None:
+                self._waiting.append(comp.id)
+            else:
+                for index in comp.placement.get("gpus", []):
+                    self._gpu_owner[index] = comp.id
+                if comp.placement.get("port"):
+                    self._ports[comp.placement["port"]] = comp.id
+                self._sweep.append(comp.id)
+                try:
+                    if status is None:
+                        self._spawn(comp, "run")  # placed, supervisor never got going: idempotent
+                    elif not self._supervisor_alive(comp) and f.read_json(comp.dir / f.STOP) is not None:
+                        self._spawn(comp, "reap")  # a stop was asked and its supervisor is gone
+                except OSError as exc:
+                    self._finalize(comp, S.FAILED, f"could not start its supervisor: {exc.strerror or exc}")
+                    comp.finished = True
+            self._dirty.add(comp.id)
+        self._place_waiting()
+
+    # --- start -----------------------------------------------------------------------
+
+    def start(self, launch: Launch) -> None:
+        """Create the component; idempotent by component id (a second call does nothing).
+
+        Returns at once. The component is Pending (starting, or waiting for GPUs) in the
+        next ``observe``, then goes on by itself. An endpoint (``kind="endpoint"``) is a
+        passive object: Completed at once.
+        """
+        with self._mutex:
+            self._check_open()
+            if launch.component_id in self._components:
+                return
+            if self._ghosts.pop(launch.component_id, None) or launch.component_id in self._last:
+                self._last.pop(launch.component_id, None)  # a "not on this cluster" answered earlier
+            directory = self.components_dir / str(launch.component_id)
+            directory.mkdir(exist_ok=True)
+            self._seq += 1
+            comp = _Component(launch.component_id, directory, launch, self._seq, f.now_iso())
+            f.write_json_atomic(directory / f.LAUNCH, {"launch": launch.to_dict(), "seq": comp.seq,
+                                                       "submitted_at": comp.submitted_at})
+            self._components[comp.id] = comp
+            self._dirty.add(comp.id)
+            if launch.kind == "endpoint":
+                self._finalize(comp, S.COMPLETED, "endpoint created (passive: served through its server's port)")
+            elif launch.gpu > len(self.gpus):
+                self._finalize(comp, S.FAILED, f"asks for {launch.gpu} GPU(s); this host has {len(self.gpus)}")
+            else:
+                self._waiting.append(comp.id)
+                self._place_waiting()
+
+    def _finalize(self, comp: _Component, status: S, reason: str, exit_code: int | None = None) -> None:
+        comp.final = {"status": status.value, "reason": reason, "at": f.now_iso(), "exit_code": exit_code}
+        f.write_json_atomic(comp.dir / f.FINAL, comp.final)
+        self._dirty.add(comp.id)
+
+    def _free_gpus(self) -> list[int]:
+        return [g.index for g in self.gpus if g.index not in self._gpu_owner]
+
+    def _place_waiting(self) -> None:
+        """Start the waiting components that fit, oldest first."""
+        if not self._waiting:
+            return
+        still = []
+        for cid in self._waiting:
+            comp = self._components[cid]
+            free = self._free_gpus()
+            if comp.launch.gpu > len(free):
+                still.append(cid)
+                continue
+            self._place(comp, free[: comp.launch.gpu])
+        if len(still) != len(self._waiting):
+            self._dirty.update(still)  # their "N of M free" reason changed
+        self._waiting = still
+
+    def _place(self, comp: _Component, devices: list[int]) -> None:
+        try:
+            self._prepare(comp, devices)
+        except OSError as exc:
+            self._finalize(comp, S.FAILED, f"could not be created: {exc.strerror or exc}")
+            comp.finished = True
+            return
+        for index in devices:
+            self._gpu_owner[index] = comp.id
+        if comp.placement and comp.placement.get("port"):
+            self._ports[comp.placement["port"]] = comp.id
+        self._sweep.append(comp.id)
+        self._dirty.add(comp.id)
+        try:
+            self._spawn(comp, "run")
+        except OSError as exc:
+            self._finalize(comp, S.FAILED, f"could not start its supervisor: {exc.strerror or exc}")
+
+    def _prepare(self, comp: _Component, devices: list[int]) -> None:
+        """Decide the port, the final command and environment; write placement.json."""
+        launch = comp.launch
+        port = None
+        if launch.is_service and (launch.needs_port or launch.fixed_port):
+            port = launch.fixed_port or self._free_port()
+        sub = (lambda text: text.replace("{port}", str(port))) if port else (lambda text: text)
+        if launch.script is not None:
+            script = comp.dir / "command.sh"
+            script.write_text(sub(launch.script))
+            script.chmod(0o700)
+            argv = [str(script)] if launch.script.startswith("#!") else ["/bin/sh", str(script)]
+        else:
+            argv = [sub(arg) for arg in launch.command or ()]
+        cwd = Path(launch.working_dir) if launch.working_dir else comp.dir / "work"
+        cwd.mkdir(parents=True, exist_ok=True)
+        env = self._environment(comp, devices, port, sub)
+        readiness = None
+        if launch.is_service and launch.readiness is not None and port:
+            r = launch.readiness
+            readiness = {"kind": r.kind, "host": "127.0.0.1", "port": port, "path": r.http_path,
+                         "interval_s": r.interval_s,
+                         "url": f"http://127.0.0.1:{port}{r.http_path}" if r.kind == "http" else
+                         f"tcp://127.0.0.1:{port}"}
+        comp.placement = {
+            "component_id": comp.id, "argv": argv, "env": env, "cwd": str(cwd), "port": port, "gpus": devices,
+            "readiness": readiness, "memory_bytes": launch.memory_bytes, "cpu_millicores": launch.cpu_millicores,
+            "cgroups": self.cgroups, "cgroup_parent": self.cgroup_parent,
+            "events_file": str(self.events_dir / str(comp.id)), "placed_at": f.now_iso(),
+        }
+        f.write_json_atomic(comp.dir / f.PLACEMENT, comp.placement)
+
+    def _environment(self, comp: _Component, devices: list[int], port: int | None, sub: Any) -> dict[str, str]:
+        env: dict[str, str] = {}
+        for name in self.inherit_env:
+            if name.endswith("*"):
+                env.update({k: v for k, v in os.environ.items() if k.startswith(name[:-1])})
+            elif name in os.environ:
+                env[name] = os.environ[name]
+        env.setdefault("PATH", os.defpath)
+        env["PYTHONUNBUFFERED"] = "1"
+        env.update({key: sub(value) for key, value in comp.launch.env.items()})
+        env.update(gpu_detect.visible_devices_env(devices))
+        env.update({
+            "CORRAL_COMPONENT_ID": str(comp.id),
+            "CORRAL_WORKLOAD_ID": str(comp.launch.workload_id),
+            "CORRAL_PROJECT": comp.launch.project,
+            "CORRAL_NATIVE_NAME": comp.launch.native_name,
+            f.ENV_PROGRESS_FILE: str(comp.dir / f.PROGRESS),
+            f.ENV_RESULT_FILE: str(comp.dir / f.RESULT),
+            f.ENV_EVENT_FILE: str(self.events_dir / str(comp.id)),
+        })
+        if port:
+            env["PORT"] = str(port)
+        return env
+
+    def _free_port(self) -> int:
+        for _ in range(50):
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = sock.getsockname()[1]
+            if port not in self._ports:
+                return port
+        raise BackendError("no free TCP port found")
+
+    def _spawn(self, comp: _Component, mode: str) -> None:
+        """Start a supervisor; it detaches at once (the short-lived parent is reaped later)."""
+        src = str(Path(corral.__file__).resolve().parent.parent)
+        pythonpath = os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)
+        env = {"PATH": os.environ.get("PATH", os.defpath), "PYTHONPATH": pythonpath}
+        with open(comp.dir / f.SUPERVISOR_LOG, "ab") as log:
+            proc = subprocess.Popen(
+                # -S: no site-packages scan at start; PYTHONPATH has what the supervisor needs.
+                [self.python, "-S", "-m", "corral.backends.local.supervisor", mode, str(comp.dir)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=True, cwd=comp.dir, env=env,
+            )
+        self._spawners.append(proc)
+
+    def _reap_spawners(self) -> None:
+        if self._spawners:
+            self._spawners = [p for p in self._spawners if p.poll() is None]
+
+    # --- stop ------------------------------------------------------------------------
+
+    def stop(self, component_id: int, grace_s: float = 30.0) -> None:
+        """Remove the component: SIGTERM to its processes, SIGKILL after ``grace_s``,
+        Deleted once none is left (DeleteFailed if some survive 10 s of SIGKILLs).
+        Idempotent; returns at once. A component waiting for GPUs, or already finished,
+        is Deleted at once; an unknown id is reported Deleted ("not on this cluster")."""
+        with self._mutex:
+            self._check_open()
+            comp = self._components.get(component_id)
+            if comp is None:
+                if component_id not in self._ghosts:
+                    self._ghosts[component_id] = Observation(
+                        component_id, "", S.DELETED, "not on the local cluster", _now())
+                return
+            self._dirty.add(comp.id)
+            if comp.final is not None:
+                if comp.final["status"] == S.DELETE_FAILED.value:
+                    self._retry_kill(comp, f.read_json(comp.dir / f.STATUS) or {})
+                elif comp.final["status"] != S.DELETED.value:
+                    self._finalize(comp, S.DELETED, "deleted")
+                return
+            if comp.id in self._waiting:
+                self._waiting.remove(comp.id)
+                self._finalize(comp, S.DELETED, "deleted before it started")
+                return
+            status = f.read_json(comp.dir / f.STATUS)
+            if _exited(status):
+                exit_ = status["exit"]  # type: ignore[index]
+                if exit_.get("delete_failed") or exit_.get("leftovers"):
+                    self._retry_kill(comp, status)  # type: ignore[arg-type]
+                elif not (exit_.get("stopped") and exit_.get("cause") == "deleted"):
+                    self._finalize(comp, S.DELETED, "deleted after it finished")
+                return
+            alive = self._supervisor_alive(comp)
+            if status is None and not alive and _age_s((comp.placement or {}).get("placed_at")) > \
+                    SUPERVISOR_START_TIMEOUT_S:
+                self._finalize(comp, S.DELETED, "deleted (its supervisor never started)")
+                return
+            try:
+                if (comp.dir / f.STOP).exists():
+                    if not alive and status is not None:
+                        self._spawn(comp, "reap")
+                    return
+                f.write_json_atomic(comp.dir / f.STOP, {"grace_s": float(grace_s), "requested_at": f.now_iso()})
+                if status is None:
+                    return  # the supervisor is starting: it reads stop.json before it runs anything
+                pid, start = status.get("supervisor_pid"), status.get("supervisor_start")
+                if alive and f.same_process(pid, start):
+                    os.kill(pid, signal.SIGUSR1)
+                else:
+                    self._spawn(comp, "reap")
+            except OSError as exc:
+                self._finalize(comp, S.DELETE_FAILED, f"could not stop it: {exc.strerror or exc}")
+
+    def _retry_kill(self, comp: _Component, status: dict[str, Any]) -> None:
+        """A second delete of a component whose processes survived SIGKILL: SIGKILL what
+        is left of its session again; Deleted if nothing is left, else DeleteFailed."""
+        session = status.get("session")
+        left = []
+        for pid in f.all_pids():
+            stat = f.proc_stat(pid)
+            if session and stat is not None and stat[2] == session and stat[0] != "Z":
+                left.append(pid)
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        time.sleep(0.05)
+        left = [pid for pid in left if (stat := f.proc_stat(pid)) is not None and stat[0] != "Z"]
+        if left:
+            self._finalize(comp, S.DELETE_FAILED, f"{len(left)} process(es) still alive after SIGKILL: "
+                                                  + ", ".join(f"pid {pid}" for pid in left[:10]))
+        else:
+            self._finalize(comp, S.DELETED, "deleted")
+
+    # --- observe ---------------------------------------------------------------------
+
+    def observe(self) -> list[Observation]:
+        """What changed since the previous call (or ``all_observations``): at most one
+        observation per component, the newest. Reads the event directory, plus the files
+        of the components it names and of ``sweep_per_poll`` others."""
+        with self._mutex:
+            self._check_open()
+            self._reap_spawners()
+            ids = self._drain_events()
+            for _ in range(min(self.sweep_per_poll, len(self._sweep))):
+                cid = self._sweep.popleft()
+                comp = self._components.get(cid)
+                if comp is not None and not comp.finished:
+                    self._sweep.append(cid)
+                    # A live supervisor reports its own changes; only a dead (or never
+                    # started) one needs a look at the files.
+                    if not self._supervisor_alive(comp):
+                        ids.add(cid)
+            changed = self._refresh(ids)
+            if self._ghosts:
+                changed.extend(self._ghosts.values())
+                for cid, ghost in self._ghosts.items():
+                    self._last[cid] = ghost
+                self._ghosts.clear()
+            return changed
+
+    def all_observations(self) -> list[Observation]:
+        """The current observation of every component in the state directory."""
+        with self._mutex:
+            self._check_open()
+            self._drain_events()
+            self._refresh(set(self._components))
+            return [self._last[cid] for cid in sorted(self._components) if cid in self._last]
+
+    def _drain_events(self) -> set[int]:
+        ids, self._dirty = self._dirty, set()
+        for name in os.listdir(self.events_dir):
+            try:
+                os.unlink(self.events_dir / name)
+            except FileNotFoundError:
+                pass
+            if name.isdigit():
+                ids.add(int(name))
+        return ids
+
+    def _refresh(self, ids: set[int]) -> list[Observation]:
+        changed: list[Observation] = []
+        pending = set(ids)
+        while pending:
+            for cid in sorted(pending):
+                comp = self._components.get(cid)
+                if comp is None:
+                    continue
+                obs = self._derive(comp)
+                last = self._last.get(cid)
+                if last is not None and last.status is S.DELETED:
+                    continue  # Deleted is final
+                if obs.same_state(last):
+                    continue
+                if last is not None and obs.observed_at < last.observed_at:
+                    obs = replace(obs, observed_at=last.observed_at)
+                self._last[cid] = obs
+                changed.append(obs)
+            # Placing components released by this pass dirties the ones that start.
+            pending = self._dirty - ids
+            ids |= pending
+            self._dirty -= pending
+        return changed
+
+    def _release(self, comp: _Component) -> None:
+        if comp.finished:
+            return
+        comp.finished = True
+        if comp.id in self._waiting:
+            self._waiting.remove(comp.id)
+        for index in (comp.placement or {}).get("gpus", []):
+            if self._gpu_owner.get(index) == comp.id:
+                del self._gpu_owner[index]
+        port = (comp.placement or {}).get("port")
+        if port and self._ports.get(port) == comp.id:
+            del self._ports[port]
+        self._place_waiting()
+
+    def _supervisor_alive(self, comp: _Component) -> bool:
+        """True while the component's supervisor holds its lock (no pid can fool this)."""
+        try:
+            fd = os.open(comp.dir / f.SUPERVISOR_LOCK, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # closing drops our probe lock, if we got it
+
+    # --- mapping onto component statuses ---------------------------------------------
+
+    def _derive(self, comp: _Component) -> Observation:
+        obs = self._derive_status(comp)
+        if obs.status in (S.COMPLETED, S.FAILED, S.DELETED, S.DELETE_FAILED):
+            self._release(comp)
+        return obs
+
+    def _derive_status(self, comp: _Component) -> Observation:
+        launch = comp.launch
+
+        def make(status: S, reason: str, at: datetime | str | None, **extra: Any) -> Observation:
+            when = f.parse_iso(at) if isinstance(at, str) else at
+            return Observation(comp.id, launch.native_name, status, reason, when or _now(),
+                               workload_id=launch.workload_id, **extra)
+
+        if comp.final is not None:
+            return make(S(comp.final["status"]), comp.final["reason"], comp.final["at"],
+                        exit_code=comp.final.get("exit_code"), result=f.read_json(comp.dir / f.RESULT))
+        if comp.id in self._waiting:
+            free = len(self._free_gpus())
+            return make(S.PENDING, f"waiting for {launch.gpu} GPU(s): {free} of {len(self.gpus)} free",
+                        comp.submitted_at)
+        status = f.read_json(comp.dir / f.STATUS)
+        placed_at = (comp.placement or {}).get("placed_at")
+        if status is None:
+            if not self._supervisor_alive(comp) and _age_s(placed_at) > SUPERVISOR_START_TIMEOUT_S \
+                    and not (comp.dir / f.STATUS).exists():
+                return make(S.FAILED, "its supervisor did not start: " + _last_line(comp.dir / f.SUPERVISOR_LOG),
+                            None)
+            return make(S.PENDING, "starting", placed_at)
+        exit_ = status.get("exit")
+        if _exited(status):
+            return self._exit_observation(comp, status, make)
+        notes = _limit_notes(status)
+        if not self._supervisor_alive(comp):
+            # It may have written its last word between our read and the probe: a
+            # supervisor writes status.json before it lets go of its lock, so read again.
+            status = f.read_json(comp.dir / f.STATUS) or status
+            exit_ = status.get("exit")
+            if _exited(status) or exit_ is not None:  # it died after the exit, before cleaning up: the code is known
+                return self._exit_observation(comp, status, make)
+            pid = status.get("pid")
+            if f.same_process(pid, status.get("pid_start")):
+                return make(S.UNKNOWN, f"the supervisor (pid {status.get('supervisor_pid')}) is gone; the command "
+                                       f"(pid {pid}) still runs, and its exit code will not be known", None)
+            return make(S.FAILED, "the supervisor died and the command is gone; its exit code was lost", None)
+        stop = status.get("stop")
+        started = status.get("started_at")
+        if status.get("phase") == "stopping" and stop:
+            after = f", SIGKILL after {stop['grace_s']:g}s" if stop.get("signal_sent") == "SIGTERM" else ""
+            state = S.RUNNING if status.get("ready") else S.PENDING
+            return make(state, f"stopping: {stop.get('signal_sent', 'SIGTERM')} sent{after}",
+                        status.get("updated_at"))
+        if exit_ is not None:  # the command exited; processes it left are being stopped
+            state = S.RUNNING if status.get("ready") else S.PENDING
+            return make(state, f"{_exit_words(exit_)}; stopping the processes it left behind",
+                        status.get("updated_at"))
+        if not status.get("ready"):
+            if status.get("pid") is None:
+                return make(S.PENDING, "starting", status.get("updated_at"))
+            reason = f"starting: waiting for {status.get('waiting_for')} to answer"
+            return make(S.PENDING, _join(reason, notes), started or status.get("updated_at"))
+        progress = f.read_json(comp.dir / f.PROGRESS)
+        endpoint = None
+        if launch.is_service and status.get("port"):
+            endpoint = f"http://127.0.0.1:{status['port']}{launch.endpoint_path}"
+        reason = progress_reason(progress) or (f"serving at {endpoint}" if endpoint else "running")
+        at = max(filter(None, (f.parse_iso(status.get("ready_at") or started),
+                               f.parse_iso((progress or {}).get("at")))), default=None)
+        return make(S.RUNNING, _join(reason, notes), at, endpoint_url=endpoint,
+                    progress=_clean_progress(progress))
+
+    def _exit_observation(self, comp: _Component, status: dict[str, Any], make: Any) -> Observation:
+        exit_ = status["exit"]
+        code, sig = exit_.get("code"), exit_.get("signal")
+        exit_code = code if code is not None else (-sig if sig else None)
+        at = exit_.get("at")
+        result = f.read_json(comp.dir / f.RESULT)
+        progress = _clean_progress(f.read_json(comp.dir / f.PROGRESS))
+        if exit_.get("stopped") and exit_.get("cause") == "deleted":
+            at = exit_.get("ended_at") or at
+            if exit_.get("delete_failed"):
+                return make(S.DELETE_FAILED, exit_["delete_failed"], at, exit_code=exit_code)
+            how = ""
+            if (status.get("stop") or {}).get("signal_sent") == "SIGKILL":
+                how = f" (killed with SIGKILL after the {status['stop']['grace_s']:g}s grace period)"
+            elif exit_.get("never_started"):
+                how = " before it started"
+            return make(S.DELETED, "deleted" + how, at, exit_code=exit_code)
+        if exit_.get("error"):
+            return make(S.FAILED, exit_["error"], at, exit_code=exit_code)
+        if exit_.get("lost"):
+            return make(S.FAILED, "the supervisor died; the exit code of the command was lost", at)
+        leftovers = f"; {exit_['leftovers']}" if exit_.get("leftovers") else ""
+        if exit_.get("oom_kills"):
+            limit = format_bytes(comp.launch.memory_bytes)
+            return make(S.FAILED, f"killed: out of memory (limit {limit}){leftovers}", at, exit_code=exit_code)
+        words = _exit_words(exit_)
+        if exit_.get("stopped"):  # stopped, but not by Corral: someone signalled the supervisor
+            return make(S.FAILED, f"stopped because {exit_.get('cause')}; {words}", at, exit_code=exit_code)
+        if code == 0 and not comp.launch.is_service:
+            reason = "completed" + (f": {_result_words(result)}" if result else "")
+            return make(S.COMPLETED, reason + leftovers, at, exit_code=0, result=result, progress=progress)
+        reason = ("the service " if comp.launch.is_service else "") + words
+        tail = _last_line(comp.dir / f.OUTPUT)
+        if tail:
+            reason += f"; last output: {tail}"
+        return make(S.FAILED, reason + leftovers, at, exit_code=exit_code, result=result)
+
+    # --- capacity and discovery --------------------------------------------------------
+
+    def capacity(self) -> Capacity:
+        """One node: this host's CPUs (those this process may use), memory, GPUs, and the
+        disk holding the state directory."""
+        try:
+            cpus = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            cpus = os.cpu_count() or 1
+        return Capacity((NodeCapacity(self.node_name, cpus * 1000, _mem_total(), self.gpus,
+                                      shutil.disk_usage(self.state_dir).total),))
+
+    def discover(self) -> list[Discovered]:
+        """GPU processes that nvidia-smi sees and no component owns (a process is owned
+        when ``CORRAL_COMPONENT_ID`` names a known component in its environment, or it
+        runs in a supervisor's session). Returns [] where nvidia-smi is missing (no
+        NVIDIA GPUs, or AMD GPUs: not supported yet)."""
+        apps = gpu_detect.nvidia_compute_apps(self.nvidia_smi)
+        if not apps:
+            return []
+        index_of = {g.uuid: g.index for g in self.gpus if g.uuid}
+        with self._mutex:
+            known = set(self._components)
+            sessions = set()
+            for comp in self._components.values():
+                if not comp.finished:
+                    status = f.read_json(comp.dir / f.STATUS) or {}
+                    if status.get("session"):
+                        sessions.add(status["session"])
+        by_pid: dict[int, list[gpu_detect.ComputeApp]] = {}
+        for app in apps:
+            by_pid.setdefault(app.pid, []).append(app)
+        found = []
+        for pid, entries in sorted(by_pid.items()):
+            owner = f.environ_value(pid, "CORRAL_COMPONENT_ID")
+            stat = f.proc_stat(pid)
+            if (owner and owner.isdigit() and int(owner) in known) or (stat and stat[2] in sessions):
+                continue
+            try:
+                user = pwd.getpwuid(os.stat(f"/proc/{pid}").st_uid).pw_name
+            except (OSError, KeyError):
+                user = None
+            found.append(Discovered(
+                native_name=f"pid-{pid}", kind="process", command=f.cmdline(pid) or entries[0].process_name,
+                pid=pid, user=user,
+                gpu_indices=tuple(sorted({index_of[e.gpu_uuid] for e in entries if e.gpu_uuid in index_of})),
+                gpu_memory_bytes=sum(e.used_memory_bytes for e in entries),
+                started_at=f.ticks_to_datetime(stat[3]) if stat else None,
+            ))
+        return found
+
+    # --- logs --------------------------------------------------------------------------
+
+    def _component(self, component_id: int) -> _Component:
+        comp = self._components.get(component_id)
+        if comp is None:
+            raise UnknownComponent(f"component {component_id} is not on the local cluster")
+        return comp
+
+    def logs(self, component_id: int, tail_lines: int = 100) -> str:
+        """The last ``tail_lines`` lines of the component's stdout and stderr."""
+        path = self._component(component_id).dir / f.OUTPUT
+        try:
+            with open(path, "rb") as fh:
+                return _tail(fh, tail_lines).decode(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def follow_logs(self, component_id: int, tail_lines: int = 0, poll_s: float = 0.25,
+                    stop: threading.Event | None = None) -> Iterator[str]:
+        """Yield the output as it is written, in pieces of whole lines, starting with the
+        last ``tail_lines`` lines. Ends when the component has finished and all its
+        output was yielded, or when ``stop`` is set. Safe to run in its own thread."""
+        comp = self._component(component_id)
+        path = comp.dir / f.OUTPUT
+        position = 0
+        if tail_lines > 0:
+            try:
+                with open(path, "rb") as fh:
+                    first = _tail(fh, tail_lines)
+                    position = fh.seek(0, os.SEEK_END)
+                if first:
+                    yield first.decode(errors="replace")
+            except FileNotFoundError:
+                pass
+        else:
+            try:
+                position = path.stat().st_size
+            except FileNotFoundError:
+                position = 0
+        partial = b""
+        while True:
+            over = self._is_over(comp)
+            try:
+                with open(path, "rb") as fh:
+                    fh.seek(position)
+                    data = fh.read()
+                    position = fh.tell()
+            except FileNotFoundError:
+                data = b""
+            if data:
+                data = partial + data
+                cut = data.rfind(b"\n") + 1
+                partial = data[cut:]
+                if cut:
+                    yield data[:cut].decode(errors="replace")
+                continue
+            if over:
+                if partial:
+                    yield partial.decode(errors="replace")
+                return
+            if stop is not None:
+                if stop.wait(poll_s):
+                    return
+            else:
+                time.sleep(poll_s)
+
+    def _is_over(self, comp: _Component) -> bool:
+        if comp.final is not None or (comp.dir / f.FINAL).exists():
+            return True
+        return _exited(f.read_json(comp.dir / f.STATUS))
+
+    # --- housekeeping ------------------------------------------------------------------
+
+    def forget(self, component_id: int) -> None:
+        """Drop a finished component's directory (logs included). Raises BackendError
+        for one that has not finished; an unknown id is ignored."""
+        with self._mutex:
+            comp = self._components.get(component_id)
+            if comp is None:
+                return
+            if not comp.finished:
+                self._derive(comp)
+            if not comp.finished:
+                raise BackendError(f"component {component_id} has not finished; stop it first")
+            del self._components[component_id]
+            self._last.pop(component_id, None)
+            self._dirty.discard(component_id)
+            shutil.rmtree(comp.dir, ignore_errors=True)
+            try:
+                os.unlink(self.events_dir / str(component_id))
+            except FileNotFoundError:
+                pass
+
+    def inspect(self, component_id: int) -> dict[str, Any]:
+        """Debugging aid: the supervisor's status.json (pids, phase, limits, exit) and the
+        placement (GPUs, port). Not part of the Backend interface."""
+        comp = self._component(component_id)
+        return {"status": f.read_json(comp.dir / f.STATUS), "placement": comp.placement,
+                "final": comp.final, "dir": str(comp.dir)}
+
+    def close(self) -> None:
+        """Let go of the state directory. Components keep running under their supervisors."""
+        with self._mutex:
+            if self._closed:
+                return
+            self._closed = True
+            deadline = time.monotonic() + 5
+            for proc in self._spawners:
+                try:
+                    proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    pass
+            self._spawners.clear()
+            os.close(self._lock_fd)
+
+    def __enter__(self) -> LocalBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise BackendError("this LocalBackend is closed")
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+def _exited(status: dict[str, Any] | None) -> bool:
+    return bool(status) and status.get("phase") == "exited" and bool(status.get("exit"))  # type: ignore[union-attr]
+
+
+def _age_s(iso: str | None) -> float:
+    when = f.parse_iso(iso)
+    return (_now() - when).total_seconds() if when else 0.0
+
+
+def _exit_words(exit_: dict[str, Any]) -> str:
+    if exit_.get("signal") is not None:
+        name = exit_.get("signal_name") or _signal_name(exit_["signal"])
+        return f"killed by {name}"
+    return f"exited with code {exit_.get('code')}"
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _result_words(result: dict[str, Any]) -> str:
+    if result.get("model"):
+        return f"model {result['model']} registered"
+    if result.get("metrics") is not None:
+        return "metrics recorded"
+    return "result recorded"
+
+
+def _limit_notes(status: dict[str, Any]) -> str:
+    limits = status.get("limits") or {}
+    memory, cpu = limits.get("memory") or "", limits.get("cpu") or ""
+    memory = memory if memory.startswith("not enforced") else ""
+    cpu = cpu if cpu.startswith("not enforced") else ""
+    if memory and memory == cpu:
+        return f"memory and cpu limits {memory}"
+    return "; ".join(f"{name} limit {text}" for name, text in (("memory", memory), ("cpu", cpu)) if text)
+
+
+def _join(reason: str, notes: str) -> str:
+    return f"{reason}; {notes}" if notes else reason
+
+
+def _clean_progress(progress: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not progress:
+        return None
+    return {k: v for k, v in progress.items() if k != "at"}
+
+
+def _last_line(path: Path, limit: int = 300) -> str:
+    try:
+        with open(path, "rb") as fh:
+            lines = _tail(fh, 5).decode(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    line = lines[-1].strip() if lines else ""
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _tail(fh: Any, lines: int, block: int = 65536, max_bytes: int = 8 << 20) -> bytes:
+    """The last ``lines`` lines of a binary file, read from the end (at most ``max_bytes``)."""
+    if lines <= 0:
+        return b""
+    end = fh.seek(0, os.SEEK_END)
+    data = b""
+    position = end
+    while position > 0 and data.count(b"\n") <= lines and end - position < max_bytes:
+        step = min(block, position)
+        position -= step
+        fh.seek(position)
+        data = fh.read(step) + data
+    chunks = data.split(b"\n")
+    if data.endswith(b"\n"):
+        chunks = chunks[:-1]
+        return b"\n".join(chunks[-lines:]) + b"\n"
+    return b"\n".join(chunks[-lines:])
+
+
+def _mem_total() -> int:
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

@@ -1,0 +1,121 @@
+"""The model store on disk: ``<data_dir>/models/<project>/<model name>/``.
+
+A model is a directory with the model's files and a manifest, ``corral-model.json``::
+
+    {"name": "tiny-llama", "project": "vision", "kind": "download" | "training" | ...,
+     "source": "org/model" | "https://..." | null, "revision": null,
+     "base_model": null, "dataset": null, "workload_id": 7, "component_id": 12,
+     "files": 3, "bytes": 1234567, "created_at": "2026-01-01T00:00:00+00:00"}
+
+A directory without a manifest is not a model (an interrupted install). Models are
+installed atomically: their files are assembled in a hidden sibling directory
+(``.incoming-<name>-<pid>``) and renamed into place, so a reader sees no model or the
+whole model, never a partial one. Installing a name that exists replaces that model.
+
+Standard library only (the runners use it).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from corral.backends.local import files as f
+
+MANIFEST = "corral-model.json"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def store_dir(data_dir: str | os.PathLike[str], project: str) -> Path:
+    return Path(data_dir) / "models" / project
+
+
+def safe_name(text: str) -> str:
+    """A model name usable as a directory name: letters, digits, '.', '_', '-'."""
+    name = _UNSAFE.sub("-", text.strip()).strip(".-")[:128]
+    if not name:
+        raise ValueError(f"{text!r} cannot name a model")
+    return name
+
+
+def model_dir(data_dir: str | os.PathLike[str], project: str, name: str) -> Path:
+    return store_dir(data_dir, project) / safe_name(name)
+
+
+def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    data = f.read_json(Path(path) / MANIFEST)
+    return data if isinstance(data, dict) else None
+
+
+def resolve(data_dir: str | os.PathLike[str], project: str, reference: str) -> str | None:
+    """The directory of the project's model called ``reference``, or None when the store
+    has no such model (the reference may then be a Hugging Face repo or a path)."""
+    try:
+        path = model_dir(data_dir, project, reference)
+    except ValueError:
+        return None
+    return str(path) if read_manifest(path) is not None else None
+
+
+def list_models(data_dir: str | os.PathLike[str], project: str) -> list[dict[str, Any]]:
+    root = store_dir(data_dir, project)
+    if not root.is_dir():
+        return []
+    models = []
+    for entry in sorted(os.scandir(root), key=lambda e: e.name):
+        if entry.is_dir() and not entry.name.startswith("."):
+            manifest = read_manifest(entry.path)
+            if manifest is not None:
+                models.append(dict(manifest, path=entry.path))
+    return models
+
+
+def incoming_dir(dest: Path) -> Path:
+    """A fresh hidden directory next to ``dest`` to assemble a model in."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    path = dest.parent / f".incoming-{dest.name}-{os.getpid()}"
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir()
+    return path
+
+
+def tree_size(path: Path) -> tuple[int, int]:
+    """(files, bytes) under ``path``."""
+    count = total = 0
+    for root, _dirs, names in os.walk(path):
+        for name in names:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+                count += 1
+            except OSError:
+                pass
+    return count, total
+
+
+def install(assembled: Path, dest: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Move a model assembled in ``assembled`` to ``dest`` with its manifest, atomically.
+
+    ``assembled`` may be anywhere: if it is not on the store's file system it is copied
+    next to ``dest`` first. Returns the manifest written.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if os.stat(assembled).st_dev != os.stat(dest.parent).st_dev:
+        staging = incoming_dir(dest)
+        shutil.rmtree(staging)
+        shutil.copytree(assembled, staging, symlinks=True)
+        shutil.rmtree(assembled, ignore_errors=True)
+        assembled = staging
+    files, size = tree_size(assembled)
+    manifest = {**manifest, "name": dest.name, "files": files, "bytes": size, "created_at": f.now_iso()}
+    f.write_json_atomic(assembled / MANIFEST, manifest)
+    old = None
+    if dest.exists():
+        old = dest.parent / f".replaced-{dest.name}-{os.getpid()}"
+        os.rename(dest, old)
+    os.rename(assembled, dest)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return manifest

@@ -1,0 +1,321 @@
+"""Recipes: what to run for each workload type, as ``Launch``es.
+
+    launches = build_launches(
+        workload_id=7, project="vision", workload_type="fine_tuning",
+        spec=row.spec,                                  # as stored: spec.model_dump(mode="json")
+        components=[ComponentRef(12, "job", gpu=1, cpu_millicores=4000, memory_bytes=16 * 2**30)],
+        data_dir=settings.data_dir,
+        secret_env={"HF_TOKEN": "hf_..."},              # the spec's secrets, resolved by the caller
+    )
+    for launch in launches:
+        backend.start(launch)
+
+A workload that cannot run here raises :class:`RecipeError`, whose message is meant as
+the Failed reason of its components ("container images need a kubernetes or slurm
+cluster ...").
+
+Paths under ``data_dir``:
+
+- ``models/<project>/<name>/``: the model store (see ``local/modelstore.py``; each model
+  has a ``corral-model.json`` manifest). Wherever a spec names a model (``model``,
+  ``base_model``), a name found in the project's store is replaced by its directory;
+  anything else (a Hugging Face repo, a path) is passed on as given.
+- ``runs/<project>/<workload id>/``: working directory of batch jobs; ``output/`` in it is
+  ``CORRAL_OUTPUT_DIR``.
+- ``workspaces/<project>/<workload id>/``: a workspace's notebook directory.
+
+What each type runs:
+
+- **Model Download**: ``python -m corral.backends.local.download`` into
+  ``models/<project>/<model_name>`` (default name: the repo's or file's name); Hugging
+  Face token from ``HF_TOKEN`` (map a project secret to it in ``secrets``).
+- **Inference**: ``vllm serve <model> --host 127.0.0.1 --port {port}`` (plus
+  ``--tensor-parallel-size`` for several GPUs per replica and ``--data-parallel-size``
+  for several replicas: the local cluster runs all replicas as one server), ready when
+  ``/health`` answers, endpoint ``http://127.0.0.1:<port>/v1``. With a ``command`` (any
+  engine) that command runs instead; it should listen on ``{port}``/``$PORT`` (if it
+  mentions neither, the spec's ``port`` is used), and is ready once the port accepts
+  connections.
+- **Training, Pre-Training, Fine-Tuning**: the spec's ``command`` under
+  ``python -m corral.backends.local.jobrun``, with ``CORRAL_DATASET``,
+  ``CORRAL_BASE_MODEL`` and ``CORRAL_MODEL_DIR`` (the base model, resolved),
+  ``CORRAL_OUTPUT_DIR``; on success what the command wrote to ``CORRAL_OUTPUT_DIR`` is
+  registered as model ``output_model`` (default ``<workload name>-<workload id>``).
+- **Evaluation**: the ``command`` with ``CORRAL_MODEL`` (as given), ``CORRAL_MODEL_DIR``
+  (resolved), ``CORRAL_DATASET``, ``CORRAL_EVAL_TASKS`` (comma-separated),
+  ``CORRAL_OUTPUT_DIR`` and ``CORRAL_METRICS_FILE``; the JSON object written to the
+  metrics file becomes the component's result (``{"metrics": {...}}``).
+- **Workspace**: JupyterLab (``python -m jupyterlab`` when this interpreter has it, else
+  ``jupyter lab``) on ``127.0.0.1:{port}`` with base URL ``/proxy/<workload id>/``, no
+  token (the control plane's authenticated proxy is the way in); ready when
+  ``/proxy/<id>/api`` answers. Jupyter's own defences stay on, so the proxy must: send
+  ``Host: 127.0.0.1:<port>`` upstream (Jupyter refuses other hosts: DNS rebinding), drop
+  or rewrite ``Origin`` on websocket upgrades to ``http://127.0.0.1:<port>`` (checked
+  against Host), and pass cookies through (the ``_xsrf`` cookie guards every POST; the
+  lab page sends it back by itself), less the control plane's own session cookie.
+  ``flavor: vscode`` runs ``code-server`` (base path ``/``: the proxy strips
+  ``/proxy/<id>``). A ``command`` replaces either.
+- **Custom**: ``command`` (a list: argv; a string: ``/bin/sh -c``) or ``batch_script``
+  (run by its ``#!`` line or ``/bin/sh``); ``service: true`` makes it a server (port as
+  for Inference). ``manifest`` needs a kubernetes cluster.
+
+Every component also gets the spec's ``env`` and the resolved secrets. A proxy that
+serves a service at ``/proxy/<workload id>/`` forwards ``/proxy/<id>/<rest>`` to the
+server's ``endpoint_url`` + ``<rest>``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from corral.backends.base import Launch, Readiness
+from corral.backends.local import modelstore
+
+__all__ = ["ComponentRef", "RecipeError", "build_launches", "default_model_name"]
+
+
+class RecipeError(ValueError):
+    """The workload cannot run on this cluster; the message is the components' Failed reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentRef:
+    """A component as registered by the control plane: its id, kind and requests."""
+
+    id: int
+    kind: str  # job | server | endpoint
+    gpu: int = 0
+    cpu_millicores: int = 0
+    memory_bytes: int = 0
+
+
+_IMAGE_ONLY = ("container images need a kubernetes or slurm cluster; the local cluster runs commands "
+               "(give a command)")
+
+
+def build_launches(
+    *,
+    workload_id: int,
+    project: str,
+    workload_type: str,
+    spec: Mapping[str, Any],
+    components: Sequence[ComponentRef],
+    data_dir: str | os.PathLike[str],
+    secret_env: Mapping[str, str] | None = None,
+    python: str = sys.executable,
+) -> list[Launch]:
+    """One ``Launch`` per component of the workload (see the module docstring)."""
+    kind = str(getattr(workload_type, "value", workload_type))
+    recipe = _RECIPES.get(kind)
+    if recipe is None:
+        raise RecipeError(f"unknown workload type {kind!r}")
+    ctx = _Context(workload_id, project, kind, spec, Path(data_dir), dict(secret_env or {}), python)
+    main = recipe(ctx)
+    main_env = main.pop("env", {})
+    launches = []
+    for ref in components:
+        if ref.kind == "endpoint":
+            launches.append(Launch(ref.id, workload_id, project, kind, ctx.native_name("endpoint"), kind="endpoint"))
+            continue
+        if (ref.kind == "server") != (main.get("kind") == "server"):
+            raise RecipeError(f"component {ref.id} is a {ref.kind}, but a {kind} workload runs a {main.get('kind')}")
+        env = {**{str(k): str(v) for k, v in (spec.get("env") or {}).items()}, **ctx.secret_env, **main_env}
+        launches.append(Launch(
+            component_id=ref.id, workload_id=workload_id, project=project, workload_type=kind,
+            native_name=ctx.native_name(ref.kind), env=env, gpu=ref.gpu, cpu_millicores=ref.cpu_millicores,
+            memory_bytes=ref.memory_bytes, **main,
+        ))
+    return launches
+
+
+@dataclass
+class _Context:
+    workload_id: int
+    project: str
+    kind: str
+    spec: Mapping[str, Any]
+    data_dir: Path
+    secret_env: dict[str, str]
+    python: str
+
+    def native_name(self, component_kind: str) -> str:
+        return f"{self.project}-w{self.workload_id}-{component_kind}"
+
+    def run_dir(self) -> Path:
+        return self.data_dir / "runs" / self.project / str(self.workload_id)
+
+    def store(self) -> Path:
+        return modelstore.store_dir(self.data_dir, self.project)
+
+    def resolve_model(self, reference: str | None) -> str | None:
+        if not reference:
+            return None
+        return modelstore.resolve(self.data_dir, self.project, reference) or reference
+
+    def user_command(self, required: bool = True) -> list[str] | None:
+        command = self.spec.get("command")
+        if command is None:
+            if required:
+                raise RecipeError(_IMAGE_ONLY if self.spec.get("image") else f"a {self.kind} workload needs a command")
+            return None
+        if isinstance(command, str):
+            return ["/bin/sh", "-c", command]
+        return [str(part) for part in command]
+
+
+def default_model_name(source: str) -> str:
+    """The store name of a download when the spec gives none: the repo's or file's name."""
+    if source.startswith(("http://", "https://", "s3://")):
+        base = os.path.basename(unquote(urlparse(source).path.rstrip("/"))) or urlparse(source).netloc
+        for suffix in (".tar.gz", ".tgz", ".zip", ".bin", ".safetensors", ".gguf", ".pt", ".pth", ".onnx"):
+            if base.lower().endswith(suffix) and len(base) > len(suffix):
+                base = base[: -len(suffix)]
+                break
+        return modelstore.safe_name(base)
+    return modelstore.safe_name(source.rsplit("/", 1)[-1])
+
+
+def _mentions_port(command: Sequence[str] | str | None) -> bool:
+    text = command if isinstance(command, str) else " ".join(command or ())
+    return "{port}" in text or re.search(r"\$\{?PORT\b", text) is not None
+
+
+def _model_download(ctx: _Context) -> dict[str, Any]:
+    source = str(ctx.spec["source"])
+    name = ctx.spec.get("model_name") or default_model_name(source)
+    dest = ctx.store() / modelstore.safe_name(name)
+    command = [ctx.python, "-m", "corral.backends.local.download", "--source", source, "--dest", str(dest),
+               "--project", ctx.project]
+    if ctx.spec.get("revision"):
+        command += ["--revision", str(ctx.spec["revision"])]
+    return {"kind": "job", "command": tuple(command), "working_dir": str(ctx.run_dir())}
+
+
+def _inference(ctx: _Context) -> dict[str, Any]:
+    model = str(ctx.spec["model"])
+    resolved = ctx.resolve_model(model) or model
+    env = {"CORRAL_MODEL": model, "CORRAL_MODEL_DIR": resolved}
+    command = ctx.user_command(required=False)
+    if command is None:
+        if ctx.spec.get("engine", "vllm") != "vllm":
+            raise RecipeError(_IMAGE_ONLY)
+        command = ["vllm", "serve", resolved, "--host", "127.0.0.1", "--port", "{port}",
+                   "--served-model-name", model]
+        per_replica_gpu = int((ctx.spec.get("resources") or {}).get("gpu") or 0)
+        replicas = int(ctx.spec.get("replicas") or 1)
+        if per_replica_gpu > 1:
+            command += ["--tensor-parallel-size", str(per_replica_gpu)]
+        if replicas > 1:
+            command += ["--data-parallel-size", str(replicas)]
+        return {"kind": "server", "command": tuple(command), "needs_port": True, "readiness": Readiness("/health"),
+                "endpoint_path": "/v1", "env": env, "working_dir": str(ctx.run_dir())}
+    return _service(ctx, command, env)
+
+
+def _service(ctx: _Context, command: list[str], env: dict[str, str]) -> dict[str, Any]:
+    raw = ctx.spec.get("command")
+    if _mentions_port(raw):
+        port: dict[str, Any] = {"needs_port": True, "readiness": Readiness(None)}
+    elif ctx.spec.get("port"):
+        port = {"fixed_port": int(ctx.spec["port"]), "readiness": Readiness(None)}
+    else:  # no way to know where it listens: Running once started, no endpoint URL
+        port = {"needs_port": False, "readiness": None}
+    return {"kind": "server", "command": tuple(command), "env": env, "working_dir": str(ctx.run_dir()), **port}
+
+
+def _training(ctx: _Context) -> dict[str, Any]:
+    command = ctx.user_command()
+    assert command is not None
+    output = ctx.run_dir() / "output"
+    base_model = ctx.spec.get("base_model")
+    name = ctx.spec.get("output_model") or f"{ctx.spec.get('name') or ctx.kind}-{ctx.workload_id}"
+    env = {"CORRAL_DATASET": str(ctx.spec.get("dataset") or ""), "CORRAL_OUTPUT_DIR": str(output)}
+    if base_model:
+        env["CORRAL_BASE_MODEL"] = str(base_model)
+        env["CORRAL_MODEL_DIR"] = ctx.resolve_model(str(base_model)) or str(base_model)
+    runner = [ctx.python, "-m", "corral.backends.local.jobrun", "--output-dir", str(output),
+              "--register-as", modelstore.safe_name(str(name)), "--store", str(ctx.store()),
+              "--project", ctx.project, "--kind", ctx.kind]
+    if base_model:
+        runner += ["--base-model", str(base_model)]
+    if ctx.spec.get("dataset"):
+        runner += ["--dataset", str(ctx.spec["dataset"])]
+    return {"kind": "job", "command": tuple(runner + ["--", *command]), "env": env,
+            "working_dir": str(ctx.run_dir())}
+
+
+def _evaluation(ctx: _Context) -> dict[str, Any]:
+    command = ctx.user_command()
+    assert command is not None
+    output = ctx.run_dir() / "output"
+    metrics = output / "metrics.json"
+    model = str(ctx.spec["model"])
+    env = {"CORRAL_MODEL": model, "CORRAL_MODEL_DIR": ctx.resolve_model(model) or model,
+           "CORRAL_DATASET": str(ctx.spec.get("dataset") or ""),
+           "CORRAL_EVAL_TASKS": ",".join(str(t) for t in ctx.spec.get("tasks") or ()),
+           "CORRAL_OUTPUT_DIR": str(output), "CORRAL_METRICS_FILE": str(metrics)}
+    runner = [ctx.python, "-m", "corral.backends.local.jobrun", "--output-dir", str(output),
+              "--metrics-file", str(metrics), "--"]
+    return {"kind": "job", "command": tuple(runner + command), "env": env, "working_dir": str(ctx.run_dir())}
+
+
+def _workspace(ctx: _Context) -> dict[str, Any]:
+    home = ctx.data_dir / "workspaces" / ctx.project / str(ctx.workload_id)
+    base = f"/proxy/{ctx.workload_id}/"
+    command = ctx.user_command(required=False)
+    if command is not None:
+        return _service(ctx, command, {}) | {"working_dir": str(home)}
+    if ctx.spec.get("flavor") == "vscode":
+        command = ["code-server", "--bind-addr", "127.0.0.1:{port}", "--auth", "none", "--disable-telemetry",
+                   "--abs-proxy-base-path", base.rstrip("/"), str(home)]
+        return {"kind": "server", "command": tuple(command), "needs_port": True, "readiness": Readiness("/healthz"),
+                "endpoint_path": "/", "working_dir": str(home)}
+    if importlib.util.find_spec("jupyterlab") is not None and ctx.python == sys.executable:
+        jupyter = [ctx.python, "-m", "jupyterlab"]
+    else:
+        jupyter = [shutil.which("jupyter") or "jupyter", "lab"]
+    command = [*jupyter, "--no-browser", "--ip", "127.0.0.1", "--port", "{port}",
+               f"--ServerApp.base_url={base}", "--IdentityProvider.token=", f"--ServerApp.root_dir={home}",
+               "--ServerApp.port_retries=0", "--ServerApp.allow_root=True"]
+    return {"kind": "server", "command": tuple(command), "needs_port": True, "readiness": Readiness(f"{base}api"),
+            "endpoint_path": base, "working_dir": str(home), "env": {"JUPYTER_PLATFORM_DIRS": "1"}}
+
+
+def _custom(ctx: _Context) -> dict[str, Any]:
+    spec = ctx.spec
+    if spec.get("manifest") is not None:
+        raise RecipeError("Kubernetes manifests need a kubernetes cluster; the local cluster runs commands")
+    service = bool(spec.get("service"))
+    if spec.get("batch_script") is not None:
+        script = str(spec["batch_script"])
+        if service:
+            port = {"needs_port": True, "readiness": Readiness(None)} if _mentions_port(script) else {}
+            return {"kind": "server", "script": script, "working_dir": str(ctx.run_dir()), **port}
+        return {"kind": "job", "script": script, "working_dir": str(ctx.run_dir())}
+    command = ctx.user_command()
+    assert command is not None
+    if service:
+        return _service(ctx, command, {})
+    return {"kind": "job", "command": tuple(command), "working_dir": str(ctx.run_dir())}
+
+
+_RECIPES = {
+    "model_download": _model_download,
+    "inference": _inference,
+    "training": _training,
+    "pre_training": _training,
+    "fine_tuning": _training,
+    "evaluation": _evaluation,
+    "workspace": _workspace,
+    "custom": _custom,
+}
+
