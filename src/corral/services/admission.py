@@ -75,6 +75,7 @@ _CONFIG_EVENTS = {"quota_set": False, "quota_deleted": False, "capacity_changed"
                   "cluster_created": False, "cluster_updated": False, "cluster_deleted": False,
                   "project_updated": True, "project_deleted": True}
 _PG_GAP_WINDOW_S = 30.0  # how long an event id skipped on PostgreSQL may still commit
+IDLE_S = 2.0  # no newcomer for this long: time to refresh stale waiting reasons
 _PG_REREAD_ON_LOAD = 1_000  # events before the newest one re-read after a load (may commit late)
 
 
@@ -104,13 +105,15 @@ def _request(r: Any) -> Resources:
 class Admitter:
     def __init__(self, engine: Engine, *, starvation_after_s: float = 300.0, actor: str = SYSTEM,
                  reason_budget: int | None = 5_000, preemption_delay_s: float = 1.0,
-                 refresh_reasons_every_s: float = 30.0, reload_every_s: float = 600.0) -> None:
+                 refresh_reasons_every_s: float = 30.0, refresh_reasons_max_s: float = 300.0,
+                 reload_every_s: float = 600.0) -> None:
         self.engine = engine
         self.starvation_after_s = starvation_after_s
         self.actor = actor
         self.reason_budget = reason_budget
         self.preemption_delay_s = preemption_delay_s
         self.refresh_reasons_every_s = refresh_reasons_every_s
+        self.refresh_reasons_max_s = refresh_reasons_max_s
         self.reload_every_s = reload_every_s
         self.postgres = engine.dialect.name == "postgresql"
         self.loaded = False
@@ -123,7 +126,8 @@ class Admitter:
             return True
         mono = time.monotonic()
         return bool(self.reasons_to_write or self.new or self.dirty
-                    or any(at <= mono for at in self.due.values()) or mono >= self.reload_at)
+                    or any(at <= mono for at in self.due.values()) or mono >= self.reload_at
+                    or self._stale_due(mono) is not None)
 
     def run_pass(self) -> PassResult:
         try:
@@ -166,6 +170,7 @@ class Admitter:
         self.due: dict[int, float] = {}  # cluster -> monotonic time of a full pass
         self.reasons_fresh_at: dict[int, float] = {}
         self.stale: set[int] = set()  # clusters whose waiting reasons may carry old numbers
+        self.busy_at = 0.0  # when newcomers were last decided (reasons are refreshed when idle)
         self._load_config(conn)
         self.dirty: set[int] = set(self.capacity)
         self._load_workloads(conn, None)
@@ -322,6 +327,10 @@ class Admitter:
         mono = time.monotonic()
         full = {c for c in self.dirty if c in self.capacity}
         full |= {c for c, at in self.due.items() if at <= mono and c in self.capacity}
+        if not full and not self.new:
+            refresh = self._stale_due(mono)
+            if refresh is not None and refresh in self.capacity:
+                full.add(refresh)
         queue: list[QueuedWorkload] = []
         for c in full:
             queue.extend(self.queued[i] for i in self.queued_on.get(c, ()))
@@ -379,7 +388,6 @@ class Admitter:
             for key in [k for k in self.quota_waiters if k[1] == c]:
                 del self.quota_waiters[key]
             self.reclaimers.discard(c)
-        starve = self.starvation_after_s
         for wt in d.waiting:
             w = self.queued.get(wt.workload_id)
             if w is None:
@@ -406,12 +414,10 @@ class Admitter:
                 continue
             head = self.heads.get(key)
             if head is None or queue_key(w) < queue_key(head):
+                # A head that starts starving later needs no pass of its own: it only keeps
+                # those behind it from being admitted, and every pass that could admit one of
+                # them (a newcomer's, or a full one) decides the head again first.
                 self.heads[key] = w
-                waited = (now - w.queued_since).total_seconds()
-                if waited <= starve:
-                    # When it crosses the threshold it starts blocking those behind it.
-                    at = mono + (starve - waited) + 0.001
-                    self.due[w.cluster_id] = min(self.due.get(w.cluster_id, at), at)
             if wt.cause == "quota" and self.policy.get(w.project_id) != "never":
                 self.quota_waiters[key] = max(self.quota_waiters.get(key, w.priority), w.priority)
             elif wt.cause == "reclaim":
@@ -431,14 +437,25 @@ class Admitter:
                 at = mono + self.preemption_delay_s
                 self.due[a.cluster_id] = min(self.due.get(a.cluster_id, at), at)
         # Admissions decided outside a full pass leave the numbers in the cluster's waiting
-        # reasons behind: refresh them with a full pass, at most every refresh_reasons_every_s.
+        # reasons behind: refreshed by a full pass of the cluster when the scheduler is idle
+        # (see _stale_due), so a refresh never delays a submission.
         for a in admitted_here:
             if a.cluster_id not in full:
                 self.stale.add(a.cluster_id)
         self.stale -= full
-        for c in self.stale:
-            if c not in self.due:
-                self.due[c] = max(mono, self.reasons_fresh_at.get(c, mono) + self.refresh_reasons_every_s)
+        if partial:
+            self.busy_at = mono
+
+    def _stale_due(self, mono: float) -> int | None:
+        """One cluster whose waiting reasons are due for a refresh: after
+        ``refresh_reasons_every_s``, once nothing was submitted for ``IDLE_S`` (or, under
+        endless load, after ``refresh_reasons_max_s`` anyway)."""
+        idle = mono - self.busy_at >= IDLE_S
+        for c in sorted(self.stale, key=lambda c: self.reasons_fresh_at.get(c, 0.0)):
+            age = mono - self.reasons_fresh_at.get(c, 0.0)
+            if age >= self.refresh_reasons_every_s and (idle or age >= self.refresh_reasons_max_s):
+                return c
+        return None
 
     # -- writing -----------------------------------------------------------------------
 
