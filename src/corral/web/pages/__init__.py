@@ -1,0 +1,11 @@
+"""The UI's pages, one module per area."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+
+def routers() -> list[APIRouter]:
+    from corral.web.pages import account, clusters, projects, static, submit, workloads
+
+    return [static.router, account.router, workloads.router, submit.router, projects.router, clusters.router]
