@@ -26,6 +26,7 @@ fi
 for url in "$SQLITE_URL" "$POSTGRES_URL"; do
   $PY bench/list_latency.py --database-url "$url"
   $PY bench/server_memory.py --database-url "$url"
+  $PY bench/web_page.py --database-url "$url"
 done
 
 $PY bench/submit_throughput.py --database-url "$POSTGRES_URL" --workers 1 2 --connections 8 16 32 64 --duration 20

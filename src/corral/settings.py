@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -35,12 +35,18 @@ class Settings(BaseSettings):
     # Admission: `corral serve` runs the loop in a process of its own; it looks for
     # changes this often.
     run_scheduler: bool = True
+    # `corral serve` runs the built-in local cluster's agent: workloads run as processes here.
+    run_local_agent: bool = True
     scheduler_poll_s: float = Field(0.02, gt=0)
     # A queue head waiting longer than this blocks its project's later workloads (anti-starvation).
     starvation_after_s: float = Field(300.0, ge=0)
     # Requests served at once per server process (sync routes run in a thread pool); the
     # database pool holds as many connections plus a few, so none is opened per request.
     http_threads: int = Field(16, ge=1, le=256)
+    # Project secrets are encrypted with this Fernet key; several comma-separated keys
+    # (newest first) rotate: the first encrypts, any decrypts. Unset: <data_dir>/secret.key,
+    # created on first use. Never printed or logged.
+    secret_key: SecretStr | None = Field(None, description="Fernet key(s), newest first, comma-separated")
 
     def resolved_database_url(self) -> str:
         if self.database_url:

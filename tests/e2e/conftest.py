@@ -152,10 +152,11 @@ class LiveServer:
         return Cli(env)
 
 
-def start_server(database: Database, log_path: Path, timeout: float = 60) -> LiveServer:
+def start_server(database: Database, log_path: Path, timeout: float = 60,
+                 env_extra: dict[str, str] | None = None) -> LiveServer:
     port = free_port()
-    env = clean_env({**database.env, "CORRAL_LOG_LEVEL": "warning"})
-    log = log_path.open("wb")
+    env = clean_env({**database.env, "CORRAL_LOG_LEVEL": "warning", **(env_extra or {})})
+    log = log_path.open("ab")
     process = subprocess.Popen([str(CORRAL_BIN), "serve", "--port", str(port)], env=env, stdout=log,
                                stderr=subprocess.STDOUT, start_new_session=True)
     log.close()
@@ -174,7 +175,9 @@ def start_server(database: Database, log_path: Path, timeout: float = 60) -> Liv
     pytest.fail(f"`corral serve` did not answer /healthz within {timeout}s:\n{server.log()}")
 
 
-def stop_server(server: LiveServer) -> None:
+def stop_server(server: LiveServer, *, remove_workloads: bool = True) -> None:
+    """Stop the server; then (by default) what its built-in cluster still runs, since
+    components outlive the control plane on purpose."""
     if server.process.poll() is None:
         server.process.send_signal(signal.SIGINT)
         try:
@@ -182,6 +185,26 @@ def stop_server(server: LiveServer) -> None:
         except subprocess.TimeoutExpired:
             server.process.kill()
             server.process.wait(timeout=5)
+    if remove_workloads:
+        remove_local_components(server.database.data_dir / "local-cluster")
+
+
+def remove_local_components(state_dir: Path, timeout: float = 20) -> None:
+    from corral.backends.local import LocalBackend
+
+    if not state_dir.exists():
+        return
+    backend = LocalBackend(state_dir)
+    try:
+        live = {o.component_id for o in backend.all_observations() if o.status.value not in ("Deleted",)}
+        for cid in live:
+            backend.stop(cid, grace_s=0.5)
+        deadline = time.monotonic() + timeout
+        while live and time.monotonic() < deadline:
+            live -= {o.component_id for o in backend.observe() if o.status.value == "Deleted"}
+            time.sleep(0.05)
+    finally:
+        backend.close()
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])

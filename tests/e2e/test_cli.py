@@ -6,6 +6,7 @@ Runs on SQLite, and on PostgreSQL too when CORRAL_TEST_POSTGRES_URL is set.
 from __future__ import annotations
 
 import json
+import time
 import stat
 from contextlib import ExitStack
 from pathlib import Path
@@ -239,7 +240,11 @@ env:
 
 def test_submit_list_get_delete(live_server: LiveServer, admin: Cli, tmp_path: Path) -> None:
     project = "wl-e2e"
-    new_project(admin, project)
+    # A cluster whose agent never runs: the workloads stay Pending (admitted or not), as
+    # this test of listing, filtering and deleting wants; they run elsewhere (test_agent_e2e).
+    ok(admin.invoke("projects", "create", project))
+    ok(admin.invoke("clusters", "create", "parked", "--kind", "kubernetes", "--cpu", "64", "--memory", "256Gi"))
+    ok(admin.invoke("quotas", "set", project, "parked", "--gpu", "0", "--cpu", "16", "--memory", "64Gi"))
 
     spec_file = tmp_path / "ft.yaml"
     spec_file.write_text(FINE_TUNING_YAML.format(project=project))
@@ -247,7 +252,7 @@ def test_submit_list_get_delete(live_server: LiveServer, admin: Cli, tmp_path: P
     ft = as_json(admin.invoke("workloads", "submit", "-f", str(spec_file), "--name", "ft-merged", "--cpu", "500m",
                               "--set", "env.EXTRA=1", "--set", "preemptible=false", "--priority", "high", "--json"))
     assert ft["type"] == "fine_tuning" and ft["name"] == "ft-merged" and ft["project"] == project
-    assert ft["cluster"] == "local" and ft["status"] == "Pending" and ft["created_by"] == "admin@localhost"
+    assert ft["cluster"] == "parked" and ft["status"] == "Pending" and ft["created_by"] == "admin@localhost"
     assert ft["resources"]["cpu"] == 500 and ft["resources"]["memory"] == 2**30
 
     # From options alone, through the console script.
@@ -272,7 +277,7 @@ def test_submit_list_get_delete(live_server: LiveServer, admin: Cli, tmp_path: P
     assert names("--type", "Fine-Tuning") == ["ft-merged"]
     assert names("--type", "model_download", "--type", "Custom") == ["echo-job", "dl-llama"]
     assert names("--name", "LLAMA") == ["dl-llama"]
-    assert names("--status", "Pending", "--cluster", "local", "--created-by", "admin@localhost",
+    assert names("--status", "Pending", "--cluster", "parked", "--created-by", "admin@localhost",
                  "--sort", "name") == ["dl-llama", "echo-job", "eval-1", "ft-merged"]
     assert names("--status", "Running") == []
     second = as_json(admin.invoke("workloads", "ls", "-p", project, "--sort", "name", "--page-size", "3",
@@ -308,7 +313,7 @@ def test_submit_list_get_delete(live_server: LiveServer, admin: Cli, tmp_path: P
                  "submitted"):
         assert text in shown, text
     # Waiting (its reason and place in the queue) or already admitted by the server's loop.
-    assert ("Queue position" in shown and "waiting" in shown) or "admitted to cluster local" in shown, shown
+    assert ("Queue position" in shown and "waiting" in shown) or "admitted to cluster parked" in shown, shown
 
     # Deleting asks first; "no" keeps it.
     refused = admin.invoke("workloads", "delete", str(ft["id"]), input="n\n")
@@ -431,6 +436,7 @@ def test_client_against_the_live_server(live_server: LiveServer) -> None:
             client.set_quota("client-e2e", "local", {"gpu": 0, "cpu": 100_000, "memory": 0})
         assert too_much.value.status_code == 422 and "capacity" in too_much.value.message
         assert [q.cluster for q in client.list_quotas("client-e2e")] == ["local"]
+        assert client.get_cluster("slurm-a").status == "verifying"
 
         user = client.create_user("zoe@example.com", display_name="Zoe")
         assert isinstance(user, User) and user.role == "member" and not user.is_admin
@@ -453,9 +459,12 @@ def test_client_against_the_live_server(live_server: LiveServer) -> None:
                 scripted.me()
         assert unauthenticated.value.status_code == 401 and unauthenticated.value.code == "unauthenticated"
 
+        # On slurm-a, whose agent never runs, with room for one at a time: the rest wait.
+        client.set_quota("client-e2e", "slurm-a", {"gpu": 0, "cpu": 1, "memory": "8Gi"})
         submitted = [client.submit_workload({"type": "Fine-Tuning", "name": f"ft-{i}", "project": "client-e2e",
-                                             "base_model": "m", "dataset": "d", "command": "train",
-                                             "resources": {"cpu": 1, "memory": "1Gi"}}) for i in range(5)]
+                                             "cluster": "slurm-a", "base_model": "m", "dataset": "d",
+                                             "command": "train", "resources": {"cpu": 1, "memory": "1Gi"}})
+                     for i in range(5)]
         assert all(isinstance(w, WorkloadCreated) for w in submitted)
         assert submitted[0].type == "fine_tuning" and submitted[0].type_label == "Fine-Tuning"
         page = client.list_workloads(project="client-e2e", page_size=2, types=["Fine-Tuning"], statuses=["pending"])
@@ -466,11 +475,15 @@ def test_client_against_the_live_server(live_server: LiveServer) -> None:
         assert [w.name for w in every] == [f"ft-{i}" for i in range(5)]
         assert len(list(client.iter_workloads(project="client-e2e", page_size=2, limit=3))) == 3
 
-        detail = client.get_workload(submitted[0].id)
+        deadline = time.monotonic() + 15
+        while client.get_workload(submitted[0].id).admitted_at is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        detail = client.get_workload(submitted[1].id)
         assert isinstance(detail, WorkloadDetail) and detail.status_label == "Pending"
-        assert detail.queue_position is not None and detail.queue_position.of == 5
+        assert detail.queue_position is not None and (detail.queue_position.position, detail.queue_position.of) == (
+            1, 4), detail.queue_position
         assert all(isinstance(c, Component) for c in detail.components) and detail.events[0].kind == "submitted"
-        deleted = client.delete_workload(submitted[0].id)
+        deleted = client.delete_workload(submitted[1].id)
         assert deleted.status == "Deleted" and deleted.status_label == "Deleted"
         stats = client.workload_stats("client-e2e")
         assert isinstance(stats, WorkloadStats) and stats.total == 5

@@ -14,7 +14,8 @@ from fastapi.routing import APIRoute
 from tests.integration.conftest import submit
 
 # (method, path, body) -> expected status for: anonymous, outsider (carol), member (alice), admin.
-# {wid}: a workload of project vision; {uid}: bob's user id; {tid}: a token of bob's.
+# {wid}: a workload of project vision; {uid}: bob's user id; {tid}: a token of bob's;
+# {who}: the caller's role (secret s-<role> exists in vision).
 MATRIX = [
     ("GET", "/api/v1/users/me", None, (401, 200, 200, 200)),
     ("GET", "/api/v1/users", None, (401, 403, 403, 200)),
@@ -37,6 +38,9 @@ MATRIX = [
     ("GET", "/api/v1/projects/vision/quotas/gpu-a", None, (401, 404, 200, 200)),
     ("PUT", "/api/v1/projects/vision/quotas/gpu-a", {"guaranteed": {"gpu": 4}}, (401, 404, 403, 200)),
     ("DELETE", "/api/v1/projects/vision/quotas/gpu-a", None, (401, 404, 403, 204)),
+    ("GET", "/api/v1/projects/vision/secrets", None, (401, 404, 200, 200)),
+    ("PUT", "/api/v1/projects/vision/secrets/s-{who}", {"value": "v"}, (401, 404, 200, 200)),
+    ("DELETE", "/api/v1/projects/vision/secrets/s-{who}", None, (401, 404, 204, 204)),  # s-<role> exists
     ("GET", "/api/v1/clusters", None, (401, 200, 200, 200)),
     ("POST", "/api/v1/clusters", {"name": "c-{who}", "kind": "slurm"}, (401, 403, 403, 201)),
     ("GET", "/api/v1/clusters/gpu-a", None, (401, 404, 200, 200)),
@@ -45,11 +49,19 @@ MATRIX = [
     ("POST", "/api/v1/clusters/gpu-a/agent-token", None, (401, 403, 403, 200)),
     ("POST", "/api/v1/agent/heartbeat", {}, (401, 401, 401, 401)),  # agents only
     ("POST", "/api/v1/agent/component-statuses", {"updates": []}, (401, 401, 401, 401)),
+    ("GET", "/api/v1/agent/work", None, (401, 401, 401, 401)),
+    ("POST", "/api/v1/agent/found", {"items": []}, (401, 401, 401, 401)),
     ("POST", "/api/v1/workloads", "SUBMIT", (401, 404, 201, 201)),
     ("GET", "/api/v1/workloads?project=vision", None, (401, 404, 200, 200)),
     ("GET", "/api/v1/workloads/stats?project=vision", None, (401, 404, 200, 200)),
     ("GET", "/api/v1/workloads/{wid}", None, (401, 404, 200, 200)),
     ("DELETE", "/api/v1/workloads/{wid}", None, (401, 404, 202, 202)),
+    # No agent runs here: the workload never started, so it has no output yet (409).
+    ("GET", "/api/v1/workloads/{wid}/logs", None, (401, 404, 409, 409)),
+    # The workload proxy: members only; this workload serves nothing (409).
+    *((method, path, None, (401, 404, 409, 409))
+      for path in ("/proxy/{wid}", "/proxy/{wid}/lab/tree")
+      for method in ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")),
 ]
 ROLES = ("anonymous", "outsider", "member", "admin")
 PUBLIC = {("GET", "/healthz")}  # liveness probe: says nothing about anyone's data
@@ -66,6 +78,8 @@ def ids(world):
     users = world.admin.get("/api/v1/users").json()
     bob = next(u for u in users if u["email"] == "bob@example.com")
     token = world.bob.post("/api/v1/tokens", json={"name": "bob's"}).json()
+    for role in ROLES:
+        assert world.alice.put(f"/api/v1/projects/vision/secrets/s-{role}", json={"value": "x"}).status_code == 200
     return {"wids": wids, "uid": bob["id"], "tid": token["id"]}
 
 
@@ -75,7 +89,7 @@ def test_matrix(world, ids, method, path, body, expected):
     clients = {"anonymous": world.api.anonymous, "outsider": world.carol, "member": world.alice,
                "admin": world.admin}
     for role, want in zip(ROLES, expected):
-        url = path.format(wid=ids["wids"][role], uid=ids["uid"], tid=ids["tid"])
+        url = path.format(wid=ids["wids"][role], uid=ids["uid"], tid=ids["tid"], who=role)
         payload = body
         if body == "SUBMIT":
             payload = {"type": "custom", "name": f"by-{role}", "project": "vision", "command": "true"}
@@ -83,7 +97,7 @@ def test_matrix(world, ids, method, path, body, expected):
             payload = {k: v.format(who=role) if isinstance(v, str) else v for k, v in body.items()}
         response = clients[role].request(method, url, json=payload)
         assert response.status_code == want, f"{role}: {method} {url} -> {response.status_code} {response.text}"
-        if want >= 400:
+        if want >= 400 and method != "HEAD":  # a HEAD answer has no body
             error = response.json()["error"]
             assert error["code"] and error["message"], response.text
 
@@ -91,13 +105,14 @@ def test_matrix(world, ids, method, path, body, expected):
 def test_every_route_is_in_the_matrix(api):
     covered = {(m, p.split("?")[0]) for m, p, _, _ in MATRIX}
     templated = set()
-    for route in api.client.app.routes:
-        if not isinstance(route, APIRoute):
-            continue
+    for route, path in _api_routes(api.client.app):
+        if route.endpoint.__module__.startswith("corral.web."):
+            continue  # the web UI's pages have their own table: test_web_access.py
         for method in route.methods:
-            templated.add((method, route.path))
+            templated.add((method, path))
     normalise = {"{user_id}": "{uid}", "{token_id}": "{tid}", "{workload_id}": "{wid}", "{name}": "vision",
-                 "{cluster}": "gpu-a", "{email}": "alice@example.com"}
+                 "{cluster}": "gpu-a", "{email}": "alice@example.com", "{secret}": "s-{who}",
+                 "{path:path}": "lab/tree"}
     missing = []
     for method, path in sorted(templated):
         concrete = path
@@ -107,6 +122,22 @@ def test_every_route_is_in_the_matrix(api):
         if (method, path) not in PUBLIC and not any((method, v) in covered for v in variants):
             missing.append(f"{method} {path}")
     assert missing == []
+
+
+def _api_routes(app):
+    """(APIRoute, full path) of every route, through included routers too: FastAPI 0.165+
+    includes routers lazily, so app.routes alone would hold none of them."""
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # older FastAPI: included routes are copied into app.routes
+        return [(r, r.path) for r in app.routes if isinstance(r, APIRoute)]
+    return [(c.original_route, c.path) for c in iter_route_contexts(app.routes)
+            if isinstance(c.original_route, APIRoute)]
+
+
+def test_route_listing_sees_included_routers(api):
+    paths = {path for _, path in _api_routes(api.client.app)}
+    assert {"/api/v1/users/me", "/api/v1/projects/{name}/secrets", "/healthz"} <= paths
 
 
 def test_member_list_without_project_shows_only_their_projects(world):

@@ -8,10 +8,10 @@ import anyio
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from corral import __version__
+from corral import __version__, web
 from corral.api import errors
 from corral.api.responses import FastJSONResponse
-from corral.api.routes import clusters, identity, projects, workloads
+from corral.api.routes import clusters, identity, projects, proxy, workloads
 from corral.db.engine import make_engine
 from corral.services.writer import SubmissionWriter
 from corral.settings import Settings, get_settings
@@ -42,6 +42,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     errors.install(app)
     for module in (identity, projects, clusters, workloads):
         app.include_router(module.router, prefix="/api/v1")
+    app.include_router(proxy.router)  # /proxy/{workload id}/...: a workload's service, authenticated
+    web.install(app)  # the browser UI at /
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict:

@@ -254,6 +254,7 @@ class HeartbeatIn(_In):
     capacity: ResourcesIn | None = None
     nodes: list[NodeIn] | None = Field(None, max_length=10_000)
     agent_version: str | None = Field(None, max_length=64)
+    agent_url: str | None = Field(None, max_length=512, pattern=r"^https?://")
 
 
 class ComponentStatusIn(_In):
@@ -262,6 +263,20 @@ class ComponentStatusIn(_In):
     reason: str = Field("", max_length=4000)
     observed_at: AwareDatetime
     native_name: str | None = Field(None, max_length=253)
+    endpoint_url: str | None = Field(None, max_length=2048, pattern=r"^https?://")
+
+
+class FoundIn(_In):
+    native_name: str = Field(min_length=1, max_length=253)
+    kind: str = Field("process", min_length=1, max_length=32)
+    command: str = Field("", max_length=4000)
+    gpu: int = Field(0, ge=0, le=1024)
+    started_at: AwareDatetime | None = None
+    project: str | None = Field(None, max_length=64)
+
+
+class FoundBatch(_In):
+    items: list[FoundIn] = Field(max_length=10_000)
 
 
 class ComponentStatusBatch(_In):

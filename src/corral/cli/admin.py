@@ -12,6 +12,7 @@ import contextlib
 import functools
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
@@ -160,6 +161,29 @@ def users_list(json_: JsonOption = False) -> None:
 
 
 users_app.command("ls", hidden=True)(users_list)
+
+
+@users_app.command("set-password")
+@db_errors
+def users_set_password(
+    email: Annotated[str, typer.Argument(help="Whose password.")],
+    password_file: Annotated[Path | None, typer.Option(
+        "--password-file", exists=True, dir_okay=False, readable=True,
+        help="Read the password from this file (its first line) instead of prompting.")] = None,
+) -> None:
+    """Set a user's password for signing in to the web UI (prompts twice; never echoed)."""
+    from corral.db.engine import write_tx
+    from corral.services import passwords
+
+    if password_file is not None:
+        lines = password_file.read_text().splitlines()
+        password = lines[0] if lines else ""
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    passwords.check_password(password)
+    with _engine() as engine, write_tx(engine) as conn:
+        user = passwords.set_password(conn, email=email, password=password, actor=CLI_ACTOR)
+    output.out().print(f"Password of {user['email']} set; they can sign in to the web UI.", markup=False)
 
 
 # --------------------------------------------------------------------------- tokens

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import socket
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -22,7 +21,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("corral.serve")
 
-HEARTBEAT_INTERVAL_S = 15.0
+ADMIN_EMAIL = "admin@localhost"  # the administrator a first start creates (services.bootstrap)
 
 
 def serve(
@@ -38,7 +37,7 @@ def serve(
 
     from corral.db.engine import make_engine
     from corral.db.migrate import upgrade
-    from corral.services.bootstrap import bootstrap, host_capacity
+    from corral.services.bootstrap import bootstrap
     from corral.settings import Settings
 
     settings = Settings()
@@ -51,7 +50,7 @@ def serve(
         if settings.bootstrap:
             result = bootstrap(engine, data_dir=settings.data_dir, cluster_name=settings.local_cluster_name,
                                project_name=settings.default_project_name,
-                               unhealthy_after_s=settings.cluster_unhealthy_after_s)
+                               unhealthy_after_s=settings.cluster_unhealthy_after_s, gpus=_local_gpus())
             created_token_file = result.token_file
         admin_email = _first_admin(engine)
     except SQLAlchemyError as exc:
@@ -59,11 +58,8 @@ def serve(
         output.fail(f"cannot prepare the database {_database_label(settings)}: {str(exc).splitlines()[0]}")
     _print_login_hint(settings, created_token_file, admin_email)
 
-    stop = threading.Event()
-    heartbeat = LocalHeartbeat(engine, settings, host_capacity(settings.data_dir), stop)
-    heartbeat.beat()  # at once, so the built-in cluster is healthy before the first request
-    heartbeat.start()
     scheduler = _start_scheduler(settings)
+    local_agent = _start_local_agent(engine, settings)
     try:
         if workers > 1:
             # Each worker builds its own app (and engine) from the same CORRAL_* settings.
@@ -75,11 +71,11 @@ def serve(
             uvicorn.run(create_app(settings, engine), host=settings.host, port=settings.port,
                         log_level=settings.log_level)
     finally:
-        stop.set()
+        if local_agent is not None:
+            local_agent.stop()
         if scheduler is not None:
             scheduler.terminate()
             scheduler.join(timeout=10)
-        heartbeat.join(timeout=5)
         engine.dispose()
 
 
@@ -113,6 +109,12 @@ def _print_login_hint(settings: Settings, created_token_file: Path | None, admin
         text.append("  corral users create EMAIL --admin && TOKEN=$(corral tokens create EMAIL)\n",
                     style="bold green")
         text.append(f"  corral login --server {url} --token \"$TOKEN\"\n", style="bold green")
+    password_file = settings.data_dir / "admin-password"
+    if password_file.is_file():
+        # Where the password is, never the password itself.
+        text.append(f"Web UI: {url}/ (sign in as {ADMIN_EMAIL} with the password in {password_file})\n")
+    else:
+        text.append(f"Web UI: {url}/ (set a password with: corral users set-password EMAIL)\n")
     text.append(f"Database: {_database_label(settings)}", style="dim")
     # Never wrapped: the command must stay copyable, also from a log file.
     output.out().print(text, soft_wrap=True)
@@ -135,21 +137,13 @@ def _database_label(settings: Settings) -> str:
     return make_url(settings.resolved_database_url()).render_as_string(hide_password=True)
 
 
-class LocalHeartbeat(threading.Thread):
-    """The agent of the built-in local cluster: this process, reporting every 15 s."""
+class LocalHeartbeat:
+    """The built-in cluster's first heartbeat, written directly (its agent starts after)."""
 
-    def __init__(self, engine: Engine, settings: Settings, capacity: Resources, stop: threading.Event) -> None:
-        super().__init__(name="local-cluster-heartbeat", daemon=True)
+    def __init__(self, engine: Engine, settings: Settings, capacity: Resources) -> None:
         self._engine = engine
         self._settings = settings
-        self._capacity: Resources | None = capacity  # reported with the first beat only
-        self._stop_event = stop
-        # Often enough that a healthy server never looks silent, even with a short threshold.
-        self.interval = max(1.0, min(HEARTBEAT_INTERVAL_S, settings.cluster_unhealthy_after_s / 3))
-
-    def run(self) -> None:
-        while not self._stop_event.wait(self.interval):
-            self.beat()
+        self._capacity: Resources | None = capacity
 
     def beat(self) -> bool:
         from sqlalchemy import select
@@ -181,6 +175,37 @@ class LocalHeartbeat(threading.Thread):
         except Exception:  # noqa: BLE001 - a missed beat must not stop the server
             log.warning("heartbeat of the local cluster %r failed", name, exc_info=True)
             return False
+
+
+def _local_gpus() -> int:
+    """GPUs of this machine for the built-in cluster (CORRAL_LOCAL_GPUS overrides detection)."""
+    import os
+
+    from corral.backends.local.gpus import detect, parse_gpu_setting
+
+    setting = os.environ.get("CORRAL_LOCAL_GPUS")
+    return len(parse_gpu_setting(setting) if setting else detect())
+
+
+def _start_local_agent(engine: Engine, settings: Settings):  # type: ignore[no-untyped-def]
+    """The built-in cluster's agent, in a thread (see corral.cli.agent.LocalAgent)."""
+    if not settings.run_local_agent:
+        return None
+    from corral.cli.agent import LocalAgent
+    from corral.db.engine import write_tx
+    from corral.services.bootstrap import host_capacity
+    from corral.services.clusters import local_agent_token
+
+    with write_tx(engine) as conn:
+        token = local_agent_token(conn, settings.local_cluster_name)
+    if token is None:
+        return None
+    # One heartbeat now, so the built-in cluster is healthy before the first request; the
+    # agent's own heartbeats follow once the server answers.
+    LocalHeartbeat(engine, settings, host_capacity(settings.data_dir, _local_gpus())).beat()
+    agent = LocalAgent(_client_url(settings), token, settings.data_dir)
+    agent.start()
+    return agent
 
 
 def _start_scheduler(settings: Settings):  # type: ignore[no-untyped-def]

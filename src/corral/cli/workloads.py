@@ -313,3 +313,25 @@ def workloads_stats(
     console.print(f"Workloads of project {stats.project}: {stats.total}", markup=False)
     console.print(by_status)
     console.print(by_type)
+
+
+# --------------------------------------------------------------------------- logs
+
+@workloads_app.command("logs")
+@api_errors
+def workloads_logs(
+    workload_id: Annotated[int, typer.Argument(help="Workload id.")],
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing output until it ends "
+                                         "(Ctrl-C to stop).")] = False,
+    tail: Annotated[int, typer.Option("--tail", "-n", min=0, max=100_000, help="Last lines to start with.")] = 100,
+    component: Annotated[int | None, typer.Option("--component", help="Component id (default: the main one).")]
+    = None,
+) -> None:
+    """Print a workload's output (from its cluster's agent), as `tail` would."""
+    with config.client() as client:
+        try:
+            for piece in client.workload_logs(workload_id, tail=tail, follow=follow, component=component):
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+        except KeyboardInterrupt:
+            pass

@@ -12,6 +12,7 @@ from corral.client.models import (
     Project,
     QueuePosition,
     Quota,
+    Secret,
     Token,
     TokenCreated,
     User,
@@ -25,7 +26,7 @@ from corral.client.models import (
 
 __all__ = [
     "Cluster", "ClusterCreated", "Component", "CorralAPIError", "CorralClient", "CorralConnectionError",
-    "CorralError", "Event", "Member", "Membership", "Project", "QueuePosition", "Quota", "Token", "TokenCreated",
-    "User", "Workload", "WorkloadCreated", "WorkloadDetail", "WorkloadPage", "WorkloadRow", "WorkloadStats",
-    "normalise_server",
+    "CorralError", "Event", "Member", "Membership", "Project", "QueuePosition", "Quota", "Secret", "Token",
+    "TokenCreated", "User", "Workload", "WorkloadCreated", "WorkloadDetail", "WorkloadPage", "WorkloadRow",
+    "WorkloadStats", "normalise_server",
 ]

@@ -29,6 +29,7 @@ from corral.client.models import (
     Membership,
     Project,
     Quota,
+    Secret,
     Token,
     TokenCreated,
     User,
@@ -220,6 +221,22 @@ class CorralClient:
         return _parse(Quota, self._request("PUT", f"/projects/{_segment(project)}/quotas/{_segment(cluster)}",
                                            json=body))
 
+    # ------------------------------------------------------------------ project secrets
+
+    def list_secrets(self, project: str) -> list[Secret]:
+        """The project's secrets: names and dates (values are never returned)."""
+        return self._list(f"/projects/{_segment(project)}/secrets", Secret)
+
+    def set_secret(self, project: str, name: str, value: str) -> Secret:
+        """Create a project secret or replace its value. Workloads map it to an environment
+        variable with ``secrets: {ENV_NAME: name}`` in their spec."""
+        response = self._request("PUT", f"/projects/{_segment(project)}/secrets/{_segment(name)}",
+                                 json={"value": value})
+        return _parse(Secret, response)
+
+    def delete_secret(self, project: str, name: str) -> None:
+        self._request("DELETE", f"/projects/{_segment(project)}/secrets/{_segment(name)}")
+
     # ------------------------------------------------------------------ workloads
 
     def submit_workload(self, spec: dict[str, Any]) -> WorkloadCreated:
@@ -286,6 +303,25 @@ class CorralClient:
 
     def workload_stats(self, project: str) -> WorkloadStats:
         return self._get("/workloads/stats", WorkloadStats, params={"project": project})
+
+    def workload_logs(self, workload_id: int, *, tail: int = 100, follow: bool = False,
+                      component: int | None = None) -> Iterator[str]:
+        """The workload's output: the last ``tail`` lines, then (``follow``) what follows,
+        as text pieces while the component runs."""
+        params: dict[str, Any] = {"tail": tail, "follow": str(follow).lower()}
+        if component is not None:
+            params["component"] = component
+        try:
+            with self._http.stream("GET", f"/workloads/{int(workload_id)}/logs", params=params,
+                                   timeout=httpx.Timeout(30.0, read=None if follow else 30.0)) as response:
+                if response.is_error:
+                    response.read()
+                    raise _api_error(response)
+                yield from response.iter_text()
+        except httpx.TimeoutException as exc:
+            raise CorralConnectionError(f"{self.base_url} did not answer in time ({type(exc).__name__})") from None
+        except httpx.HTTPError as exc:
+            raise CorralConnectionError(f"cannot reach {self.base_url}: {exc}") from None
 
 
 def _as_list(values: Sequence[str] | str | None) -> list[str]:

@@ -97,6 +97,16 @@ class Quota(_Model):
     updated_at: datetime
 
 
+class Secret(_Model):
+    """A project secret as the API lists it: its name and dates; the value is never returned."""
+
+    project: str
+    name: str
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+
+
 # --------------------------------------------------------------------------- clusters
 
 class Cluster(_Model):
@@ -246,6 +256,6 @@ class WorkloadStats(_Model):
 
 __all__ = [
     "Cluster", "ClusterCreated", "Component", "Event", "Member", "Membership", "Project", "QueuePosition", "Quota",
-    "Token", "TokenCreated", "User", "Workload", "WorkloadCreated", "WorkloadRow", "WorkloadDetail", "WorkloadPage",
-    "WorkloadStats",
+    "Secret", "Token", "TokenCreated", "User", "Workload", "WorkloadCreated", "WorkloadRow", "WorkloadDetail",
+    "WorkloadPage", "WorkloadStats",
 ]

@@ -45,6 +45,8 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Argon2 hash for signing in to the web UI; NULL: the user has no password (tokens only).
+    password_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)
     __table_args__ = (CheckConstraint("role IN ('admin', 'member')", name="role"),)
 
 
@@ -58,6 +60,18 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class WebSession(Base):
+    """A signed-in browser. The cookie holds a random token; only its SHA-256 is stored."""
+
+    __tablename__ = "web_sessions"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 of the session token
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class Project(Base):
@@ -94,6 +108,8 @@ class Cluster(Base):
     agent_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
     last_heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Where the agent serves component output to the control plane (from its heartbeat).
+    agent_url: Mapped[str | None] = mapped_column(String(512), nullable=True)
     __table_args__ = (CheckConstraint("kind IN ('local', 'kubernetes', 'slurm')", name="kind"),)
 
 
@@ -227,6 +243,7 @@ class WorkloadCount(Base):
 
 users = User.__table__
 api_tokens = ApiToken.__table__
+web_sessions = WebSession.__table__
 projects = Project.__table__
 project_members = ProjectMember.__table__
 clusters = Cluster.__table__
@@ -255,3 +272,23 @@ class ProjectUsage(Base):
 
 
 project_usage = ProjectUsage.__table__
+
+
+# --------------------------------------------------------------------------- project secrets
+
+class ProjectSecret(Base):
+    """A named secret of a project. The value is stored only as a Fernet token encrypted with
+    the server's key (``corral.services.keys``); the API never returns it."""
+
+    __tablename__ = "project_secrets"
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    ciphertext: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(254))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
+
+
+project_secrets = ProjectSecret.__table__

@@ -13,7 +13,7 @@ from corral.db.engine import write_tx
 from corral.db.tables import clusters, users
 from corral.domain.resources import Resources
 from corral.services import clusters as cluster_service, projects as project_service, quotas as quota_service
-from corral.services import users as user_service
+from corral.services import passwords, users as user_service
 from corral.services.principal import SYSTEM, Principal
 
 ADMIN_EMAIL = "admin@localhost"
@@ -30,13 +30,14 @@ def host_capacity(data_dir: Path, gpus: int = 0) -> Resources:
 @dataclass(frozen=True)
 class BootstrapResult:
     token_file: Path | None  # written when an admin was created now
+    password_file: Path | None = None  # the admin's web UI password, written with the token file
 
 
 def bootstrap(engine: Engine, *, data_dir: Path, cluster_name: str, project_name: str,
-              unhealthy_after_s: float) -> BootstrapResult:
+              unhealthy_after_s: float, gpus: int = 0) -> BootstrapResult:
     """Idempotent: creates only what is missing, so every start may call it."""
     with write_tx(engine) as conn:
-        token_file = None
+        token_file = password_file = None
         if conn.execute(select(func.count()).select_from(users)).scalar_one() == 0:
             admin = user_service.create_user(conn, email=ADMIN_EMAIL, display_name="Administrator", role="admin",
                                              actor=SYSTEM)
@@ -48,13 +49,20 @@ def bootstrap(engine: Engine, *, data_dir: Path, cluster_name: str, project_name
             fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(secret + "\n")
+            # The password for signing in to the web UI, kept the same way.
+            password = passwords.generate_password()
+            passwords.set_password(conn, email=ADMIN_EMAIL, password=password, actor=SYSTEM)
+            password_file = data_dir / "admin-password"
+            fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(password + "\n")
         admin_row = conn.execute(select(users.c.id, users.c.email, users.c.role)
                                  .where(users.c.role == "admin").order_by(users.c.id).limit(1)).first()
         if admin_row is None:
-            return BootstrapResult(token_file)
+            return BootstrapResult(token_file, password_file)
         principal = Principal(admin_row.id, admin_row.email, "admin")
         if conn.execute(select(clusters.c.id).where(clusters.c.name == cluster_name)).first() is None:
-            capacity = host_capacity(data_dir)
+            capacity = host_capacity(data_dir, gpus)
             cluster_service.create_cluster(conn, principal, name=cluster_name, kind="local",
                                            description="this machine (built in)", capacity=capacity,
                                            unhealthy_after_s=unhealthy_after_s)
@@ -64,4 +72,4 @@ def bootstrap(engine: Engine, *, data_dir: Path, cluster_name: str, project_name
                 project_service.add_member(conn, principal, project_name, admin_row.email)
                 quota_service.set_quota(conn, principal, project_name, cluster_name, guaranteed=capacity,
                                         limit=None)
-    return BootstrapResult(token_file)
+    return BootstrapResult(token_file, password_file)

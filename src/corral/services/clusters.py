@@ -141,6 +141,15 @@ def delete_cluster(conn: Connection, principal: Principal, name: str, unhealthy_
                   kind="cluster_deleted", message=f"cluster {name} removed")
 
 
+def local_agent_token(conn: Connection, name: str) -> str | None:
+    """A fresh agent token for the built-in local cluster, whose agent runs inside the
+    server (each start replaces the previous one); None if there is no such cluster."""
+    token = new_secret(AGENT_TOKEN_PREFIX)
+    result = conn.execute(update(clusters).where(clusters.c.name == name, clusters.c.kind == "local")
+                          .values(agent_token_hash=hash_token(token)))
+    return token if result.rowcount == 1 else None
+
+
 def cluster_for_agent(conn: Connection, token: str) -> Any | None:
     if not token.startswith(AGENT_TOKEN_PREFIX):
         return None
@@ -149,9 +158,9 @@ def cluster_for_agent(conn: Connection, token: str) -> Any | None:
 
 def record_heartbeat(
     conn: Connection, cluster_id: int, *, capacity: Resources | None, nodes: list[dict[str, Any]] | None,
-    unhealthy_after_s: float,
+    unhealthy_after_s: float, agent_url: str | None = None,
 ) -> dict[str, Any]:
-    """The agent is alive; it may also report capacity and nodes."""
+    """The agent is alive; it may also report capacity, nodes and where its log API is."""
     now = utcnow()
     row = conn.execute(select(*_COLUMNS).where(clusters.c.id == cluster_id)).one()
     before = cluster_health(row.last_heartbeat_at, now, unhealthy_after_s)
@@ -162,6 +171,8 @@ def record_heartbeat(
                       capacity_ephemeral_storage=capacity.ephemeral_storage)
     if nodes is not None:
         values["nodes"] = nodes
+    if agent_url is not None:
+        values["agent_url"] = agent_url
     conn.execute(update(clusters).where(clusters.c.id == cluster_id).values(**values))
     if before is not ClusterHealth.HEALTHY:
         events.record(conn, actor=SYSTEM, subject_type="cluster", subject_id=cluster_id, kind="cluster_healthy",

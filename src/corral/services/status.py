@@ -157,6 +157,7 @@ class ComponentUpdate:
     reason: str
     observed_at: datetime
     native_name: str | None = None
+    endpoint_url: str | None = None  # where a ready service answers (reachable from the control plane)
 
 
 def apply_component_updates(
@@ -171,7 +172,8 @@ def apply_component_updates(
         return {"applied": 0, "ignored": 0}
     ids = sorted({u.component_id for u in updates})
     query = (
-        select(components.c.id, components.c.workload_id, components.c.status, components.c.observed_at)
+        select(components.c.id, components.c.workload_id, components.c.kind, components.c.status,
+               components.c.observed_at)
         .join(workloads, workloads.c.id == components.c.workload_id)
         .where(components.c.id.in_(ids))
     )
@@ -190,6 +192,7 @@ def apply_component_updates(
         ):
             latest[u.component_id] = u
     applied, touched = 0, {}
+    endpoints: dict[int, dict[str, str]] = {}
     for cid, u in sorted(latest.items()):
         row = current[cid]
         if is_stale(row.observed_at, u.observed_at) or not component_update_allowed(
@@ -201,8 +204,14 @@ def apply_component_updates(
         if u.native_name:
             values["name"] = u.native_name
         conn.execute(update(components).where(components.c.id == cid).values(**values))
+        if u.endpoint_url:
+            endpoints.setdefault(row.workload_id, {})[row.kind] = u.endpoint_url
         applied += 1
         touched[row.workload_id] = max(u.observed_at, touched.get(row.workload_id, u.observed_at))
+    for workload_id, found in sorted(endpoints.items()):
+        known = conn.execute(select(workloads.c.endpoints).where(workloads.c.id == workload_id)).scalar_one() or {}
+        if {**known, **found} != known:
+            conn.execute(update(workloads).where(workloads.c.id == workload_id).values(endpoints={**known, **found}))
     for workload_id, at in sorted(touched.items()):
         recompute(conn, workload_id, at, actor)
     return {"applied": applied, "ignored": len(updates) - applied}

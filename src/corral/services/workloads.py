@@ -14,7 +14,7 @@ from corral.domain.clusters import ClusterHealth, cluster_health
 from corral.domain.resources import Resources
 from corral.domain.statuses import ComponentState, ComponentStatus, WorkloadStatus, aggregate_status, elapsed_times
 from corral.domain.workloads import ComponentPlan, WorkloadSpec, WorkloadType, is_preemptible, plan_components
-from corral.services import events, projects as project_service
+from corral.services import events, projects as project_service, secrets as secret_service
 from corral.services.clock import utcnow
 from corral.services.errors import ClusterUnavailable, Conflict, InvalidInput, NotFound
 from corral.services.principal import Principal
@@ -96,6 +96,11 @@ def prepare_submission(
 ) -> PreparedSubmission:
     """Check a submission against visibility, quota and cluster health; write nothing."""
     project = project_service.resolve(conn, principal, spec.project)
+    # --- project secrets: every secret the spec maps to an environment variable must exist
+    # in the project (422, field secrets.<ENV>); the values are resolved at dispatch.
+    if spec.secrets:
+        secret_service.check_references(conn, project["id"], spec.secrets, project["name"])
+    # --- end project secrets
     plans = tuple(plan_components(spec))
     request = Resources.total([p.requests for p in plans])
     candidates = conn.execute(

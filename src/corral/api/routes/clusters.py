@@ -3,13 +3,22 @@ the agent's endpoints, authenticated with the cluster's own token."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Query, Response, status
 
 from corral.api.deps import AgentCluster, AppSettings, CurrentUser, Db
-from corral.api.schemas import ClusterCreated, ClusterIn, ClusterOut, ClusterPatch, ComponentStatusBatch, HeartbeatIn
+from corral.api.schemas import (
+    ClusterCreated,
+    ClusterIn,
+    ClusterOut,
+    ClusterPatch,
+    ComponentStatusBatch,
+    FoundBatch,
+    HeartbeatIn,
+)
 from corral.db.engine import read_tx, write_tx
 from corral.domain.statuses import ComponentStatus
 from corral.services import clusters as cluster_service
+from corral.services import discovery, dispatch, keys
 from corral.services.principal import SYSTEM
 from corral.services.status import ComponentUpdate, apply_component_updates
 
@@ -70,15 +79,32 @@ def heartbeat(body: HeartbeatIn, cluster: AgentCluster, db: Db, settings: AppSet
     with write_tx(db) as conn:
         result = cluster_service.record_heartbeat(
             conn, cluster.id, capacity=body.capacity.to_domain() if body.capacity else None, nodes=nodes,
-            unhealthy_after_s=settings.cluster_unhealthy_after_s)
+            unhealthy_after_s=settings.cluster_unhealthy_after_s, agent_url=body.agent_url)
     return result
+
+
+@router.post("/agent/found", tags=["agent"])
+def report_found(body: FoundBatch, cluster: AgentCluster, db: Db, settings: AppSettings) -> dict:
+    """Workloads running on the cluster that Corral did not start: recorded as Custom
+    workloads (once; the answer names each one's workload and component)."""
+    found = [discovery.Found(i.native_name, i.kind, i.command, i.gpu, i.started_at, i.project) for i in body.items]
+    with write_tx(db) as conn:
+        return {"items": discovery.record_found(conn, cluster, found, settings.default_project_name)}
+
+
+@router.get("/agent/work", tags=["agent"])
+def agent_work(cluster: AgentCluster, db: Db, settings: AppSettings, after: int | None = Query(None, ge=0)) -> dict:
+    """What the agent should run or stop: changes since event ``after``, or everything."""
+    with read_tx(db) as conn:
+        return dispatch.work_for(conn, cluster.id, after, postgres=db.dialect.name == "postgresql",
+                                 keys=keys.for_settings(settings))
 
 
 @router.post("/agent/component-statuses", tags=["agent"])
 def report_component_statuses(body: ComponentStatusBatch, cluster: AgentCluster, db: Db) -> dict:
     """A batch of component statuses from the cluster; stale and foreign updates are ignored."""
-    updates = [ComponentUpdate(u.component_id, ComponentStatus(u.status), u.reason, u.observed_at, u.native_name)
-               for u in body.updates]
+    updates = [ComponentUpdate(u.component_id, ComponentStatus(u.status), u.reason, u.observed_at, u.native_name,
+                               u.endpoint_url) for u in body.updates]
     with write_tx(db) as conn:
         result = apply_component_updates(conn, updates, actor=f"{SYSTEM}:agent:{cluster.name}", cluster_id=cluster.id)
     return result

@@ -102,3 +102,9 @@ def delete_quota(name: str, cluster: str, principal: CurrentUser, db: Db) -> Res
     with write_tx(db) as conn:
         quota_service.delete_quota(conn, principal, name, cluster)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# Project secrets (routes/secrets.py) are a project's sub-resource: mounted with the projects.
+from corral.api.routes import secrets as _secrets  # noqa: E402
+
+router.include_router(_secrets.router)

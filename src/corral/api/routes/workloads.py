@@ -1,17 +1,21 @@
-"""Workloads: submit, list (the seed's table), details, delete, stats."""
+"""Workloads: submit, list (the seed's table), details, delete, stats, output."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
+import httpx
 from fastapi import APIRouter, Query, Request, status
+from fastapi.responses import StreamingResponse
+from starlette.background import BackgroundTask
 
 from corral.api.deps import AppSettings, CurrentUser, Db
 from corral.api.responses import FastJSONResponse
 from corral.api.schemas import WorkloadCreated, WorkloadDetail, WorkloadPage, WorkloadStats
 from corral.db.engine import read_tx, write_tx
 from corral.domain.workloads import WorkloadSpec
-from corral.services import listing, workloads as workload_service
+from corral.services import listing, reach, workloads as workload_service
+from corral.services.errors import ClusterUnavailable, NotFound
 
 router = APIRouter(tags=["workloads"])
 
@@ -71,3 +75,37 @@ def delete_workload(workload_id: int, principal: CurrentUser, db: Db) -> FastJSO
     with write_tx(db) as conn:
         detail = workload_service.request_delete(conn, principal, workload_id)
     return FastJSONResponse(detail, status_code=status.HTTP_202_ACCEPTED)
+
+
+@router.get("/workloads/{workload_id}/logs", response_class=StreamingResponse,
+            responses={200: {"content": {"text/plain": {}}}})
+def workload_logs(workload_id: int, principal: CurrentUser, db: Db,
+                  tail: Annotated[int, Query(ge=0, le=100_000, description="Last lines to start with")] = 100,
+                  follow: Annotated[bool, Query(description="Keep streaming until the component ends")] = False,
+                  component: Annotated[int | None, Query(description="Component id (default: the main one)")] = None,
+                  ) -> StreamingResponse:
+    """The workload's output, from its cluster's agent: the last ``tail`` lines, and with
+    ``follow`` everything written after them until the component finishes."""
+    with read_tx(db) as conn:
+        source = reach.log_source(conn, principal, workload_id, component)
+    client = httpx.Client(timeout=httpx.Timeout(10.0, read=None if follow else 30.0))
+    try:
+        upstream = client.send(client.build_request(
+            "GET", source.url, params={"tail": tail, "follow": str(follow).lower()},
+            headers={"Authorization": f"Bearer {source.key}"}), stream=True)
+    except httpx.HTTPError as exc:
+        client.close()
+        raise ClusterUnavailable(f"the cluster's agent cannot be reached for output ({type(exc).__name__})") from exc
+    if upstream.status_code != 200:
+        upstream.close()
+        client.close()
+        if upstream.status_code == 404:
+            raise NotFound(f"no output recorded for workload {workload_id} on its cluster")
+        raise ClusterUnavailable(f"the cluster's agent answered {upstream.status_code} for output")
+
+    def close() -> None:
+        upstream.close()
+        client.close()
+
+    return StreamingResponse(upstream.iter_raw(), media_type="text/plain; charset=utf-8",
+                             background=BackgroundTask(close))

@@ -1,0 +1,174 @@
+"""The agent loop: one per cluster. `corral agent` runs it standalone; `corral serve` runs
+the same loop in a thread for the built-in local cluster, talking HTTP to itself.
+
+Every ``poll_s`` it asks the control plane for work (what should run or stop since its
+cursor), applies it through the backend (idempotent starts and stops), and reports what
+changed on the cluster in one batch. Every ``heartbeat_s`` it sends a heartbeat with the
+cluster's capacity and nodes, and the address and key of its log API. Every ``resync_s``
+it asks for the full desired state and removes what should not run (level-triggered: a
+missed event costs one resync). Reports that fail are kept and sent again; the control
+plane ignores stale ones, so sending twice is harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from corral import __version__
+from corral.agent.client import AgentClient, update
+from corral.backends.base import Backend, BackendError, Observation
+from corral.backends.recipes import ComponentRef, RecipeError, build_launches
+from corral.domain.statuses import ComponentStatus
+
+log = logging.getLogger(__name__)
+
+PREEMPTED_REASON = "preempted: removed from the cluster; waits in the queue to be admitted again"
+_DONE = {"Completed", "Failed", "Deleted", "DeleteFailed"}
+
+
+class Agent:
+    def __init__(self, client: AgentClient, backend: Backend, *, data_dir: Path, poll_s: float = 0.1,
+                 heartbeat_s: float = 10.0, resync_s: float = 60.0, grace_s: float = 30.0, discover_s: float = 30.0,
+                 logs_url: str | None = None) -> None:
+        self.client = client
+        self.backend = backend
+        self.data_dir = data_dir
+        self.poll_s = poll_s
+        self.heartbeat_s = heartbeat_s
+        self.resync_s = resync_s
+        self.grace_s = grace_s
+        self.logs_url = logs_url
+        self.cursor: int | None = None
+        self.stop_as: dict[int, str] = {}  # component id -> Deleted | Pending, while being removed
+        self.unsent: dict[int, dict[str, Any]] = {}  # component id -> newest update not yet accepted
+        self.gone: set[int] = set()  # reported Deleted by the backend: forgotten once the report is accepted
+        self.discover_s = discover_s
+        self.found: dict[str, int] = {}  # native name -> component id, of what runs here unstarted by Corral
+        self._next_discover = 0.0
+        self._next_heartbeat = 0.0
+        self._next_resync = 0.0
+        self._stop = threading.Event()
+
+    # -- running ------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.step()
+            except Exception:  # noqa: BLE001 - the control plane may be restarting; try again
+                log.warning("agent step failed; retrying", exc_info=log.isEnabledFor(logging.DEBUG))
+                self._stop.wait(1.0)
+            self._stop.wait(self.poll_s)
+
+    def step(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_heartbeat:
+            self.client.heartbeat(self.backend.capacity(), agent_url=self.logs_url, version=__version__)
+            self._next_heartbeat = now + self.heartbeat_s
+        full = now >= self._next_resync
+        work = self.client.work(None if full else self.cursor)
+        self.apply(work)
+        self.cursor = work["cursor"]
+        if full:
+            self._next_resync = now + self.resync_s
+            self.report(self.backend.all_observations())
+        else:
+            self.report(self.backend.observe())
+        if now >= self._next_discover:
+            self._next_discover = now + self.discover_s
+            self.discover()
+
+    def discover(self) -> None:
+        """Tell the control plane what runs here that Corral did not start, and what of it
+        has gone since."""
+        seen = {d.native_name: d for d in self.backend.discover()}
+        new = [d for name, d in seen.items() if name not in self.found]
+        if new:
+            answers = self.client.found([{
+                "native_name": d.native_name, "kind": d.kind, "command": d.command[:4000],
+                "gpu": len(d.gpu_indices), "project": d.project,
+                **({"started_at": d.started_at.isoformat()} if d.started_at else {})} for d in new])
+            self.found.update({a["native_name"]: a["component_id"] for a in answers if a.get("component_id")})
+        at = datetime.now(UTC)
+        for name in [n for n in self.found if n not in seen]:
+            self._queue(update(self.found.pop(name), "Completed", "no longer running on the cluster", at))
+
+    # -- work ---------------------------------------------------------------------------
+
+    def apply(self, work: dict[str, Any]) -> None:
+        wanted: set[int] = set()
+        for item in work["items"]:
+            action = item["action"]
+            if action == "run":
+                wanted.update(c["id"] for c in item["components"])
+                self._run(item)
+            elif action == "stop":
+                for cid in item["component_ids"]:
+                    self._remove(cid, item["stop_as"])
+            elif action == "fail":
+                at = datetime.now(UTC)
+                for cid in item["component_ids"]:
+                    self._queue(update(cid, "Failed", item["reason"], at))
+        if work["full"]:
+            # Anything else this backend runs is no longer wanted here (preempted or deleted
+            # while the agent was away): remove it, and say it waits again.
+            named = {cid for item in work["items"] for cid in item["component_ids"]}
+            for obs in self.backend.all_observations():
+                if obs.component_id not in wanted and obs.component_id not in named \
+                        and obs.status.value not in _DONE:
+                    self._remove(obs.component_id, "Pending")
+
+    def _run(self, item: dict[str, Any]) -> None:
+        todo = [c for c in item["components"] if c["status"] not in _DONE and c["id"] not in self.stop_as]
+        if not todo:
+            return
+        refs = [ComponentRef(c["id"], c["kind"], gpu=c["gpu"], cpu_millicores=c["cpu"], memory_bytes=c["memory"])
+                for c in todo]
+        try:
+            launches = build_launches(workload_id=item["workload_id"], project=item["project"],
+                                      workload_type=item["type"], spec=item["spec"], components=refs,
+                                      data_dir=self.data_dir, secret_env=item.get("env") or {})
+            for launch in launches:
+                self.backend.start(launch)
+        except (RecipeError, BackendError) as exc:
+            at = datetime.now(UTC)
+            for c in todo:
+                self._queue(update(c["id"], "Failed", f"could not start: {exc}", at))
+
+    def _remove(self, component_id: int, stop_as: str) -> None:
+        self.stop_as[component_id] = stop_as
+        self.backend.stop(component_id, grace_s=self.grace_s)
+
+    # -- reporting ----------------------------------------------------------------------
+
+    def report(self, observations: list[Observation]) -> None:
+        for obs in observations:
+            status, reason = obs.status.value, obs.reason
+            if obs.status is ComponentStatus.DELETED:
+                if self.stop_as.get(obs.component_id) == "Pending":
+                    status, reason = "Pending", PREEMPTED_REASON
+                self.gone.add(obs.component_id)
+            self._queue(update(obs.component_id, status, reason, obs.observed_at, native_name=obs.native_name,
+                               endpoint_url=obs.endpoint_url))
+        if self.unsent:
+            self.client.report(list(self.unsent.values()))
+            self.unsent.clear()
+        for cid in self.gone:
+            # Gone from the cluster: a preempted component may be started afresh later.
+            self.stop_as.pop(cid, None)
+            try:
+                self.backend.forget(cid)
+            except BackendError:
+                pass
+        self.gone.clear()
+
+    def _queue(self, body: dict[str, Any]) -> None:
+        self.unsent[body["component_id"]] = body

@@ -1,0 +1,99 @@
+"""`corral agent`: a cluster's agent, standalone; and the same agent inside `corral serve`
+for the built-in local cluster."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from corral.cli import output
+
+if TYPE_CHECKING:
+    from corral.agent.loop import Agent
+    from corral.agent.logs_api import LogsServer
+
+log = logging.getLogger("corral.agent")
+
+
+def _build(server: str, token: str, backend_kind: str, state_dir: Path, data_dir: Path, listen_host: str,
+           listen_port: int, advertise_host: str | None, poll_s: float) -> tuple[Agent, LogsServer]:
+    from corral.agent.client import AgentClient
+    from corral.agent.logs_api import LogsServer, logs_app
+    from corral.agent.loop import Agent
+    from corral.backends.local import LocalBackend
+    from corral.services.reach import agent_logs_key
+    from corral.services.users import hash_token
+
+    if backend_kind != "local":
+        raise ValueError(f"backend {backend_kind!r} is not available yet; use --backend local")
+    backend = LocalBackend(state_dir)
+    key = agent_logs_key(hash_token(token))
+    logs = LogsServer(logs_app(backend, key), listen_host, listen_port)
+    port = logs.start()
+    url = f"http://{advertise_host or listen_host}:{port}"
+    agent = Agent(AgentClient(server, token), backend, data_dir=data_dir, poll_s=poll_s, logs_url=url)
+    return agent, logs
+
+
+def agent(
+    server: Annotated[str, typer.Option("--server", envvar="CORRAL_SERVER", help="The control plane's URL.")],
+    token_file: Annotated[Path | None, typer.Option("--token-file", help="File holding the cluster's agent token "
+                                                    "(else CORRAL_AGENT_TOKEN).")] = None,
+    backend: Annotated[str, typer.Option("--backend", help="Backend kind: local.")] = "local",
+    state_dir: Annotated[Path, typer.Option("--state-dir", help="Where the backend keeps its components' state.")]
+    = Path("~/.local/share/corral/agent").expanduser(),
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Model store, runs and workspaces "
+                                                  "(default: the state dir).")] = None,
+    listen: Annotated[str, typer.Option("--listen", help="HOST:PORT of the agent's log API, which the control "
+                                        "plane calls (port 0: any free one).")] = "127.0.0.1:0",
+    advertise_host: Annotated[str | None, typer.Option("--advertise-host", help="Host name the control plane "
+                                                       "reaches the log API at (default: the listen host).")] = None,
+    poll_s: Annotated[float, typer.Option("--poll", min=0.01, help="Seconds between polls for work.")] = 0.1,
+) -> None:
+    """Run a cluster's agent: heartbeat, take admitted workloads, run them, report statuses."""
+    token = token_file.read_text().strip() if token_file else os.environ.get("CORRAL_AGENT_TOKEN", "")
+    if not token:
+        output.fail("no agent token: pass --token-file FILE or set CORRAL_AGENT_TOKEN "
+                    "(a token is shown once by `corral clusters create` or `corral clusters rotate-token`)")
+    host, _, port = listen.rpartition(":")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s agent %(levelname)s %(message)s")
+    try:
+        runner, logs = _build(server, token, backend, state_dir, data_dir or state_dir, host or "127.0.0.1",
+                              int(port or 0), advertise_host, poll_s)
+    except (ValueError, OSError) as exc:
+        output.fail(f"cannot start the agent: {exc}")
+    signal.signal(signal.SIGTERM, lambda *_: runner.stop())
+    signal.signal(signal.SIGINT, lambda *_: runner.stop())
+    log.info("agent for %s started (%s backend, state in %s)", server, backend, state_dir)
+    try:
+        runner.run()
+    finally:
+        logs.stop()
+        runner.backend.close()
+        runner.client.close()
+
+
+class LocalAgent:
+    """The built-in local cluster's agent, in a thread of `corral serve` (same code, same
+    protocol: it talks HTTP to this very server with the cluster's own token)."""
+
+    def __init__(self, server_url: str, token: str, data_dir: Path, poll_s: float = 0.05) -> None:
+        self.agent, self.logs = _build(server_url, token, "local", data_dir / "local-cluster", data_dir,
+                                       "127.0.0.1", 0, None, poll_s)
+        self.thread = threading.Thread(target=self.agent.run, name="local-cluster-agent", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.agent.stop()
+        self.thread.join(timeout=10)
+        self.logs.stop()
+        self.agent.backend.close()  # components keep running; the next start re-adopts them
+        self.agent.client.close()

@@ -1,0 +1,275 @@
+"""Workloads really run: `corral serve` with its built-in local cluster agent, real
+processes, statuses reported by the agent, output, the proxy, deletion, GPUs, restarts."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import json
+import os
+import signal
+import socketserver
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import websockets.sync.client
+
+from tests.e2e.conftest import LiveServer, make_database, ok, start_server, stop_server
+
+PY = sys.executable
+
+
+def _client(server: LiveServer) -> httpx.Client:
+    return httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {server.admin_token}"},
+                        timeout=30)
+
+
+def _submit(client: httpx.Client, **body: Any) -> int:
+    spec = {"type": "custom", "project": "default", "resources": {"cpu": "100m", "memory": "64Mi"}, **body}
+    response = client.post("/api/v1/workloads", json=spec)
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def _watch(client: httpx.Client, wid: int, until: set[str], timeout: float = 30.0) -> tuple[dict, list[str]]:
+    """Poll until the status is one of ``until``; also the statuses seen on the way."""
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        detail = client.get(f"/api/v1/workloads/{wid}").json()
+        if not seen or seen[-1] != detail["status"]:
+            seen.append(detail["status"])
+        if detail["status"] in until:
+            return detail, seen
+        assert time.monotonic() < deadline, f"workload {wid} still {detail['status']} ({detail['status_reason']})"
+        time.sleep(0.03)
+
+
+def _processes_with(marker: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
+def test_a_batch_job_goes_pending_running_complete_with_its_output(live_server):
+    client = _client(live_server)
+    wid = _submit(client, name="batch", command="echo started; sleep 1; echo done")
+    detail, seen = _watch(client, wid, {"Complete", "Failed"})
+    assert detail["status"] == "Complete", detail
+    assert seen[0] == "Pending" and "Running" in seen, seen
+    transitions = [e["message"] for e in detail["events"] if e["kind"] == "status_changed"]
+    assert transitions[0].startswith("Pending -> Running") and transitions[-1].startswith("Running -> Complete")
+    assert detail["run_seconds"] >= 0.9
+    assert client.get(f"/api/v1/workloads/{wid}/logs").text == "started\ndone\n"
+    assert client.get(f"/api/v1/workloads/{wid}/logs", params={"tail": 1}).text == "done\n"
+
+
+def test_logs_follow_streams_output_while_it_is_written(live_server, tmp_path):
+    client = _client(live_server)
+    wid = _submit(client, name="ticker", command="for i in 1 2 3 4; do echo tick $i; sleep 0.5; done")
+    _watch(client, wid, {"Running", "Complete"})
+    cli = live_server.cli(tmp_path / "config.json", token=live_server.admin_token)
+    followed = cli.run("workloads", "logs", str(wid), "-f")
+    assert followed.returncode == 0, followed.stderr
+    # Everything from the start, and the command returned only once the job had ended.
+    assert followed.stdout == "tick 1\ntick 2\ntick 3\ntick 4\n"
+    assert client.get(f"/api/v1/workloads/{wid}").json()["status"] == "Complete"
+    assert ok(cli.invoke("workloads", "logs", str(wid), "--tail", "2")) == "tick 3\ntick 4\n"
+
+
+def test_a_project_secret_reaches_the_workload_as_an_environment_variable(live_server):
+    client = _client(live_server)
+    value = f"hf_{uuid.uuid4().hex}"
+    assert client.put("/api/v1/projects/default/secrets/hf-token", json={"value": value}).status_code == 200
+    # The spec names the secret, never its value; the job prints only a digest of what it got.
+    wid = _submit(client, name="uses-secret", secrets={"HF_TOKEN": "hf-token"},
+                  command='printf %s "$HF_TOKEN" | sha256sum | cut -c1-64')
+    detail, _ = _watch(client, wid, {"Complete", "Failed"})
+    assert detail["status"] == "Complete", detail
+    expected = hashlib.sha256(value.encode()).hexdigest()
+    assert client.get(f"/api/v1/workloads/{wid}/logs").text == expected + "\n"
+    assert value not in live_server.log() and value not in str(detail)
+
+
+def test_a_failing_command_ends_failed_with_its_exit_code(live_server):
+    client = _client(live_server)
+    wid = _submit(client, name="fails", command="echo trouble >&2; exit 3")
+    detail, _ = _watch(client, wid, {"Complete", "Failed"})
+    assert detail["status"] == "Failed"
+    assert "code 3" in detail["status_reason"], detail["status_reason"]
+    assert "trouble" in client.get(f"/api/v1/workloads/{wid}/logs").text
+
+
+def test_a_service_runs_only_once_ready_is_proxied_and_deletes_to_nothing(live_server):
+    client = _client(live_server)
+    marker = f"corral-e2e-service-{os.getpid()}-{time.monotonic_ns()}"
+    served = live_server.database.data_dir / marker  # in the server's argv: findable in /proc
+    served.mkdir()
+    (served / "hello.txt").write_text("hello through the proxy\n")
+    command = f"sleep 1.5; exec {PY} -m http.server {{port}} --bind 127.0.0.1 --directory {served}"
+    wid = _submit(client, name="web", command=command, service=True)
+    pending = None
+    deadline = time.monotonic() + 30
+    while True:
+        detail = client.get(f"/api/v1/workloads/{wid}").json()
+        if detail["status"] == "Running":
+            break
+        if detail["status"] == "Pending" and any(c["status"] == "Pending" and "waiting for" in c["reason"]
+                                                 for c in detail["components"]):
+            pending = detail  # started, not ready yet
+        assert detail["status"] == "Pending" and time.monotonic() < deadline, detail
+        time.sleep(0.05)
+    assert pending is not None, "a service is Pending until its readiness check answers"
+    # Running means ready: the first request through the proxy already works.
+    page = client.get(f"/proxy/{wid}/hello.txt")
+    assert page.status_code == 200 and page.text == "hello through the proxy\n"
+    assert httpx.get(f"{live_server.url}/proxy/{wid}/hello.txt").status_code == 401  # no credentials
+    assert _processes_with(marker)
+
+    assert client.delete(f"/api/v1/workloads/{wid}").status_code == 202
+    detail, seen = _watch(client, wid, {"Deleted", "DeleteFailed"})
+    assert detail["status"] == "Deleted" and seen[0] in ("Running", "Deleting"), seen
+    assert _processes_with(marker) == []
+    assert client.get(f"/proxy/{wid}/hello.txt").status_code == 409  # no endpoint any more
+
+
+# --------------------------------------------------------------------------- own servers
+
+@pytest.fixture(scope="module")
+def gpu_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """SQLite, and a local cluster told it has two GPUs."""
+    root = tmp_path_factory.mktemp("gpu-server")
+    with ExitStack() as stack:
+        database = make_database("sqlite", root / "data", stack)
+        server = start_server(database, root / "server.log", env_extra={"CORRAL_LOCAL_GPUS": "nvidia:TestGPU:2"})
+        yield server
+        stop_server(server)
+
+
+def test_two_workloads_never_receive_the_same_gpu(gpu_server):
+    client = _client(gpu_server)
+    cluster = client.get("/api/v1/clusters/local").json()
+    assert cluster["capacity"]["gpu"] == 2, cluster
+    ids = [_submit(client, name=f"gpu{i}", command='echo "devices=$CUDA_VISIBLE_DEVICES"; sleep 2',
+                   resources={"gpu": 1, "cpu": "100m", "memory": "64Mi"}) for i in range(3)]
+    devices = []
+    for wid in ids:
+        detail, _ = _watch(client, wid, {"Complete", "Failed"}, timeout=60)
+        assert detail["status"] == "Complete", detail
+        out = client.get(f"/api/v1/workloads/{wid}/logs").text
+        devices.append(out.strip().removeprefix("devices="))
+    assert sorted(set(devices)) == ["0", "1"], devices  # each got one device of its own
+    first, second, third = (client.get(f"/api/v1/workloads/{w}").json() for w in ids)
+    # Two GPUs: the third started only once one of the first two had finished.
+    assert third["first_running_at"] >= min(first["finished_at"], second["finished_at"])
+
+
+class _SlowFile(http.server.BaseHTTPRequestHandler):
+    payload = os.urandom(3 * 2**20)
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.payload)))
+        self.end_headers()
+        for i in range(0, len(self.payload), 2**18):
+            self.wfile.write(self.payload[i:i + 2**18])
+            time.sleep(0.25)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_a_model_download_lands_in_the_model_store_with_progress(gpu_server):
+    client = _client(gpu_server)
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), _SlowFile) as httpd:
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/weights.bin"
+        wid = client.post("/api/v1/workloads", json={
+            "type": "model_download", "name": "fetch", "project": "default", "source": url,
+            "model_name": "tiny", "resources": {"cpu": "100m", "memory": "64Mi"}})
+        assert wid.status_code == 201, wid.text
+        wid = wid.json()["id"]
+        progress = []
+        deadline = time.monotonic() + 60
+        while True:
+            detail = client.get(f"/api/v1/workloads/{wid}").json()
+            progress += [c["reason"] for c in detail["components"] if "of" in c["reason"] and "MB" in c["reason"]]
+            if detail["status"] in ("Complete", "Failed"):
+                break
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        httpd.shutdown()
+    assert detail["status"] == "Complete", detail
+    assert progress, "the download reported bytes done and total while it ran"
+    stored = list((gpu_server.database.data_dir / "models" / "default" / "tiny").rglob("weights.bin"))
+    assert stored and stored[0].read_bytes() == _SlowFile.payload
+
+
+def test_killed_control_plane_readopts_its_workloads_and_records_exits_it_missed(tmp_path):
+    with ExitStack() as stack:
+        database = make_database("sqlite", tmp_path / "data", stack)
+        server = start_server(database, tmp_path / "server.log")
+        client = _client(server)
+        survivor = _submit(client, name="survivor", command="sleep 15; echo survived")
+        quitter = _submit(client, name="quitter", command="sleep 2; exit 7")
+        for wid in (survivor, quitter):
+            _watch(client, wid, {"Running"})
+        os.killpg(server.process.pid, signal.SIGKILL)  # server, scheduler and agent; not the components
+        server.process.wait()
+        time.sleep(3)  # the quitter exits while nothing watches
+        server = start_server(database, tmp_path / "server.log")
+        try:
+            client = _client(server)
+            detail, _ = _watch(client, quitter, {"Complete", "Failed"})
+            assert detail["status"] == "Failed" and "code 7" in detail["status_reason"], detail
+            detail, seen = _watch(client, survivor, {"Complete", "Failed"})
+            assert detail["status"] == "Complete" and seen[0] == "Running", seen  # re-adopted, still running
+            assert client.get(f"/api/v1/workloads/{survivor}/logs").text == "survived\n"
+        finally:
+            stop_server(server)
+
+
+def test_jupyterlab_loads_through_the_proxy_with_a_working_kernel(gpu_server):
+    client = _client(gpu_server)
+    wid = _submit(client, type="workspace", name="notebook", resources={"cpu": "500m", "memory": "1Gi"})
+    detail, _ = _watch(client, wid, {"Running", "Failed"}, timeout=90)
+    assert detail["status"] == "Running", detail
+    lab = client.get(f"/proxy/{wid}/lab")
+    assert lab.status_code == 200 and "JupyterLab" in lab.text, lab.text[:300]
+    xsrf = client.cookies.get("_xsrf")
+    assert xsrf, "Jupyter's XSRF cookie passes through the proxy"
+    kernel = client.post(f"/proxy/{wid}/api/kernels", json={"name": "python3"}, headers={"X-XSRFToken": xsrf})
+    assert kernel.status_code == 201, kernel.text
+    ws_url = gpu_server.url.replace("http://", "ws://") + f"/proxy/{wid}/api/kernels/{kernel.json()['id']}/channels"
+    msg_id = uuid.uuid4().hex
+    request = {"header": {"msg_id": msg_id, "username": "test", "session": uuid.uuid4().hex,
+                          "msg_type": "execute_request", "version": "5.3"},
+               "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
+               "content": {"code": "print(6 * 7)", "silent": False, "store_history": False,
+                           "user_expressions": {}, "allow_stdin": False, "stop_on_error": True}}
+    with websockets.sync.client.connect(ws_url, additional_headers={
+            "Authorization": f"Bearer {gpu_server.admin_token}", "Cookie": f"_xsrf={xsrf}"}) as ws:
+        ws.send(json.dumps(request))
+        deadline = time.monotonic() + 60
+        output = None
+        while output is None and time.monotonic() < deadline:
+            message = json.loads(ws.recv(timeout=60))
+            if message.get("parent_header", {}).get("msg_id") == msg_id and message["msg_type"] == "stream":
+                output = message["content"]["text"]
+    assert output == "42\n"
+    assert client.delete(f"/api/v1/workloads/{wid}").status_code == 202
+    _watch(client, wid, {"Deleted"})
