@@ -5,7 +5,7 @@
 
 Creates the database afresh (PostgreSQL: drops and re-creates the named database) with 10
 clusters, 1,000 projects holding quotas on two of them each (guarantees, half of them
-borrowing up to twice their guarantee, half hard-limited; mixed priorities and
+borrowing up to 1.5 times their guarantee, half hard-limited: every queue keeps a backlog; mixed priorities and
 preemption), one project `lat` with a guarantee on cluster c0 kept free for the latency
 phase, and --queued pending workloads submitted through the service. Then:
 
@@ -81,7 +81,7 @@ def set_up(engine, args, rng: random.Random) -> Principal:  # type: ignore[no-un
             for c in rng.sample(range(args.clusters), 2):
                 borrow = rng.random() < 0.5
                 quotas.set_quota(conn, p, f"p{i}", f"c{c}", guaranteed=share,
-                                 limit=Limit(gpu=share.gpu * 2, cpu=None, memory=None, ephemeral_storage=None)
+                                 limit=Limit(gpu=share.gpu * 3 // 2, cpu=None, memory=None, ephemeral_storage=None)
                                  if borrow else None)
         projects.create_project(conn, p, name="lat")
         quotas.set_quota(conn, p, "lat", "c0", guaranteed=Resources(gpu=1_000, cpu=1_000_000, memory=2**45),
@@ -89,14 +89,22 @@ def set_up(engine, args, rng: random.Random) -> Principal:  # type: ignore[no-un
         pairs = [(r.name, r.cluster) for r in conn.execute(text(
             "SELECT p.name, c.name AS cluster FROM quotas q JOIN projects p ON p.id = q.project_id "
             "JOIN clusters c ON c.id = q.cluster_id WHERE p.name <> 'lat'"))]
+    specs = ({"type": "training", "name": f"w{i}", "project": project, "cluster": cluster, "dataset": "d",
+              "command": "x", "priority": rng.choice(["low", "medium", "medium", "high"]),
+              "resources": {"gpu": rng.choice([1, 1, 2, 4, 8]), "cpu": rng.choice([2, 4, 8]), "memory": "8Gi"}}
+             for i, (project, cluster) in enumerate(rng.choice(pairs) for _ in range(args.queued)))
+    submit_all(engine, p, specs)
+    print(f"set-up: {args.queued:,} queued over {args.projects:,} projects and {args.clusters} clusters "
+          f"in {time.perf_counter() - t0:.0f} s ({engine.dialect.name})", flush=True)
+    return p
+
+
+def submit_all(engine, p: Principal, specs) -> None:  # type: ignore[no-untyped-def]
+    """Submit through the service (checks and all), 2,000 to a transaction."""
     batch = []
     with read_tx(engine) as conn:
-        for i in range(args.queued):
-            project, cluster = rng.choice(pairs)
-            spec = workload_service.parse_spec({
-                "type": "training", "name": f"w{i}", "project": project, "cluster": cluster, "dataset": "d",
-                "command": "x", "priority": rng.choice(["low", "medium", "medium", "high"]),
-                "resources": {"gpu": rng.choice([1, 1, 2, 4, 8]), "cpu": rng.choice([2, 4, 8]), "memory": "8Gi"}})
+        for body in specs:
+            spec = workload_service.parse_spec(body)
             batch.append(workload_service.prepare_submission(conn, p, spec, unhealthy_after_s=1e9))
             if len(batch) == 2_000:
                 with write_tx(engine) as wconn:
@@ -105,9 +113,6 @@ def set_up(engine, args, rng: random.Random) -> Principal:  # type: ignore[no-un
     if batch:
         with write_tx(engine) as conn:
             workload_service.write_submissions(conn, batch)
-    print(f"set-up: {args.queued:,} queued over {args.projects:,} projects and {args.clusters} clusters "
-          f"in {time.perf_counter() - t0:.0f} s ({engine.dialect.name})", flush=True)
-    return p
 
 
 def passes_until_quiet(admitter: Admitter, label: str) -> tuple[int, float]:
@@ -146,19 +151,9 @@ def top_up(engine, args, rng: random.Random, p: Principal) -> None:  # type: ign
     with read_tx(engine) as conn:
         waiting = conn.execute(select(func.count()).where(workloads.c.admitted_at.is_(None),
                                                           workloads.c.status == "Pending")).scalar_one()
-        batch = []
-        for i in range(args.queued - waiting):
-            spec = workload_service.parse_spec({
-                "type": "training", "name": f"more{i}", "project": f"p{rng.randrange(args.projects)}",
-                "dataset": "d", "command": "x", "resources": {"gpu": 90, "cpu": 2, "memory": "8Gi"}})
-            batch.append(workload_service.prepare_submission(conn, p, spec, unhealthy_after_s=1e9))
-            if len(batch) == 2_000:
-                with write_tx(engine) as wconn:
-                    workload_service.write_submissions(wconn, batch)
-                batch = []
-    if batch:
-        with write_tx(engine) as conn:
-            workload_service.write_submissions(conn, batch)
+    submit_all(engine, p, ({"type": "training", "name": f"more{i}", "project": f"p{rng.randrange(args.projects)}",
+                            "dataset": "d", "command": "x", "resources": {"gpu": 90, "cpu": 2, "memory": "8Gi"}}
+                           for i in range(args.queued - waiting)))
 
 
 def latency(url: str, engine, samples: int) -> dict[str, float]:  # type: ignore[no-untyped-def]

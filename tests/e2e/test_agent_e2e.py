@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import socketserver
+import subprocess
 import sys
 import threading
 import time
@@ -273,3 +274,36 @@ def test_jupyterlab_loads_through_the_proxy_with_a_working_kernel(gpu_server):
     assert output == "42\n"
     assert client.delete(f"/api/v1/workloads/{wid}").status_code == 202
     _watch(client, wid, {"Deleted"})
+
+
+def test_a_standalone_agent_runs_the_workloads_of_its_cluster(live_server, tmp_path):
+    client = _client(live_server)
+    created = client.post("/api/v1/clusters", json={"name": "box-standalone", "kind": "local"})
+    assert created.status_code == 201, created.text
+    cluster, token = created.json()["name"], created.json()["agent_token"]
+    assert client.get(f"/api/v1/clusters/{cluster}").json()["status"] == "verifying"
+    token_file = tmp_path / "agent-token"
+    token_file.write_text(token + "\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CORRAL_")}
+    agent = subprocess.Popen([sys.executable, "-m", "corral.cli.main", "agent", "--server", live_server.url,
+                              "--token-file", str(token_file), "--state-dir", str(tmp_path / "agent-state")],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while (info := client.get(f"/api/v1/clusters/{cluster}").json())["status"] != "healthy":
+            assert agent.poll() is None and time.monotonic() < deadline, agent.stdout.read().decode()
+            time.sleep(0.1)
+        assert info["capacity"]["cpu"] == (os.cpu_count() or 1) * 1000  # this machine, as its backend sees it
+        quota = client.put(f"/api/v1/projects/default/quotas/{cluster}",
+                           json={"guaranteed": {"cpu": "500m", "memory": "1Gi"}})
+        assert quota.status_code == 200, quota.text
+        wid = _submit(client, name="elsewhere", cluster=cluster, command="echo from the standalone agent")
+        detail, _ = _watch(client, wid, {"Complete", "Failed"})
+        assert detail["status"] == "Complete" and detail["cluster"] == cluster, detail
+        assert client.get(f"/api/v1/workloads/{wid}/logs").text == "from the standalone agent\n"
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(timeout=15)
+    from tests.e2e.conftest import remove_local_components
+
+    remove_local_components(tmp_path / "agent-state")

@@ -8,6 +8,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import func, select
 
 from corral.db.engine import read_tx, write_tx
@@ -195,9 +196,10 @@ def test_two_schedulers_with_thousands_of_submissions_never_exceed_quota_or_capa
     assert admitted > 100
 
 
-def test_incremental_passes_decide_what_a_full_pass_would(engine, db_url):
+@pytest.mark.parametrize("seed", [11, 12, 13])
+def test_incremental_passes_decide_what_a_full_pass_would(engine, db_url, seed):
     principal = _setup(engine)
-    rng = random.Random(11)
+    rng = random.Random(seed)
     admitter = Admitter(engine, preemption_delay_s=0.0)
     checked = 0
     for step in range(25):

@@ -11,6 +11,7 @@ from corral.services import clusters as cluster_service
 from corral.services.errors import Unauthenticated
 from corral.services.principal import Principal
 from corral.services.users import authenticate
+from corral.services.web_sessions import SESSION_COOKIE, session_for
 from corral.settings import Settings
 
 
@@ -48,7 +49,20 @@ def current_cluster(request: Request) -> Any:
     return row
 
 
+def current_reader(request: Request) -> Principal:
+    """For reads a browser page makes itself (a workload's output on its details page): an
+    API token, or the web UI's session cookie. Only for GETs: forms carry CSRF tokens."""
+    if request.headers.get("authorization"):
+        return current_principal(request)
+    token = request.cookies.get(SESSION_COOKIE)
+    session = session_for(request.app.state.engine, token) if token else None
+    if session is None:
+        raise Unauthenticated("missing credentials: send 'Authorization: Bearer <token>' or sign in")
+    return session.principal
+
+
 CurrentUser = Annotated[Principal, Depends(current_principal)]
+CurrentReader = Annotated[Principal, Depends(current_reader)]
 # Routes open their transactions themselves (read_tx / write_tx), so that a write has
 # committed before its response is sent.
 Db = Annotated[Engine, Depends(engine_of)]

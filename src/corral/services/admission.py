@@ -150,8 +150,11 @@ class Admitter:
 
     def _load(self, conn: Connection) -> None:
         newest = conn.execute(select(func.coalesce(func.max(events.c.id), 0))).scalar_one()
-        # On PostgreSQL an event with a smaller id may still commit: re-read the last ones.
+        # On PostgreSQL an event with a smaller id may still commit: re-read the last ones,
+        # less those already visible now (what follows reads their effects).
         self.cursor = max(0, newest - _PG_REREAD_ON_LOAD) if self.postgres else newest
+        self.known_at_load: set[int] = set(conn.execute(select(events.c.id).where(
+            events.c.id > self.cursor, events.c.id <= newest)).scalars()) if self.postgres else set()
         self.gaps: dict[int, float] = {}
         self.queued: dict[int, QueuedWorkload] = {}
         self.queued_on: dict[int, set[int]] = {}  # cluster -> queued ids
@@ -253,6 +256,9 @@ class Admitter:
                     expected = r.id + 1
         if rows:
             self.cursor = max(self.cursor, rows[-1].id)
+        if self.known_at_load:
+            rows = [r for r in rows if r.id not in self.known_at_load]
+            self.known_at_load = set()
         touched: set[int] = set()
         config_clusters: set[int] = set()
         everywhere = False
@@ -388,6 +394,10 @@ class Admitter:
             for key in [k for k in self.quota_waiters if k[1] == c]:
                 del self.quota_waiters[key]
             self.reclaimers.discard(c)
+        # A cluster with preemptions is decided again in full: victims free whole requests,
+        # often more than the preemptor takes, and a pass decides each workload once, in
+        # queue order, so what a later preemption freed was not offered to those before it.
+        self.dirty |= {self.admitted_on.get(p.for_workload_id) for p in d.preemptions} - {None}
         for wt in d.waiting:
             w = self.queued.get(wt.workload_id)
             if w is None:

@@ -40,15 +40,17 @@ def _items(conn: Connection, rows: list[Any], keys: Keys) -> list[dict[str, Any]
         comps.setdefault(c.workload_id, []).append(c)
     items = []
     for r in rows:
-        if (r.spec or {}).get("discovered"):
-            continue  # found on the cluster, not started by Corral: nothing to run or stop
+        if (r.spec or {}).get("discovered") or r.status in _FINISHED:
+            # Found on the cluster (not started by Corral), or over (its output stays
+            # readable on the cluster until it is deleted): nothing to run or stop.
+            continue
         mine = comps.get(r.id, [])
         live = [c for c in mine if c.status != ComponentStatus.DELETED.value]
         item: dict[str, Any] = {"workload_id": r.id, "component_ids": [c.id for c in live]}
         if r.delete_requested_at is not None:
             item.update(action="stop", stop_as="Deleted")
-        elif r.admitted_at is None or r.status in _FINISHED:
-            item.update(action="stop", stop_as="Pending" if r.status not in _FINISHED else "Deleted")
+        elif r.admitted_at is None:
+            item.update(action="stop", stop_as="Pending")  # preempted: back in the queue
         else:
             item.update(action="run", name=r.name, type=r.type, project=r.project_name, spec=r.spec,
                         components=[{"id": c.id, "kind": c.kind, "name": c.name, "gpu": c.gpu, "cpu": c.cpu,

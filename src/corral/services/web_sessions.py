@@ -28,6 +28,8 @@ IDLE_TIMEOUT = timedelta(days=2)
 TOUCH_EVERY = timedelta(minutes=5)
 
 
+SESSION_COOKIE = "corral_session"  # the web UI's; the workload proxy and log reads accept it too
+
 def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 

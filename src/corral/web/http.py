@@ -20,12 +20,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from corral.services.errors import ServiceError
-from corral.services.web_sessions import WebSession, csrf_matches, session_for
+from corral.services.web_sessions import SESSION_COOKIE, WebSession, csrf_matches, session_for
 from corral.web.templating import render
 
 log = logging.getLogger("corral.web")
 
-SESSION_COOKIE = "corral_session"
 FLASH_COOKIE = "corral_flash"
 MAX_FORM_BYTES = 2 * 1024 * 1024  # a batch script may be up to a megabyte
 GZIP_MIN_BYTES = 1024

@@ -29,11 +29,10 @@ from corral.services import reach
 from corral.services.errors import ClusterUnavailable, Unauthenticated
 from corral.services.principal import Principal
 from corral.services.users import authenticate
-from corral.services.web_sessions import session_for
+from corral.services.web_sessions import SESSION_COOKIE, session_for
 
 router = APIRouter(tags=["proxy"], include_in_schema=False)
 
-SESSION_COOKIE = "corral_session"  # the web UI's (corral.web.http.SESSION_COOKIE)
 _HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
         "transfer-encoding", "upgrade", "host", "authorization", "cookie", "content-length"}
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]

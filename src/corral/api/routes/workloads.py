@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 
-from corral.api.deps import AppSettings, CurrentUser, Db
+from corral.api.deps import AppSettings, CurrentReader, CurrentUser, Db
 from corral.api.responses import FastJSONResponse
 from corral.api.schemas import WorkloadCreated, WorkloadDetail, WorkloadPage, WorkloadStats
 from corral.db.engine import read_tx, write_tx
@@ -79,7 +79,7 @@ def delete_workload(workload_id: int, principal: CurrentUser, db: Db) -> FastJSO
 
 @router.get("/workloads/{workload_id}/logs", response_class=StreamingResponse,
             responses={200: {"content": {"text/plain": {}}}})
-def workload_logs(workload_id: int, principal: CurrentUser, db: Db,
+def workload_logs(workload_id: int, principal: CurrentReader, db: Db,
                   tail: Annotated[int, Query(ge=0, le=100_000, description="Last lines to start with")] = 100,
                   follow: Annotated[bool, Query(description="Keep streaming until the component ends")] = False,
                   component: Annotated[int | None, Query(description="Component id (default: the main one)")] = None,

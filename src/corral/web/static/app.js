@@ -298,9 +298,9 @@
         if (!r.ok) {
           let why = "";
           try { why = (await r.json()).error.message; } catch (err) { /* not JSON */ }
-          pre.textContent = r.status === 401 || (r.status === 404 && !why)
-            ? `Logs are not available here: this server does not show them in the browser yet (on the command line: corral workloads logs ${logs.dataset.id}).`
-            : r.status === 404 ? `Logs are not available: ${why}.`
+          pre.textContent = r.status === 401
+            ? "Your session has ended: sign in again to see the logs."
+            : r.status === 404 ? `Logs are not available: ${why || "not found"}.`
             : why ? `No logs to show: ${why}.` : `Logs could not be read (the server answered ${r.status}).`;
           clearInterval(timer);
           return;
