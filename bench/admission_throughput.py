@@ -163,7 +163,7 @@ def latency(url: str, engine, samples: int) -> dict[str, float]:  # type: ignore
     try:
         with run_server(url, log_name="admission-latency") as server:
             client = httpx.Client(base_url=server.base_url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
-            time.sleep(8)  # the scheduler's first pass loads its state
+            time.sleep(20)  # the scheduler loads its state and writes the waiting reasons of 100k
             results = []
             for i in range(samples):
                 start = time.perf_counter()

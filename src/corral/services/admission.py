@@ -14,7 +14,8 @@ What a pass decides on:
   a queued one left (its queue head may change), its quota, capacity or a project's
   preemption policy changed; and, on a timer, when a queue head crosses the
   anti-starvation threshold, when a waiting workload could now preempt one admitted after
-  it (at most ``preemption_delay_s`` later), and now and then to refresh waiting reasons.
+  it (``preemption_delay_s`` later, so that a burst of admissions shares one such pass),
+  and, when the scheduler is idle, to refresh waiting reasons.
 * Otherwise only what is new there (submitted or requeued since the last pass), plus the
   head of each queue they join (it may block them, rule 4 of the scheduling module), is
   decided, against the current usage. Nothing else waiting could be admitted: usage only
@@ -104,7 +105,7 @@ def _request(r: Any) -> Resources:
 
 class Admitter:
     def __init__(self, engine: Engine, *, starvation_after_s: float = 300.0, actor: str = SYSTEM,
-                 reason_budget: int | None = 5_000, preemption_delay_s: float = 1.0,
+                 reason_budget: int | None = 2_000, preemption_delay_s: float = 5.0,
                  refresh_reasons_every_s: float = 30.0, refresh_reasons_max_s: float = 300.0,
                  reload_every_s: float = 600.0) -> None:
         self.engine = engine
@@ -361,7 +362,7 @@ class Admitter:
             decisions = schedule(snapshot)
         self._write(conn, decisions, now)
         self._remember(decisions, full, {w.id for w in partial}, now, mono)
-        reasons_left = self._write_reasons(conn, full)
+        reasons_left = self._write_reasons(conn, {w.id for w in partial} if partial and not full else None)
         if self.postgres is False:
             # The write transaction is exclusive: everything up to the newest id is seen
             # (this pass's own events included), so the next catch-up skips them.
@@ -589,12 +590,18 @@ class Admitter:
             if over:
                 raise GuardViolation(f"cluster {c} over capacity ({', '.join(over)})")
 
-    def _write_reasons(self, conn: Connection, full: set[int]) -> int:
-        """Write changed waiting reasons (within the budget); a new cause is also an event."""
+    def _write_reasons(self, conn: Connection, only: set[int] | None) -> int:
+        """Write changed waiting reasons (within the budget); a new cause is also an event.
+
+        A pass that decided newcomers writes only theirs (``only``): the backlog, written a
+        budget at a time, must not delay the admission of a newcomer that fits."""
         if not self.reasons_to_write:
             return 0
         budget = self.reason_budget
-        items = list(self.reasons_to_write.items())
+        if only is not None:
+            items = [(wid, self.reasons_to_write[wid]) for wid in only if wid in self.reasons_to_write]
+        else:
+            items = list(self.reasons_to_write.items())
         if budget is not None and len(items) > budget:
             # Heads first: they are what users watch.
             heads = {w.id for w in self.heads.values()}
