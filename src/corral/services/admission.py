@@ -76,6 +76,7 @@ _CONFIG_EVENTS = {"quota_set": False, "quota_deleted": False, "capacity_changed"
                   "cluster_created": False, "cluster_updated": False, "cluster_deleted": False,
                   "project_updated": True, "project_deleted": True}
 _PG_GAP_WINDOW_S = 30.0  # how long an event id skipped on PostgreSQL may still commit
+_CATCH_UP_PAGE = 10_000
 IDLE_S = 2.0  # no newcomer for this long: time to refresh stale waiting reasons
 _PG_REREAD_ON_LOAD = 1_000  # events before the newest one re-read after a load (may commit late)
 
@@ -236,7 +237,17 @@ class Admitter:
 
     def _catch_up(self, conn: Connection) -> None:
         cols = (events.c.id, events.c.subject_type, events.c.subject_id, events.c.kind)
-        rows = conn.execute(select(*cols).where(events.c.id > self.cursor).order_by(events.c.id)).all()
+        # In pages: with a LIMIT the plan is a walk of the primary key from the cursor, also
+        # when PostgreSQL's statistics lag behind a burst of inserts (without one it may
+        # choose to scan and sort the whole table).
+        rows = []
+        while True:
+            start = rows[-1].id if rows else self.cursor
+            page = conn.execute(select(*cols).where(events.c.id > start).order_by(events.c.id)
+                                .limit(_CATCH_UP_PAGE)).all()
+            rows += page
+            if len(page) < _CATCH_UP_PAGE:
+                break
         if self.gaps:
             mono = time.monotonic()
             self.gaps = {i: t for i, t in self.gaps.items() if mono - t < _PG_GAP_WINDOW_S}
