@@ -32,6 +32,12 @@ done
 $PY bench/submit_throughput.py --database-url "$POSTGRES_URL" --workers 1 2 --connections 8 16 32 64 --duration 20
 $PY bench/submit_throughput.py --database-url "$SQLITE_URL" --workers 1 --connections 8 32 --duration 20 --no-breakdown
 
+$PY bench/schedule_decision.py
+for url in "sqlite:////tmp/corral-adm.db" "postgresql://postgres@127.0.0.1:5432/corral_adm"; do
+  $PY bench/admission_throughput.py --database-url "$url" | tee "bench/results/admission-$(basename "$url").txt"
+done
+$PY bench/agent_latency.py | tee bench/results/agent-latency.txt
+
 echo
 echo "Results:"
 ls -1 bench/results/*.md

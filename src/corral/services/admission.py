@@ -106,7 +106,7 @@ def _request(r: Any) -> Resources:
 
 class Admitter:
     def __init__(self, engine: Engine, *, starvation_after_s: float = 300.0, actor: str = SYSTEM,
-                 reason_budget: int | None = 2_000, preemption_delay_s: float = 5.0,
+                 reason_budget: int | None = 500, preemption_delay_s: float = 5.0,
                  refresh_reasons_every_s: float = 30.0, refresh_reasons_max_s: float = 300.0,
                  reload_every_s: float = 600.0) -> None:
         self.engine = engine
