@@ -59,6 +59,10 @@ class Agent:
     def stop(self) -> None:
         self._stop.set()
 
+    def stopped(self, wait_s: float = 0.0) -> bool:
+        """True once stop() was called (waiting up to ``wait_s`` for it)."""
+        return self._stop.wait(wait_s)
+
     def run(self) -> None:
         while not self._stop.is_set():
             try:

@@ -84,9 +84,24 @@ class LocalAgent:
     protocol: it talks HTTP to this very server with the cluster's own token)."""
 
     def __init__(self, server_url: str, token: str, data_dir: Path, poll_s: float = 0.05) -> None:
+        self.server_url = server_url
         self.agent, self.logs = _build(server_url, token, "local", data_dir / "local-cluster", data_dir,
                                        "127.0.0.1", 0, None, poll_s)
-        self.thread = threading.Thread(target=self.agent.run, name="local-cluster-agent", daemon=True)
+        self.thread = threading.Thread(target=self._run, name="local-cluster-agent", daemon=True)
+
+    def _run(self) -> None:
+        import httpx
+
+        # The server starts listening just after this thread starts: wait for it quietly.
+        for _ in range(600):
+            try:
+                if httpx.get(f"{self.server_url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if self.agent.stopped(0.05):
+                return
+        self.agent.run()
 
     def start(self) -> None:
         self.thread.start()
