@@ -79,13 +79,15 @@ class Agent:
             self._next_heartbeat = now + self.heartbeat_s
         full = now >= self._next_resync
         work = self.client.work(None if full else self.cursor)
-        self.apply(work)
-        self.cursor = work["cursor"]
         if full:
             self._next_resync = now + self.resync_s
-            self.report(self.backend.all_observations())
+            everything = self.backend.all_observations()
+            self.apply(work, everything)
+            self.report(everything)
         else:
+            self.apply(work)
             self.report(self.backend.observe())
+        self.cursor = work["cursor"]
         if now >= self._next_discover:
             self._next_discover = now + self.discover_s
             self.discover()
@@ -107,7 +109,9 @@ class Agent:
 
     # -- work ---------------------------------------------------------------------------
 
-    def apply(self, work: dict[str, Any]) -> None:
+    def apply(self, work: dict[str, Any], everything: list[Observation] | None = None) -> None:
+        """Run and stop what the work says; with the full desired state (``work["full"]``)
+        also remove what runs here unwanted (``everything``: the backend's full state)."""
         wanted: set[int] = set()
         for item in work["items"]:
             action = item["action"]
@@ -125,7 +129,7 @@ class Agent:
             # Anything else this backend runs is no longer wanted here (preempted or deleted
             # while the agent was away): remove it, and say it waits again.
             named = {cid for item in work["items"] for cid in item["component_ids"]}
-            for obs in self.backend.all_observations():
+            for obs in everything if everything is not None else self.backend.all_observations():
                 if obs.component_id not in wanted and obs.component_id not in named \
                         and obs.status.value not in _DONE:
                     self._remove(obs.component_id, "Pending")

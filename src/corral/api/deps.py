@@ -49,16 +49,24 @@ def current_cluster(request: Request) -> Any:
     return row
 
 
+def token_or_session(engine: Engine, authorization: str | None, session_token: str | None) -> Principal | None:
+    """Who sends an API token (``Authorization: Bearer``), or else the web UI's session
+    cookie; None if neither is valid. A wrong token never falls back to the cookie."""
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return authenticate(engine, token.strip())
+    session = session_for(engine, session_token) if session_token else None
+    return session.principal if session is not None else None
+
+
 def current_reader(request: Request) -> Principal:
     """For reads a browser page makes itself (a workload's output on its details page): an
     API token, or the web UI's session cookie. Only for GETs: forms carry CSRF tokens."""
-    if request.headers.get("authorization"):
-        return current_principal(request)
-    token = request.cookies.get(SESSION_COOKIE)
-    session = session_for(request.app.state.engine, token) if token else None
-    if session is None:
-        raise Unauthenticated("missing credentials: send 'Authorization: Bearer <token>' or sign in")
-    return session.principal
+    principal = token_or_session(request.app.state.engine, request.headers.get("authorization"),
+                                 request.cookies.get(SESSION_COOKIE))
+    if principal is None:
+        raise Unauthenticated("missing or invalid credentials: send 'Authorization: Bearer <token>' or sign in")
+    return principal
 
 
 CurrentUser = Annotated[Principal, Depends(current_principal)]

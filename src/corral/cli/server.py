@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
 import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -14,12 +13,11 @@ from rich.text import Text
 from corral.cli import output
 
 if TYPE_CHECKING:
-    from sqlalchemy import Engine
+    from sqlalchemy import Connection, Engine
 
     from corral.domain.resources import Resources
     from corral.settings import Settings
 
-log = logging.getLogger("corral.serve")
 
 ADMIN_EMAIL = "admin@localhost"  # the administrator a first start creates (services.bootstrap)
 
@@ -45,12 +43,13 @@ def serve(
                                            "port": settings.port if port is None else port})
     engine = make_engine(settings.resolved_database_url(), pool_size=settings.http_threads + 4)
     created_token_file = None
+    gpus = _local_gpus()
     try:
         upgrade(engine)
         if settings.bootstrap:
             result = bootstrap(engine, data_dir=settings.data_dir, cluster_name=settings.local_cluster_name,
                                project_name=settings.default_project_name,
-                               unhealthy_after_s=settings.cluster_unhealthy_after_s, gpus=_local_gpus())
+                               unhealthy_after_s=settings.cluster_unhealthy_after_s, gpus=gpus)
             created_token_file = result.token_file
         admin_email = _first_admin(engine)
     except SQLAlchemyError as exc:
@@ -59,7 +58,7 @@ def serve(
     _print_login_hint(settings, created_token_file, admin_email)
 
     scheduler = _start_scheduler(settings)
-    local_agent = _start_local_agent(engine, settings)
+    local_agent = _start_local_agent(engine, settings, gpus)
     try:
         if workers > 1:
             # Each worker builds its own app (and engine) from the same CORRAL_* settings.
@@ -137,44 +136,22 @@ def _database_label(settings: Settings) -> str:
     return make_url(settings.resolved_database_url()).render_as_string(hide_password=True)
 
 
-class LocalHeartbeat:
-    """The built-in cluster's first heartbeat, written directly (its agent starts after)."""
+def _first_heartbeat(conn: Connection, settings: Settings, capacity: Resources) -> None:
+    """The built-in cluster's first heartbeat, written directly, so that it is healthy
+    before the first request (its agent's own heartbeats follow once the server answers)."""
+    from sqlalchemy import select
 
-    def __init__(self, engine: Engine, settings: Settings, capacity: Resources) -> None:
-        self._engine = engine
-        self._settings = settings
-        self._capacity: Resources | None = capacity
+    from corral.db.tables import clusters
+    from corral.services.clusters import record_heartbeat
 
-    def beat(self) -> bool:
-        from sqlalchemy import select
-
-        from corral.db.engine import write_tx
-        from corral.db.tables import clusters
-        from corral.services.clusters import record_heartbeat
-
-        name = self._settings.local_cluster_name
-        try:
-            with write_tx(self._engine) as conn:
-                row = conn.execute(
-                    select(clusters.c.id, clusters.c.capacity_ephemeral_storage)
-                    .where(clusters.c.name == name, clusters.c.kind == "local")
-                ).first()
-                if row is None:
-                    return False
-                capacity, nodes = self._capacity, None
-                if capacity is not None:
-                    # Free disk space changes all the time; keeping the registered figure
-                    # keeps the guarantees made at bootstrap within the capacity.
-                    capacity = dataclasses.replace(capacity, ephemeral_storage=row.capacity_ephemeral_storage)
-                    nodes = [{"name": socket.gethostname(), "capacity": capacity.as_dict(),
-                              "gpu_vendor": None, "gpu_model": None}]
-                record_heartbeat(conn, row.id, capacity=capacity, nodes=nodes,
-                                 unhealthy_after_s=self._settings.cluster_unhealthy_after_s)
-            self._capacity = None
-            return True
-        except Exception:  # noqa: BLE001 - a missed beat must not stop the server
-            log.warning("heartbeat of the local cluster %r failed", name, exc_info=True)
-            return False
+    row = conn.execute(select(clusters.c.id, clusters.c.capacity_ephemeral_storage)
+                       .where(clusters.c.name == settings.local_cluster_name, clusters.c.kind == "local")).one()
+    # Free disk space changes all the time; keeping the registered figure keeps the
+    # guarantees made at bootstrap within the capacity.
+    capacity = dataclasses.replace(capacity, ephemeral_storage=row.capacity_ephemeral_storage)
+    nodes = [{"name": socket.gethostname(), "capacity": capacity.as_dict(), "gpu_vendor": None, "gpu_model": None}]
+    record_heartbeat(conn, row.id, capacity=capacity, nodes=nodes,
+                     unhealthy_after_s=settings.cluster_unhealthy_after_s)
 
 
 def _local_gpus() -> int:
@@ -187,7 +164,7 @@ def _local_gpus() -> int:
     return len(parse_gpu_setting(setting) if setting else detect())
 
 
-def _start_local_agent(engine: Engine, settings: Settings):  # type: ignore[no-untyped-def]
+def _start_local_agent(engine: Engine, settings: Settings, gpus: int):  # type: ignore[no-untyped-def]
     """The built-in cluster's agent, in a thread (see corral.cli.agent.LocalAgent)."""
     if not settings.run_local_agent:
         return None
@@ -198,11 +175,9 @@ def _start_local_agent(engine: Engine, settings: Settings):  # type: ignore[no-u
 
     with write_tx(engine) as conn:
         token = local_agent_token(conn, settings.local_cluster_name)
-    if token is None:
-        return None
-    # One heartbeat now, so the built-in cluster is healthy before the first request; the
-    # agent's own heartbeats follow once the server answers.
-    LocalHeartbeat(engine, settings, host_capacity(settings.data_dir, _local_gpus())).beat()
+        if token is None:
+            return None
+        _first_heartbeat(conn, settings, host_capacity(settings.data_dir, gpus))
     agent = LocalAgent(_client_url(settings), token, settings.data_dir)
     agent.start()
     return agent

@@ -61,7 +61,9 @@ from corral.domain.statuses import FINISHED_STATUSES, ComponentStatus, WorkloadS
 from corral.services import events as event_service
 from corral.services.clock import utcnow
 from corral.services.principal import SYSTEM
-from corral.services.status import add_usage, recompute, usage_delta
+from corral.services.clusters import capacity_of
+from corral.services.quotas import guaranteed_of, limit_of
+from corral.services.status import add_usage, recompute, request_of, usage_delta
 
 ADMITTED_REASON = "admitted to cluster {cluster}; waiting for its agent to start it"
 ADMITTED_COMPONENT_REASON = "admitted; waiting for the cluster agent"
@@ -98,10 +100,6 @@ class GuardViolation(RuntimeError):
 class RaceLost(RuntimeError):
     """A workload to admit changed between the catch-up and the write (a delete raced the
     pass): the pass is rolled back and the next one, after a reload, decides again."""
-
-
-def _request(r: Any) -> Resources:
-    return Resources(r.gpu, r.cpu, r.memory, r.ephemeral_storage)
 
 
 class Admitter:
@@ -142,8 +140,7 @@ class Admitter:
                     self._load(conn)
                 else:
                     self._catch_up(conn)
-                result = self._decide_and_write(conn)
-            return result
+                return self._decide_and_write(conn)
         except BaseException:
             self.loaded = False  # whatever the memory holds now may disagree with the database
             raise
@@ -185,15 +182,10 @@ class Admitter:
     def _load_config(self, conn: Connection) -> None:
         rows = conn.execute(select(clusters.c.id, clusters.c.name, clusters.c.capacity_gpu, clusters.c.capacity_cpu,
                                    clusters.c.capacity_memory, clusters.c.capacity_ephemeral_storage)).all()
-        self.capacity = {r.id: Resources(r.capacity_gpu, r.capacity_cpu, r.capacity_memory,
-                                         r.capacity_ephemeral_storage) for r in rows}
+        self.capacity = {r.id: capacity_of(r) for r in rows}
         self.cluster_names = {r.id: r.name for r in rows}
-        self.quotas = {
-            (r.project_id, r.cluster_id): ProjectQuota(
-                Resources(*(getattr(r, f"guaranteed_{n}") for n in RESOURCE_NAMES)),
-                Limit(*(getattr(r, f"limit_{n}") for n in RESOURCE_NAMES)))
-            for r in conn.execute(select(quotas))
-        }
+        self.quotas = {(r.project_id, r.cluster_id): ProjectQuota(guaranteed_of(r), limit_of(r))
+                       for r in conn.execute(select(quotas))}
         project_rows = conn.execute(select(projects.c.id, projects.c.name, projects.c.preemption_policy)).all()
         self.policy = {r.id: r.preemption_policy for r in project_rows}
         self.names = {r.id: r.name for r in project_rows}
@@ -228,10 +220,10 @@ class Admitter:
             self._unqueue(wid)
             self.dirty.add(c)  # its queue's head may have changed
         if should_hold and held_on is None:
-            self._hold(AdmittedWorkload(wid, r.project_id, c, r.priority, _request(r), r.preemptible, r.admitted_at),
+            self._hold(AdmittedWorkload(wid, r.project_id, c, r.priority, request_of(r), r.preemptible, r.admitted_at),
                        r.created_at)
         if should_wait and wid not in self.queued:
-            self._enqueue(QueuedWorkload(wid, r.project_id, c, r.priority, _request(r), r.preemptible,
+            self._enqueue(QueuedWorkload(wid, r.project_id, c, r.priority, request_of(r), r.preemptible,
                                          r.created_at))
             self.stored_reason[wid] = r.status_reason
 

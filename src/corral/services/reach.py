@@ -14,7 +14,7 @@ from sqlalchemy import Connection, select
 from corral.db.tables import clusters, components
 from corral.services.errors import Conflict, NotFound
 from corral.services.principal import Principal
-from corral.services.workloads import _visible_workload
+from corral.services.workloads import visible_workload
 
 
 def agent_logs_key(agent_token_hash: str) -> str:
@@ -33,7 +33,7 @@ class LogSource:
 
 
 def log_source(conn: Connection, principal: Principal, workload_id: int, component_id: int | None) -> LogSource:
-    row = _visible_workload(conn, principal, workload_id)
+    row = visible_workload(conn, principal, workload_id)
     comps = conn.execute(select(components.c.id, components.c.kind, components.c.placed)
                          .where(components.c.workload_id == workload_id).order_by(components.c.id)).all()
     if component_id is not None:
@@ -56,7 +56,7 @@ def log_source(conn: Connection, principal: Principal, workload_id: int, compone
 
 def service_endpoint(conn: Connection, principal: Principal, workload_id: int) -> str:
     """Where the workload's service answers, for the proxy."""
-    row = _visible_workload(conn, principal, workload_id)
+    row = visible_workload(conn, principal, workload_id)
     url = (row.endpoints or {}).get("server")
     if not url or row.status != "Running":
         raise Conflict(f"workload {workload_id} has no service endpoint (status {row.status}); "

@@ -205,7 +205,7 @@ _DETAIL_COLUMNS = (
 )
 
 
-def _visible_workload(conn: Connection, principal: Principal, workload_id: int) -> Any:
+def visible_workload(conn: Connection, principal: Principal, workload_id: int) -> Any:
     query = (select(*_DETAIL_COLUMNS).join(projects, projects.c.id == workloads.c.project_id)
              .where(workloads.c.id == workload_id))
     ids = project_service.visible_project_ids(conn, principal)
@@ -222,7 +222,7 @@ PRIORITY_NAMES = {-100: "low", 0: "medium", 100: "high"}
 
 def get_workload(conn: Connection, principal: Principal, workload_id: int) -> dict[str, Any]:
     """Everything about one workload: who and when, components, events, queue and run time."""
-    row = _visible_workload(conn, principal, workload_id)
+    row = visible_workload(conn, principal, workload_id)
     now = utcnow()
     waiting, running = elapsed_times(clock_of(row), now)
     comps = conn.execute(
@@ -309,7 +309,7 @@ def request_delete(conn: Connection, principal: Principal, workload_id: int) -> 
     the cluster's agent, which reports them Deleted. A Delete Failed workload may be
     deleted again: its failed components are retried.
     """
-    _visible_workload(conn, principal, workload_id)
+    visible_workload(conn, principal, workload_id)
     row = lock_workload(conn, workload_id)
     status = WorkloadStatus(row.status)
     if status is WorkloadStatus.DELETED:

@@ -24,12 +24,12 @@ from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.websockets import WebSocketDisconnect
 
+from corral.api.deps import token_or_session
 from corral.db.engine import read_tx
 from corral.services import reach
 from corral.services.errors import ClusterUnavailable, Unauthenticated
 from corral.services.principal import Principal
-from corral.services.users import authenticate
-from corral.services.web_sessions import SESSION_COOKIE, session_for
+from corral.services.web_sessions import SESSION_COOKIE
 
 router = APIRouter(tags=["proxy"], include_in_schema=False)
 
@@ -39,15 +39,10 @@ _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 
 def _principal(engine, authorization: str | None, cookies: dict[str, str]) -> Principal:  # type: ignore[no-untyped-def]
-    scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() == "bearer" and token:
-        principal = authenticate(engine, token.strip())
-        if principal is not None:
-            return principal
-    session = session_for(engine, cookies.get(SESSION_COOKIE, ""))
-    if session is not None:
-        return session.principal
-    raise Unauthenticated("sign in, or send 'Authorization: Bearer <token>', to reach this workload")
+    principal = token_or_session(engine, authorization, cookies.get(SESSION_COOKIE))
+    if principal is None:
+        raise Unauthenticated("sign in, or send 'Authorization: Bearer <token>', to reach this workload")
+    return principal
 
 
 def _cookie_header(cookies: dict[str, str]) -> str | None:
