@@ -1,5 +1,6 @@
 # Two commands matter: `make run` starts Corral, `make test` runs every test.
-PYTHON ?= python3
+# A Python that per-project workload users can run too (scripts/pick-python says why).
+PYTHON ?= $(shell bash scripts/pick-python)
 VENV ?= .venv
 BIN := $(VENV)/bin
 export CORRAL_TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/postgres

@@ -7,8 +7,10 @@ databases). Without it the PostgreSQL half is skipped, unless CORRAL_REQUIRE_POS
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,6 +44,16 @@ def pytest_sessionfinish(session, exitstatus):  # type: ignore[no-untyped-def]
     if skipped and exitstatus == 0:
         reporter.write_line(f"FAILED: {skipped} tests were skipped (CORRAL_FAIL_ON_SKIP=1)", red=True)
         session.exitstatus = 1
+
+
+def work_root_for(state_dir: Path) -> Path:
+    """The work area of a local cluster whose state is in ``state_dir``: the same for the
+    same state directory (a backend that re-adopts finds its components' reports), and
+    reachable by per-project workload users, which pytest's 0700 tmp directories are not."""
+    base = Path(tempfile.gettempdir()) / "corral-test-work"
+    base.mkdir(mode=0o711, exist_ok=True)
+    os.chmod(base, 0o711)
+    return base / hashlib.sha256(str(Path(state_dir).resolve()).encode()).hexdigest()[:16]
 
 
 @pytest.fixture(scope="session")

@@ -35,6 +35,8 @@ class AgentClient:
                 "gpu": len(n.gpus), "cpu": f"{n.cpu_millicores}m", "memory": n.memory_bytes,
                 "ephemeral_storage": n.ephemeral_storage_bytes}, "gpu_vendor": n.gpu_vendor, "gpu_model": n.gpu_model}
                 for n in capacity.nodes]
+            if capacity.isolation:
+                body["isolation"] = capacity.isolation
         if agent_url:
             body["agent_url"] = agent_url
         return self._post("/agent/heartbeat", body)

@@ -32,12 +32,12 @@ _DONE = {"Completed", "Failed", "Deleted", "DeleteFailed"}
 
 
 class Agent:
-    def __init__(self, client: AgentClient, backend: Backend, *, data_dir: Path, poll_s: float = 0.1,
+    def __init__(self, client: AgentClient, backend: Backend, *, work_root: Path, poll_s: float = 0.1,
                  heartbeat_s: float = 10.0, resync_s: float = 60.0, grace_s: float = 30.0, discover_s: float = 30.0,
                  logs_url: str | None = None) -> None:
         self.client = client
         self.backend = backend
-        self.data_dir = data_dir
+        self.work_root = work_root  # where workloads keep their files (models, runs, workspaces)
         self.poll_s = poll_s
         self.heartbeat_s = heartbeat_s
         self.resync_s = resync_s
@@ -143,7 +143,7 @@ class Agent:
         try:
             launches = build_launches(workload_id=item["workload_id"], project=item["project"],
                                       workload_type=item["type"], spec=item["spec"], components=refs,
-                                      data_dir=self.data_dir, secret_env=item.get("env") or {})
+                                      work_root=self.work_root, secret_env=item.get("env") or {})
             for launch in launches:
                 self.backend.start(launch)
         except (RecipeError, BackendError) as exc:

@@ -7,11 +7,13 @@ import logging
 import os
 import signal
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from corral.backends.identity import IdentityError
 from corral.cli import output
 
 if TYPE_CHECKING:
@@ -21,23 +23,39 @@ if TYPE_CHECKING:
 log = logging.getLogger("corral.agent")
 
 
-def _build(server: str, token: str, backend_kind: str, state_dir: Path, data_dir: Path, listen_host: str,
+@dataclass(frozen=True)
+class Workloads:
+    """Who workloads run as and where their files go (see corral.backends.identity, workarea)."""
+
+    users: str = "auto"
+    user_map: str | None = None
+    root: Path | None = None
+    log_max_bytes: int = 64 << 20
+
+
+def _build(server: str, token: str, backend_kind: str, state_dir: Path, workloads: Workloads, listen_host: str,
            listen_port: int, advertise_host: str | None, poll_s: float) -> tuple[Agent, LogsServer]:
     from corral.agent.client import AgentClient
     from corral.agent.logs_api import LogsServer, logs_app
     from corral.agent.loop import Agent
+    from corral.backends.identity import Identities
     from corral.backends.local import LocalBackend
+    from corral.backends.local.workarea import default_root
     from corral.services.reach import agent_logs_key
     from corral.services.users import hash_token
 
     if backend_kind != "local":
         raise ValueError(f"backend {backend_kind!r} is not available yet; use --backend local")
-    backend = LocalBackend(state_dir)
+    isolated = Identities.from_settings(workloads.users).isolated
+    root = (workloads.root or default_root(state_dir, isolated)).resolve()
+    identities = Identities.from_settings(workloads.users, workloads.user_map, home_root=str(root))
+    backend = LocalBackend(state_dir, identities=identities, work_root=root, log_max_bytes=workloads.log_max_bytes)
+    log.log(logging.INFO if identities.isolated else logging.WARNING, "local cluster: %s", identities.notice)
     key = agent_logs_key(hash_token(token))
     logs = LogsServer(logs_app(backend, key), listen_host, listen_port)
     port = logs.start()
     url = f"http://{advertise_host or listen_host}:{port}"
-    agent = Agent(AgentClient(server, token), backend, data_dir=data_dir, poll_s=poll_s, logs_url=url)
+    agent = Agent(AgentClient(server, token), backend, work_root=root, poll_s=poll_s, logs_url=url)
     return agent, logs
 
 
@@ -48,8 +66,16 @@ def agent(
     backend: Annotated[str, typer.Option("--backend", help="Backend kind: local.")] = "local",
     state_dir: Annotated[Path, typer.Option("--state-dir", help="Where the backend keeps its components' state.")]
     = Path("~/.local/share/corral/agent").expanduser(),
-    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Model store, runs and workspaces "
-                                                  "(default: the state dir).")] = None,
+    workload_root: Annotated[Path | None, typer.Option(
+        "--workload-root", "--data-dir", envvar="CORRAL_WORKLOAD_ROOT",
+        help="The work area: each project's models, runs and workspaces (default /var/lib/corral/workloads when "
+             "workloads run as per-project users, else STATE_DIR/work).")] = None,
+    workload_users: Annotated[str, typer.Option(
+        "--workload-users", envvar="CORRAL_WORKLOAD_USERS",
+        help="Who workloads run as: auto (an OS user per project when run as root), per-project, shared.")] = "auto",
+    user_map: Annotated[str | None, typer.Option(
+        "--user-map", envvar="CORRAL_WORKLOAD_USER_MAP",
+        help="PROJECT=USER,...: run these projects' workloads as existing users.")] = None,
     listen: Annotated[str, typer.Option("--listen", help="HOST:PORT of the agent's log API, which the control "
                                         "plane calls (port 0: any free one).")] = "127.0.0.1:0",
     advertise_host: Annotated[str | None, typer.Option("--advertise-host", help="Host name the control plane "
@@ -64,9 +90,9 @@ def agent(
     host, _, port = listen.rpartition(":")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s agent %(levelname)s %(message)s")
     try:
-        runner, logs = _build(server, token, backend, state_dir, data_dir or state_dir, host or "127.0.0.1",
-                              int(port or 0), advertise_host, poll_s)
-    except (ValueError, OSError) as exc:
+        runner, logs = _build(server, token, backend, state_dir, Workloads(workload_users, user_map, workload_root),
+                              host or "127.0.0.1", int(port or 0), advertise_host, poll_s)
+    except (ValueError, OSError, IdentityError) as exc:
         output.fail(f"cannot start the agent: {exc}")
     signal.signal(signal.SIGTERM, lambda *_: runner.stop())
     signal.signal(signal.SIGINT, lambda *_: runner.stop())
@@ -83,9 +109,9 @@ class LocalAgent:
     """The built-in local cluster's agent, in a thread of `corral serve` (same code, same
     protocol: it talks HTTP to this very server with the cluster's own token)."""
 
-    def __init__(self, server_url: str, token: str, data_dir: Path, poll_s: float = 0.05) -> None:
+    def __init__(self, server_url: str, token: str, data_dir: Path, workloads: Workloads, poll_s: float = 0.05) -> None:
         self.server_url = server_url
-        self.agent, self.logs = _build(server_url, token, "local", data_dir / "local-cluster", data_dir,
+        self.agent, self.logs = _build(server_url, token, "local", data_dir / "local-cluster", workloads,
                                        "127.0.0.1", 0, None, poll_s)
         self.thread = threading.Thread(target=self._run, name="local-cluster-agent", daemon=True)
 

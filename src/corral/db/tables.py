@@ -110,6 +110,8 @@ class Cluster(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # Where the agent serves component output to the control plane (from its heartbeat).
     agent_url: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    # How its agent keeps workloads apart (one line, as reported in its heartbeat).
+    isolation: Mapped[str | None] = mapped_column(String(500), nullable=True)
     __table_args__ = (CheckConstraint("kind IN ('local', 'kubernetes', 'slurm')", name="kind"),)
 
 

@@ -21,7 +21,7 @@ AGENT_TOKEN_PREFIX = "crla_"
 _COLUMNS = (
     clusters.c.id, clusters.c.name, clusters.c.kind, clusters.c.description, clusters.c.capacity_gpu,
     clusters.c.capacity_cpu, clusters.c.capacity_memory, clusters.c.capacity_ephemeral_storage, clusters.c.nodes,
-    clusters.c.last_heartbeat_at, clusters.c.created_at,
+    clusters.c.last_heartbeat_at, clusters.c.created_at, clusters.c.isolation,
 )
 
 
@@ -40,6 +40,7 @@ def _cluster_dict(row: Any, unhealthy_after_s: float) -> dict[str, Any]:
         "nodes": row.nodes,
         "last_heartbeat_at": row.last_heartbeat_at,
         "created_at": row.created_at,
+        "isolation": row.isolation,
     }
 
 
@@ -158,7 +159,7 @@ def cluster_for_agent(conn: Connection, token: str) -> Any | None:
 
 def record_heartbeat(
     conn: Connection, cluster_id: int, *, capacity: Resources | None, nodes: list[dict[str, Any]] | None,
-    unhealthy_after_s: float, agent_url: str | None = None,
+    unhealthy_after_s: float, agent_url: str | None = None, isolation: str | None = None,
 ) -> dict[str, Any]:
     """The agent is alive; it may also report capacity, nodes and where its log API is."""
     now = utcnow()
@@ -173,6 +174,8 @@ def record_heartbeat(
         values["nodes"] = nodes
     if agent_url is not None:
         values["agent_url"] = agent_url
+    if isolation is not None:
+        values["isolation"] = isolation
     conn.execute(update(clusters).where(clusters.c.id == cluster_id).values(**values))
     if before is not ClusterHealth.HEALTHY:
         events.record(conn, actor=SYSTEM, subject_type="cluster", subject_id=cluster_id, kind="cluster_healthy",

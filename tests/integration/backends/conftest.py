@@ -16,6 +16,7 @@ from corral.backends.base import Observation
 from corral.backends.local import LocalBackend
 from corral.backends.local import files as f
 from corral.domain.statuses import ComponentStatus as S
+from tests.conftest import work_root_for
 
 FINAL = (S.COMPLETED, S.FAILED, S.DELETED, S.DELETE_FAILED)
 
@@ -82,10 +83,26 @@ def state_dir(tmp_path: Path) -> Iterator[Path]:
 
 @pytest.fixture
 def backend(state_dir: Path) -> Iterator[LocalBackend]:
-    b = LocalBackend(state_dir, gpus="0")
+    b = LocalBackend(state_dir, gpus="0", work_root=work_root_for(state_dir))
     yield b
     if not b._closed:
         b.close()
+
+
+def project_workdir(backend: LocalBackend, project: str = "proj", name: str = "t") -> Path:
+    """A directory in ``project``'s part of the work area that its workloads may use (they
+    run as the project's own user, and cannot reach pytest's 0700 tmp directories)."""
+    run_as = backend.identities.for_project(project)
+    path = backend.work.prepare_project(project, run_as) / name
+    path.mkdir(exist_ok=True)
+    if run_as is not None:
+        os.chown(path, run_as.uid, run_as.gid)
+    return path
+
+
+@pytest.fixture
+def workdir(backend: LocalBackend) -> Path:
+    return project_workdir(backend)
 
 
 @pytest.fixture

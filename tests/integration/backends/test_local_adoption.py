@@ -15,6 +15,7 @@ from corral.backends.local import files as f
 from corral.domain.statuses import ComponentStatus as S
 
 from .conftest import Watcher, alive
+from tests.conftest import work_root_for
 
 OWNER = textwrap.dedent("""
     import sys, time
@@ -23,7 +24,7 @@ OWNER = textwrap.dedent("""
     from corral.domain.statuses import ComponentStatus as S
 
     state, work = sys.argv[1], sys.argv[2]
-    backend = LocalBackend(state, gpus="1")
+    backend = LocalBackend(state, gpus="1", work_root=sys.argv[3])
     def job(cid, script, gpu=0):
         return Launch(cid, cid, "proj", "custom", f"job-{cid}", command=("/bin/sh", "-c", script),
                       working_dir=work, gpu=gpu)
@@ -39,8 +40,10 @@ OWNER = textwrap.dedent("""
 """)
 
 
-def test_components_survive_the_owner_being_sigkilled_and_are_adopted(state_dir: Path, tmp_path: Path):
-    owner = subprocess.Popen([sys.executable, "-c", OWNER, str(state_dir), str(tmp_path)],
+def test_components_survive_the_owner_being_sigkilled_and_are_adopted(state_dir: Path):
+    # The jobs wait for flag files in their project's directory (they run as its user).
+    flags = work_root_for(state_dir) / "proj"
+    owner = subprocess.Popen([sys.executable, "-c", OWNER, str(state_dir), str(flags), str(work_root_for(state_dir))],
                              stdout=subprocess.PIPE, text=True)
     try:
         assert owner.stdout is not None
@@ -53,13 +56,14 @@ def test_components_survive_the_owner_being_sigkilled_and_are_adopted(state_dir:
     assert alive(a["pid"]) and alive(b["pid"])
 
     # Component 1 exits while nothing watches.
-    (tmp_path / "a-go").touch()
+    (flags / "a-go").touch()
     deadline = time.monotonic() + 10
     while (f.read_json(state_dir / "components" / "1" / f.STATUS) or {}).get("phase") != "exited":
         assert time.monotonic() < deadline
         time.sleep(0.05)
 
-    backend = LocalBackend(state_dir, gpus="1")  # the dead owner's lock is gone with it
+    # The dead owner's locks are gone with it.
+    backend = LocalBackend(state_dir, gpus="1", work_root=work_root_for(state_dir))
     try:
         everything = {o.component_id: o for o in backend.all_observations()}
         assert everything[1].status is S.FAILED and everything[1].exit_code == 7
@@ -75,7 +79,7 @@ def test_components_survive_the_owner_being_sigkilled_and_are_adopted(state_dir:
         waiting = watcher.wait(3, S.PENDING)
         assert waiting.reason == "waiting for 1 GPU(s): 0 of 1 free"
         # Component 2 is watched again: its exit arrives through observe().
-        (tmp_path / "b-go").touch()
+        (flags / "b-go").touch()
         done = watcher.wait(2, S.COMPLETED)
         assert done.exit_code == 0
         assert "b done" in backend.logs(2)

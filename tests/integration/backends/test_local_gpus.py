@@ -15,6 +15,7 @@ from corral.backends.local import LocalBackend, gpus
 from corral.domain.statuses import ComponentStatus as S
 
 from .conftest import Watcher
+from tests.conftest import work_root_for
 
 
 def gpu_job(cid: int, gpu: int = 1, script: str = "sleep 300") -> Launch:
@@ -37,7 +38,7 @@ def devices_seen(backend: LocalBackend, cid: int, watcher: Watcher) -> str:
 
 
 def test_two_components_never_share_a_gpu(state_dir: Path):
-    backend = LocalBackend(state_dir, gpus="2")
+    backend = LocalBackend(state_dir, gpus="2", work_root=work_root_for(state_dir))
     watcher = Watcher(backend)
     try:
         assert [g.index for g in backend.capacity().nodes[0].gpus] == [0, 1]
@@ -57,7 +58,7 @@ def test_two_components_never_share_a_gpu(state_dir: Path):
     finally:
         backend.close()
     # Assignments persist: a new backend knows devices 0 and 1 are taken.
-    backend = LocalBackend(state_dir, gpus="2")
+    backend = LocalBackend(state_dir, gpus="2", work_root=work_root_for(state_dir))
     watcher = Watcher(backend)
     try:
         backend.start(gpu_job(5))
@@ -85,7 +86,7 @@ def test_gpu_setting_forms():
 
 def test_environment_setting_overrides_detection(state_dir: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("CORRAL_LOCAL_GPUS", "nvidia:A100:3")
-    with LocalBackend(state_dir) as backend:
+    with LocalBackend(state_dir, work_root=work_root_for(state_dir)) as backend:
         node = backend.capacity().nodes[0]
         assert (len(node.gpus), node.gpu_vendor, node.gpu_model) == (3, "nvidia", "A100")
         assert node.cpu_millicores >= 1000 and node.memory_bytes > 2**28
@@ -113,7 +114,7 @@ def test_detection_and_discovery_with_nvidia_smi(state_dir: Path, tmp_path: Path
     monkeypatch.delenv("CORRAL_LOCAL_GPUS", raising=False)
     outsider = subprocess.Popen(["sleep", "300"])  # a GPU process nobody told Corral about
     try:
-        with LocalBackend(state_dir, nvidia_smi=fake_nvidia_smi(tmp_path, [])) as probe:
+        with LocalBackend(state_dir, nvidia_smi=fake_nvidia_smi(tmp_path, []), work_root=work_root_for(state_dir)) as probe:
             devices = probe.capacity().nodes[0].gpus
             assert [(g.index, g.model, g.memory_bytes, g.uuid) for g in devices] == [
                 (0, "NVIDIA H100 80GB HBM3", 81559 * 2**20, "GPU-aaa"),
@@ -125,7 +126,7 @@ def test_detection_and_discovery_with_nvidia_smi(state_dir: Path, tmp_path: Path
             ours = probe.inspect(1)["status"]["pid"]
         smi = fake_nvidia_smi(tmp_path, [(ours, "python", "GPU-aaa", 1000), (outsider.pid, "sleep", "GPU-bbb", 2000),
                                          (outsider.pid, "sleep", "GPU-aaa", 10)])
-        with LocalBackend(state_dir, nvidia_smi=smi) as backend:
+        with LocalBackend(state_dir, nvidia_smi=smi, work_root=work_root_for(state_dir)) as backend:
             found = backend.discover()
             assert len(found) == 1
             d = found[0]

@@ -16,6 +16,7 @@ from corral.backends.local import LocalBackend
 from corral.domain.statuses import ComponentStatus as S
 
 from .conftest import Watcher, alive, group_pids
+from tests.conftest import work_root_for
 
 
 def job(cid: int, script: str, **kw) -> Launch:  # type: ignore[no-untyped-def]
@@ -27,14 +28,14 @@ def server(cid: int, script: str, path: str | None = "/", **kw) -> Launch:  # ty
                   command=("/bin/sh", "-c", script), needs_port=True, readiness=Readiness(path), **kw)
 
 
-def test_batch_command_goes_pending_running_completed(backend: LocalBackend, watcher: Watcher, tmp_path: Path):
-    backend.start(job(1, "while [ ! -f go ]; do sleep 0.05; done; echo all done", working_dir=str(tmp_path)))
+def test_batch_command_goes_pending_running_completed(backend: LocalBackend, watcher: Watcher, workdir: Path):
+    backend.start(job(1, "while [ ! -f go ]; do sleep 0.05; done; echo all done", working_dir=str(workdir)))
     first = watcher.poll()
     assert [(o.component_id, o.status) for o in first] == [(1, S.PENDING)]
     assert first[0].observed_at.tzinfo is UTC or first[0].observed_at.utcoffset().total_seconds() == 0
     running = watcher.wait(1, S.RUNNING)
     assert running.reason.startswith("running")
-    (tmp_path / "go").touch()
+    (workdir / "go").touch()
     done = watcher.wait(1, S.COMPLETED)
     assert done.exit_code == 0 and done.reason == "completed"
     assert watcher.statuses(1) == [S.PENDING, S.RUNNING, S.COMPLETED]
@@ -126,8 +127,8 @@ def test_processes_a_job_leaves_behind_are_ended(backend: LocalBackend, watcher:
 
 
 def test_start_is_idempotent_and_stop_of_unknown_or_waiting_components(backend: LocalBackend, watcher: Watcher,
-                                                                          tmp_path: Path):
-    counter = tmp_path / "runs"
+                                                                          workdir: Path):
+    counter = workdir / "runs"
     launch = job(1, f"echo run >> {counter}")
     backend.start(launch)
     backend.start(launch)
@@ -171,9 +172,9 @@ def test_logs_tail_and_follow(backend: LocalBackend, watcher: Watcher):
 
 def test_one_backend_per_state_directory(backend: LocalBackend, state_dir: Path):
     with pytest.raises(BackendError, match="in use by pid"):
-        LocalBackend(state_dir, gpus="0")
+        LocalBackend(state_dir, gpus="0", work_root=work_root_for(state_dir))
     backend.close()
-    LocalBackend(state_dir, gpus="0").close()
+    LocalBackend(state_dir, gpus="0", work_root=work_root_for(state_dir)).close()
     with pytest.raises(BackendError):
         backend.observe()
 
@@ -197,7 +198,7 @@ def test_memory_limit_is_enforced_or_the_reason_says_why(backend: LocalBackend, 
 def test_survivors_of_sigkill_are_delete_failed_and_a_second_delete_retries(state_dir: Path):
     from corral.backends.local import files as f
 
-    backend = LocalBackend(state_dir, gpus="0")
+    backend = LocalBackend(state_dir, gpus="0", work_root=work_root_for(state_dir))
     backend.start(job(1, "true"))
     Watcher(backend).wait(1, S.COMPLETED)
     backend.close()
@@ -208,7 +209,7 @@ def test_survivors_of_sigkill_are_delete_failed_and_a_second_delete_retries(stat
     status["exit"].update(stopped=True, cause="deleted",
                           delete_failed="1 process(es) still alive after SIGKILL: pid 4242 (uninterruptible sleep)")
     f.write_json_atomic(path, status)
-    backend = LocalBackend(state_dir, gpus="0")
+    backend = LocalBackend(state_dir, gpus="0", work_root=work_root_for(state_dir))
     try:
         (obs,) = backend.all_observations()
         assert obs.status is S.DELETE_FAILED and "pid 4242 (uninterruptible sleep)" in obs.reason

@@ -14,12 +14,13 @@ from corral.backends.local import files as f
 from corral.domain.statuses import ComponentStatus as S
 
 from .conftest import Watcher
+from tests.conftest import work_root_for
 
 IDLE = 30  # enough to tell "per component" from "per poll"; bench/ measures 1,000
 
 
 def test_idle_components_cost_nothing_per_poll(state_dir: Path, monkeypatch: pytest.MonkeyPatch):
-    backend = LocalBackend(state_dir, gpus="0", sweep_per_poll=3)
+    backend = LocalBackend(state_dir, gpus="0", sweep_per_poll=3, work_root=work_root_for(state_dir))
     watcher = Watcher(backend)
     try:
         for cid in range(1, IDLE + 1):

@@ -54,7 +54,7 @@ def file_server() -> Iterator[str]:
     server.server_close()
 
 
-def launches(type_: str, spec: dict[str, Any], data_dir: Path, workload_id: int = 7, component_id: int = 1,
+def launches(type_: str, spec: dict[str, Any], work_root: Path, workload_id: int = 7, component_id: int = 1,
              **kw: Any):  # type: ignore[no-untyped-def]
     body = {"type": type_, "name": "w", "project": "proj", **spec}
     kind = "server" if type_ in ("inference", "workspace") or spec.get("service") else "job"
@@ -62,12 +62,12 @@ def launches(type_: str, spec: dict[str, Any], data_dir: Path, workload_id: int 
     if kind == "server":
         refs.append(ComponentRef(component_id + 1, "endpoint"))
     return build_launches(workload_id=workload_id, project="proj", workload_type=type_, spec=body,
-                          components=refs, data_dir=data_dir, **kw)
+                          components=refs, work_root=work_root, **kw)
 
 
 def test_model_download_from_http_lands_in_the_store_with_progress(backend: LocalBackend, watcher: Watcher,
                                                                     tmp_path: Path, file_server: str):
-    data = tmp_path / "data"
+    data = backend.work.root
     (launch,) = launches("model_download", {"source": f"{file_server}/files/tiny-model.bin"}, data)
     backend.start(launch)
     done = watcher.wait(1, S.COMPLETED, timeout=30)
@@ -76,10 +76,10 @@ def test_model_download_from_http_lands_in_the_store_with_progress(backend: Loca
     assert partial, [(o.status, o.reason, o.progress) for o in watcher.history[1]]
     assert partial[0].progress["bytes_total"] == len(PAYLOAD)
     assert partial[0].reason.startswith("downloading: ") and partial[0].reason.endswith(" of 3.1 MB")
-    assert done.result == {"model": "tiny-model", "path": str(data / "models/proj/tiny-model"),
+    assert done.result == {"model": "tiny-model", "path": str(data / "proj/models/tiny-model"),
                            "bytes": len(PAYLOAD), "files": 1}
     assert done.reason == "completed: model tiny-model registered"
-    model = data / "models" / "proj" / "tiny-model"
+    model = data / "proj" / "models" / "tiny-model"
     assert (model / "tiny-model.bin").read_bytes() == PAYLOAD
     manifest = modelstore.read_manifest(model)
     assert manifest is not None and manifest["kind"] == "download" and manifest["workload_id"] == 7
@@ -89,12 +89,12 @@ def test_model_download_from_http_lands_in_the_store_with_progress(backend: Loca
 
 def test_failed_download_is_failed_and_leaves_nothing(backend: LocalBackend, watcher: Watcher, tmp_path: Path,
                                                       file_server: str):
-    data = tmp_path / "data"
+    data = backend.work.root
     (launch,) = launches("model_download", {"source": f"{file_server}/missing/x.bin", "model_name": "x"}, data)
     backend.start(launch)
     failed = watcher.wait(1, S.FAILED, timeout=30)
     assert failed.exit_code == 1 and "404" in failed.reason
-    assert not (data / "models" / "proj").exists() or list((data / "models" / "proj").iterdir()) == []
+    assert not (data / "proj" / "models").exists() or list((data / "proj" / "models").iterdir()) == []
 
 
 def test_hugging_face_download_uses_the_token_and_installs_atomically(tmp_path: Path,
@@ -125,7 +125,7 @@ def test_hugging_face_download_uses_the_token_and_installs_atomically(tmp_path: 
 
 
 def test_training_registers_the_model_it_wrote(backend: LocalBackend, watcher: Watcher, tmp_path: Path):
-    data = tmp_path / "data"
+    data = backend.work.root
     script = ('test -n "$CORRAL_DATASET" && echo "weights from $CORRAL_DATASET and $CORRAL_BASE_MODEL" '
               '> "$CORRAL_OUTPUT_DIR/model.safetensors"')
     (launch,) = launches("fine_tuning", {"base_model": "org/base", "dataset": "/data/d.jsonl", "command": script,
@@ -135,7 +135,7 @@ def test_training_registers_the_model_it_wrote(backend: LocalBackend, watcher: W
     backend.start(launch)
     done = watcher.wait(1, S.COMPLETED, timeout=20)
     assert done.result is not None and done.result["model"] == "tuned"
-    model = data / "models" / "proj" / "tuned"
+    model = data / "proj" / "models" / "tuned"
     assert (model / "model.safetensors").read_text() == "weights from /data/d.jsonl and org/base\n"
     manifest = modelstore.read_manifest(model)
     assert manifest is not None and manifest["kind"] == "fine_tuning" and manifest["base_model"] == "org/base"
@@ -145,7 +145,7 @@ def test_training_registers_the_model_it_wrote(backend: LocalBackend, watcher: W
 
 
 def test_failed_training_registers_nothing(backend: LocalBackend, watcher: Watcher, tmp_path: Path):
-    data = tmp_path / "data"
+    data = backend.work.root
     (launch,) = launches("training", {"dataset": "d", "command": 'echo half > "$CORRAL_OUTPUT_DIR/x"; exit 4'}, data)
     backend.start(launch)
     failed = watcher.wait(1, S.FAILED, timeout=20)
@@ -154,7 +154,7 @@ def test_failed_training_registers_nothing(backend: LocalBackend, watcher: Watch
 
 
 def test_evaluation_metrics_become_the_result(backend: LocalBackend, watcher: Watcher, tmp_path: Path):
-    data = tmp_path / "data"
+    data = backend.work.root
     script = """echo "{\\"accuracy\\": 0.75, \\"tasks\\": \\"$CORRAL_EVAL_TASKS\\"}" > "$CORRAL_METRICS_FILE" """
     (launch,) = launches("evaluation", {"model": "m", "tasks": ["mmlu", "gsm8k"], "command": script}, data)
     backend.start(launch)
@@ -164,7 +164,7 @@ def test_evaluation_metrics_become_the_result(backend: LocalBackend, watcher: Wa
 
 
 def test_custom_batch_script_and_custom_service(backend: LocalBackend, watcher: Watcher, tmp_path: Path):
-    data = tmp_path / "data"
+    data = backend.work.root
     (job,) = launches("custom", {"batch_script": "#!/bin/sh\necho from a script\n"}, data)
     backend.start(job)
     watcher.wait(1, S.COMPLETED)

@@ -90,6 +90,31 @@ def read_json(path: str | Path) -> Any | None:
         return None
 
 
+def read_json_untrusted(path: str | Path, *, uid: int | None = None, max_bytes: int = 1 << 20) -> Any | None:
+    """JSON from a file a workload controls, read by Corral: never through a link, never
+    blocking on a FIFO, only a regular file of at most ``max_bytes`` (owned by ``uid``
+    when given); None otherwise."""
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > max_bytes or (uid is not None and info.st_uid != uid):
+            return None
+        data = os.read(fd, max_bytes + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    try:
+        return json.loads(data)
+    except ValueError:
+        return None
+
+
 def touch_event(event_file: str | os.PathLike[str] | None) -> None:
     """Tell the backend that a component's files changed (creates the event file)."""
     if not event_file:

@@ -1,4 +1,5 @@
-"""The model store on disk: ``<data_dir>/models/<project>/<model name>/``.
+"""A project's model store on disk: ``<work root>/<project>/models/<model name>/``, in the
+project's directory, which only the project's workloads can read (see ``workarea.py``).
 
 A model is a directory with the model's files and a manifest, ``corral-model.json``::
 
@@ -29,8 +30,8 @@ MANIFEST = "corral-model.json"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-def store_dir(data_dir: str | os.PathLike[str], project: str) -> Path:
-    return Path(data_dir) / "models" / project
+def store_dir(work_root: str | os.PathLike[str], project: str) -> Path:
+    return Path(work_root) / project / "models"
 
 
 def safe_name(text: str) -> str:
@@ -41,27 +42,27 @@ def safe_name(text: str) -> str:
     return name
 
 
-def model_dir(data_dir: str | os.PathLike[str], project: str, name: str) -> Path:
-    return store_dir(data_dir, project) / safe_name(name)
+def model_dir(work_root: str | os.PathLike[str], project: str, name: str) -> Path:
+    return store_dir(work_root, project) / safe_name(name)
 
 
 def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any] | None:
-    data = f.read_json(Path(path) / MANIFEST)
+    data = f.read_json_untrusted(Path(path) / MANIFEST)  # the agent (root) reads it too: no links, no FIFOs
     return data if isinstance(data, dict) else None
 
 
-def resolve(data_dir: str | os.PathLike[str], project: str, reference: str) -> str | None:
+def resolve(work_root: str | os.PathLike[str], project: str, reference: str) -> str | None:
     """The directory of the project's model called ``reference``, or None when the store
     has no such model (the reference may then be a Hugging Face repo or a path)."""
     try:
-        path = model_dir(data_dir, project, reference)
+        path = model_dir(work_root, project, reference)
     except ValueError:
         return None
     return str(path) if read_manifest(path) is not None else None
 
 
-def list_models(data_dir: str | os.PathLike[str], project: str) -> list[dict[str, Any]]:
-    root = store_dir(data_dir, project)
+def list_models(work_root: str | os.PathLike[str], project: str) -> list[dict[str, Any]]:
+    root = store_dir(work_root, project)
     if not root.is_dir():
         return []
     models = []

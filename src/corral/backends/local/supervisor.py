@@ -10,7 +10,10 @@ the control plane, even with SIGKILL, leaves it running), takes ``supervisor.loc
 whole life (the backend tells a live supervisor from a dead one by that lock, which no pid
 reuse can fool), and starts the command from ``placement.json`` in its own process group,
 inside the component's cgroup when the host allows, with stdout and stderr appended to
-``output.log``. It then sleeps in ``sigwaitinfo`` (no polling while idle) until:
+``output.log``, as the project's OS user when the placement names one (``run_as``: the
+supervisor stays root, like slurmstepd, and only the command switches; its working
+directory is made after the switch, so it lands nowhere that user could not write). It
+then sleeps in ``sigwaitinfo`` until:
 
 - SIGCHLD: the command exited. Processes it left behind in its group are terminated,
   then the exit (code or signal, and when) is written to ``status.json``;
@@ -18,7 +21,9 @@ inside the component's cgroup when the host allows, with stdout and stderr appen
   SIGTERM to the group, SIGKILL once the grace period is over, again every second, until
   no process of the component is left; after 10 s of SIGKILLs it gives up and records
   the survivors (the backend reports DeleteFailed);
-- for a service not yet ready, every readiness interval: an HTTP GET or a TCP connect.
+- for a service not yet ready, every readiness interval: an HTTP GET or a TCP connect;
+- every ``LOG_CHECK_S`` while the command runs: ``output.log`` past ``log_max_bytes`` is
+  cut to its newest half, behind a line that says how much was dropped.
 
 The supervisor is a child subreaper, so processes the command orphans are re-parented to
 it and reaped. Every change of ``status.json`` is written atomically and followed by a
@@ -50,6 +55,15 @@ KILL_RETRY_S = 1.0
 GIVE_UP_AFTER_KILL_S = 10.0
 STOP_POLL_S = 0.1
 PR_SET_CHILD_SUBREAPER = 36
+LOG_CHECK_S = 5.0
+
+
+class SpawnError(OSError):
+    """The command could not be started; ``stage`` says where: "cwd" or "exec"."""
+
+    def __init__(self, number: int, text: str, stage: str) -> None:
+        super().__init__(number, text)
+        self.stage = stage
 
 
 def signal_name(number: int) -> str:
@@ -116,8 +130,10 @@ class Supervisor:
             cgroups.remove(self.cgroup)
             code = 127 if exc.errno == errno.ENOENT else 126
             what = self.placement.get("argv", ["?"])[0]
-            return self.finish(code=code, sig=None, at=f.now_iso(), stopped=False, cause=None,
-                               error=f"could not start {what}: {exc.strerror or exc}", limits=limits)
+            error = (f"could not be created: {exc.strerror}" if getattr(exc, "stage", None) == "cwd"
+                     else f"could not start {what}: {exc.strerror or exc}")
+            return self.finish(code=code, sig=None, at=f.now_iso(), stopped=False, cause=None, error=error,
+                               limits=limits)
         assert self.pid is not None
         if self.cgroup and self.pid not in cgroups.members(self.cgroup):
             why = f"not enforced: the command could not join cgroup {self.cgroup}"
@@ -145,6 +161,7 @@ class Supervisor:
         read_end, write_end = os.pipe2(os.O_CLOEXEC)
         pid = os.fork()
         if pid == 0:  # the child: only os calls until exec
+            stage = "exec"
             try:
                 os.close(read_end)
                 os.setpgid(0, 0)
@@ -156,9 +173,18 @@ class Supervisor:
                 for sig in (signal.SIGPIPE, signal.SIGXFSZ, *SIGNALS):
                     signal.signal(sig, signal.SIG_DFL)
                 signal.pthread_sigmask(signal.SIG_SETMASK, [])
-                os.chdir(cwd)
                 null = os.open(os.devnull, os.O_RDONLY)
-                out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)  # Corral's file
+                run_as = self.placement.get("run_as")
+                if run_as:
+                    os.setgroups(run_as["groups"])
+                    os.setgid(run_as["gid"])
+                    os.setuid(run_as["uid"])
+                    os.umask(0o077)
+                stage = "cwd"
+                os.makedirs(cwd, mode=0o700, exist_ok=True)
+                os.chdir(cwd)
+                stage = "exec"
                 os.dup2(null, 0)
                 os.dup2(out, 1)
                 os.dup2(out, 2)
@@ -166,7 +192,7 @@ class Supervisor:
                 os.closerange(write_end + 1, 1 << 16)
                 os.execvpe(argv[0], argv, env)
             except OSError as exc:
-                os.write(write_end, f"{exc.errno or 0}:{exc.strerror or exc}".encode())
+                os.write(write_end, f"{exc.errno or 0}:{stage}:{exc.strerror or exc}".encode())
             finally:
                 os._exit(127)
         os.close(write_end)
@@ -176,8 +202,11 @@ class Supervisor:
             os.close(read_end)
         if failure:
             os.waitpid(pid, 0)
-            number, _, text = failure.partition(":")
-            raise OSError(int(number) if number.isdigit() else 0, text)
+            number, _, rest = failure.partition(":")
+            stage, _, text = rest.partition(":")
+            if stage == "cwd":
+                text = f"its working directory {cwd}: {text}"
+            raise SpawnError(int(number) if number.isdigit() else 0, text, stage)
         self.pid = self.pgid = pid
 
     def loop(self, readiness: dict[str, Any] | None) -> int:
@@ -209,6 +238,7 @@ class Supervisor:
             if not self.ready and readiness is not None and self.check_ready(readiness):
                 self.ready = True
                 self.publish(phase="running", ready=True, ready_at=f.now_iso(), waiting_for=None)
+            cap_log(self.path(f.OUTPUT), int(self.placement.get("log_max_bytes") or 0))
 
     def next_timeout(self, readiness: dict[str, Any] | None) -> float | None:
         if self.stop_requested is not None or self.leftover_deadline is not None:
@@ -217,7 +247,7 @@ class Supervisor:
             return 0.0
         if not self.ready and readiness is not None:
             return float(readiness.get("interval_s") or 0.25)
-        return None
+        return float(self.placement.get("log_check_s") or LOG_CHECK_S)
 
     def reap_children(self) -> None:
         while True:
@@ -396,6 +426,32 @@ class Supervisor:
             if done is not None:
                 return done
             time.sleep(STOP_POLL_S)
+
+
+def cap_log(path: str, max_bytes: int) -> None:
+    """Past ``max_bytes``, keep the newest half of the log (from a line start) behind a
+    marker. The command appends (O_APPEND) all along: what it writes while this runs lands
+    after the kept tail, or, in the instant between read and truncate, is lost."""
+    if max_bytes <= 0:
+        return
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return
+    try:
+        size = os.fstat(fd).st_size
+        if size <= max_bytes:
+            return
+        keep = os.pread(fd, max_bytes // 2, size - max_bytes // 2)
+        keep = keep[keep.find(b"\n") + 1:] if b"\n" in keep else keep
+        marker = (f"[corral: output.log reached {max_bytes} bytes; the oldest "
+                  f"{size - len(keep)} bytes were dropped]\n").encode()
+        os.pwrite(fd, marker + keep, 0)
+        os.ftruncate(fd, len(marker) + len(keep))
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _alive(pid: int) -> bool:
