@@ -18,6 +18,7 @@ A key is never printed, logged or kept in a repr.
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import secrets as _random
@@ -28,6 +29,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from corral.services.errors import ServiceError
 
@@ -53,7 +56,7 @@ class KeyMismatch(Exception):
 class SecretKeys:
     """One or more Fernet keys, newest first."""
 
-    __slots__ = ("_fernet", "count")
+    __slots__ = ("_fernet", "_raw", "count")
 
     def __init__(self, keys: Sequence[bytes | str]) -> None:
         if not keys:
@@ -67,6 +70,7 @@ class SecretKeys:
                                 "make one with `python -c 'from corral.services.keys import generate_key; "
                                 "print(generate_key())'`)") from None
         self._fernet = MultiFernet(fernets)
+        self._raw = [base64.urlsafe_b64decode(key) for key in keys]
         self.count = len(fernets)
 
     def __repr__(self) -> str:
@@ -81,6 +85,12 @@ class SecretKeys:
         except (InvalidToken, UnicodeEncodeError):
             raise KeyMismatch("cannot decrypt with the server's key: it was encrypted with another key "
                               "(CORRAL_SECRET_KEY or <data_dir>/secret.key changed?) or is corrupt") from None
+
+    def derive(self, purpose: bytes) -> list[bytes]:
+        """A 32-byte key per server key (newest first) for another use, by HKDF: signing
+        workload-origin tickets needs no secret of its own, and rotates with these keys."""
+        return [HKDF(algorithm=hashes.SHA256(), length=32, salt=b"corral", info=purpose).derive(raw)
+                for raw in self._raw]
 
     def rotate(self, token: str) -> str:
         """The same plaintext, re-encrypted with the newest key."""
