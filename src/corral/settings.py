@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -47,6 +48,16 @@ class Settings(BaseSettings):
     # (newest first) rotate: the first encrypts, any decrypts. Unset: <data_dir>/secret.key,
     # created on first use. Never printed or logged.
     secret_key: SecretStr | None = Field(None, description="Fernet key(s), newest first, comma-separated")
+    # A workload's web content is served on an origin of its own, never Corral's:
+    # <apps_scheme>://w<id>.<apps_domain>[:<apps_port>] (README: "Workload origins").
+    # The default needs no DNS: browsers resolve *.localhost to this machine.
+    apps_domain: str = Field("localhost", description="wildcard domain of workload origins: w<id>.<apps_domain>")
+    apps_scheme: Literal["http", "https"] = "http"
+    apps_port: int | None = Field(None, ge=1, le=65535, description="public port of workload origins; default: port")
+    # Corral's own origin as browsers reach it (behind a TLS proxy, say); default: this server's address.
+    public_url: str | None = Field(None, description="e.g. https://corral.example.com")
+    # Also serve workloads at /proxy/<id>/ on Corral's origin: UNSAFE (see README), sandboxed by CSP.
+    path_proxy_unsafe: bool = False
 
     def resolved_database_url(self) -> str:
         if self.database_url:

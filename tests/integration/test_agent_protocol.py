@@ -29,7 +29,8 @@ def test_work_names_what_to_run_then_what_to_stop(world):
         {"component_id": comp, "status": "Running", "observed_at": observed,
          "endpoint_url": "http://127.0.0.1:9999/"}]}).status_code == 200
     detail = world.alice.get(f"/api/v1/workloads/{wid}").json()
-    assert detail["status"] == "Running" and detail["endpoints"] == {"job": "http://127.0.0.1:9999/"}
+    # Shown on the workload's own origin, never where it listens.
+    assert detail["status"] == "Running" and detail["endpoints"] == {"job": f"http://w{wid}.localhost:8000/"}
     assert world.alice.delete(f"/api/v1/workloads/{wid}").status_code == 202
     [stop] = agent.get("/api/v1/agent/work", params={"after": work["cursor"]}).json()["items"]
     assert (stop["action"], stop["stop_as"], stop["component_ids"]) == ("stop", "Deleted", [comp])

@@ -36,6 +36,7 @@ PAGES = [
      (303, 422, 303)),
     ("GET", "/workloads/{wid}", None, (200, 404, 200)),
     ("GET", "/workloads/{wid}/delete", None, (200, 404, 200)),
+    ("GET", "/workloads/{wid}/open", None, (409, 404, 409)),  # it serves nothing (test_workload_origin.py)
     ("POST", "/workloads/{wid}/delete", {}, (303, 404, 303)),
     ("GET", "/projects", None, (200, 200, 200)),
     ("POST", "/projects", {"name": "new-{who}"}, (403, 403, 303)),

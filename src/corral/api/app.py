@@ -10,9 +10,11 @@ from sqlalchemy import Engine
 
 from corral import __version__, web
 from corral.api import errors
+from corral.api.host_dispatch import HostDispatch
 from corral.api.responses import FastJSONResponse
 from corral.api.routes import clusters, identity, projects, proxy, workloads
 from corral.db.engine import make_engine
+from corral.services.app_origins import AppOrigins
 from corral.services.writer import SubmissionWriter
 from corral.settings import Settings, get_settings
 
@@ -40,9 +42,14 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.engine = engine
     app.state.submission_writer = SubmissionWriter(engine)
     errors.install(app)
+    # Added after every other middleware, so it wraps them all: a workload's host name
+    # (w<id>.<apps domain>) reaches its proxy and nothing of Corral's (its bodies stream
+    # through to the service unparsed), and Corral answers only on other names.
+    app.state.app_origins = AppOrigins.from_settings(settings)
+    app.add_middleware(HostDispatch, state=app.state)
     for module in (identity, projects, clusters, workloads):
         app.include_router(module.router, prefix="/api/v1")
-    app.include_router(proxy.router)  # /proxy/{workload id}/...: a workload's service, authenticated
+    app.include_router(proxy.router)  # /proxy/{workload id}/...: off (404) unless CORRAL_PATH_PROXY_UNSAFE
     web.install(app)  # the browser UI at /
 
     @app.get("/healthz", tags=["health"])

@@ -11,7 +11,7 @@ from corral.services import clusters as cluster_service
 from corral.services.errors import Unauthenticated
 from corral.services.principal import Principal
 from corral.services.users import authenticate
-from corral.services.web_sessions import SESSION_COOKIE, session_for
+from corral.services.web_sessions import session_cookie_name, session_for
 from corral.settings import Settings
 
 
@@ -63,7 +63,7 @@ def current_reader(request: Request) -> Principal:
     """For reads a browser page makes itself (a workload's output on its details page): an
     API token, or the web UI's session cookie. Only for GETs: forms carry CSRF tokens."""
     principal = token_or_session(request.app.state.engine, request.headers.get("authorization"),
-                                 request.cookies.get(SESSION_COOKIE))
+                                 request.cookies.get(session_cookie_name(request.url.scheme == "https")))
     if principal is None:
         raise Unauthenticated("missing or invalid credentials: send 'Authorization: Bearer <token>' or sign in")
     return principal

@@ -224,7 +224,10 @@ class WorkloadDetail(BaseModel):
     preemptible: bool
     resources: dict[str, int]
     spec: dict[str, Any]
+    # The service's URL on the workload's own origin (API clients send their token there).
     endpoints: dict[str, Any]
+    # Corral's page that opens the service in a browser (signs the viewer in to its origin).
+    open_url: str | None = None
     delete_requested_at: datetime | None
     admitted_at: datetime | None
     first_running_at: datetime | None

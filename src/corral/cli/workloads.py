@@ -135,6 +135,8 @@ def workloads_get(workload_id: Annotated[int, typer.Argument(help="Workload id."
             rows.append((label, when(value)))
     for key, value in w.endpoints.items():
         rows.append((f"Endpoint {key}", value if isinstance(value, str) else json.dumps(value)))
+    if w.open_url:
+        rows.append(("Open in a browser", w.open_url))
     console = output.out()
     console.print(key_values(rows))
     if w.components:

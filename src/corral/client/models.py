@@ -229,6 +229,7 @@ class WorkloadDetail(_Model):
     resources: dict[str, int]
     spec: dict[str, Any] = Field(default_factory=dict)
     endpoints: dict[str, Any] = Field(default_factory=dict)
+    open_url: str | None = None  # Corral's page that opens the service in a browser
     delete_requested_at: datetime | None = None
     admitted_at: datetime | None = None
     first_running_at: datetime | None = None

@@ -28,7 +28,15 @@ IDLE_TIMEOUT = timedelta(days=2)
 TOUCH_EVERY = timedelta(minutes=5)
 
 
-SESSION_COOKIE = "corral_session"  # the web UI's; the workload proxy and log reads accept it too
+SESSION_COOKIE = "corral_session"  # the web UI's; log reads accept it too. Named by session_cookie_name
+
+
+def session_cookie_name(secure: bool) -> str:
+    """The session cookie's name: over https ``__Host-`` prefixed, so that the browser keeps
+    it host-only (Secure, Path=/, no Domain) and no other host, not even a workload's on
+    a sibling name, can set or replace it. Over http, browsers allow no such prefix."""
+    return f"__Host-{SESSION_COOKIE}" if secure else SESSION_COOKIE
+
 
 def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()

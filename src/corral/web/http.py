@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from corral.services.errors import ServiceError
-from corral.services.web_sessions import SESSION_COOKIE, WebSession, csrf_matches, session_for
+from corral.services.web_sessions import WebSession, csrf_matches, session_cookie_name, session_for
 from corral.web.templating import render
 
 log = logging.getLogger("corral.web")
@@ -73,8 +73,13 @@ def sign_in_url(next_path: str | None = None) -> str:
 
 # ----------------------------------------------------------------------------- who is asking
 
+def session_cookie(request: Request) -> str:
+    """The session cookie's name for this request (``__Host-`` prefixed over https)."""
+    return session_cookie_name(request.url.scheme == "https")
+
+
 def current_session(request: Request) -> WebSession:
-    token = request.cookies.get(SESSION_COOKIE)
+    token = request.cookies.get(session_cookie(request))
     session = session_for(request.app.state.engine, token) if token else None
     if session is None:
         raise SignInRequired()

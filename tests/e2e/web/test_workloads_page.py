@@ -316,7 +316,7 @@ def test_open_workspace_only_for_a_running_workspace(page: Page, world: World):
 
     row(page, "lab").get_by_role("button", name="Actions for lab").click()
     open_link = page.get_by_role("menuitem", name="Open workspace")
-    expect(open_link).to_have_attribute("href", f"/proxy/{running}/")
+    expect(open_link).to_have_attribute("href", f"/workloads/{running}/open")
     expect(open_link).to_have_attribute("target", "_blank")
     screenshot(page, "workloads-actions-menu")
     page.keyboard.press("Escape")

@@ -14,7 +14,7 @@ from corral.api.responses import FastJSONResponse
 from corral.api.schemas import WorkloadCreated, WorkloadDetail, WorkloadPage, WorkloadStats
 from corral.db.engine import read_tx, write_tx
 from corral.domain.workloads import WorkloadSpec
-from corral.services import listing, reach, workloads as workload_service
+from corral.services import app_origins, listing, reach, workloads as workload_service
 from corral.services.errors import ClusterUnavailable, NotFound
 
 router = APIRouter(tags=["workloads"])
@@ -64,17 +64,24 @@ def workload_stats(project: str, principal: CurrentUser, db: Db) -> dict:
 
 
 @router.get("/workloads/{workload_id}", response_model=WorkloadDetail)
-def get_workload(workload_id: int, principal: CurrentUser, db: Db) -> FastJSONResponse:
+def get_workload(workload_id: int, principal: CurrentUser, db: Db, request: Request) -> FastJSONResponse:
     with read_tx(db) as conn:
-        return FastJSONResponse(workload_service.get_workload(conn, principal, workload_id))
+        return FastJSONResponse(_shown(request, workload_service.get_workload(conn, principal, workload_id)))
 
 
 @router.delete("/workloads/{workload_id}", response_model=WorkloadDetail, status_code=status.HTTP_202_ACCEPTED)
-def delete_workload(workload_id: int, principal: CurrentUser, db: Db) -> FastJSONResponse:
+def delete_workload(workload_id: int, principal: CurrentUser, db: Db, request: Request) -> FastJSONResponse:
     """Queue the workload for deletion: Deleting, then Deleted once every component is."""
     with write_tx(db) as conn:
         detail = workload_service.request_delete(conn, principal, workload_id)
-    return FastJSONResponse(detail, status_code=status.HTTP_202_ACCEPTED)
+    return FastJSONResponse(_shown(request, detail), status_code=status.HTTP_202_ACCEPTED)
+
+
+def _shown(request: Request, detail: dict) -> dict:
+    """Endpoints on the workload's own origin (never where the service listens), and the
+    page of Corral's that opens it in a browser."""
+    corral_url = request.app.state.settings.public_url or str(request.base_url)
+    return app_origins.present(detail, request.app.state.app_origins, corral_url)
 
 
 @router.get("/workloads/{workload_id}/logs", response_class=StreamingResponse,

@@ -15,7 +15,6 @@ from corral.services.errors import InvalidInput
 from corral.services.passwords import verify_credentials
 from corral.services.web_sessions import SESSION_LIFETIME, create_session, csrf_matches, end_session, session_for
 from corral.web.http import (
-    SESSION_COOKIE,
     CheckedForm,
     RawForm,
     Session,
@@ -23,13 +22,20 @@ from corral.web.http import (
     page,
     redirect,
     safe_next,
+    session_cookie,
 )
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 
 # Before there is a session, the sign-in form is protected by a double-submit token: a
 # random cookie that a page of another site can neither read nor set, echoed in the form.
+# Over https it is __Host- prefixed, like the session's: a workload's page on a sibling
+# host name could otherwise plant one (Domain=<parent>) and sign the viewer in as someone else.
 SIGN_IN_COOKIE = "corral_sign_in"
+
+
+def _sign_in_cookie(request: Request) -> str:
+    return f"__Host-{SIGN_IN_COOKIE}" if request.url.scheme == "https" else SIGN_IN_COOKIE
 FAILED = "The email or password is not right. Check both and try again."
 
 
@@ -40,17 +46,17 @@ def home(session: Session, request: Request) -> Response:
 
 def _sign_in_page(request: Request, *, next_path: str, email: str = "", error: str | None = None,
                   status_code: int = 200) -> Response:
-    token = request.cookies.get(SIGN_IN_COOKIE) or secrets.token_urlsafe(24)
+    token = request.cookies.get(_sign_in_cookie(request)) or secrets.token_urlsafe(24)
     response = page(request, "sign_in.html", {"csrf": token, "next": next_path, "email": email, "error": error},
                     status_code=status_code)
-    response.set_cookie(SIGN_IN_COOKIE, token, max_age=3600, path="/sign-in", httponly=True, samesite="strict",
+    response.set_cookie(_sign_in_cookie(request), token, max_age=3600, path="/", httponly=True, samesite="strict",
                         secure=request.url.scheme == "https")
     return response
 
 
 @router.get("/sign-in")
 def sign_in_form(request: Request, next: str | None = None) -> Response:
-    token = request.cookies.get(SESSION_COOKIE)
+    token = request.cookies.get(session_cookie(request))
     if token and session_for(request.app.state.engine, token) is not None:
         return redirect(request, safe_next(next))  # signed in already
     return _sign_in_page(request, next_path=safe_next(next))
@@ -60,7 +66,7 @@ def sign_in_form(request: Request, next: str | None = None) -> Response:
 def sign_in(request: Request, form: RawForm) -> Response:
     next_path = safe_next(form.get("next"))
     email = form.get("email").strip()
-    if not csrf_matches(request.cookies.get(SIGN_IN_COOKIE, ""), form.get("csrf_token")):
+    if not csrf_matches(request.cookies.get(_sign_in_cookie(request), ""), form.get("csrf_token")):
         return _sign_in_page(request, next_path=next_path, email=email, status_code=403,
                              error="The sign-in form had expired. Please sign in again.")
     engine = request.app.state.engine
@@ -71,9 +77,10 @@ def sign_in(request: Request, form: RawForm) -> Response:
     with write_tx(engine) as conn:
         token, _ = create_session(conn, principal)
     response = redirect(request, next_path)
-    response.set_cookie(SESSION_COOKIE, token, max_age=int(SESSION_LIFETIME.total_seconds()), path="/",
+    # Host-only (no Domain), HttpOnly, SameSite=Lax; __Host- prefixed over https.
+    response.set_cookie(session_cookie(request), token, max_age=int(SESSION_LIFETIME.total_seconds()), path="/",
                         httponly=True, samesite="lax", secure=request.url.scheme == "https")
-    response.delete_cookie(SIGN_IN_COOKIE, path="/sign-in")
+    response.delete_cookie(_sign_in_cookie(request), path="/", secure=request.url.scheme == "https")
     return response
 
 
@@ -82,7 +89,7 @@ def sign_out(request: Request, session: Session, form: CheckedForm) -> Response:
     with write_tx(request.app.state.engine) as conn:
         end_session(conn, session)
     response = redirect(request, "/sign-in", flash="You have signed out.")
-    response.delete_cookie(SESSION_COOKIE, path="/")
+    response.delete_cookie(session_cookie(request), path="/", secure=request.url.scheme == "https")
     return response
 
 

@@ -20,7 +20,7 @@ from starlette.responses import Response
 from corral.db.engine import read_tx, write_tx
 from corral.domain.statuses import DEFAULT_VISIBLE_STATUSES, WorkloadStatus
 from corral.domain.workloads import WorkloadType
-from corral.services import listing, projects as project_service, workloads as workload_service
+from corral.services import app_origins, listing, projects as project_service, workloads as workload_service
 from corral.services.errors import Conflict, InvalidInput
 from corral.web.http import CheckedForm, Session, WebRoute, json_response, page, redirect, safe_next, wants_json
 
@@ -217,6 +217,8 @@ def workloads_page(request: Request, session: Session) -> Response:
 def workload_details(workload_id: int, request: Request, session: Session) -> Response:
     with read_tx(request.app.state.engine) as conn:
         workload = workload_service.get_workload(conn, session.principal, workload_id)
+    # Endpoints on the workload's own origin, and the page that opens it (relative: this site).
+    workload = app_origins.present(workload, request.app.state.app_origins)
     spec = yaml.safe_dump(workload["spec"], sort_keys=False, default_flow_style=False)
     return page(request, "workload.html", {"w": workload, "spec": spec,
                                            "list_url": f"/workloads?{urlencode({'project': workload['project']})}"})
