@@ -44,6 +44,13 @@ class Settings(BaseSettings):
     # Requests served at once per server process (sync routes run in a thread pool); the
     # database pool holds as many connections plus a few, so none is opened per request.
     http_threads: int = Field(16, ge=1, le=256)
+    # Log follow streams (async, no thread each): at most this many open per user and
+    # server process (429 beyond); each re-checks its viewer's credentials this often.
+    max_log_followers_per_user: int = Field(8, ge=1)
+    log_follow_recheck_s: float = Field(3.0, gt=0)
+    # On SIGTERM/SIGINT `corral serve` ends open streams and waits at most this long for
+    # requests in flight, then stops the scheduler and the built-in agent.
+    shutdown_grace_s: float = Field(10.0, ge=0)
     # Project secrets are encrypted with this Fernet key; several comma-separated keys
     # (newest first) rotate: the first encrypts, any decrypts. Unset: <data_dir>/secret.key,
     # created on first use. Never printed or logged.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from contextlib import asynccontextmanager
 
 import anyio
@@ -40,6 +41,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     )
     app.state.settings = settings
     app.state.engine = engine
+    # Set when the server is asked to stop (corral serve): long streams such as log follow end.
+    app.state.shutting_down = threading.Event()
     app.state.submission_writer = SubmissionWriter(engine)
     errors.install(app)
     # Added after every other middleware, so it wraps them all: a workload's host name

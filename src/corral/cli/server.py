@@ -57,25 +57,103 @@ def serve(
         output.fail(f"cannot prepare the database {_database_label(settings)}: {str(exc).splitlines()[0]}")
     _print_login_hint(settings, created_token_file, admin_email)
 
+    # Everything started here ends with serve: on SIGTERM/SIGINT uvicorn stops (open
+    # streams end, requests in flight get CORRAL_SHUTDOWN_GRACE_S), then this cleanup runs.
+    # If serve dies without it (kill -9), the scheduler sees its stdin pipe close and exits.
+    # The built-in cluster's workloads are detached on purpose: they keep running.
     scheduler = _start_scheduler(settings)
-    local_agent = _start_local_agent(engine, settings, gpus)
+    local_agent = None
     try:
+        local_agent = _start_local_agent(engine, settings, gpus)
         if workers > 1:
+            from uvicorn.supervisors import Multiprocess
+
             # Each worker builds its own app (and engine) from the same CORRAL_* settings.
-            uvicorn.run("corral.api.app:create_app", factory=True, host=settings.host, port=settings.port,
-                        workers=workers, log_level=settings.log_level)
+            config = uvicorn.Config("corral.cli.server:worker_app", factory=True, host=settings.host,
+                                    port=settings.port, workers=workers, log_level=settings.log_level,
+                                    timeout_graceful_shutdown=settings.shutdown_grace_s)
+            sock = config.bind_socket()
+            try:
+                Multiprocess(config, sockets=[sock]).run()
+            finally:
+                sock.close()  # before the agent stops: its calls are refused, not left waiting
         else:
             from corral.api.app import create_app
 
-            uvicorn.run(create_app(settings, engine), host=settings.host, port=settings.port,
-                        log_level=settings.log_level)
+            app = create_app(settings, engine)
+            server = _uvicorn_server(uvicorn.Config(app, host=settings.host, port=settings.port,
+                                                    log_level=settings.log_level,
+                                                    timeout_graceful_shutdown=settings.shutdown_grace_s),
+                                     on_stop=app.state.shutting_down.set)
+            server.run()
+            if not server.started:
+                raise SystemExit(3)  # as uvicorn.run: startup failed (the port is taken, ...)
     finally:
+        if scheduler is not None:
+            scheduler.terminate()  # it ends its pass while the agent stops
         if local_agent is not None:
             local_agent.stop()
         if scheduler is not None:
-            scheduler.terminate()
-            scheduler.join(timeout=10)
+            _wait_or_kill(scheduler, timeout=10)
         engine.dispose()
+
+
+def _uvicorn_server(config, on_stop):  # type: ignore[no-untyped-def]
+    """uvicorn's Server, except that it tells the app when it is asked to stop (open log
+    follow streams end at once instead of holding the shutdown), and returns after its
+    shutdown instead of re-raising the signal, which would end serve before its cleanup."""
+    import contextlib
+    import signal
+
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame):  # type: ignore[no-untyped-def]
+            on_stop()
+            super().handle_exit(sig, frame)
+
+        @contextlib.contextmanager
+        def capture_signals(self):  # type: ignore[no-untyped-def]
+            originals = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in originals.items():
+                    signal.signal(sig, handler)
+
+    return Server(config)
+
+
+def worker_app():  # type: ignore[no-untyped-def]
+    """The app of one worker process of `corral serve --workers N` (uvicorn's factory): it
+    ends its streams when the worker is told to stop, and the worker stops when serve is
+    gone, even after kill -9 (uvicorn's workers would otherwise keep serving)."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from corral.api.app import create_app
+
+    app = create_app()
+    # uvicorn has installed its handlers by now (the factory runs inside them): chain ours.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous = signal.getsignal(sig)
+        if callable(previous):
+            def chained(signum, frame, previous=previous):  # type: ignore[no-untyped-def]
+                app.state.shutting_down.set()
+                previous(signum, frame)
+
+            signal.signal(sig, chained)
+    parent = os.getppid()
+
+    def watch_parent() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os.kill(os.getpid(), signal.SIGTERM)  # a graceful stop, as if serve had asked
+
+    threading.Thread(target=watch_parent, name="parent-watch", daemon=True).start()
+    return app
 
 
 def _client_url(settings: Settings) -> str:
@@ -184,15 +262,24 @@ def _start_local_agent(engine: Engine, settings: Settings, gpus: int):  # type: 
 
 
 def _start_scheduler(settings: Settings):  # type: ignore[no-untyped-def]
-    """The admission loop, in a process of its own (see corral.scheduler.loop)."""
+    """The admission loop, in a process of its own (see corral.scheduler.loop). A plain
+    subprocess: its stdin is a pipe only serve holds, so it ends when serve ends, however."""
     if not settings.run_scheduler:
         return None
-    import multiprocessing
+    import os
+    import subprocess
+    import sys
 
-    from corral.scheduler.loop import run_process
+    env = {**os.environ, "CORRAL_DATABASE_URL": settings.resolved_database_url()}
+    return subprocess.Popen([sys.executable, "-m", "corral.scheduler"], stdin=subprocess.PIPE, env=env)
 
-    process = multiprocessing.get_context("spawn").Process(
-        target=run_process, name="corral-scheduler", daemon=True,
-        args=(settings.resolved_database_url(), settings.scheduler_poll_s, settings.starvation_after_s))
-    process.start()
-    return process
+
+def _wait_or_kill(process, timeout: float) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+
+    process.stdin.close()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)

@@ -79,15 +79,31 @@ class AdmissionLoop:
             self._stop.wait(min(2 * took, 0.1))
 
 
-def run_process(database_url: str, poll_s: float, starvation_after_s: float) -> None:
-    """Entry point of the scheduler process (multiprocessing, spawn)."""
+def run_process(database_url: str, poll_s: float, starvation_after_s: float, *,
+                until_stdin_closes: bool = False) -> None:
+    """Entry point of the scheduler process (`python -m corral.scheduler`, which `corral
+    serve` starts). With ``until_stdin_closes`` it also stops when its stdin reaches end of
+    file: stdin is a pipe only its parent holds, so however the parent ends (SIGTERM, a
+    crash, kill -9) the scheduler ends too, after the pass in progress."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s scheduler %(levelname)s %(message)s")
     os.nice(5)  # the API's requests first: admission passes may wait a little, users should not
     engine = make_engine(database_url, pool_size=2)
     loop = AdmissionLoop(engine, poll_s=poll_s, starvation_after_s=starvation_after_s)
     signal.signal(signal.SIGTERM, lambda *_: loop.stop())
     signal.signal(signal.SIGINT, lambda *_: loop.stop())
+    if until_stdin_closes:
+        threading.Thread(target=_stop_at_eof, args=(loop,), name="parent-watch", daemon=True).start()
     try:
         loop.run()
     finally:
         engine.dispose()
+
+
+def _stop_at_eof(loop: AdmissionLoop) -> None:
+    try:
+        while os.read(0, 4096):
+            pass
+    except OSError:
+        pass
+    log.info("the process that started the scheduler is gone: stopping")
+    loop.stop()

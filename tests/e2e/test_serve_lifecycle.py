@@ -1,0 +1,105 @@
+"""Every process `corral serve` starts ends with it (the scheduler, and with --workers the
+worker processes and multiprocessing's resource tracker), on SIGTERM within its grace
+period and on their own after kill -9 of serve; the built-in cluster's workloads are
+detached on purpose and keep running."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+from contextlib import ExitStack
+from pathlib import Path
+
+import subprocess
+
+import httpx
+import psutil
+import pytest
+
+from tests.e2e.conftest import (CORRAL_BIN, LiveServer, clean_env, free_port, make_database,
+                                remove_local_components, stop_server)
+
+
+def _serve(database, log_path: Path, workers: int) -> LiveServer:  # type: ignore[no-untyped-def]
+    port = free_port()
+    with log_path.open("ab") as log:
+        process = subprocess.Popen([str(CORRAL_BIN), "serve", "--port", str(port), "--workers", str(workers)],
+                                   env=clean_env({**database.env, "CORRAL_LOG_LEVEL": "warning"}), stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    server = LiveServer(f"http://127.0.0.1:{port}", database, process, log_path)
+    deadline = time.monotonic() + 60
+    while True:
+        assert process.poll() is None and time.monotonic() < deadline, server.log()
+        try:
+            if httpx.get(f"{server.url}/healthz", timeout=1).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            time.sleep(0.1)
+
+
+def _serve_with_a_workload(tmp_path: Path, stack: ExitStack,
+                           workers: int) -> tuple[LiveServer, int, list[psutil.Process]]:
+    """A server, the pid of a running workload's process, and serve's own helper processes."""
+    database = make_database("sqlite", tmp_path / "data", stack)
+    server = _serve(database, tmp_path / "server.log", workers)
+    stack.callback(remove_local_components, database.data_dir / "local-cluster")
+    stack.callback(stop_server, server, remove_workloads=False)
+    marker = f"lifecycle-{uuid.uuid4().hex}"
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {server.admin_token}"},
+                      timeout=10) as client:
+        created = client.post("/api/v1/workloads", json={
+            "type": "custom", "project": "default", "name": "survivor", "resources": {"cpu": "100m", "memory": "64Mi"},
+            "command": f"sleep 600 # {marker}"})
+        assert created.status_code == 201, created.text
+        deadline = time.monotonic() + 30
+        while client.get(f"/api/v1/workloads/{created.json()['id']}").json()["status"] != "Running":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    workload = next(p for p in psutil.process_iter(["cmdline"]) if marker in " ".join(p.info["cmdline"] or []))
+    helpers = psutil.Process(server.process.pid).children(recursive=True)
+    # Workload supervisors detach (new session, reparented): they are never serve's children.
+    assert not [p for p in helpers if "corral.backends.local.supervisor" in " ".join(p.cmdline())]
+    assert helpers, "serve runs its scheduler in a process of its own"
+    return server, workload.pid, helpers
+
+
+def _alive(process: psutil.Process) -> bool:
+    """Still running (a zombie left to an init that does not reap counts as gone)."""
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _wait_gone(processes: list[psutil.Process], timeout: float) -> float:
+    started = time.monotonic()
+    while any(_alive(p) for p in processes):
+        left = [" ".join(p.cmdline()) for p in processes if _alive(p)]
+        assert time.monotonic() - started < timeout, f"still running after {timeout}s: {left}"
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_ends_serve_and_every_helper_but_not_the_workloads(tmp_path: Path, workers: int) -> None:
+    with ExitStack() as stack:
+        server, workload, helpers = _serve_with_a_workload(tmp_path, stack, workers)
+        serve = psutil.Process(server.process.pid)
+        server.process.send_signal(signal.SIGTERM)
+        took = _wait_gone([serve, *helpers], timeout=15)  # well within CORRAL_SHUTDOWN_GRACE_S + cleanup
+        assert server.process.wait(timeout=1) == 0  # a clean exit: the cleanup ran
+        print(f"serve and {len(helpers)} helper(s) gone {took:.2f}s after SIGTERM")
+        assert psutil.pid_exists(workload) and _alive(psutil.Process(workload)), "the workload must survive serve"
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_every_helper_ends_on_its_own_when_serve_is_killed(tmp_path: Path, workers: int) -> None:
+    with ExitStack() as stack:
+        server, workload, helpers = _serve_with_a_workload(tmp_path, stack, workers)
+        os.kill(server.process.pid, signal.SIGKILL)  # serve alone: no cleanup of its own can run
+        server.process.wait(timeout=5)
+        took = _wait_gone(helpers, timeout=5)  # the scheduler at once; uvicorn's workers within 1 s
+        print(f"{len(helpers)} helper(s) of a killed serve gone {took:.2f}s after it")
+        assert _alive(psutil.Process(workload)), "the workload must survive serve"
