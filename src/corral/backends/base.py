@@ -50,6 +50,7 @@ __all__ = [
     "Launch",
     "NodeCapacity",
     "Observation",
+    "OutputRead",
     "Readiness",
     "UnknownComponent",
 ]
@@ -64,6 +65,15 @@ class UnknownComponent(BackendError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else "unknown component"
+
+
+@dataclass(frozen=True, slots=True)
+class OutputRead:
+    """A piece of a component's output (``Backend.read_output``)."""
+
+    data: bytes
+    offset: int  # where the next read starts
+    over: bool  # the component has finished and this read reached the end: nothing more will come
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +296,13 @@ class Backend(Protocol):
         """Yield the output as it grows (after the last ``tail_lines`` lines); ends once the
         component has finished and everything was yielded, or when ``stop`` (a
         ``threading.Event``) is set."""
+        ...
+
+    def read_output(self, component_id: int, offset: int | None = None, tail_lines: int = 0,
+                    limit: int = 1 << 20) -> OutputRead:
+        """Without waiting: what the component wrote from byte ``offset`` (None: its last
+        ``tail_lines`` lines), at most ``limit`` bytes. For followers that poll instead of
+        holding a thread each (the agent's log API)."""
         ...
 
     def forget(self, component_id: int) -> None:

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import httpx
 from fastapi import APIRouter, Query, Request, status
-from fastapi.responses import StreamingResponse
-from starlette.background import BackgroundTask
+from fastapi.responses import Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
+from corral.api import log_follow
 from corral.api.deps import AppSettings, CurrentReader, CurrentUser, Db
 from corral.api.responses import FastJSONResponse
 from corral.api.schemas import WorkloadCreated, WorkloadDetail, WorkloadPage, WorkloadStats
 from corral.db.engine import read_tx, write_tx
 from corral.domain.workloads import WorkloadSpec
 from corral.services import app_origins, listing, reach, workloads as workload_service
-from corral.services.errors import ClusterUnavailable, NotFound
 
 router = APIRouter(tags=["workloads"])
 
@@ -86,33 +85,19 @@ def _shown(request: Request, detail: dict) -> dict:
 
 @router.get("/workloads/{workload_id}/logs", response_class=StreamingResponse,
             responses={200: {"content": {"text/plain": {}}}})
-def workload_logs(workload_id: int, principal: CurrentReader, db: Db,
+async def workload_logs(request: Request, workload_id: int, principal: CurrentReader, db: Db,
                   tail: Annotated[int, Query(ge=0, le=100_000, description="Last lines to start with")] = 100,
                   follow: Annotated[bool, Query(description="Keep streaming until the component ends")] = False,
                   component: Annotated[int | None, Query(description="Component id (default: the main one)")] = None,
-                  ) -> StreamingResponse:
+                  ) -> Response:
     """The workload's output, from its cluster's agent: the last ``tail`` lines, and with
-    ``follow`` everything written after them until the component finishes."""
-    with read_tx(db) as conn:
-        source = reach.log_source(conn, principal, workload_id, component)
-    client = httpx.Client(timeout=httpx.Timeout(10.0, read=None if follow else 30.0))
-    try:
-        upstream = client.send(client.build_request(
-            "GET", source.url, params={"tail": tail, "follow": str(follow).lower()},
-            headers={"Authorization": f"Bearer {source.key}"}), stream=True)
-    except httpx.HTTPError as exc:
-        client.close()
-        raise ClusterUnavailable(f"the cluster's agent cannot be reached for output ({type(exc).__name__})") from exc
-    if upstream.status_code != 200:
-        upstream.close()
-        client.close()
-        if upstream.status_code == 404:
-            raise NotFound(f"no output recorded for workload {workload_id} on its cluster")
-        raise ClusterUnavailable(f"the cluster's agent answered {upstream.status_code} for output")
+    ``follow`` everything written after them until the component finishes, the viewer leaves
+    or may no longer read it, or the server stops (at most CORRAL_MAX_LOG_FOLLOWERS_PER_USER at
+    once per user: 429 beyond)."""
+    def source() -> reach.LogSource:
+        with read_tx(db) as conn:
+            return reach.log_source(conn, principal, workload_id, component)
 
-    def close() -> None:
-        upstream.close()
-        client.close()
-
-    return StreamingResponse(upstream.iter_raw(), media_type="text/plain; charset=utf-8",
-                             background=BackgroundTask(close))
+    # Async: a follow stream may stay open for hours and must not hold a worker thread.
+    return await log_follow.relay(request, principal, await run_in_threadpool(source), workload_id=workload_id,
+                                  tail=tail, follow=follow)

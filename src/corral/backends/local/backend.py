@@ -68,6 +68,7 @@ from corral.backends.base import (
     Launch,
     NodeCapacity,
     Observation,
+    OutputRead,
     UnknownComponent,
 )
 from corral.backends.local import files as f
@@ -804,6 +805,26 @@ class LocalBackend:
                     return
             else:
                 time.sleep(poll_s)
+
+    def read_output(self, component_id: int, offset: int | None = None, tail_lines: int = 0,
+                    limit: int = 1 << 20) -> OutputRead:
+        """What the component wrote from byte ``offset`` (None: its last ``tail_lines``
+        lines), at most ``limit`` bytes, without waiting (the agent's followers poll it)."""
+        comp = self._component(component_id)
+        over = self._is_over(comp)  # before reading: what was written before the end is read
+        try:
+            with open(comp.dir / f.OUTPUT, "rb") as fh:
+                size = os.fstat(fh.fileno()).st_size
+                if offset is None:
+                    data = _tail(fh, tail_lines) if tail_lines > 0 else b""
+                    return OutputRead(data, size, over)
+                if offset > size:
+                    offset = size  # the log was cut (bounded output.log): go on from its new end
+                fh.seek(offset)
+                data = fh.read(limit)
+        except FileNotFoundError:
+            return OutputRead(b"", offset or 0, over)
+        return OutputRead(data, offset + len(data), over and len(data) < limit)
 
     def _is_over(self, comp: _Component) -> bool:
         if comp.final is not None or (comp.dir / f.FINAL).exists():
