@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     # Requests served at once per server process (sync routes run in a thread pool); the
     # database pool holds as many connections plus a few, so none is opened per request.
     http_threads: int = Field(16, ge=1, le=256)
+    # Request bodies past this are refused (413) before they are read. The largest legitimate
+    # ones are about 1-3 MB: a 1,000,000-character batch script, an agent's batch of 10,000
+    # status updates; web forms are capped at 2 MiB of their own.
+    max_body_bytes: int = Field(4 << 20, ge=64 << 10)
     # Log follow streams (async, no thread each): at most this many open per user and
     # server process (429 beyond); each re-checks its viewer's credentials this often.
     max_log_followers_per_user: int = Field(8, ge=1)
@@ -65,6 +69,17 @@ class Settings(BaseSettings):
     public_url: str | None = Field(None, description="e.g. https://corral.example.com")
     # Also serve workloads at /proxy/<id>/ on Corral's origin: UNSAFE (see README), sandboxed by CSP.
     path_proxy_unsafe: bool = False
+
+    # Who workloads run as (corral.backends.identity): auto (per-project OS users when
+    # Corral runs as root, else its own user), per-project, or shared.
+    workload_users: str = Field("auto", description="auto | per-project | shared")
+    # PROJECT=USER,...: projects whose workloads run as an existing user instead of corral-<project>.
+    workload_user_map: str | None = None
+    # The built-in cluster's work area (models, runs, workspaces; see backends/local/workarea.py);
+    # default /var/lib/corral/workloads with per-project users, else <data_dir>/local-cluster/work.
+    workload_root: Path | None = None
+    # A component's output.log is cut to its newest half past this.
+    local_log_max_bytes: int = Field(64 << 20, ge=64 << 10)
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -24,13 +24,13 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from corral.cli.main import app
-from tests.conftest import fresh_postgres_database
+from tests.conftest import fresh_postgres_database, work_root_for
 
 CORRAL_BIN = Path(sys.executable).parent / "corral"
 # Every CORRAL_* variable the CLI or the server reads; each test sets the ones it needs.
 _CORRAL_VARS = ("CORRAL_DATA_DIR", "CORRAL_DATABASE_URL", "CORRAL_SERVER", "CORRAL_TOKEN", "CORRAL_CONFIG",
                 "CORRAL_HOST", "CORRAL_PORT", "CORRAL_BOOTSTRAP", "CORRAL_LOG_LEVEL", "CORRAL_LOCAL_CLUSTER_NAME",
-                "CORRAL_DEFAULT_PROJECT_NAME", "CORRAL_CLUSTER_UNHEALTHY_AFTER_S")
+                "CORRAL_DEFAULT_PROJECT_NAME", "CORRAL_CLUSTER_UNHEALTHY_AFTER_S", "CORRAL_WORKLOAD_ROOT")
 
 
 def pytest_collection_modifyitems(config, items):  # type: ignore[no-untyped-def]
@@ -57,7 +57,8 @@ class Database:
     @property
     def env(self) -> dict[str, str | None]:
         """What the server and the direct-database commands need (None unsets)."""
-        return {"CORRAL_DATA_DIR": str(self.data_dir), "CORRAL_DATABASE_URL": self.url}
+        return {"CORRAL_DATA_DIR": str(self.data_dir), "CORRAL_DATABASE_URL": self.url,
+                "CORRAL_WORKLOAD_ROOT": str(work_root_for(self.data_dir / "local-cluster"))}
 
 
 @pytest.fixture(scope="module")
@@ -194,7 +195,7 @@ def remove_local_components(state_dir: Path, timeout: float = 20) -> None:
 
     if not state_dir.exists():
         return
-    backend = LocalBackend(state_dir)
+    backend = LocalBackend(state_dir, work_root=work_root_for(state_dir))
     try:
         live = {o.component_id for o in backend.all_observations() if o.status.value not in ("Deleted",)}
         for cid in live:

@@ -225,6 +225,9 @@ class NodeCapacity:
 @dataclass(frozen=True, slots=True)
 class Capacity:
     nodes: tuple[NodeCapacity, ...]
+    # How workloads are kept apart on this cluster, in one line (identity.Identities.notice):
+    # shown on the cluster page, so nobody shares a cluster that does not isolate unknowingly.
+    isolation: str = ""
 
     def total(self) -> Resources:
         total = Resources()

@@ -4,7 +4,7 @@
         workload_id=7, project="vision", workload_type="fine_tuning",
         spec=row.spec,                                  # as stored: spec.model_dump(mode="json")
         components=[ComponentRef(12, "job", gpu=1, cpu_millicores=4000, memory_bytes=16 * 2**30)],
-        data_dir=settings.data_dir,
+        work_root=Path("/var/lib/corral/workloads"),    # the backend's work area
         secret_env={"HF_TOKEN": "hf_..."},              # the spec's secrets, resolved by the caller
     )
     for launch in launches:
@@ -14,22 +14,24 @@ A workload that cannot run here raises :class:`RecipeError`, whose message is me
 the Failed reason of its components ("container images need a kubernetes or slurm
 cluster ...").
 
-Paths under ``data_dir``:
+Paths under the project's directory in the work area, ``<work_root>/<project>/`` (owned
+by the project's OS user, readable by its workloads only; see ``local/workarea.py``):
 
-- ``models/<project>/<name>/``: the model store (see ``local/modelstore.py``; each model
+- ``models/<name>/``: the project's model store (see ``local/modelstore.py``; each model
   has a ``corral-model.json`` manifest). Wherever a spec names a model (``model``,
   ``base_model``), a name found in the project's store is replaced by its directory;
   anything else (a Hugging Face repo, a path) is passed on as given.
-- ``runs/<project>/<workload id>/``: working directory of batch jobs; ``output/`` in it is
+- ``runs/<workload id>/``: working directory of batch jobs; ``output/`` in it is
   ``CORRAL_OUTPUT_DIR``.
-- ``workspaces/<project>/<workload id>/``: a workspace's notebook directory.
+- ``workspaces/<workload id>/``: a workspace's notebook directory.
 
 What each type runs:
 
 - **Model Download**: ``python -m corral.backends.local.download`` into
   ``models/<project>/<model_name>`` (default name: the repo's or file's name); Hugging
   Face token from ``HF_TOKEN`` (map a project secret to it in ``secrets``).
-- **Inference**: ``vllm serve <model> --host 127.0.0.1 --port {port}`` (plus
+- **Inference**: ``vllm serve <model> --host 127.0.0.1 --port {port}`` (``VLLM_API_KEY``:
+  the workload's service token) (plus
   ``--tensor-parallel-size`` for several GPUs per replica and ``--data-parallel-size``
   for several replicas: the local cluster runs all replicas as one server), ready when
   ``/health`` answers, endpoint ``http://127.0.0.1:<port>/v1``. With a ``command`` (any
@@ -46,22 +48,26 @@ What each type runs:
   ``CORRAL_OUTPUT_DIR`` and ``CORRAL_METRICS_FILE``; the JSON object written to the
   metrics file becomes the component's result (``{"metrics": {...}}``).
 - **Workspace**: JupyterLab (``python -m jupyterlab`` when this interpreter has it, else
-  ``jupyter lab``) on ``127.0.0.1:{port}`` with base URL ``/proxy/<workload id>/``, no
-  token (the control plane's authenticated proxy is the way in); ready when
-  ``/proxy/<id>/api`` answers. Jupyter's own defences stay on, so the proxy must: send
-  ``Host: 127.0.0.1:<port>`` upstream (Jupyter refuses other hosts: DNS rebinding), drop
-  or rewrite ``Origin`` on websocket upgrades to ``http://127.0.0.1:<port>`` (checked
-  against Host), and pass cookies through (the ``_xsrf`` cookie guards every POST; the
-  lab page sends it back by itself), less the control plane's own session cookie.
-  ``flavor: vscode`` runs ``code-server`` (base path ``/``: the proxy strips
-  ``/proxy/<id>``). A ``command`` replaces either.
+  ``jupyter lab``) on ``127.0.0.1:{port}`` with base URL ``/`` and the workload's service
+  token (``JUPYTER_TOKEN``: other workloads on the host cannot use it; the control plane's
+  authenticated proxy presents it, on the workload's own origin ``w<id>.<apps domain>``,
+  see ``services/app_origins.py`` and ``services/service_tokens.py``); ready when ``/api``
+  answers.
+  Jupyter's own defences stay on, so the proxy must: send ``Host: 127.0.0.1:<port>``
+  upstream (Jupyter refuses other hosts: DNS rebinding), rewrite ``Origin`` (of HTTP
+  requests and WebSocket upgrades, once it has checked it is the workload's own origin)
+  to ``http://127.0.0.1:<port>`` (Jupyter checks it against Host), and pass cookies
+  through (the ``_xsrf`` cookie guards every POST; the lab page sends it back by itself),
+  less the control plane's own. ``flavor: vscode`` runs ``code-server`` (base path ``/``,
+  ready when ``/healthz`` answers). A ``command`` replaces either.
 - **Custom**: ``command`` (a list: argv; a string: ``/bin/sh -c``) or ``batch_script``
   (run by its ``#!`` line or ``/bin/sh``); ``service: true`` makes it a server (port as
   for Inference). ``manifest`` needs a kubernetes cluster.
 
-Every component also gets the spec's ``env`` and the resolved secrets. A proxy that
-serves a service at ``/proxy/<workload id>/`` forwards ``/proxy/<id>/<rest>`` to the
-server's ``endpoint_url`` + ``<rest>``.
+Every component also gets the spec's ``env`` and the resolved secrets. The control
+plane serves a service on the workload's own origin: a request for ``<path>`` there goes
+to ``<path>`` on the origin of the server's ``endpoint_url`` (whose path, like vLLM's
+``/v1``, is part of the URLs shown to users).
 """
 
 from __future__ import annotations
@@ -69,6 +75,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import secrets
 import shutil
 import sys
 from collections.abc import Mapping, Sequence
@@ -109,7 +116,7 @@ def build_launches(
     workload_type: str,
     spec: Mapping[str, Any],
     components: Sequence[ComponentRef],
-    data_dir: str | os.PathLike[str],
+    work_root: str | os.PathLike[str],
     secret_env: Mapping[str, str] | None = None,
     python: str = sys.executable,
 ) -> list[Launch]:
@@ -118,7 +125,7 @@ def build_launches(
     recipe = _RECIPES.get(kind)
     if recipe is None:
         raise RecipeError(f"unknown workload type {kind!r}")
-    ctx = _Context(workload_id, project, kind, spec, Path(data_dir), dict(secret_env or {}), python)
+    ctx = _Context(workload_id, project, kind, spec, Path(work_root), dict(secret_env or {}), python)
     main = recipe(ctx)
     main_env = main.pop("env", {})
     launches = []
@@ -143,23 +150,32 @@ class _Context:
     project: str
     kind: str
     spec: Mapping[str, Any]
-    data_dir: Path
+    work_root: Path
     secret_env: dict[str, str]
     python: str
 
     def native_name(self, component_kind: str) -> str:
         return f"{self.project}-w{self.workload_id}-{component_kind}"
 
+    def project_dir(self) -> Path:
+        return self.work_root / self.project
+
     def run_dir(self) -> Path:
-        return self.data_dir / "runs" / self.project / str(self.workload_id)
+        return self.project_dir() / "runs" / str(self.workload_id)
 
     def store(self) -> Path:
-        return modelstore.store_dir(self.data_dir, self.project)
+        return modelstore.store_dir(self.work_root, self.project)
 
     def resolve_model(self, reference: str | None) -> str | None:
         if not reference:
             return None
-        return modelstore.resolve(self.data_dir, self.project, reference) or reference
+        return modelstore.resolve(self.work_root, self.project, reference) or reference
+
+    def service_token(self) -> str:
+        """The token the proxy presents to this workload's service (the control plane
+        sends it as CORRAL_SERVICE_TOKEN, see services/service_tokens.py); without one, a
+        random one: the service then answers nobody rather than everybody."""
+        return self.secret_env.get("CORRAL_SERVICE_TOKEN") or secrets.token_hex(32)
 
     def user_command(self, required: bool = True) -> list[str] | None:
         command = self.spec.get("command")
@@ -216,6 +232,7 @@ def _inference(ctx: _Context) -> dict[str, Any]:
             command += ["--tensor-parallel-size", str(per_replica_gpu)]
         if replicas > 1:
             command += ["--data-parallel-size", str(replicas)]
+        env["VLLM_API_KEY"] = ctx.service_token()  # only the proxy may call it
         return {"kind": "server", "command": tuple(command), "needs_port": True, "readiness": Readiness("/health"),
                 "endpoint_path": "/v1", "env": env, "working_dir": str(ctx.run_dir())}
     return _service(ctx, command, env)
@@ -269,14 +286,13 @@ def _evaluation(ctx: _Context) -> dict[str, Any]:
 
 
 def _workspace(ctx: _Context) -> dict[str, Any]:
-    home = ctx.data_dir / "workspaces" / ctx.project / str(ctx.workload_id)
-    base = f"/proxy/{ctx.workload_id}/"
+    home = ctx.project_dir() / "workspaces" / str(ctx.workload_id)
     command = ctx.user_command(required=False)
     if command is not None:
         return _service(ctx, command, {}) | {"working_dir": str(home)}
     if ctx.spec.get("flavor") == "vscode":
         command = ["code-server", "--bind-addr", "127.0.0.1:{port}", "--auth", "none", "--disable-telemetry",
-                   "--abs-proxy-base-path", base.rstrip("/"), str(home)]
+                   str(home)]
         return {"kind": "server", "command": tuple(command), "needs_port": True, "readiness": Readiness("/healthz"),
                 "endpoint_path": "/", "working_dir": str(home)}
     if importlib.util.find_spec("jupyterlab") is not None and ctx.python == sys.executable:
@@ -284,10 +300,11 @@ def _workspace(ctx: _Context) -> dict[str, Any]:
     else:
         jupyter = [shutil.which("jupyter") or "jupyter", "lab"]
     command = [*jupyter, "--no-browser", "--ip", "127.0.0.1", "--port", "{port}",
-               f"--ServerApp.base_url={base}", "--IdentityProvider.token=", f"--ServerApp.root_dir={home}",
+               "--ServerApp.base_url=/", f"--ServerApp.root_dir={home}",
                "--ServerApp.port_retries=0", "--ServerApp.allow_root=True"]
-    return {"kind": "server", "command": tuple(command), "needs_port": True, "readiness": Readiness(f"{base}api"),
-            "endpoint_path": base, "working_dir": str(home), "env": {"JUPYTER_PLATFORM_DIRS": "1"}}
+    return {"kind": "server", "command": tuple(command), "needs_port": True, "readiness": Readiness("/api"),
+            "endpoint_path": "/", "working_dir": str(home),
+            "env": {"JUPYTER_PLATFORM_DIRS": "1", "JUPYTER_TOKEN": ctx.service_token()}}
 
 
 def _custom(ctx: _Context) -> dict[str, Any]:

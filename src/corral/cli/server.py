@@ -256,7 +256,19 @@ def _start_local_agent(engine: Engine, settings: Settings, gpus: int):  # type: 
         if token is None:
             return None
         _first_heartbeat(conn, settings, host_capacity(settings.data_dir, gpus))
-    agent = LocalAgent(_client_url(settings), token, settings.data_dir)
+    from corral.backends.identity import NOT_ISOLATED, IdentityError
+    from corral.cli.agent import Workloads
+
+    workloads = Workloads(settings.workload_users, settings.workload_user_map, settings.workload_root,
+                          settings.local_log_max_bytes)
+    try:
+        agent = LocalAgent(_client_url(settings), token, settings.data_dir, workloads)
+    except (IdentityError, OSError) as exc:
+        output.fail(f"cannot start the built-in cluster {settings.local_cluster_name!r}: {exc}")
+    # Said plainly at every start: whether one project's workloads can read another's.
+    isolation = agent.agent.backend.isolation
+    output.out().print(Text(f"Cluster {settings.local_cluster_name}: {isolation}",
+                            style="bold yellow" if NOT_ISOLATED in isolation else "dim"), soft_wrap=True)
     agent.start()
     return agent
 

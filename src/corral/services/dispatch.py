@@ -22,6 +22,7 @@ from sqlalchemy import Connection, and_, func, select
 from corral.db.tables import components, events, projects, workloads
 from corral.domain.statuses import FINISHED_STATUSES, ComponentStatus
 from corral.services.keys import SecretKeys as Keys
+from corral.services import service_tokens
 from corral.services.secrets import resolve_for_workload
 
 _FINISHED = [s.value for s in FINISHED_STATUSES]
@@ -59,6 +60,8 @@ def _items(conn: Connection, rows: list[Any], keys: Keys) -> list[dict[str, Any]
             try:
                 mapping = (r.spec or {}).get("secrets") or {}
                 item["env"] = resolve_for_workload(conn, r.project_id, mapping, keys=keys) if mapping else {}
+                if any(c.kind == "server" for c in live):
+                    item["env"][service_tokens.ENV] = service_tokens.service_token(keys, r.id)
             except LookupError as exc:  # a secret deleted since submission, or unreadable
                 item.update(action="fail", reason=str(exc))
         items.append(item)

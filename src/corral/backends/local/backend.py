@@ -71,8 +71,11 @@ from corral.backends.base import (
     OutputRead,
     UnknownComponent,
 )
+from corral.backends.identity import Identities, IdentityError, RunAs
 from corral.backends.local import files as f
 from corral.backends.local import gpus as gpu_detect
+from corral.backends.local.workarea import SCRIPT, WorkArea, unreachable
+from corral.backends.local.workarea import default_root as default_work_root
 from corral.domain.resources import format_bytes
 from corral.domain.statuses import ComponentStatus as S
 
@@ -84,7 +87,10 @@ DEFAULT_INHERITED_ENV: tuple[str, ...] = (
     "HF_HOME", "HF_ENDPOINT", "HF_HUB_OFFLINE", "HF_HUB_CACHE", "XDG_CACHE_HOME", "XDG_CONFIG_HOME",
     "XDG_DATA_HOME", "XDG_RUNTIME_DIR",
 )
+# A workload that runs as a project's user gets its own HOME and user name instead of these.
+PER_USER_ENV: tuple[str, ...] = ("HOME", "USER", "LOGNAME", "SHELL", "TMPDIR", "XDG_*", "HF_HOME", "HF_HUB_CACHE")
 SUPERVISOR_START_TIMEOUT_S = 30.0  # a supervisor that wrote nothing by then did not start
+DEFAULT_LOG_MAX_BYTES = 64 << 20  # output.log is cut to its newest half past this (see the supervisor)
 
 
 @dataclass
@@ -144,6 +150,12 @@ class LocalBackend:
         node_name: the node's name in ``capacity()`` (default: the host name).
         nvidia_smi: the nvidia-smi executable used by ``discover`` and detection.
         sweep_per_poll: components re-checked per ``observe`` for silent deaths.
+        identities: who each project's workloads run as (default: per-project OS users
+            when this process is root, else its own user; see ``corral.backends.identity``).
+        work_root: the work area, where workloads keep their files (see ``workarea``;
+            default ``/var/lib/corral/workloads`` with per-project users, else
+            ``<state_dir>/work``).
+        log_max_bytes: a component's output.log is cut to its newest half past this.
     """
 
     kind = "local"
@@ -160,6 +172,9 @@ class LocalBackend:
         node_name: str | None = None,
         nvidia_smi: str = "nvidia-smi",
         sweep_per_poll: int = 8,
+        identities: Identities | None = None,
+        work_root: str | os.PathLike[str] | None = None,
+        log_max_bytes: int = DEFAULT_LOG_MAX_BYTES,
     ) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.events_dir = self.state_dir / "events"
@@ -172,7 +187,16 @@ class LocalBackend:
         self.gpus: tuple[GpuDevice, ...] = tuple(
             gpu_detect.parse_gpu_setting(gpus) if isinstance(gpus, str) else gpus
         )
+        os.chmod(self.state_dir, 0o700)  # launches hold secrets: Corral's eyes only
         self._lock_fd = self._take_state_lock()
+        self.identities = identities or Identities.from_settings("auto")
+        work = Path(work_root) if work_root is not None else default_work_root(self.state_dir, self.identities.isolated)
+        try:
+            self.work = WorkArea(work, isolated=self.identities.isolated)
+        except OSError:
+            os.close(self._lock_fd)
+            raise
+        self.log_max_bytes = log_max_bytes
         self.cgroups = cgroups
         self.cgroup_parent = cgroup_parent
         self.python = python
@@ -324,22 +348,28 @@ class LocalBackend:
             self._finalize(comp, S.FAILED, f"could not start its supervisor: {exc.strerror or exc}")
 
     def _prepare(self, comp: _Component, devices: list[int]) -> None:
-        """Decide the port, the final command and environment; write placement.json."""
+        """Decide who it runs as, the port, the final command and environment; make its
+        directories in the work area; write placement.json."""
         launch = comp.launch
+        try:
+            run_as = self.identities.for_project(launch.project)
+        except IdentityError as exc:
+            raise OSError(str(exc)) from exc
+        home = self.work.prepare_project(launch.project, run_as)
         port = None
         if launch.is_service and (launch.needs_port or launch.fixed_port):
             port = launch.fixed_port or self._free_port()
         sub = (lambda text: text.replace("{port}", str(port))) if port else (lambda text: text)
+        script = sub(launch.script) if launch.script is not None else None
+        reports = self.work.prepare_component(comp.id, run_as, script)
         if launch.script is not None:
-            script = comp.dir / "command.sh"
-            script.write_text(sub(launch.script))
-            script.chmod(0o700)
-            argv = [str(script)] if launch.script.startswith("#!") else ["/bin/sh", str(script)]
+            path = str(reports / SCRIPT)
+            argv = [path] if launch.script.startswith("#!") else ["/bin/sh", path]
         else:
             argv = [sub(arg) for arg in launch.command or ()]
-        cwd = Path(launch.working_dir) if launch.working_dir else comp.dir / "work"
-        cwd.mkdir(parents=True, exist_ok=True)
-        env = self._environment(comp, devices, port, sub)
+        # Made by the workload's own process once it runs as its user (see the supervisor).
+        cwd = Path(launch.working_dir) if launch.working_dir else home
+        env = self._environment(comp, devices, port, sub, run_as, home, reports)
         readiness = None
         if launch.is_service and launch.readiness is not None and port:
             r = launch.readiness
@@ -352,16 +382,26 @@ class LocalBackend:
             "readiness": readiness, "memory_bytes": launch.memory_bytes, "cpu_millicores": launch.cpu_millicores,
             "cgroups": self.cgroups, "cgroup_parent": self.cgroup_parent,
             "events_file": str(self.events_dir / str(comp.id)), "placed_at": f.now_iso(),
+            "run_as": run_as.as_dict() if run_as else None, "log_max_bytes": self.log_max_bytes,
         }
         f.write_json_atomic(comp.dir / f.PLACEMENT, comp.placement)
 
-    def _environment(self, comp: _Component, devices: list[int], port: int | None, sub: Any) -> dict[str, str]:
+    def _environment(self, comp: _Component, devices: list[int], port: int | None, sub: Any, run_as: RunAs | None,
+                     home: Path, reports: Path) -> dict[str, str]:
         env: dict[str, str] = {}
         for name in self.inherit_env:
             if name.endswith("*"):
                 env.update({k: v for k, v in os.environ.items() if k.startswith(name[:-1])})
             elif name in os.environ:
                 env[name] = os.environ[name]
+        if run_as is not None:  # nothing that points into Corral's own home or caches
+            for name in PER_USER_ENV:
+                for key in [k for k in env if k == name or (name.endswith("*") and k.startswith(name[:-1]))]:
+                    del env[key]
+            env.update({"HOME": str(home), "USER": run_as.user, "LOGNAME": run_as.user, "SHELL": "/bin/sh"})
+            # PATH entries the user cannot pass (Corral's own ~/bin) only turn "not found" into EACCES.
+            path = [p for p in env.get("PATH", os.defpath).split(os.pathsep) if p and unreachable(p) is None]
+            env["PATH"] = os.pathsep.join(path) or os.defpath
         env.setdefault("PATH", os.defpath)
         env["PYTHONUNBUFFERED"] = "1"
         env.update({key: sub(value) for key, value in comp.launch.env.items()})
@@ -371,9 +411,9 @@ class LocalBackend:
             "CORRAL_WORKLOAD_ID": str(comp.launch.workload_id),
             "CORRAL_PROJECT": comp.launch.project,
             "CORRAL_NATIVE_NAME": comp.launch.native_name,
-            f.ENV_PROGRESS_FILE: str(comp.dir / f.PROGRESS),
-            f.ENV_RESULT_FILE: str(comp.dir / f.RESULT),
-            f.ENV_EVENT_FILE: str(self.events_dir / str(comp.id)),
+            f.ENV_PROGRESS_FILE: str(reports / f.PROGRESS),
+            f.ENV_RESULT_FILE: str(reports / f.RESULT),
+            f.ENV_EVENT_FILE: str(self.work.event_file(comp.id)),
         })
         if port:
             env["PORT"] = str(port)
@@ -392,7 +432,8 @@ class LocalBackend:
         """Start a supervisor; it detaches at once (the short-lived parent is reaped later)."""
         src = str(Path(corral.__file__).resolve().parent.parent)
         pythonpath = os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)
-        env = {"PATH": os.environ.get("PATH", os.defpath), "PYTHONPATH": pythonpath}
+        # No bytecode written: Corral's own tree stays as installed.
+        env = {"PATH": os.environ.get("PATH", os.defpath), "PYTHONPATH": pythonpath, "PYTHONDONTWRITEBYTECODE": "1"}
         with open(comp.dir / f.SUPERVISOR_LOG, "ab") as log:
             proc = subprocess.Popen(
                 # -S: no site-packages scan at start; PYTHONPATH has what the supervisor needs.
@@ -518,6 +559,7 @@ class LocalBackend:
 
     def _drain_events(self) -> set[int]:
         ids, self._dirty = self._dirty, set()
+        ids |= {cid for cid in self.work.drain_events() if cid in self._components}
         for name in os.listdir(self.events_dir):
             try:
                 os.unlink(self.events_dir / name)
@@ -579,6 +621,22 @@ class LocalBackend:
         finally:
             os.close(fd)  # closing drops our probe lock, if we got it
 
+    def _report(self, comp: _Component, name: str) -> Any | None:
+        """A report the component's workload wrote (progress, result): its user's file only."""
+        run_as = (comp.placement or {}).get("run_as")
+        return self.work.read_report(comp.id, name, uid=run_as["uid"] if run_as else os.geteuid())
+
+    @property
+    def isolation(self) -> str:
+        """How workloads on this cluster are kept apart, in one line (cluster page, start-up)."""
+        notice = self.identities.notice
+        if self.identities.isolated:
+            # The runners (downloads, training, JupyterLab) run with this interpreter, as the user.
+            blocked = unreachable(os.path.realpath(self.python)) or unreachable(Path(corral.__file__).parent)
+            if blocked:
+                notice += f"; but Corral's Python cannot be run by them ({blocked}): install Corral where others can read it"
+        return notice
+
     # --- mapping onto component statuses ---------------------------------------------
 
     def _derive(self, comp: _Component) -> Observation:
@@ -597,7 +655,7 @@ class LocalBackend:
 
         if comp.final is not None:
             return make(S(comp.final["status"]), comp.final["reason"], comp.final["at"],
-                        exit_code=comp.final.get("exit_code"), result=f.read_json(comp.dir / f.RESULT))
+                        exit_code=comp.final.get("exit_code"), result=self._report(comp, f.RESULT))
         if comp.id in self._waiting:
             free = len(self._free_gpus())
             return make(S.PENDING, f"waiting for {launch.gpu} GPU(s): {free} of {len(self.gpus)} free",
@@ -642,7 +700,7 @@ class LocalBackend:
                 return make(S.PENDING, "starting", status.get("updated_at"))
             reason = f"starting: waiting for {status.get('waiting_for')} to answer"
             return make(S.PENDING, _join(reason, notes), started or status.get("updated_at"))
-        progress = f.read_json(comp.dir / f.PROGRESS)
+        progress = self._report(comp, f.PROGRESS)
         endpoint = None
         if launch.is_service and status.get("port"):
             endpoint = f"http://127.0.0.1:{status['port']}{launch.endpoint_path}"
@@ -657,8 +715,8 @@ class LocalBackend:
         code, sig = exit_.get("code"), exit_.get("signal")
         exit_code = code if code is not None else (-sig if sig else None)
         at = exit_.get("at")
-        result = f.read_json(comp.dir / f.RESULT)
-        progress = _clean_progress(f.read_json(comp.dir / f.PROGRESS))
+        result = self._report(comp, f.RESULT)
+        progress = _clean_progress(self._report(comp, f.PROGRESS))
         if exit_.get("stopped") and exit_.get("cause") == "deleted":
             at = exit_.get("ended_at") or at
             if exit_.get("delete_failed"):
@@ -699,7 +757,7 @@ class LocalBackend:
         except (AttributeError, OSError):
             cpus = os.cpu_count() or 1
         return Capacity((NodeCapacity(self.node_name, cpus * 1000, _mem_total(), self.gpus,
-                                      shutil.disk_usage(self.state_dir).total),))
+                                      shutil.disk_usage(self.state_dir).total),), isolation=self.isolation)
 
     def discover(self) -> list[Discovered]:
         """GPU processes that nvidia-smi sees and no component owns (a process is owned
@@ -848,6 +906,7 @@ class LocalBackend:
             self._last.pop(component_id, None)
             self._dirty.discard(component_id)
             shutil.rmtree(comp.dir, ignore_errors=True)
+            self.work.remove_component(component_id)
             try:
                 os.unlink(self.events_dir / str(component_id))
             except FileNotFoundError:
@@ -873,6 +932,7 @@ class LocalBackend:
                 except subprocess.TimeoutExpired:
                     pass
             self._spawners.clear()
+            self.work.close()
             os.close(self._lock_fd)
 
     def __enter__(self) -> LocalBackend:
