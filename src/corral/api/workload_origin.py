@@ -40,6 +40,7 @@ from corral.services import reach
 from corral.services.app_access import CREDENTIAL_TTL_S, RENEW_AFTER_S, Grant, signer_for, viewer
 from corral.services.app_origins import RESERVED_PREFIX, AppOrigins, safe_path, upstream_url
 from corral.services.errors import ServiceError
+from corral.services.service_tokens import proxy_authorization
 from corral.services.users import authenticate
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -145,6 +146,7 @@ class WorkloadOrigin:
         upstream = ph.origin_of(allowed.endpoint)
         url = upstream_url(allowed.endpoint, request.url.path, request.url.query)
         headers = ph.upstream_request_headers(list(request.headers.items()), own_origin=own, upstream=upstream)
+        headers.append(("authorization", proxy_authorization(self.state.settings, workload_id)))
         response = await forward_http(request, url, headers, lambda found: ph.browser_response_headers(
             found, own_origin=own, upstream=upstream))
         if allowed.renew is not None:
@@ -163,7 +165,7 @@ class WorkloadOrigin:
             await websocket.close(code=1008)
             return
         upstream = ph.origin_of(allowed.endpoint)
-        headers = {}
+        headers = {"Authorization": proxy_authorization(self.state.settings, workload_id)}
         cookie = ph.forwarded_cookie(websocket.headers.getlist("cookie"))
         if cookie:
             headers["Cookie"] = cookie

@@ -15,8 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from typing import TYPE_CHECKING
 
+from corral.services import keys
 from corral.services.keys import SecretKeys
+
+if TYPE_CHECKING:
+    from corral.settings import Settings
 
 ENV = "CORRAL_SERVICE_TOKEN"
 _PURPOSE = b"corral workload service token"
@@ -25,3 +30,8 @@ _PURPOSE = b"corral workload service token"
 def service_token(keys: SecretKeys, workload_id: int) -> str:
     key = keys.derive(_PURPOSE)[0]
     return hmac.new(key, f"workload:{workload_id}".encode(), hashlib.sha256).hexdigest()
+
+
+def proxy_authorization(settings: Settings, workload_id: int) -> str:
+    """The ``Authorization`` header the proxy sends to the workload's service."""
+    return f"Bearer {service_token(keys.for_settings(settings), workload_id)}"

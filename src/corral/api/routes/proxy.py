@@ -31,6 +31,7 @@ from corral.services import reach
 from corral.services.app_origins import upstream_url
 from corral.services.errors import NotFound, Unauthenticated
 from corral.services.principal import Principal
+from corral.services.service_tokens import proxy_authorization
 from corral.services.web_sessions import session_cookie_name
 
 router = APIRouter(tags=["proxy"], include_in_schema=False)
@@ -63,6 +64,7 @@ async def proxy_http(workload_id: int, request: Request, path: str = "") -> Resp
     upstream = ph.origin_of(endpoint)
     own = ph.request_origin(request.url.scheme, request.headers.get("host"))
     headers = ph.upstream_request_headers(list(request.headers.items()), own_origin=own, upstream=upstream)
+    headers.append(("authorization", proxy_authorization(request.app.state.settings, workload_id)))
     response = await forward_http(request, upstream_url(endpoint, "/" + path, request.url.query), headers,
                                   lambda found: ph.browser_response_headers(
                                       found, own_origin=f"{own}/proxy/{workload_id}", upstream=upstream,
@@ -86,4 +88,7 @@ async def proxy_websocket(websocket: WebSocket, workload_id: int, path: str = ""
     upstream = ph.origin_of(endpoint)
     url = websocket_url(upstream_url(endpoint, "/" + path, websocket.url.query))
     cookie = ph.forwarded_cookie(websocket.headers.getlist("cookie"))
-    await bridge_websocket(websocket, url, {"Cookie": cookie} if cookie else {}, origin=upstream)
+    headers = {"Authorization": proxy_authorization(websocket.app.state.settings, workload_id)}
+    if cookie:
+        headers["Cookie"] = cookie
+    await bridge_websocket(websocket, url, headers, origin=upstream)
