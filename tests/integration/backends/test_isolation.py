@@ -160,3 +160,24 @@ def test_output_log_is_cut_to_its_newest_half_with_a_marker(state_dir: Path):
         assert log.rstrip().endswith("last-line") and "line-0-" not in log
     finally:
         backend.close()
+
+
+def test_corrals_code_is_not_writable_from_a_workload(backend: LocalBackend, watcher: Watcher):
+    """A workload that tries to plant code in Corral's package (what the next supervisor or
+    server would import) is refused; supervisors write no bytecode there either."""
+    import corral
+
+    package = Path(corral.__file__).resolve().parent
+    # New files only (never touch Corral's own: the test must not damage the tree if it fails).
+    script = (f'for target in "{package}/evil.py" "{package}/backends/local/__pycache__/evil.pyc"; do '
+              '(echo x > "$target") 2>/dev/null && echo "WROTE $target"; done; '
+              f'[ -w "{package}/settings.py" ] && echo "settings.py writable"; echo checked')
+    backend.start(_job(1, "beta", ("/bin/sh", "-c", script + "; sleep 1")))
+    watcher.wait(1, S.RUNNING)
+    supervisor = backend.inspect(1)["status"]["supervisor_pid"]
+    environ = Path(f"/proc/{supervisor}/environ").read_bytes().split(b"\0")
+    assert b"PYTHONDONTWRITEBYTECODE=1" in environ
+    watcher.wait(1, S.COMPLETED, timeout=15)
+    assert backend.logs(1) == "checked\n"
+    assert not (package / "evil.py").exists()
+    assert not (package / "backends" / "local" / "__pycache__" / "evil.pyc").exists()
