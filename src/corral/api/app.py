@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from corral import __version__, web
 from corral.api import errors
+from corral.api.body_limit import BodyLimit
 from corral.api.host_dispatch import HostDispatch
 from corral.api.responses import FastJSONResponse
 from corral.api.routes import clusters, identity, projects, proxy, workloads
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.shutting_down = threading.Event()
     app.state.submission_writer = SubmissionWriter(engine)
     errors.install(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)  # outermost: before anything reads
     # Added after every other middleware, so it wraps them all: a workload's host name
     # (w<id>.<apps domain>) reaches its proxy and nothing of Corral's (its bodies stream
     # through to the service unparsed), and Corral answers only on other names.
@@ -52,6 +54,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.add_middleware(HostDispatch, state=app.state)
     for module in (identity, projects, clusters, workloads):
         app.include_router(module.router, prefix="/api/v1")
+    errors.document_errors(app)
     app.include_router(proxy.router)  # /proxy/{workload id}/...: off (404) unless CORRAL_PATH_PROXY_UNSAFE
     web.install(app)  # the browser UI at /
 
