@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
-from corral.domain.resources import Limit, Resources, parse_bytes, parse_millicores
+from corral.domain.resources import MAX_GPUS, Limit, Resources, parse_bytes, parse_millicores
 
 
 class _In(BaseModel):
@@ -21,7 +21,7 @@ Bytes = Annotated[Any, AfterValidator(parse_bytes)]
 class ResourcesIn(_In):
     """A resource vector: gpu devices, cpu in cores or "500m", memory as bytes or "16Gi"."""
 
-    gpu: int = Field(0, ge=0)
+    gpu: int = Field(0, ge=0, le=MAX_GPUS)
     cpu: Cpu = 0
     memory: Bytes = 0
     ephemeral_storage: Bytes = 0
@@ -33,7 +33,7 @@ class ResourcesIn(_In):
 class LimitIn(_In):
     """A limit vector; a dimension that is null is unbounded, one left out equals the guarantee."""
 
-    gpu: int | None = Field(None, ge=0)
+    gpu: int | None = Field(None, ge=0, le=MAX_GPUS)
     cpu: Annotated[Any, AfterValidator(lambda v: None if v is None else parse_millicores(v))] = None
     memory: Annotated[Any, AfterValidator(lambda v: None if v is None else parse_bytes(v))] = None
     ephemeral_storage: Annotated[Any, AfterValidator(lambda v: None if v is None else parse_bytes(v))] = None
@@ -261,7 +261,7 @@ class HeartbeatIn(_In):
 
 
 class ComponentStatusIn(_In):
-    component_id: int
+    component_id: int = Field(ge=1, le=2**63 - 1)
     status: Literal["Pending", "Running", "Completed", "Failed", "Deleted", "DeleteFailed", "Unknown"]
     reason: str = Field("", max_length=4000)
     observed_at: AwareDatetime

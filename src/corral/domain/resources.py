@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, fields
 
@@ -10,35 +11,62 @@ _DECIMAL = {"k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10
 _QUANTITY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(Ki|Mi|Gi|Ti|Pi|k|K|M|G|T|P|m)?\s*$")
 
 
+# Bounds that keep every sum Corral stores within the database's 64-bit integers (a
+# request of 64 replicas at the bound, a cluster's capacity plus a guarantee): 64 PiB,
+# about a billion cores, 16 million GPUs. Larger numbers are refused as invalid (422).
+MAX_BYTES = 2**56
+MAX_MILLICORES = 2**40
+MAX_GPUS = 2**24
+
+
+def _number(value: object, what: str) -> None:
+    """Quantities are numbers or strings; anything else (null, true, a list) is invalid."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"expected {what}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"expected {what}, not {value}")
+
+
+def _bounded(result: int, bound: int, shown: str) -> int:
+    if result > bound:
+        raise ValueError(f"must be at most {shown}")
+    return result
+
+
 def parse_bytes(value: int | float | str) -> int:
     """Parse a byte quantity: an integer, or Kubernetes-style "16Gi", "500M"."""
-    if isinstance(value, bool):
-        raise ValueError("expected a byte quantity such as 16Gi")
+    _number(value, "a byte quantity such as 16Gi")
     if isinstance(value, (int, float)):
         if value < 0:
             raise ValueError("must not be negative")
-        return int(value)
+        return _bounded(int(value), MAX_BYTES, "64Pi")
     match = _QUANTITY.match(value)
     if not match or match.group(2) == "m":
-        raise ValueError(f"{value!r} is not a byte quantity (examples: 1073741824, 512Mi, 16Gi, 1T)")
+        raise ValueError(f"{value[:40]!r} is not a byte quantity (examples: 1073741824, 512Mi, 16Gi, 1T)")
     number, unit = float(match.group(1)), match.group(2)
     factor = _BINARY.get(unit) or _DECIMAL.get(unit) or 1
-    return int(number * factor)
+    if not math.isfinite(number * factor):
+        raise ValueError("must be at most 64Pi")
+    return _bounded(int(number * factor), MAX_BYTES, "64Pi")
 
 
 def parse_millicores(value: int | float | str) -> int:
     """Parse CPU as cores ("2", 0.5) or millicores ("500m") into millicores."""
-    if isinstance(value, bool):
-        raise ValueError("expected a CPU quantity such as 2 or 500m")
+    _number(value, "a CPU quantity such as 2 or 500m")
     if isinstance(value, (int, float)):
         if value < 0:
             raise ValueError("must not be negative")
-        return int(round(value * 1000))
+        if value > MAX_MILLICORES:  # before multiplying: a huge float would not round
+            raise ValueError(f"must be at most {MAX_MILLICORES // 1000} cores")
+        return _bounded(int(round(value * 1000)), MAX_MILLICORES, f"{MAX_MILLICORES // 1000} cores")
     match = _QUANTITY.match(value)
     if not match or match.group(2) not in (None, "m"):
-        raise ValueError(f"{value!r} is not a CPU quantity (examples: 2, 0.5, 500m)")
+        raise ValueError(f"{value[:40]!r} is not a CPU quantity (examples: 2, 0.5, 500m)")
     number = float(match.group(1))
-    return int(round(number)) if match.group(2) == "m" else int(round(number * 1000))
+    if number > MAX_MILLICORES:
+        raise ValueError(f"must be at most {MAX_MILLICORES // 1000} cores")
+    millicores = int(round(number)) if match.group(2) == "m" else int(round(number * 1000))
+    return _bounded(millicores, MAX_MILLICORES, f"{MAX_MILLICORES // 1000} cores")
 
 
 def format_bytes(n: int) -> str:

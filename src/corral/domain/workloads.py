@@ -113,11 +113,22 @@ class _Common(BaseModel):
                 raise ValueError(f"{key!r} is not a valid environment variable name")
         return value
 
+    @field_validator("env")
+    @classmethod
+    def _env_values(cls, value: dict[str, str]) -> dict[str, str]:
+        # A process environment cannot hold NUL: it would end the value early, or not start.
+        for key, item in value.items():
+            if "\x00" in item:
+                raise ValueError(f"the value of {key} must not contain NUL characters")
+        return value
+
     @field_validator("command")
     @classmethod
     def _command_not_empty(cls, value: list[str] | str | None) -> list[str] | str | None:
         if value is not None and not (value.strip() if isinstance(value, str) else value):
             raise ValueError("must not be empty")
+        if value is not None and any("\x00" in part for part in ([value] if isinstance(value, str) else value)):
+            raise ValueError("must not contain NUL characters")  # no argument of a process can
         return value
 
     def replicas_count(self) -> int:

@@ -20,6 +20,8 @@ from corral.services.errors import InvalidInput
 from corral.services.principal import Principal
 
 MAX_PAGE_SIZE = 100
+# Pages past this would only be empty; bounding them keeps OFFSET within 64 bits.
+MAX_PAGE = 10_000_000
 # A creator filter's total is counted exactly up to this many matches.
 COUNT_BOUND = 10_000
 # A name term with fewer candidates than this is looked up through the name index
@@ -61,8 +63,8 @@ class WorkloadQuery:
 
 
 def _parse(query: WorkloadQuery) -> tuple[list[str], list[str], tuple[Any, bool]]:
-    if query.page < 1:
-        raise InvalidInput("page must be 1 or more", field="page")
+    if not 1 <= query.page <= MAX_PAGE:
+        raise InvalidInput(f"page must be between 1 and {MAX_PAGE}", field="page")
     if not 1 <= query.page_size <= MAX_PAGE_SIZE:
         raise InvalidInput(f"page_size must be between 1 and {MAX_PAGE_SIZE}", field="page_size")
     try:

@@ -115,7 +115,11 @@ async def read_form(request: Request) -> Form:
     content_type = request.headers.get("content-type", "").split(";")[0].strip()
     if body and content_type != "application/x-www-form-urlencoded":
         raise ServiceErrorPage(415, "Unsupported form", "Forms are sent as application/x-www-form-urlencoded.")
-    return Form(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True))
+    pairs = parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True)
+    if any("\x00" in key or "\x00" in value for key, value in pairs):  # no database stores it as text
+        raise ServiceErrorPage(422, "Invalid input", "The form contains a NUL character (%00), which no field "
+                                                      "accepts.")
+    return Form(pairs)
 
 
 RawForm = Annotated[Form, Depends(read_form)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Response, status
 
 from corral.api.deps import AgentCluster, AppSettings, CurrentUser, Db
+from corral.api.routing import MAX_ID, ApiRoute
 from corral.api.schemas import (
     ClusterCreated,
     ClusterIn,
@@ -22,7 +23,7 @@ from corral.services import discovery, dispatch, keys
 from corral.services.principal import SYSTEM
 from corral.services.status import ComponentUpdate, apply_component_updates
 
-router = APIRouter(tags=["clusters"])
+router = APIRouter(tags=["clusters"], route_class=ApiRoute)
 
 
 @router.get("/clusters", response_model=list[ClusterOut])
@@ -93,7 +94,8 @@ def report_found(body: FoundBatch, cluster: AgentCluster, db: Db, settings: AppS
 
 
 @router.get("/agent/work", tags=["agent"])
-def agent_work(cluster: AgentCluster, db: Db, settings: AppSettings, after: int | None = Query(None, ge=0)) -> dict:
+def agent_work(cluster: AgentCluster, db: Db, settings: AppSettings,
+               after: int | None = Query(None, ge=0, le=MAX_ID)) -> dict:
     """What the agent should run or stop: changes since event ``after``, or everything."""
     with read_tx(db) as conn:
         return dispatch.work_for(conn, cluster.id, after, postgres=db.dialect.name == "postgresql",

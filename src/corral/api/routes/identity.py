@@ -7,13 +7,14 @@ from datetime import timedelta
 from fastapi import APIRouter, status
 
 from corral.api.deps import CurrentUser, Db
+from corral.api.routing import ApiRoute, Id
 from corral.api.schemas import TokenCreated, TokenIn, TokenOut, UserIn, UserOut, UserPatch
 from corral.db.engine import read_tx, write_tx
 from corral.services import users as user_service
 from corral.services.clock import utcnow
 from corral.services.errors import InvalidInput
 
-router = APIRouter(tags=["users"])
+router = APIRouter(tags=["users"], route_class=ApiRoute)
 
 
 @router.get("/users/me", response_model=UserOut)
@@ -38,14 +39,14 @@ def create_user(body: UserIn, principal: CurrentUser, db: Db) -> dict:
 
 
 @router.get("/users/{user_id}", response_model=UserOut)
-def get_user(user_id: int, principal: CurrentUser, db: Db) -> dict:
+def get_user(user_id: Id, principal: CurrentUser, db: Db) -> dict:
     principal.require_admin()
     with read_tx(db) as conn:
         return user_service.get_user(conn, user_id)
 
 
 @router.patch("/users/{user_id}", response_model=UserOut)
-def update_user(user_id: int, body: UserPatch, principal: CurrentUser, db: Db) -> dict:
+def update_user(user_id: Id, body: UserPatch, principal: CurrentUser, db: Db) -> dict:
     principal.require_admin()
     with write_tx(db) as conn:
         return user_service.update_user(conn, user_id, actor=principal.email, display_name=body.display_name,
@@ -74,6 +75,6 @@ def create_token(body: TokenIn, principal: CurrentUser, db: Db) -> dict:
 
 
 @router.delete("/tokens/{token_id}", response_model=TokenOut, tags=["tokens"])
-def revoke_token(token_id: int, principal: CurrentUser, db: Db) -> dict:
+def revoke_token(token_id: Id, principal: CurrentUser, db: Db) -> dict:
     with write_tx(db) as conn:
         return user_service.revoke_token(conn, user_id=principal.user_id, token_id=token_id, actor=principal.email)

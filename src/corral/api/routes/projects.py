@@ -5,12 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 
 from corral.api.deps import CurrentUser, Db
+from corral.api.routing import ApiRoute
 from corral.api.schemas import MemberIn, ProjectIn, ProjectOut, ProjectPatch, QuotaIn, QuotaOut
 from corral.db.engine import read_tx, write_tx
 from corral.domain.resources import Limit
 from corral.services import events, projects as project_service, quotas as quota_service
 
-router = APIRouter(tags=["projects"])
+router = APIRouter(tags=["projects"], route_class=ApiRoute)
 
 
 @router.get("/projects", response_model=list[ProjectOut])

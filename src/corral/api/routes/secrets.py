@@ -11,10 +11,11 @@ from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from corral.api.deps import AppSettings, CurrentUser, Db
+from corral.api.routing import ApiRoute
 from corral.db.engine import read_tx, write_tx
 from corral.services import keys as key_service, secrets as secret_service
 
-router = APIRouter(tags=["secrets"])
+router = APIRouter(tags=["secrets"], route_class=ApiRoute)
 
 
 class SecretIn(BaseModel):

@@ -11,12 +11,13 @@ from starlette.concurrency import run_in_threadpool
 from corral.api import log_follow
 from corral.api.deps import AppSettings, CurrentReader, CurrentUser, Db
 from corral.api.responses import FastJSONResponse
+from corral.api.routing import MAX_ID, ApiRoute, Id
 from corral.api.schemas import WorkloadCreated, WorkloadDetail, WorkloadPage, WorkloadStats
 from corral.db.engine import read_tx, write_tx
 from corral.domain.workloads import WorkloadSpec
 from corral.services import app_origins, listing, reach, workloads as workload_service
 
-router = APIRouter(tags=["workloads"])
+router = APIRouter(tags=["workloads"], route_class=ApiRoute)
 
 
 @router.post("/workloads", response_model=WorkloadCreated, status_code=status.HTTP_201_CREATED)
@@ -39,7 +40,7 @@ def list_workloads(
     principal: CurrentUser,
     db: Db,
     project: Annotated[str | None, Query(description="project name; default: every project you can see")] = None,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=listing.MAX_PAGE)] = 1,
     page_size: Annotated[int, Query(ge=1, le=listing.MAX_PAGE_SIZE)] = 20,
     sort: Annotated[str, Query(description="column, '-' prefix for descending: "
                                            + ", ".join(listing.SORT_COLUMNS))] = "-created_at",
@@ -63,13 +64,13 @@ def workload_stats(project: str, principal: CurrentUser, db: Db) -> dict:
 
 
 @router.get("/workloads/{workload_id}", response_model=WorkloadDetail)
-def get_workload(workload_id: int, principal: CurrentUser, db: Db, request: Request) -> FastJSONResponse:
+def get_workload(workload_id: Id, principal: CurrentUser, db: Db, request: Request) -> FastJSONResponse:
     with read_tx(db) as conn:
         return FastJSONResponse(_shown(request, workload_service.get_workload(conn, principal, workload_id)))
 
 
 @router.delete("/workloads/{workload_id}", response_model=WorkloadDetail, status_code=status.HTTP_202_ACCEPTED)
-def delete_workload(workload_id: int, principal: CurrentUser, db: Db, request: Request) -> FastJSONResponse:
+def delete_workload(workload_id: Id, principal: CurrentUser, db: Db, request: Request) -> FastJSONResponse:
     """Queue the workload for deletion: Deleting, then Deleted once every component is."""
     with write_tx(db) as conn:
         detail = workload_service.request_delete(conn, principal, workload_id)
@@ -85,10 +86,11 @@ def _shown(request: Request, detail: dict) -> dict:
 
 @router.get("/workloads/{workload_id}/logs", response_class=StreamingResponse,
             responses={200: {"content": {"text/plain": {}}}})
-async def workload_logs(request: Request, workload_id: int, principal: CurrentReader, db: Db,
+async def workload_logs(request: Request, workload_id: Id, principal: CurrentReader, db: Db,
                   tail: Annotated[int, Query(ge=0, le=100_000, description="Last lines to start with")] = 100,
                   follow: Annotated[bool, Query(description="Keep streaming until the component ends")] = False,
-                  component: Annotated[int | None, Query(description="Component id (default: the main one)")] = None,
+                  component: Annotated[int | None, Query(ge=1, le=MAX_ID,
+                                                         description="Component id (default: the main one)")] = None,
                   ) -> Response:
     """The workload's output, from its cluster's agent: the last ``tail`` lines, and with
     ``follow`` everything written after them until the component finishes, the viewer leaves
