@@ -61,9 +61,12 @@ def test_quota_changes_are_events_with_actor(world):
 
 def test_submission_needs_a_quota_on_the_cluster(world):
     world.admin.post("/api/v1/clusters", json={"name": "gpu-b", "kind": "slurm", "capacity": {"gpu": 4}})
-    response = submit(world.alice, cluster="gpu-b")
+    response = submit(world.admin, cluster="gpu-b")  # an admin sees every cluster
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "no_quota"
+    # A member sees only clusters where one of their projects holds a quota: to alice,
+    # gpu-b does not exist (test_api_hardening: hidden names cannot be confirmed).
+    assert submit(world.alice, cluster="gpu-b").status_code == 404
 
 
 def test_cluster_is_chosen_when_not_named(world):

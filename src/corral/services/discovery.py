@@ -8,7 +8,7 @@ its component Completed, which releases the usage.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -43,6 +43,8 @@ def record_found(conn: Connection, cluster: Any, found: list[Found], default_pro
         .where(components.c.name.in_(names)))} if names else {}
     project_ids = dict(conn.execute(select(projects.c.name, projects.c.id)).all())
     now = utcnow()
+    # An agent's clock may run ahead of ours: nothing was started after now.
+    found = [replace(f, started_at=now) if f.started_at and f.started_at > now else f for f in found]
     answers, new = [], []
     for f in found:
         if f.native_name in known:

@@ -7,7 +7,7 @@ project's usage right, and appends the event, all in the caller's transaction.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -28,6 +28,7 @@ from corral.domain.statuses import (
     is_stale,
 )
 from corral.services import events
+from corral.services.clock import utcnow
 from corral.services.errors import Conflict
 
 # The columns the writer needs to know about a workload.
@@ -170,6 +171,10 @@ def apply_component_updates(
     """
     if not updates:
         return {"applied": 0, "ignored": 0}
+    # An agent's clock may run ahead of ours: a report dated in the future would make every
+    # later one look older (stale) and wedge the component. Nothing is observed after now.
+    now = utcnow()
+    updates = [replace(u, observed_at=now) if u.observed_at > now else u for u in updates]
     ids = sorted({u.component_id for u in updates})
     query = (
         select(components.c.id, components.c.workload_id, components.c.kind, components.c.status,
@@ -195,7 +200,9 @@ def apply_component_updates(
     endpoints: dict[int, dict[str, str]] = {}
     for cid, u in sorted(latest.items()):
         row = current[cid]
-        if is_stale(row.observed_at, u.observed_at) or not component_update_allowed(
+        # A future time stored before reports were clamped is no reason to ignore this one.
+        stored = row.observed_at if row.observed_at is None or row.observed_at <= now else None
+        if is_stale(stored, u.observed_at) or not component_update_allowed(
             ComponentStatus(row.status), u.status
         ):
             continue

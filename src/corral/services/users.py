@@ -95,7 +95,7 @@ def update_user(
     conn: Connection, user_id: int, *, actor: str, display_name: str | None = None,
     role: str | None = None, disabled: bool | None = None,
 ) -> dict[str, Any]:
-    get_user(conn, user_id)
+    current = get_user(conn, user_id)
     values: dict[str, Any] = {}
     if display_name is not None:
         values["display_name"] = display_name.strip()[:128]
@@ -105,12 +105,28 @@ def update_user(
         values["role"] = role
     if disabled is not None:
         values["disabled_at"] = utcnow() if disabled else None
+    if current["role"] == "admin" and not current["disabled"] and (role == "member" or disabled):
+        _keep_an_admin(conn, user_id, current["email"])
     if values:
         conn.execute(update(users).where(users.c.id == user_id).values(**values))
         changes = ", ".join(f"{k}={'set' if k == 'disabled_at' else v}" for k, v in values.items())
         events.record(conn, actor=actor, subject_type="user", subject_id=user_id, kind="user_updated",
                       message=f"user updated: {changes}")
     return get_user(conn, user_id)
+
+
+def _keep_an_admin(conn: Connection, user_id: int, email: str) -> None:
+    """Refuse to demote or disable the last active administrator: nobody could administer."""
+    # Every active admin row, locked in id order: two admins demoting each other take turns
+    # (no deadlock), and the second sees the first's result (PostgreSQL re-checks rows it
+    # waited for; SQLite writers are serial anyway).
+    admins = conn.execute(
+        select(users.c.id).where(users.c.role == "admin", users.c.disabled_at.is_(None))
+        .order_by(users.c.id).with_for_update()
+    ).scalars().all()
+    if not [a for a in admins if a != user_id]:
+        raise Conflict(f"{email} is the last active administrator: make another user an administrator first",
+                       field="role", code="last_admin")
 
 
 def create_token(

@@ -14,7 +14,8 @@ from corral.domain.clusters import ClusterHealth, cluster_health
 from corral.domain.resources import Resources
 from corral.domain.statuses import ComponentState, ComponentStatus, WorkloadStatus, aggregate_status, elapsed_times
 from corral.domain.workloads import ComponentPlan, WorkloadSpec, WorkloadType, is_preemptible, plan_components
-from corral.services import events, projects as project_service, secrets as secret_service
+from corral.services import clusters as cluster_service, events, projects as project_service
+from corral.services import secrets as secret_service
 from corral.services.clock import utcnow
 from corral.services.errors import ClusterUnavailable, Conflict, InvalidInput, NotFound
 from corral.services.principal import Principal
@@ -109,9 +110,9 @@ def prepare_submission(
     if spec.cluster is not None:
         chosen = [c for c in candidates if c.name == spec.cluster]
         if not chosen:
-            exists = conn.execute(select(clusters.c.id).where(clusters.c.name == spec.cluster)).first()
-            if exists is None:
-                raise NotFound(f"cluster {spec.cluster!r} not found", field="cluster")
+            # A cluster the caller may not see answers as if it did not exist (404), so
+            # that names of other teams' clusters cannot be confirmed by trying them.
+            cluster_service.get_cluster(conn, principal, spec.cluster, unhealthy_after_s)
             raise InvalidInput(f"project {project['name']} has no quota on cluster {spec.cluster}",
                                field="cluster", code="no_quota")
         candidates = chosen
