@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+
+log = logging.getLogger(__name__)
 
 
 def normalise_url(url: str) -> str:
@@ -23,7 +27,7 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            _private_database_file(Path(parsed.database))
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": 30},
@@ -35,8 +39,24 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     # No server-side prepared statements: a generic plan, chosen once for any parameter,
     # can be far worse for a skewed table (one project of 200,000 rows, most of 1,000
     # projects small) than planning each query with its values (~0.2 ms).
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size // 2,
+    # pool_pre_ping: a pooled connection that the server dropped (a restart, a failover, an
+    # idle timeout) is noticed and replaced at checkout, instead of failing the request.
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size // 2, pool_pre_ping=True,
                          connect_args={"prepare_threshold": None})
+
+
+def _private_database_file(path: Path) -> None:
+    """The database holds every user's hashes and the projects' encrypted secrets: it is
+    created owner-only (0600, in a 0700 directory when this creates it). SQLite gives its
+    -wal and -shm files the database file's mode, so they are owner-only too."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))  # an empty file is an empty database
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            if file.exists() and file.stat().st_mode & 0o077:
+                os.chmod(file, 0o600)  # made by an older version, readable by others
+        except PermissionError:
+            log.warning("%s is readable by other users and not ours to change: chmod 600 %s", file, file)
 
 
 def _configure_sqlite(engine: Engine) -> None:

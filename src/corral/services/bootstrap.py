@@ -19,10 +19,18 @@ from corral.services.principal import SYSTEM, Principal
 ADMIN_EMAIL = "admin@localhost"
 
 
+def private_data_dir(data_dir: Path) -> None:
+    """Corral's data directory (database, keys, tokens) is its own alone: 0700, made so
+    if an older version created it readable by others."""
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if data_dir.stat().st_mode & 0o077 and data_dir.stat().st_uid == os.geteuid():
+        os.chmod(data_dir, 0o700)
+
+
 def host_capacity(data_dir: Path, gpus: int = 0) -> Resources:
     """This machine's capacity, for the built-in local cluster."""
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_data_dir(data_dir)
     return Resources(gpu=gpus, cpu=(os.cpu_count() or 1) * 1000, memory=memory,
                      ephemeral_storage=shutil.disk_usage(data_dir).free)
 
@@ -36,6 +44,7 @@ class BootstrapResult:
 def bootstrap(engine: Engine, *, data_dir: Path, cluster_name: str, project_name: str,
               unhealthy_after_s: float, gpus: int = 0) -> BootstrapResult:
     """Idempotent: creates only what is missing, so every start may call it."""
+    private_data_dir(data_dir)
     with write_tx(engine) as conn:
         token_file = password_file = None
         if conn.execute(select(func.count()).select_from(users)).scalar_one() == 0:
