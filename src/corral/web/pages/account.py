@@ -14,6 +14,7 @@ from corral.services.clock import utcnow
 from corral.services.errors import InvalidInput
 from corral.services.passwords import verify_credentials
 from corral.services.web_sessions import SESSION_LIFETIME, create_session, csrf_matches, end_session, session_for
+from corral.web import sign_in_limit
 from corral.web.http import (
     CheckedForm,
     RawForm,
@@ -70,8 +71,16 @@ def sign_in(request: Request, form: RawForm) -> Response:
         return _sign_in_page(request, next_path=next_path, email=email, status_code=403,
                              error="The sign-in form had expired. Please sign in again.")
     engine = request.app.state.engine
+    # Throttled before the password is even checked: a paused guesser learns nothing.
+    wait = sign_in_limit.seconds_to_wait(request, email)
+    if wait > 0:
+        response = _sign_in_page(request, next_path=next_path, email=email, status_code=429,
+                                 error=sign_in_limit.wait_message(wait))
+        response.headers["Retry-After"] = str(wait)
+        return response
     with read_tx(engine) as conn:
         principal = verify_credentials(conn, email, form.get("password"))
+    sign_in_limit.record(request, email, succeeded=principal is not None)
     if principal is None:
         return _sign_in_page(request, next_path=next_path, email=email, error=FAILED, status_code=401)
     with write_tx(engine) as conn:
