@@ -129,6 +129,7 @@ class ClusterOut(BaseModel):
     nodes: list[Any]
     last_heartbeat_at: datetime | None
     created_at: datetime
+    isolation: str | None = Field(None, description="how the cluster keeps workloads apart, as its agent reports")
 
 
 class ClusterCreated(ClusterOut):
@@ -258,6 +259,7 @@ class HeartbeatIn(_In):
     nodes: list[NodeIn] | None = Field(None, max_length=10_000)
     agent_version: str | None = Field(None, max_length=64)
     agent_url: str | None = Field(None, max_length=512, pattern=r"^https?://")
+    isolation: str | None = Field(None, max_length=500)
 
 
 class ComponentStatusIn(_In):

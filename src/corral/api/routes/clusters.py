@@ -80,7 +80,8 @@ def heartbeat(body: HeartbeatIn, cluster: AgentCluster, db: Db, settings: AppSet
     with write_tx(db) as conn:
         result = cluster_service.record_heartbeat(
             conn, cluster.id, capacity=body.capacity.to_domain() if body.capacity else None, nodes=nodes,
-            unhealthy_after_s=settings.cluster_unhealthy_after_s, agent_url=body.agent_url)
+            unhealthy_after_s=settings.cluster_unhealthy_after_s, agent_url=body.agent_url,
+            isolation=body.isolation)
     return result
 
 
