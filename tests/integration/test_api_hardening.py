@@ -30,6 +30,16 @@ def test_ids_outside_the_database_range_are_invalid_not_a_crash(world, path, val
     _invalid(world.admin.get(path.format(value)))
 
 
+@pytest.mark.parametrize("method, path", [("GET", "/workloads/{}"), ("GET", "/workloads/{}/delete"),
+                                          ("GET", "/workloads/{}/open"), ("POST", "/tokens/{}/revoke")])
+def test_web_pages_with_ids_outside_the_range_answer_an_invalid_input_page(api, method, path):
+    from tests.integration.test_web_access import _sign_in
+
+    client, csrf = _sign_in(api, "admin@example.com", "admin")
+    response = client.request(method, path.format(2**64), data={"csrf_token": csrf} if method == "POST" else None)
+    assert response.status_code == 422 and "text/html" in response.headers["content-type"], response.text[:300]
+
+
 def test_ids_inside_the_range_that_name_nothing_are_not_found(world):
     assert world.admin.get(f"/api/v1/workloads/{2**63 - 1}").status_code == 404
     assert world.admin.delete(f"/api/v1/tokens/{2**63 - 1}").status_code == 404

@@ -14,7 +14,8 @@ from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -88,6 +89,9 @@ def current_session(request: Request) -> WebSession:
 
 
 Session = Annotated[WebSession, Depends(current_session)]
+
+# Ids in page paths are the database's 64-bit integers: outside them, an invalid-input page.
+WebId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 class Form:
@@ -222,6 +226,9 @@ def _on_error(request: Request, exc: Exception) -> Response:
         advice = _ADVICE.get(exc.status_code, "")
         return error_page(request, exc.status_code, _TITLES.get(exc.status_code, "Error"),
                           f"{exc.message[:1].upper()}{exc.message[1:]}. {advice}".strip())
+    if isinstance(exc, RequestValidationError):
+        return error_page(request, 422, _TITLES[422], "The address is not valid: " + "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ())[1:])}: {e.get('msg', 'invalid')}" for e in exc.errors()))
     if isinstance(exc, SQLAlchemyError):
         log.exception("database error on %s %s", request.method, request.url.path)
         return error_page(request, 503, "The database did not answer",
@@ -246,7 +253,8 @@ class WebRoute(APIRoute):
         async def handle(request: Request) -> Response:
             try:
                 return await handler(request)
-            except (SignInRequired, CsrfRejected, ServiceErrorPage, ServiceError, SQLAlchemyError) as exc:
+            except (SignInRequired, CsrfRejected, ServiceErrorPage, ServiceError, SQLAlchemyError,
+                    RequestValidationError) as exc:
                 return _on_error(request, exc)
 
         return handle

@@ -19,6 +19,7 @@ from corral.web.http import (
     CheckedForm,
     RawForm,
     Session,
+    WebId,
     WebRoute,
     page,
     redirect,
@@ -137,7 +138,7 @@ def create_token(request: Request, session: Session, form: CheckedForm) -> Respo
 
 
 @router.post("/tokens/{token_id}/revoke")
-def revoke_token(token_id: int, request: Request, session: Session, form: CheckedForm) -> Response:
+def revoke_token(token_id: WebId, request: Request, session: Session, form: CheckedForm) -> Response:
     with write_tx(request.app.state.engine) as conn:
         token = user_service.revoke_token(conn, user_id=session.principal.user_id, token_id=token_id,
                                           actor=session.principal.email)

@@ -21,7 +21,7 @@ from corral.services.app_origins import RESERVED_PREFIX, safe_path
 from corral.services.errors import Unauthenticated
 from corral.services.principal import Principal
 from corral.services.users import authenticate, hash_token
-from corral.web.http import WebRoute, current_session
+from corral.web.http import WebId, WebRoute, current_session
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 
@@ -39,7 +39,7 @@ def _viewer(request: Request) -> tuple[Principal, str]:
 
 
 @router.get("/workloads/{workload_id:int}/open")
-def open_workload(workload_id: int, request: Request, next: str | None = None) -> Response:
+def open_workload(workload_id: WebId, request: Request, next: str | None = None) -> Response:
     principal, via = _viewer(request)
     with read_tx(request.app.state.engine) as conn:
         reach.service_endpoint(conn, principal, workload_id)  # 404 if not theirs to see, 409 if nothing serves

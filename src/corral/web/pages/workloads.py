@@ -22,7 +22,17 @@ from corral.domain.statuses import DEFAULT_VISIBLE_STATUSES, WorkloadStatus
 from corral.domain.workloads import WorkloadType
 from corral.services import app_origins, listing, projects as project_service, workloads as workload_service
 from corral.services.errors import Conflict, InvalidInput
-from corral.web.http import CheckedForm, Session, WebRoute, json_response, page, redirect, safe_next, wants_json
+from corral.web.http import (
+    CheckedForm,
+    Session,
+    WebId,
+    WebRoute,
+    json_response,
+    page,
+    redirect,
+    safe_next,
+    wants_json,
+)
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 
@@ -214,7 +224,7 @@ def workloads_page(request: Request, session: Session) -> Response:
 
 
 @router.get("/workloads/{workload_id:int}")
-def workload_details(workload_id: int, request: Request, session: Session) -> Response:
+def workload_details(workload_id: WebId, request: Request, session: Session) -> Response:
     with read_tx(request.app.state.engine) as conn:
         workload = workload_service.get_workload(conn, session.principal, workload_id)
     # Endpoints on the workload's own origin, and the page that opens it (relative: this site).
@@ -225,7 +235,7 @@ def workload_details(workload_id: int, request: Request, session: Session) -> Re
 
 
 @router.get("/workloads/{workload_id:int}/delete")
-def confirm_delete(workload_id: int, request: Request, session: Session) -> Response:
+def confirm_delete(workload_id: WebId, request: Request, session: Session) -> Response:
     """Without JavaScript, Delete comes here: a page that names the workload and asks."""
     with read_tx(request.app.state.engine) as conn:
         workload = workload_service.get_workload(conn, session.principal, workload_id)
@@ -234,7 +244,7 @@ def confirm_delete(workload_id: int, request: Request, session: Session) -> Resp
 
 
 @router.post("/workloads/{workload_id:int}/delete")
-def delete_workload(workload_id: int, request: Request, session: Session, form: CheckedForm) -> Response:
+def delete_workload(workload_id: WebId, request: Request, session: Session, form: CheckedForm) -> Response:
     try:
         with write_tx(request.app.state.engine) as conn:
             detail = workload_service.request_delete(conn, session.principal, workload_id)
