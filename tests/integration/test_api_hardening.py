@@ -70,6 +70,16 @@ def test_capacity_and_quota_numbers_are_bounded_too(world):
         {"component_id": 2**63, "status": "Running", "observed_at": datetime.now(UTC).isoformat()}]}))
 
 
+@pytest.mark.parametrize("moment", ["9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+14:00"])
+def test_times_that_leave_the_calendar_once_in_utc_are_invalid(world, moment):
+    _invalid(world.alice.post("/api/v1/tokens", json={"name": "t", "expires_at": moment}), "expires_at")
+    agent = world.api.as_token(world.agent_token)
+    _invalid(agent.post("/api/v1/agent/component-statuses", json={"updates": [
+        {"component_id": 1, "status": "Running", "observed_at": moment}]}), "updates.0.observed_at")
+    _invalid(agent.post("/api/v1/agent/found", json={"items": [{"native_name": "p", "started_at": moment}]}),
+             "items.0.started_at")
+
+
 # ----------------------------------------------------------------------------- text
 
 def test_a_lone_surrogate_anywhere_in_a_body_is_invalid(world):

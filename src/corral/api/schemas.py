@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
@@ -14,6 +14,16 @@ class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _utc(value: datetime) -> datetime:
+    # Stored in UTC: a time whose UTC falls outside years 1-9999 cannot be (a 500 before).
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("out of range once converted to UTC") from None
+
+
+# A time with its zone, in UTC (what the database stores).
+Timestamp = Annotated[AwareDatetime, AfterValidator(_utc)]
 Cpu = Annotated[Any, AfterValidator(parse_millicores)]
 Bytes = Annotated[Any, AfterValidator(parse_bytes)]
 
@@ -67,7 +77,7 @@ class UserOut(BaseModel):
 
 class TokenIn(_In):
     name: str = Field(min_length=1, max_length=128)
-    expires_at: AwareDatetime | None = None
+    expires_at: Timestamp | None = None
     expires_in_days: int | None = Field(None, ge=1, le=3650)
 
 
@@ -266,7 +276,7 @@ class ComponentStatusIn(_In):
     component_id: int = Field(ge=1, le=2**63 - 1)
     status: Literal["Pending", "Running", "Completed", "Failed", "Deleted", "DeleteFailed", "Unknown"]
     reason: str = Field("", max_length=4000)
-    observed_at: AwareDatetime
+    observed_at: Timestamp
     native_name: str | None = Field(None, max_length=253)
     endpoint_url: str | None = Field(None, max_length=2048, pattern=r"^https?://")
 
@@ -276,7 +286,7 @@ class FoundIn(_In):
     kind: str = Field("process", min_length=1, max_length=32)
     command: str = Field("", max_length=4000)
     gpu: int = Field(0, ge=0, le=1024)
-    started_at: AwareDatetime | None = None
+    started_at: Timestamp | None = None
     project: str | None = Field(None, max_length=64)
 
 
