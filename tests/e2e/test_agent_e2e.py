@@ -8,9 +8,11 @@ import http.server
 import json
 import os
 import signal
+import socket
 import socketserver
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -18,9 +20,11 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
+import websockets.exceptions
 import websockets.sync.client
 
 from tests.e2e.conftest import LiveServer, make_database, ok, start_server, stop_server
@@ -31,6 +35,21 @@ PY = sys.executable
 def _client(server: LiveServer) -> httpx.Client:
     return httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {server.admin_token}"},
                         timeout=30)
+
+
+def _workload_origin(server: LiveServer, wid: int) -> tuple[str, str]:
+    """(Host, origin) of a workload's own origin, w<id>.localhost:<port>. Browsers resolve
+    *.localhost to this machine; httpx here does not, so it connects to the server's
+    address and names the host in the Host header."""
+    host = f"w{wid}.localhost:{urlsplit(server.url).port}"
+    return host, f"http://{host}"
+
+
+def _at_workload(server: LiveServer, wid: int, token: str | None = None) -> httpx.Client:
+    headers = {"Host": _workload_origin(server, wid)[0]}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return httpx.Client(base_url=server.url, headers=headers, timeout=30)
 
 
 def _submit(client: httpx.Client, **body: Any) -> int:
@@ -115,12 +134,14 @@ def test_a_failing_command_ends_failed_with_its_exit_code(live_server):
     assert "trouble" in client.get(f"/api/v1/workloads/{wid}/logs").text
 
 
-def test_a_service_runs_only_once_ready_is_proxied_and_deletes_to_nothing(live_server):
+def test_a_service_runs_only_once_ready_is_proxied_and_deletes_to_nothing(live_server, tmp_path_factory):
     client = _client(live_server)
     marker = f"corral-e2e-service-{os.getpid()}-{time.monotonic_ns()}"
-    served = live_server.database.data_dir / marker  # in the server's argv: findable in /proc
-    served.mkdir()
+    # In the service's argv (findable in /proc); readable by the project's OS user, whoever that is.
+    served = Path(tempfile.mkdtemp(prefix=marker))
+    served.chmod(0o755)
     (served / "hello.txt").write_text("hello through the proxy\n")
+    (served / "hello.txt").chmod(0o644)
     command = f"sleep 1.5; exec {PY} -m http.server {{port}} --bind 127.0.0.1 --directory {served}"
     wid = _submit(client, name="web", command=command, service=True)
     pending = None
@@ -135,17 +156,21 @@ def test_a_service_runs_only_once_ready_is_proxied_and_deletes_to_nothing(live_s
         assert detail["status"] == "Pending" and time.monotonic() < deadline, detail
         time.sleep(0.05)
     assert pending is not None, "a service is Pending until its readiness check answers"
-    # Running means ready: the first request through the proxy already works.
-    page = client.get(f"/proxy/{wid}/hello.txt")
-    assert page.status_code == 200 and page.text == "hello through the proxy\n"
-    assert httpx.get(f"{live_server.url}/proxy/{wid}/hello.txt").status_code == 401  # no credentials
+    # Running means ready: the first request through the proxy, on the workload's own origin, works.
+    assert client.get(f"/api/v1/workloads/{wid}").json()["endpoints"] == {
+        "server": _workload_origin(live_server, wid)[1] + "/"}
+    page = _at_workload(live_server, wid, live_server.admin_token).get("/hello.txt")
+    assert page.status_code == 200 and page.text == "hello through the proxy\n", page.text[:300]
+    assert _at_workload(live_server, wid).get("/hello.txt").status_code == 401  # no credentials
+    assert client.get(f"/proxy/{wid}/hello.txt").status_code == 404  # never on Corral's own origin
     assert _processes_with(marker)
 
     assert client.delete(f"/api/v1/workloads/{wid}").status_code == 202
     detail, seen = _watch(client, wid, {"Deleted", "DeleteFailed"})
     assert detail["status"] == "Deleted" and seen[0] in ("Running", "Deleting"), seen
     assert _processes_with(marker) == []
-    assert client.get(f"/proxy/{wid}/hello.txt").status_code == 409  # no endpoint any more
+    gone = _at_workload(live_server, wid, live_server.admin_token).get("/hello.txt")
+    assert gone.status_code == 409  # no endpoint any more
 
 
 # --------------------------------------------------------------------------- own servers
@@ -244,26 +269,43 @@ def test_killed_control_plane_readopts_its_workloads_and_records_exits_it_missed
             stop_server(server)
 
 
-def test_jupyterlab_loads_through_the_proxy_with_a_working_kernel(gpu_server):
+def test_jupyterlab_loads_on_its_own_origin_with_a_working_kernel(gpu_server):
     client = _client(gpu_server)
     wid = _submit(client, type="workspace", name="notebook", resources={"cpu": "500m", "memory": "1Gi"})
     detail, _ = _watch(client, wid, {"Running", "Failed"}, timeout=90)
     assert detail["status"] == "Running", detail
-    lab = client.get(f"/proxy/{wid}/lab")
+    host, origin = _workload_origin(gpu_server, wid)
+    lab_client = _at_workload(gpu_server, wid, gpu_server.admin_token)
+    lab = lab_client.get("/lab")
     assert lab.status_code == 200 and "JupyterLab" in lab.text, lab.text[:300]
-    xsrf = client.cookies.get("_xsrf")
+    assert '"baseUrl": "/"' in lab.text
+    xsrf = lab_client.cookies.get("_xsrf")
     assert xsrf, "Jupyter's XSRF cookie passes through the proxy"
-    kernel = client.post(f"/proxy/{wid}/api/kernels", json={"name": "python3"}, headers={"X-XSRFToken": xsrf})
+    # As the lab page sends it: from its own origin (which the proxy rewrites for Jupyter's own check).
+    kernel = lab_client.post("/api/kernels", json={"name": "python3"},
+                             headers={"X-XSRFToken": xsrf, "Origin": origin})
     assert kernel.status_code == 201, kernel.text
-    ws_url = gpu_server.url.replace("http://", "ws://") + f"/proxy/{wid}/api/kernels/{kernel.json()['id']}/channels"
+    port = urlsplit(gpu_server.url).port
+    ws_url = f"ws://{host}/api/kernels/{kernel.json()['id']}/channels"
+    headers = {"Authorization": f"Bearer {gpu_server.admin_token}", "Cookie": f"_xsrf={xsrf}"}
+
+    def connect(from_origin: str):  # type: ignore[no-untyped-def]
+        # The socket goes to the server's address; the URL names the workload's host.
+        return websockets.sync.client.connect(ws_url, sock=socket.create_connection(("127.0.0.1", port)),
+                                              origin=from_origin, additional_headers=headers)  # type: ignore[arg-type]
+
+    # A page of another origin (another workload, or any site) cannot open the kernel.
+    for foreign in (_workload_origin(gpu_server, wid + 1)[1], "http://evil.example", gpu_server.url):
+        with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
+            connect(foreign)
+        assert refused.value.response.status_code == 403, foreign
     msg_id = uuid.uuid4().hex
     request = {"header": {"msg_id": msg_id, "username": "test", "session": uuid.uuid4().hex,
                           "msg_type": "execute_request", "version": "5.3"},
                "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
                "content": {"code": "print(6 * 7)", "silent": False, "store_history": False,
                            "user_expressions": {}, "allow_stdin": False, "stop_on_error": True}}
-    with websockets.sync.client.connect(ws_url, additional_headers={
-            "Authorization": f"Bearer {gpu_server.admin_token}", "Cookie": f"_xsrf={xsrf}"}) as ws:
+    with connect(origin) as ws:
         ws.send(json.dumps(request))
         deadline = time.monotonic() + 60
         output = None

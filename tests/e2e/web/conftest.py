@@ -182,7 +182,7 @@ def make_world(kind: str, root: Path, databases: ExitStack) -> tuple[World, Live
     admin = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {server.admin_token}"}, timeout=30)
     cluster = admin.post("/api/v1/clusters", json={
         "name": CLUSTER, "kind": "kubernetes",
-        "capacity": {"gpu": 100_000, "cpu": 1_000_000, "memory": "100000Ti", "ephemeral_storage": "100000Ti"}})
+        "capacity": {"gpu": 100_000, "cpu": 1_000_000, "memory": "50000Ti", "ephemeral_storage": "50000Ti"}})
     assert cluster.status_code == 201, cluster.text
     agent = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {cluster.json()['agent_token']}"},
                          timeout=30)
