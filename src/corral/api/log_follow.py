@@ -32,7 +32,7 @@ from corral.follow import FollowResponse, Guard, until_set
 from corral.services.errors import ClusterUnavailable, NotFound, ServiceError
 from corral.services.principal import Principal
 from corral.services.reach import LogSource
-from corral.services.web_sessions import SESSION_COOKIE
+from corral.services.web_sessions import session_cookie_name
 from corral.services.workloads import visible_workload
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,8 @@ async def relay(request: Request, principal: Principal, source: LogSource, *, wo
     guards: list[Guard] = [until_set(app.state.shutting_down)]
     if follow:
         guards.append(_until_unauthorized(app.state.engine, request.headers.get("authorization"),
-                                          request.cookies.get(SESSION_COOKIE), principal, workload_id,
+                                          request.cookies.get(session_cookie_name(request.url.scheme == "https")),
+                                          principal, workload_id,
                                           app.state.settings.log_follow_recheck_s))
     return FollowResponse(upstream.aiter_raw(), stop_when=guards, on_close=lambda: close(upstream))
 
