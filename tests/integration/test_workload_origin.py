@@ -18,6 +18,7 @@ from corral.api import workload_origin
 from corral.api.app import create_app
 from corral.db.engine import write_tx
 from corral.services import app_access, passwords
+from corral.services.service_tokens import proxy_authorization
 from corral.services.principal import SYSTEM
 from corral.settings import Settings
 from tests.integration.workload_upstream import running_service, upstream
@@ -62,6 +63,11 @@ def _at(wid: int, path: str = "/") -> str:
     return f"http://w{wid}.localhost:8000{path}"
 
 
+def _service_token(world, wid: int) -> str:  # type: ignore[no-untyped-def]
+    """What the proxy presents to the service instead (services/service_tokens.py)."""
+    return proxy_authorization(world.api.client.app.state.settings, wid)
+
+
 def _seen(response) -> dict:  # type: ignore[no-untyped-def]
     """What the service saw of a request (it echoes it)."""
     assert response.status_code == 200, response.text
@@ -92,7 +98,7 @@ def test_open_trades_a_ticket_for_a_cookie_of_the_workloads_origin_only(world, s
         "Cookie": f"corral_app={credential}; corral_session={session}; _xsrf=abc", "Accept": "text/html"}))
     assert (seen["path"], seen["query"]) == ("/lab/tree", "x=1")
     assert seen["headers"]["host"] == urlsplit(service).netloc and seen["headers"]["cookie"] == "_xsrf=abc"
-    assert "authorization" not in seen["headers"]
+    assert seen["headers"]["authorization"] == _service_token(world, wid)  # the service's own, not the viewer's
     # An unsafe `next` is no way out of the origin.
     opened = browser.get(f"/workloads/{wid}/open", params={"next": "//evil.example/x"})
     assert _fresh(browser).get(opened.headers["location"]).headers["location"] == "/"
@@ -172,13 +178,14 @@ def test_access_ends_at_the_next_request_when_the_viewer_loses_it(world, service
 
 
 def test_api_clients_send_their_token_which_the_service_never_sees(world, service):
+    # (It sees the token the proxy presents for it alone instead.)
     wid = running_service(world, service)
     token = world.api.tokens["alice@example.com"]
     client = _fresh(world.api.client)
     seen = _seen(client.post(_at(wid, "/v1/completions"), json={"prompt": "hi"},
                              headers={"Authorization": f"Bearer {token}"}))
     assert seen["method"] == "POST" and seen["body"] == '{"prompt":"hi"}'
-    assert "authorization" not in seen["headers"]
+    assert seen["headers"]["authorization"] == _service_token(world, wid) and token not in str(seen)
     outsider = world.api.tokens["carol@example.com"]
     assert client.get(_at(wid, "/x"), headers={"Authorization": f"Bearer {outsider}"}).status_code == 404
     assert client.get(_at(wid, "/x"), headers={"Authorization": "Bearer crl_wrong"}).status_code == 401
@@ -236,11 +243,12 @@ def test_websockets_only_from_the_workloads_own_origin(world, service):
         seen = ws.receive_json()["headers"]
         ws.send_text("hi")
         assert ws.receive_text() == "echo: hi"
-    assert seen["origin"] == service and seen["cookie"] == "_xsrf=abc" and "authorization" not in seen
+    assert seen["origin"] == service and seen["cookie"] == "_xsrf=abc"
+    assert seen["authorization"] == _service_token(world, first)
     # No Origin: not a browser; it passes with a token (removed on the way).
     token = world.api.tokens["alice@example.com"]
     with client.websocket_connect(url, headers={"Authorization": f"Bearer {token}"}) as ws:
-        assert "authorization" not in ws.receive_json()["headers"]
+        assert ws.receive_json()["headers"]["authorization"] == _service_token(world, first)
     with pytest.raises(WebSocketDisconnect), client.websocket_connect(url):
         pass  # and without one, not at all
 
@@ -262,7 +270,7 @@ def test_path_based_serving_when_opted_in_is_sandboxed(world, service, tmp_path)
     with TestClient(create_app(settings, world.api.engine), follow_redirects=False) as client:
         bearer = {"Authorization": f"Bearer {token}"}
         page = client.get(f"/proxy/{wid}/some/page?q=1", headers=bearer)
-        assert _seen(page)["path"] == "/some/page" and "authorization" not in _seen(page)["headers"]
+        assert _seen(page)["path"] == "/some/page" and token not in str(_seen(page))
         csp = page.headers["content-security-policy"]
         assert csp.startswith("sandbox ") and "allow-scripts" in csp and "allow-same-origin" not in csp
         planted = client.get(f"/proxy/{wid}/set-cookies", headers=bearer)
@@ -272,4 +280,36 @@ def test_path_based_serving_when_opted_in_is_sandboxed(world, service, tmp_path)
                 f"/proxy/{wid}/ws", headers={**bearer, "Origin": "http://testserver"}):
             pass
         with client.websocket_connect(f"/proxy/{wid}/ws", headers=bearer) as ws:
-            assert "authorization" not in ws.receive_json()["headers"]
+            assert token not in str(ws.receive_json()["headers"])
+
+
+def test_over_https_every_corral_cookie_is_host_prefixed_and_an_unprefixed_one_counts_for_nothing(
+        world, service, tmp_path):
+    settings = Settings(data_dir=tmp_path, database_url=str(world.api.engine.url), bootstrap=False,
+                        apps_domain="apps.example.com", apps_scheme="https", apps_port=443,
+                        public_url="https://corral.example.com")
+    _browser(world.api, "alice@example.com")  # (a password)
+    wid = running_service(world, service)
+    app = create_app(settings, world.api.engine)
+    with TestClient(app, base_url="https://corral.example.com", follow_redirects=False) as browser:
+        form = browser.get("/sign-in")
+        assert re.match(r"__Host-corral_sign_in=[^;]+; .*Path=/; .*Secure", form.headers["set-cookie"])
+        token = re.search(r'name="csrf_token" value="([^"]+)"', form.text).group(1)
+        signed_in = browser.post("/sign-in", data={"email": "alice@example.com", "password": PASSWORD,
+                                                   "csrf_token": token})
+        cookie = next(c for c in signed_in.headers.get_list("set-cookie") if "corral_session=" in c)
+        assert cookie.startswith("__Host-corral_session=") and "Secure" in cookie and "Path=/" in cookie
+        assert "domain" not in cookie.lower()
+        session = browser.cookies.get("__Host-corral_session")
+        # One a sibling host could plant (no prefix, Domain=<parent>) is not Corral's session.
+        stranger = TestClient(app, base_url="https://corral.example.com", follow_redirects=False)
+        assert stranger.get("/workloads", headers={"Cookie": f"corral_session={session}"}).status_code == 303
+        assert stranger.get("/workloads", headers={"Cookie": f"__Host-corral_session={session}"}).status_code == 200
+        # The workload's origin is https too, and so is its credential cookie.
+        opened = browser.get(f"/workloads/{wid}/open")
+        assert opened.headers["location"].startswith(f"https://w{wid}.apps.example.com/__corral/auth?")
+        credential = stranger.get(opened.headers["location"]).headers["set-cookie"]
+        assert credential.startswith("__Host-corral_app=") and "Secure" in credential
+        assert "domain" not in credential.lower()
+        sent = _fresh(stranger).get(f"https://w{wid}.apps.example.com/x", headers={"Accept": "text/html"})
+        assert sent.headers["location"] == f"https://corral.example.com/workloads/{wid}/open?next=%2Fx"
