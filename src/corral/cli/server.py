@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -68,7 +69,9 @@ def serve(
         if workers > 1:
             from uvicorn.supervisors import Multiprocess
 
-            # Each worker builds its own app (and engine) from the same CORRAL_* settings.
+            # Each worker builds its own app (and engine) from the same CORRAL_* settings,
+            # --host/--port included (workload origins are w<id>.<apps domain>:<port>).
+            os.environ.update(CORRAL_HOST=settings.host, CORRAL_PORT=str(settings.port))
             config = uvicorn.Config("corral.cli.server:worker_app", factory=True, host=settings.host,
                                     port=settings.port, workers=workers, log_level=settings.log_level,
                                     timeout_graceful_shutdown=settings.shutdown_grace_s)
