@@ -27,6 +27,7 @@ import pytest
 import websockets.exceptions
 import websockets.sync.client
 
+from tests.conftest import work_root_for
 from tests.e2e.conftest import LiveServer, make_database, ok, start_server, stop_server
 
 PY = sys.executable
@@ -241,8 +242,17 @@ def test_a_model_download_lands_in_the_model_store_with_progress(gpu_server):
         httpd.shutdown()
     assert detail["status"] == "Complete", detail
     assert progress, "the download reported bytes done and total while it ran"
-    stored = list((gpu_server.database.data_dir / "models" / "default" / "tiny").rglob("weights.bin"))
+    # In the project's own store, written by the project's OS user, readable by it alone.
+    store = work_root_for(gpu_server.database.data_dir / "local-cluster") / "default" / "models" / "tiny"
+    stored = list(store.rglob("weights.bin"))
     assert stored and stored[0].read_bytes() == _SlowFile.payload
+    if os.geteuid() == 0:
+        import pwd
+
+        from corral.backends.identity import user_name_for
+
+        assert stored[0].stat().st_uid == pwd.getpwnam(user_name_for("default")).pw_uid
+        assert store.parent.parent.stat().st_mode & 0o077 == 0
 
 
 def test_killed_control_plane_readopts_its_workloads_and_records_exits_it_missed(tmp_path):
@@ -328,7 +338,8 @@ def test_a_standalone_agent_runs_the_workloads_of_its_cluster(live_server, tmp_p
     token_file.write_text(token + "\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("CORRAL_")}
     agent = subprocess.Popen([sys.executable, "-m", "corral.cli.main", "agent", "--server", live_server.url,
-                              "--token-file", str(token_file), "--state-dir", str(tmp_path / "agent-state")],
+                              "--token-file", str(token_file), "--state-dir", str(tmp_path / "agent-state"),
+                              "--workload-root", str(work_root_for(tmp_path / "agent-state"))],
                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 30
