@@ -118,6 +118,21 @@ def test_nul_characters_in_a_web_form_are_invalid(api):
     assert response.status_code == 422 and "NUL" in response.text
 
 
+def test_nul_characters_in_path_and_query_parameters_are_invalid(world):
+    _invalid(world.alice.get("/api/v1/workloads/stats?project=vi%00sion"), "project")
+    _invalid(world.alice.get("/api/v1/workloads?name=a%00&status=Running"), "name")
+    _invalid(world.alice.get("/api/v1/projects/vi%00sion"), "name")
+    _invalid(world.admin.put("/api/v1/projects/vision/secrets/A%00B", json={"value": "v"}), "secret")
+
+
+def test_nul_characters_in_a_web_address_are_invalid(api):
+    from tests.integration.test_web_access import _sign_in
+
+    client, _ = _sign_in(api, "admin@example.com", "admin")
+    response = client.get("/workloads?name=a%00b")
+    assert response.status_code == 422 and "NUL" in response.text
+
+
 def test_broken_json_is_invalid_in_the_one_shape(world):
     response = world.admin.post("/api/v1/projects", content=b'{"name": ', headers={"Content-Type": "application/json"})
     assert "not valid JSON" in _invalid(response)["message"]

@@ -2,7 +2,8 @@
 
 JSON may carry text that no database stores: a lone surrogate (``"\\ud800"``) cannot be
 encoded at all, and PostgreSQL refuses NUL in text. Both are refused here, for every
-field of every body, as 422 in the one error shape, instead of failing deep in a write.
+field of every body (and NUL in every path and query parameter), as 422 in the one error
+shape, instead of failing deep in a query.
 """
 
 from __future__ import annotations
@@ -55,6 +56,12 @@ class ApiRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def handle(request: Request) -> Response:
+            # %00 decodes to NUL in a path or query parameter just as well.
+            for where, items in (("path", request.path_params.items()), ("query", request.query_params.multi_items())):
+                for key, value in items:
+                    if isinstance(value, str) and "\x00" in value:
+                        raise RequestValidationError([{"type": "string_nul", "loc": (where, key), "input": None,
+                                                       "msg": "must not contain NUL characters"}])
             strict = _StrictJsonRequest(request.scope, request.receive)
             # JSON can only spell NUL as an escape: a body without one has none. (Checked
             # here: FastAPI turns any other error met while parsing into a vague 400.)

@@ -251,6 +251,10 @@ class WebRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def handle(request: Request) -> Response:
+            values = [*request.query_params.values(), *(str(v) for v in request.path_params.values())]
+            if any("\x00" in value for value in values):  # %00: no database stores it as text
+                return error_page(request, 422, _TITLES[422], "The address contains a NUL character (%00), which "
+                                                              "no field accepts.")
             try:
                 return await handler(request)
             except (SignInRequired, CsrfRejected, ServiceErrorPage, ServiceError, SQLAlchemyError,
