@@ -1,0 +1,311 @@
+"""The Slurm backend: each component is one Slurm batch job.
+
+    backend = SlurmBackend(state_dir, site=SlurmSite(partition="gpu", account="ml"))
+    backend.start(launch)            # sbatch (as the project's user), returns at once
+    for obs in backend.observe():    # one squeue per poll_interval_s for every job
+        ...
+    backend.stop(component_id)       # scancel; Deleted once Slurm says the job ended
+
+The agent runs on a login or head node with Slurm's commands (see ``commands`` for why
+the CLI and not slurmrestd). Jobs are submitted by root for the project's OS user
+(``sbatch --uid/--gid``, see ``corral.backends.identity``) and charged to the project's
+account where one is configured; without root every job runs as the agent's user (the
+isolation notice says so). The work area (``--workload-root``) must be on a filesystem
+the compute nodes share: the job's script, output and service port live in its component
+directory there (see ``local/workarea.py``).
+
+Idempotency: the job name carries the component id (``corral-c<id>``). ``start`` looks
+for a job of that name before submitting, so an agent that crashed between ``sbatch``
+and writing down the job id, or a new backend on the same state directory, adopts the
+job instead of submitting a second one.
+
+Statuses come from ``squeue`` (one call per poll for every job) and, once a job ended,
+its exit code from ``scontrol show job`` or ``sacct -c`` (see ``states`` for the mapping).
+Observations are reported only on change; Deleted is final. ``stop`` cancels with
+``scancel``: Slurm sends SIGTERM, then SIGKILL after the cluster's KillWait (so
+``grace_s`` is Slurm's to decide). With the controller unreachable, each component keeps
+its last status, with the reason saying since when Slurm has not answered.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from corral.backends.base import (
+    BackendError,
+    Capacity,
+    Discovered,
+    Launch,
+    Observation,
+    OutputRead,
+    UnknownComponent,
+)
+from corral.backends.identity import Identities, IdentityError
+from corral.backends.local.workarea import WorkArea
+from corral.backends.local.workarea import default_root as default_work_root
+from corral.backends.slurm import cluster
+from corral.backends.slurm.commands import JobRow, SlurmCommands, SlurmUnavailable, parse_time
+from corral.backends.slurm.jobs import JobRecord, JobStore
+from corral.backends.slurm.script import OUTPUT, SlurmSite, batch_script, sbatch_options
+from corral.backends.slurm.states import is_final, map_state, parse_exit_code
+from corral.domain.statuses import ComponentStatus as S
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class SlurmBackend:
+    """Runs components as Slurm batch jobs. Thread-safe; see the module docstring."""
+
+    kind = "slurm"
+
+    def __init__(self, state_dir: str | os.PathLike[str], *, site: SlurmSite | None = None,
+                 identities: Identities | None = None, work_root: str | os.PathLike[str] | None = None,
+                 slurm_env: Mapping[str, str] | None = None, poll_interval_s: float = 0.5,
+                 commands: SlurmCommands | None = None) -> None:
+        self.state_dir = Path(state_dir).resolve()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.state_dir, 0o700)
+        self.site = site or SlurmSite()
+        self.identities = identities or Identities.from_settings("auto")
+        work = Path(work_root) if work_root is not None else default_work_root(self.state_dir, self.identities.isolated)
+        self.work = WorkArea(work, isolated=self.identities.isolated)
+        self.slurm = commands or SlurmCommands(slurm_env)
+        self.poll_interval_s = poll_interval_s
+        self.store = JobStore(self.state_dir / "jobs")
+        self._lock = threading.RLock()
+        self._jobs: dict[int, JobRecord] = self.store.load()
+        self._last: dict[int, Observation] = {}
+        self._changed: dict[int, Observation] = {}
+        self._next_poll = 0.0
+        self._unreachable_since: datetime | None = None
+        self._nodes = cluster.NodeAddresses(self.slurm)
+        for record in self._jobs.values():
+            if record.final:
+                self._last[record.component_id] = record.final_observation()  # type: ignore[assignment]
+
+    # --- starting and stopping ---------------------------------------------------------
+
+    def start(self, launch: Launch) -> None:
+        """Submit the component's job, unless this backend or Slurm already has one for it."""
+        with self._lock:
+            if launch.component_id in self._jobs:
+                return
+            if launch.kind == "endpoint":  # passive: nothing runs, it exists once recorded
+                record = JobRecord.for_launch(launch, None)
+                self._finalize(record, S.COMPLETED, "endpoint recorded", None, _now())
+                return
+            try:
+                run_as = self.identities.for_project(launch.project)
+            except IdentityError as exc:
+                raise BackendError(str(exc)) from exc
+            record = JobRecord.for_launch(launch, run_as.uid if run_as else None)
+            existing = self.slurm.squeue(name=self.site.job_name(launch.component_id))
+            if existing:  # submitted before (the agent restarted): adopt, never submit twice
+                record.job_id = max(row.job_id for row in existing)
+            else:
+                home = self.work.prepare_project(launch.project, run_as)
+                directory = self.work.prepare_component(launch.component_id, run_as, launch.script)
+                script = batch_script(launch, component_dir=directory, home=home, run_as=run_as)
+                record.job_id = self.slurm.sbatch(script, sbatch_options(launch, self.site, directory, run_as))
+            self._jobs[launch.component_id] = record
+            self.store.save(record)
+            self._next_poll = 0.0
+
+    def stop(self, component_id: int, grace_s: float = 30.0) -> None:
+        """Cancel the component's job (``scancel``); Deleted once Slurm says it ended.
+        A finished component is Deleted at once; an unknown one is reported Deleted."""
+        with self._lock:
+            record = self._jobs.get(component_id)
+            if record is None:
+                rows = self.slurm.squeue(name=self.site.job_name(component_id))
+                live = [r for r in rows if not is_final(r.state)]
+                if not live:
+                    self._emit(Observation(component_id, "", S.DELETED, "not on the Slurm cluster", _now()))
+                    return
+                record = JobRecord(component_id, None, "", "", "job", job_id=max(r.job_id for r in live))
+                self._jobs[component_id] = record
+            if record.final:
+                if record.final_status not in (S.DELETED, S.DELETE_FAILED):
+                    self._finalize(record, S.DELETED, "deleted after it finished", record.final.get("exit_code"),
+                                   _now())
+                return
+            record.stopping = True
+            self.store.save(record)
+            if record.job_id is not None:
+                self.slurm.scancel(record.job_id)
+            self._next_poll = 0.0
+
+    # --- observing -----------------------------------------------------------------------
+
+    def observe(self) -> list[Observation]:
+        with self._lock:
+            self._poll()
+            changed, self._changed = list(self._changed.values()), {}
+            return changed
+
+    def all_observations(self) -> list[Observation]:
+        with self._lock:
+            self._poll(force=True)
+            self._changed = {}
+            return list(self._last.values())
+
+    def _poll(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now < self._next_poll:
+            return
+        self._next_poll = now + self.poll_interval_s
+        pending = [r for r in self._jobs.values() if not r.final and r.job_id is not None]
+        if not pending:
+            return
+        try:
+            rows = {row.job_id: row for row in self.slurm.squeue()}
+            for record in pending:
+                self._observe(record, rows.get(record.job_id))  # type: ignore[arg-type]
+        except SlurmUnavailable as exc:
+            self._unreachable(exc)
+            return
+        self._unreachable_since = None
+
+    def _observe(self, record: JobRecord, row: JobRow | None) -> None:
+        job_id = record.job_id
+        if row is None or is_final(row.state):
+            self._ended(record, row)
+            return
+        status, reason = map_state(row.state, row.reason, job_id=job_id)
+        at = row.submitted or _now()
+        url = None
+        if status is S.RUNNING:
+            at = row.started or _now()
+            if record.kind == "server":
+                status, reason, url = cluster.service_state(record, row, self.work.component_dir(record.component_id),
+                                                            self._nodes)
+        self._emit(Observation(record.component_id, record.native_name, status, reason, at,
+                               workload_id=record.workload_id, endpoint_url=url))
+
+    def _ended(self, record: JobRecord, row: JobRow | None) -> None:
+        """The job finished (or left the controller's memory): its final status, once."""
+        assert record.job_id is not None
+        state, reason, ended, exit_code = (row.state, row.reason, row.ended, None) if row else ("", "", None, None)
+        detail = self.slurm.show_job(record.job_id)
+        if detail is not None:
+            state = state or detail.get("JobState", "")
+            reason = reason or detail.get("Reason", "")
+            exit_code = parse_exit_code(detail.get("ExitCode"))
+        else:
+            accounted = self.slurm.accounting(record.job_id)
+            if accounted is not None:
+                state = state or accounted.get("State", "")
+                exit_code = parse_exit_code(accounted.get("ExitCode"))
+                ended = ended or parse_time(accounted.get("End"))
+        if not state:  # nothing anywhere knows how it ended
+            status, text = ((S.DELETED, f"Slurm job {record.job_id} cancelled") if record.stopping else
+                            (S.FAILED, f"Slurm job {record.job_id} is gone and no record says how it ended"))
+        else:
+            status, text = map_state(state, reason, exit_code, stopping=record.stopping, job_id=record.job_id)
+        self._finalize(record, status, text, exit_code, ended or _now())
+
+    def _finalize(self, record: JobRecord, status: S, reason: str, exit_code: int | None, at: datetime) -> None:
+        last = self._last.get(record.component_id)
+        if last is not None and at < last.observed_at:
+            at = last.observed_at
+        record.final = {"status": status.value, "reason": reason, "exit_code": exit_code, "observed_at": at.isoformat()}
+        self._jobs[record.component_id] = record
+        self.store.save(record)
+        self._emit(record.final_observation())  # type: ignore[arg-type]
+
+    def _emit(self, obs: Observation) -> None:
+        last = self._last.get(obs.component_id)
+        if last is not None and last.status is S.DELETED:
+            return  # Deleted is final
+        if last is not None and obs.observed_at < last.observed_at:
+            obs = replace(obs, observed_at=last.observed_at)  # Slurm's clock has seconds only
+        if not obs.same_state(last):
+            self._last[obs.component_id] = obs
+            self._changed[obs.component_id] = obs
+
+    def _unreachable(self, exc: Exception) -> None:
+        """Every unfinished component keeps its last status, saying Slurm is silent."""
+        if self._unreachable_since is None:
+            self._unreachable_since = _now()
+        note = f"Slurm controller unreachable since {self._unreachable_since:%Y-%m-%d %H:%M:%S} UTC ({exc})"
+        for record in self._jobs.values():
+            last = self._last.get(record.component_id)
+            if not record.final and last is not None and not last.reason.endswith(f"({exc})"):
+                base = last.reason.split(" [Slurm controller unreachable", 1)[0]
+                self._emit(replace(last, reason=f"{base} [{note}]", observed_at=_now()))
+
+    # --- the cluster -----------------------------------------------------------------------
+
+    def capacity(self) -> Capacity:
+        nodes = cluster.capacity_nodes(self.slurm.show_nodes(), self.site, self._nodes)
+        return Capacity(tuple(nodes), isolation=self.identities.notice)
+
+    def discover(self) -> list[Discovered]:
+        return cluster.discovered(self.slurm.show_jobs(), self.site)
+
+    # --- output ----------------------------------------------------------------------------
+
+    def _record(self, component_id: int) -> JobRecord:
+        record = self._jobs.get(component_id)
+        if record is None:
+            raise UnknownComponent(f"component {component_id} is not on this Slurm cluster")
+        return record
+
+    def read_output(self, component_id: int, offset: int | None = None, tail_lines: int = 0,
+                    limit: int = 1 << 20) -> OutputRead:
+        over = self._record(component_id).final is not None  # before reading: nothing is missed
+        path = self.work.component_dir(component_id) / OUTPUT
+        return cluster.read_file(path, offset, tail_lines, limit, over)
+
+    def logs(self, component_id: int, tail_lines: int = 100) -> str:
+        return self.read_output(component_id, None, tail_lines).data.decode(errors="replace")
+
+    def follow_logs(self, component_id: int, tail_lines: int = 0, poll_s: float = 0.25,
+                    stop: threading.Event | None = None) -> Iterator[str]:
+        read = self.read_output(component_id, None, tail_lines)
+        if read.data:
+            yield read.data.decode(errors="replace")
+        offset = read.offset
+        while stop is None or not stop.is_set():
+            self.observe()  # finished jobs are noticed even without an agent polling
+            read = self.read_output(component_id, offset)
+            offset = read.offset
+            if read.data:
+                yield read.data.decode(errors="replace")
+            if read.over:
+                return
+            if stop is not None:
+                stop.wait(poll_s)
+            else:
+                time.sleep(poll_s)
+
+    # --- housekeeping ----------------------------------------------------------------------
+
+    def forget(self, component_id: int) -> None:
+        with self._lock:
+            record = self._jobs.get(component_id)
+            if record is not None and not record.final:
+                raise BackendError(f"component {component_id} has not finished; stop it first")
+            self._jobs.pop(component_id, None)
+            self._last.pop(component_id, None)
+            self._changed.pop(component_id, None)
+            self.store.remove(component_id)
+            self.work.remove_component(component_id)
+
+    def inspect(self, component_id: int) -> dict[str, Any]:
+        """Debugging aid (not part of the Backend interface): the record and Slurm's view."""
+        record = self._record(component_id)
+        return {"record": record, "job": self.slurm.show_job(record.job_id) if record.job_id else None}
+
+    def close(self) -> None:
+        """Let go of the work area. Jobs keep running in Slurm; a new backend adopts them."""
+        self.work.close()

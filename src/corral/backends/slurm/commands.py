@@ -1,0 +1,163 @@
+"""The Slurm commands the backend runs, and what it reads from their output.
+
+Why the CLI and not slurmrestd: the commands are on every login node of every Slurm site
+(slurmrestd is often not deployed, needs JWT or a local socket, and its API version
+changes with each release: v0.0.36-38 on 22.05, v0.0.39+ on 23.x), they authenticate
+with munge like any user's ``sbatch``, and root may submit for another user
+(``sbatch --uid``). Their formatted output (``squeue -o``, ``scontrol show ... -o``,
+``sacct -P``) is stable from 20.x to 24.x, while ``--json`` is partial on 22.05 and
+changed shape in 23.x; so formatted output it is.
+
+One ``squeue`` call per poll lists every job (``-t all``: finished jobs stay listed for
+MinJobAge, 300 s by default); a finished job's exit code comes from one ``scontrol show
+job`` while the controller still knows it, else from ``sacct -c`` (the jobcomp file,
+which needs no slurmdbd) or ``sacct`` (with slurmdbd).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from corral.backends.base import BackendError
+from corral.backends.slurm.states import parse_kv
+
+SEP = "\x1f"  # between squeue's fields: no job name or comment holds it
+# id, name, state, reason, user, account, partition, batch host, submit, start, end, comment (free text: last)
+SQUEUE_FORMAT = SEP.join(["%i", "%j", "%T", "%r", "%u", "%a", "%P", "%B", "%V", "%S", "%e", "%k"])
+SACCT_FIELDS = "JobID,JobName,State,ExitCode,Start,End"
+_UNREACHABLE = ("contact slurm controller", "timed out", "Connection refused", "Unable to establish")
+
+
+class SlurmUnavailable(Exception):  # noqa: N818 - not a BackendError on purpose
+    """A Slurm command could not run or reach the controller. Deliberately not a
+    ``BackendError`` (which fails the component): the agent's step fails instead and is
+    tried again, so nothing is lost while slurmctld is away."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobRow:
+    """One job as ``squeue`` lists it."""
+
+    job_id: int
+    name: str
+    state: str
+    reason: str
+    user: str
+    account: str
+    partition: str
+    batch_host: str
+    submitted: datetime | None
+    started: datetime | None
+    ended: datetime | None
+    comment: str
+
+
+def parse_time(text: str | None) -> datetime | None:
+    """Slurm prints local time without a zone ("2026-12-06T12:03:49"); None for N/A, Unknown, None."""
+    if not text or not text[:1].isdigit():
+        return None
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    return value.astimezone(UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def parse_squeue(text: str) -> list[JobRow]:
+    rows = []
+    for line in text.splitlines():
+        parts = line.split(SEP)
+        if len(parts) < 12 or not parts[0].strip().isdigit():
+            continue  # array or het jobs ("12_3", "12+1") are not Corral's and not parsed here
+        p = [x.strip() for x in parts[:11]] + [SEP.join(parts[11:]).strip()]
+        rows.append(JobRow(int(p[0]), p[1], p[2], p[3], p[4], p[5], p[6], p[7], parse_time(p[8]),
+                           parse_time(p[9]), parse_time(p[10]), p[11]))
+    return rows
+
+
+class SlurmCommands:
+    """Runs Slurm's commands (``env`` adds to the environment, e.g. ``SLURM_CONF``)."""
+
+    def __init__(self, env: Mapping[str, str] | None = None, timeout_s: float = 30.0, bin_dir: str = "") -> None:
+        self.env = {**os.environ, **(env or {})}
+        self.timeout_s = timeout_s
+        self.bin_dir = bin_dir
+
+    def run(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        command = [os.path.join(self.bin_dir, args[0]) if self.bin_dir else args[0], *args[1:]]
+        try:
+            result = subprocess.run(command, input=input, capture_output=True, text=True, env=self.env,
+                                    timeout=self.timeout_s, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise SlurmUnavailable(f"{args[0]}: {exc}") from exc
+        if check and result.returncode != 0:
+            message = (result.stderr or result.stdout).strip().splitlines()
+            raise SlurmUnavailable(f"{args[0]}: {message[-1] if message else f'exit code {result.returncode}'}")
+        return result
+
+    # --- jobs ---------------------------------------------------------------------------
+
+    def squeue(self, *, name: str | None = None) -> list[JobRow]:
+        """Every job the controller knows, finished ones included (or those named ``name``)."""
+        args = ["squeue", "-h", "-a", "-t", "all", "-o", SQUEUE_FORMAT]
+        if name is not None:
+            args += ["--name", name]
+        return parse_squeue(self.run(*args).stdout)
+
+    def show_job(self, job_id: int) -> dict[str, str] | None:
+        """``scontrol show job -o``; None once the controller has forgotten the job."""
+        result = self.run("scontrol", "show", "job", "-o", str(job_id), check=False)
+        if result.returncode != 0:
+            if "Invalid job id" in result.stderr:
+                return None
+            raise SlurmUnavailable(f"scontrol show job {job_id}: {result.stderr.strip()}")
+        lines = [line for line in result.stdout.splitlines() if line.strip()]
+        return parse_kv(lines[0]) if lines else None
+
+    def show_jobs(self) -> list[dict[str, str]]:
+        """Every job in the controller's memory, all fields (``scontrol show job -o``)."""
+        result = self.run("scontrol", "show", "job", "-o", check=False)
+        if result.returncode != 0 and "No jobs" not in (result.stdout + result.stderr):
+            raise SlurmUnavailable(f"scontrol show job: {result.stderr.strip()}")
+        return [parse_kv(line) for line in result.stdout.splitlines() if line.startswith("JobId=")]
+
+    def accounting(self, job_id: int) -> dict[str, str] | None:
+        """How a job the controller has forgotten ended: ``sacct -c`` (the jobcomp file)
+        first, then ``sacct`` (slurmdbd). None when neither knows it."""
+        for extra in (["-c"], []):
+            result = self.run("sacct", *extra, "-n", "-P", "-X", "-j", str(job_id), "-o", SACCT_FIELDS, check=False)
+            for line in result.stdout.splitlines():
+                fields = dict(zip(SACCT_FIELDS.split(","), line.split("|"), strict=False))
+                if fields.get("JobID") == str(job_id):
+                    return fields
+        return None
+
+    def sbatch(self, script: str, options: Sequence[str]) -> int:
+        """Submit ``script`` (on stdin) with ``options``; the new job's id."""
+        result = self.run("sbatch", "--parsable", *options, input=script, check=False)
+        if result.returncode != 0:
+            message = (result.stderr or result.stdout).strip().splitlines()
+            last = message[-1] if message else f"exit code {result.returncode}"
+            if any(sign in last for sign in _UNREACHABLE):
+                raise SlurmUnavailable(f"sbatch: {last}")
+            raise BackendError(f"sbatch refused the job: {last}")
+        first = result.stdout.strip().split(";")[0]
+        if not first.isdigit():
+            raise BackendError(f"sbatch answered {result.stdout.strip()!r}, not a job id")
+        return int(first)
+
+    def scancel(self, job_id: int) -> None:
+        result = self.run("scancel", str(job_id), check=False)
+        if result.returncode != 0 and "Invalid job id" not in result.stderr \
+                and "already completing or completed" not in result.stderr:
+            raise SlurmUnavailable(f"scancel {job_id}: {result.stderr.strip()}")
+
+    # --- nodes --------------------------------------------------------------------------
+
+    def show_nodes(self) -> list[dict[str, str]]:
+        result = self.run("scontrol", "show", "node", "-o")
+        return [parse_kv(line) for line in result.stdout.splitlines() if line.startswith("NodeName=")]

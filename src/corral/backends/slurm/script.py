@@ -1,0 +1,150 @@
+"""What Corral submits for one component: the batch script and the ``sbatch`` options.
+
+The script (run by bash as the project's user on the first node of the allocation):
+
+1. sets the environment from nothing (``sbatch --export=NONE``: the agent's own
+   environment never reaches a job): PATH, HOME (the project's directory in the work
+   area), USER, the launch's env (secrets included) and Corral's ``CORRAL_*`` variables;
+   ``SLURM_EXPORT_ENV=ALL`` so that ``srun`` steps inside get the same environment;
+2. a service picks its port (a free one on the node, or the fixed one), exports ``PORT``
+   and writes it to ``port`` in its component directory, where the agent reads it;
+3. changes to the working directory (created as the user) and runs the command (argv,
+   ``{port}`` replaced by ``$PORT``) or the user's script (``command.sh`` in the component
+   directory, run by its own ``#!`` line or ``/bin/sh``).
+
+Output (stdout and stderr) goes to ``output.log`` in the component directory, written by
+slurmstepd as the job's user. The job is named ``<prefix><component id>`` (the
+idempotency key an agent looks for before submitting) and its comment names the
+component and workload.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from corral.backends.base import BackendError, Launch
+from corral.backends.identity import RunAs
+
+OUTPUT = "output.log"
+PORT_FILE = "port"
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Picks a free TCP port on the node (the same way the local backend does, on the node itself).
+_PICK_PORT = ('python3 -c \'import socket; s = socket.socket(); s.bind(("", 0)); '
+              'print(s.getsockname()[1])\'')
+
+
+@dataclass(frozen=True)
+class SlurmSite:
+    """Per-cluster settings (``corral agent --backend slurm``, CORRAL_SLURM_*)."""
+
+    partition: str | None = None
+    account: str | None = None  # for every project without an entry in account_map
+    account_map: Mapping[str, str] = field(default_factory=dict)  # project -> Slurm account
+    qos: str | None = None
+    constraint: str | None = None
+    gres: str = "gpu"  # the GPU GRES, with its type where the site needs one: "gpu:mi300x"
+    extra_options: tuple[str, ...] = ()  # passed to sbatch unchanged (an admin's choice)
+    job_prefix: str = "corral-c"  # job name = prefix + component id
+    project_from: str = "account"  # a discovered job's project: its "account" or "partition"
+    time_limit: str | None = None  # sbatch --time for every job (none: the partition's default)
+
+    @property
+    def gres_name(self) -> str:
+        return self.gres.split(":", 1)[0]
+
+    def account_for(self, project: str) -> str | None:
+        return self.account_map.get(project) or self.account
+
+    def job_name(self, component_id: int) -> str:
+        return f"{self.job_prefix}{component_id}"
+
+    def component_of(self, job_name: str) -> int | None:
+        """The component id a job name carries, or None for a job Corral did not name."""
+        rest = job_name[len(self.job_prefix):] if job_name.startswith(self.job_prefix) else ""
+        return int(rest) if rest.isdigit() else None
+
+
+def sbatch_options(launch: Launch, site: SlurmSite, component_dir: Path, run_as: RunAs | None) -> list[str]:
+    options = [
+        f"--job-name={site.job_name(launch.component_id)}",
+        f"--comment=corral component {launch.component_id} workload {launch.workload_id} project {launch.project}",
+        f"--output={component_dir / OUTPUT}", "--open-mode=append", f"--chdir={component_dir}",
+        "--export=NONE", "--nodes=1", "--ntasks=1",
+    ]
+    if run_as is not None:  # root submits for the project's user; never silently as root
+        options += [f"--uid={run_as.uid}", f"--gid={run_as.gid}"]
+    if launch.gpu:
+        options.append(f"--gres={site.gres}:{launch.gpu}")
+    if launch.cpu_millicores:
+        options.append(f"--cpus-per-task={math.ceil(launch.cpu_millicores / 1000)}")
+    if launch.memory_bytes:
+        options.append(f"--mem={math.ceil(launch.memory_bytes / (1 << 20))}M")
+    for flag, value in (("--partition", site.partition), ("--account", site.account_for(launch.project)),
+                        ("--qos", site.qos), ("--constraint", site.constraint), ("--time", site.time_limit)):
+        if value:
+            options.append(f"{flag}={value}")
+    return [*options, *site.extra_options]
+
+
+def _export(name: str, value: str, port_aware: bool) -> str:
+    if not _ENV_NAME.match(name):
+        raise BackendError(f"environment variable name {name!r} cannot be passed to a Slurm job")
+    return f"export {name}={_port(shlex.quote(value)) if port_aware else shlex.quote(value)}"
+
+
+def _port(quoted: str) -> str:
+    """``{port}`` inside shell-quoted text, replaced by the job's ``$PORT`` at run time."""
+    return quoted.replace("{port}", "'\"$PORT\"'") if "{port}" in quoted else quoted
+
+
+def batch_script(launch: Launch, *, component_dir: Path, home: Path, run_as: RunAs | None,
+                 path: str | None = None, base_env: Mapping[str, str] | None = None) -> str:
+    service_port = launch.is_service and (launch.needs_port or launch.fixed_port)
+    lines = ["#!/bin/bash",
+             f"# Corral component {launch.component_id} of workload {launch.workload_id} "
+             f"(project {launch.project}, {launch.workload_type})"]
+    env: dict[str, str] = {"PATH": path or os.environ.get("PATH") or DEFAULT_PATH, "HOME": str(home),
+                           "PYTHONUNBUFFERED": "1", **(base_env or {})}
+    if run_as is not None:
+        env.update(USER=run_as.user, LOGNAME=run_as.user)
+    env.update({str(k): str(v) for k, v in launch.env.items()})
+    env.update(CORRAL_COMPONENT_ID=str(launch.component_id), CORRAL_WORKLOAD_ID=str(launch.workload_id),
+               CORRAL_PROJECT=launch.project, SLURM_EXPORT_ENV="ALL")
+    lines.append(_export("PATH", env.pop("PATH"), False))
+    if service_port:
+        pick = str(launch.fixed_port) if launch.fixed_port else f"$({_PICK_PORT})"
+        lines += [f"PORT={pick}", "export PORT",
+                  f'echo "$PORT" > {shlex.quote(str(component_dir / (PORT_FILE + ".tmp")))} && '
+                  f'mv -f {shlex.quote(str(component_dir / (PORT_FILE + ".tmp")))} '
+                  f"{shlex.quote(str(component_dir / PORT_FILE))}"]
+    lines += [_export(k, v, bool(service_port)) for k, v in env.items()]
+    if not launch.gpu:  # no GPU asked: none visible, as on the local cluster
+        lines.append("export CUDA_VISIBLE_DEVICES= HIP_VISIBLE_DEVICES= ROCR_VISIBLE_DEVICES=")
+    else:  # Slurm sets CUDA_VISIBLE_DEVICES from the GRES; AMD's runtimes read these
+        lines.append('export HIP_VISIBLE_DEVICES="${CUDA_VISIBLE_DEVICES-}" '
+                     'ROCR_VISIBLE_DEVICES="${CUDA_VISIBLE_DEVICES-}"')
+    if launch.working_dir:
+        workdir = shlex.quote(launch.working_dir)
+        lines.append(f"mkdir -p {workdir} && cd {workdir} || exit 1")
+    lines.append(run_line(launch, component_dir, bool(service_port)))
+    return "\n".join(lines) + "\n"
+
+
+def run_line(launch: Launch, component_dir: Path, port_aware: bool) -> str:
+    if launch.command is not None:
+        words = [shlex.quote(word) for word in launch.command]
+        return "exec " + " ".join(_port(w) if port_aware else w for w in words)
+    script = shlex.quote(str(component_dir / "command.sh"))
+    if port_aware:  # the user's script mentions {port}: substitute the port picked above
+        ported = shlex.quote(str(component_dir / "command.port.sh"))
+        return (f'sed "s/{{port}}/$PORT/g" {script} > {ported} && chmod 700 {ported} && '
+                f"if head -c2 {ported} | grep -q '#!'; then exec {ported}; else exec /bin/sh {ported}; fi")
+    return f"if head -c2 {script} | grep -q '#!'; then exec {script}; else exec /bin/sh {script}; fi"
+

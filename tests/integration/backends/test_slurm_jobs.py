@@ -1,0 +1,133 @@
+"""The Slurm backend against real Slurm daemons (scripts/slurm-test-cluster): batch jobs
+from submission to their end, exit codes, idempotent start across agent restarts, stop,
+GPUs, identity."""
+
+from __future__ import annotations
+
+import os
+import pwd
+
+from corral.backends.identity import user_name_for
+from corral.domain.statuses import ComponentStatus as S
+
+from .conftest import Watcher
+from .slurm_support import blocker, job, make_slurm, slurm_cluster, wait_for  # noqa: F401 - fixtures
+
+
+def test_a_batch_job_waits_in_slurms_queue_runs_and_completes_with_its_output(make_slurm, blocker):
+    backend = make_slurm()
+    watcher = Watcher(backend)
+    blocking = blocker()  # another user's job holds every GPU: ours waits in Slurm's queue
+    backend.start(job(1, "echo hello from $SLURM_JOB_ID; echo to stderr >&2; sleep 0.3", gpu=1))
+    # Slurm's reason, once its scheduler looked at the job ("None" before that)
+    pending = watcher.wait(1, lambda o: o.status is S.PENDING and o.reason != "waiting in Slurm's queue")
+    assert pending.reason == "waiting in Slurm's queue: Resources" and pending.native_name == "proj-w10-job"
+    backend.slurm.scancel(blocking)
+    running = watcher.wait(1, S.RUNNING)
+    assert running.reason.startswith("running as Slurm job ") and running.workload_id == 10
+    done = watcher.wait(1, S.COMPLETED)
+    seen = watcher.statuses(1)
+    assert done.exit_code == 0 and sorted(set(seen), key=seen.index) == [S.PENDING, S.RUNNING, S.COMPLETED]
+    assert pending.observed_at <= running.observed_at <= done.observed_at
+    job_id = backend._jobs[1].job_id
+    output = backend.logs(1)
+    assert f"hello from {job_id}\n" in output and "to stderr\n" in output
+    read = backend.read_output(1, offset=0)
+    assert read.over and read.data.decode() == output
+    assert list(backend.follow_logs(1, tail_lines=1)) == ["to stderr\n"]
+    assert backend.observe() == []  # only on change
+    assert [o.status for o in backend.all_observations()] == [S.COMPLETED]
+    backend.forget(1)
+    assert backend.all_observations() == [] and not backend.work.component_dir(1).exists()
+
+
+def test_a_failing_job_is_failed_with_its_exit_code_and_a_killed_one_with_the_signal(make_slurm):
+    backend = make_slurm()
+    watcher = Watcher(backend)
+    backend.start(job(1, "echo about to fail; exit 3"))
+    backend.start(job(2, "kill -9 $$"))
+    failed = watcher.wait(1, S.FAILED)
+    assert failed.exit_code == 3 and failed.reason.endswith("failed: exit code 3")
+    killed = watcher.wait(2, S.FAILED)
+    assert killed.exit_code == -9 and "killed by signal 9" in killed.reason
+    assert "about to fail" in backend.logs(1)
+
+
+def test_start_is_idempotent_and_a_restarted_agent_adopts_its_jobs(make_slurm, slurm_cluster):
+    backend = make_slurm()
+    backend.start(job(1, "sleep 1.5"))
+    backend.start(job(1, "sleep 1.5"))  # the same component again: nothing new
+    Watcher(backend).wait(1, S.RUNNING)
+    backend.close()
+    # A new backend on the same state (the agent restarted) knows the job, and a start
+    # of the same component (the control plane's full resync) submits nothing.
+    again = make_slurm()
+    again.start(job(1, "sleep 1.5"))
+    assert [o.status for o in again.all_observations()] == [S.RUNNING]
+    again.close()
+    # Its state lost too (a crash between sbatch and writing it down): found by name.
+    fresh = make_slurm("slurm-lost")
+    fresh.start(job(1, "sleep 1.5"))
+    assert len(slurm_cluster.jobs(make_slurm.prefix)) == 1
+    assert Watcher(fresh).wait(1, S.COMPLETED, timeout=20).exit_code == 0
+    assert len(slurm_cluster.jobs(make_slurm.prefix)) == 1
+
+
+def test_stop_cancels_pending_and_running_jobs_which_end_deleted(make_slurm, blocker, slurm_cluster):
+    backend = make_slurm()
+    watcher = Watcher(backend)
+    backend.start(job(1, "sleep 60"))
+    watcher.wait(1, S.RUNNING)
+    blocker()
+    backend.start(job(2, "sleep 60", gpu=1))
+    watcher.wait(2, S.PENDING)
+    backend.stop(1)
+    backend.stop(2)
+    backend.stop(2)  # idempotent
+    assert "cancelled" in watcher.wait(1, S.DELETED).reason
+    assert watcher.wait(2, S.DELETED).reason == f"Slurm job {backend._jobs[2].job_id} cancelled"
+    assert {state for _, _, state in slurm_cluster.jobs(make_slurm.prefix)} == {"CANCELLED"}
+    backend.stop(77)  # never started here: reported Deleted
+    assert watcher.wait(77, S.DELETED).reason == "not on the Slurm cluster"
+    backend.start(job(3, "sleep 0.2"))
+    watcher.wait(3, S.COMPLETED)
+    backend.stop(3)  # finished already: Deleted at once, and Deleted is final
+    assert watcher.wait(3, S.DELETED).reason == "deleted after it finished"
+    backend.stop(3)
+    assert backend.observe() == []
+
+
+def test_a_job_cancelled_outside_corral_fails(make_slurm):
+    backend = make_slurm()
+    watcher = Watcher(backend)
+    backend.start(job(1, "sleep 60"))
+    watcher.wait(1, S.RUNNING)
+    backend.slurm.scancel(backend._jobs[1].job_id)
+    assert "cancelled outside Corral" in watcher.wait(1, S.FAILED).reason
+
+
+def test_gpus_are_visible_through_the_gres_and_hidden_without_one(make_slurm):
+    backend = make_slurm()
+    watcher = Watcher(backend)
+    show = 'echo "cuda=[$CUDA_VISIBLE_DEVICES] hip=[$HIP_VISIBLE_DEVICES]"'
+    backend.start(job(1, show, gpu=2))
+    backend.start(job(2, show))
+    watcher.wait(1, S.COMPLETED)
+    watcher.wait(2, S.COMPLETED)
+    assert "cuda=[0,1] hip=[0,1]" in backend.logs(1)
+    assert "cuda=[] hip=[]" in backend.logs(2)
+
+
+def test_jobs_run_as_their_projects_user_with_its_home_and_their_env(make_slurm):
+    assert os.geteuid() == 0  # slurm_cluster insists on root
+    backend = make_slurm()
+    watcher = Watcher(backend)
+    backend.start(job(1, 'id -un; echo "home=$HOME token=$TOKEN project=$CORRAL_PROJECT"; pwd',
+                      project="alpha", env={"TOKEN": "it's a secret"}, working_dir=None))
+    watcher.wait(1, S.COMPLETED)
+    user = user_name_for("alpha")
+    lines = backend.logs(1).splitlines()
+    assert lines[0] == user and pwd.getpwnam(user).pw_uid == backend._jobs[1].uid
+    assert lines[1] == f"home={backend.work.project_dir('alpha')} token=it's a secret project=alpha"
+    assert backend.work.component_dir(1).stat().st_uid == pwd.getpwnam(user).pw_uid
+    assert "own" in backend.capacity().isolation
