@@ -85,10 +85,10 @@ def make_slurm(slurm_cluster: SlurmCluster, tmp_path: Path) -> Iterator[Callable
     prefix = f"t{uuid.uuid4().hex[:8]}-c"
     made: list[SlurmBackend] = []
 
-    def make(state: str = "slurm", **site: object) -> SlurmBackend:
-        state_dir = tmp_path / state
-        backend = SlurmBackend(state_dir, site=SlurmSite(job_prefix=prefix, **site),  # type: ignore[arg-type]
-                               work_root=work_root_for(tmp_path / "slurm"), slurm_env=slurm_cluster.env,
+    def make(state: str = "slurm", work: str | None = None, **site: object) -> SlurmBackend:
+        """``state``: the state directory's name; ``work``: the work area's (default: the same)."""
+        backend = SlurmBackend(tmp_path / state, site=SlurmSite(job_prefix=prefix, **site),  # type: ignore[arg-type]
+                               work_root=work_root_for(tmp_path / (work or state)), slurm_env=dict(slurm_cluster.env),
                                poll_interval_s=0.1)
         made.append(backend)
         return backend

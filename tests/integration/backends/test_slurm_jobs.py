@@ -66,7 +66,7 @@ def test_start_is_idempotent_and_a_restarted_agent_adopts_its_jobs(make_slurm, s
     assert [o.status for o in again.all_observations()] == [S.RUNNING]
     again.close()
     # Its state lost too (a crash between sbatch and writing it down): found by name.
-    fresh = make_slurm("slurm-lost")
+    fresh = make_slurm("slurm-lost", work="slurm")
     fresh.start(job(1, "sleep 1.5"))
     assert len(slurm_cluster.jobs(make_slurm.prefix)) == 1
     assert Watcher(fresh).wait(1, S.COMPLETED, timeout=20).exit_code == 0

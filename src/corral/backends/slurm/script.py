@@ -76,8 +76,10 @@ def sbatch_options(launch: Launch, site: SlurmSite, component_dir: Path, run_as:
         f"--job-name={site.job_name(launch.component_id)}",
         f"--comment=corral component {launch.component_id} workload {launch.workload_id} project {launch.project}",
         f"--output={component_dir / OUTPUT}", "--open-mode=append", f"--chdir={component_dir}",
-        "--export=NONE", "--nodes=1", "--ntasks=1",
+        "--export=NONE",
     ]
+    if not any(o.split("=")[0] in ("--nodes", "-N", "--ntasks", "-n", "--ntasks-per-node") for o in site.extra_options):
+        options += ["--nodes=1", "--ntasks=1"]  # one task; an admin's options may ask for more nodes
     if run_as is not None:  # root submits for the project's user; never silently as root
         options += [f"--uid={run_as.uid}", f"--gid={run_as.gid}"]
     if launch.gpu:

@@ -26,12 +26,12 @@ RUNNING_STATES = frozenset({"RUNNING", "COMPLETING", "RESIZING", "SIGNALING", "S
 FAILED_WHY = {
     "FAILED": "failed",
     "TIMEOUT": "reached its time limit",
-    "NODE_FAIL": "a node it ran on failed",
+    "NODE_FAIL": "failed with a node it ran on",
     "OUT_OF_MEMORY": "ran out of memory",
-    "BOOT_FAIL": "its node failed to boot",
+    "BOOT_FAIL": "failed: its node did not boot",
     "DEADLINE": "reached its deadline",
-    "PREEMPTED": "preempted by Slurm",
-    "REVOKED": "revoked by the federation",
+    "PREEMPTED": "was preempted by Slurm",
+    "REVOKED": "was revoked by the federation",
     "SPECIAL_EXIT": "ended in a special exit state",
 }
 # Node states (and flags, after "+") that take a node's resources out of the capacity.

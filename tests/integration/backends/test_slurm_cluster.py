@@ -1,0 +1,99 @@
+"""The Slurm backend's view of the cluster, against real daemons: capacity from the nodes
+(a drained node lowers it), jobs submitted outside Corral discovered with their
+resources, a service's endpoint on its node, the controller going away."""
+
+from __future__ import annotations
+
+import urllib.request
+import uuid
+
+from corral.backends.base import Launch, Readiness
+from corral.domain.statuses import ComponentStatus as S
+
+from .conftest import Watcher
+from .slurm_support import job, make_slurm, slurm_cluster, wait_for  # noqa: F401 - fixtures
+
+
+def test_capacity_comes_from_the_nodes_and_a_drained_node_lowers_it(make_slurm, slurm_cluster):
+    backend = make_slurm()
+    capacity = backend.capacity()
+    assert [n.name for n in capacity.nodes] == ["n1", "n2", "n3", "n4"]
+    node = capacity.nodes[0]
+    assert (node.cpu_millicores, node.memory_bytes, len(node.gpus)) == (8000, 4000 << 20, 8)
+    assert capacity.total().gpu == 32 and capacity.isolation
+    try:
+        slurm_cluster.run("scontrol", "update", "nodename=n4", "state=drain", "reason=corral-test")
+        drained = backend.capacity()
+        assert [n.name for n in drained.nodes] == ["n1", "n2", "n3"] and drained.total().gpu == 24
+    finally:
+        slurm_cluster.run("scontrol", "update", "nodename=n4", "state=resume")
+    wait_for(lambda: len(backend.capacity().nodes) == 4)
+    # A partition that is not the nodes' leaves them out.
+    assert make_slurm("other", partition="nope").capacity().nodes == ()
+
+
+def test_a_job_submitted_outside_corral_is_discovered_with_its_resources(make_slurm, slurm_cluster):
+    backend = make_slurm()
+    name = f"theirs-{uuid.uuid4().hex[:6]}"
+    job_id = slurm_cluster.sbatch("-J", name, "--account=vision", "--gres=gpu:2", "-c", "3", "--mem=512M",
+                                  "-o", "/dev/null")
+    try:
+        found = wait_for(lambda: [d for d in backend.discover() if d.native_name == f"slurm-job-{job_id}"])
+        [theirs] = found  # type: ignore[misc]
+        assert (theirs.kind, theirs.project, theirs.gpu, theirs.cpu_millicores, theirs.memory_bytes) == (
+            "job", "vision", 2, 3000, 512 << 20)
+        assert theirs.user == "root" and theirs.started_at is not None
+        # Corral's own jobs are not "found".
+        backend.start(job(1, "sleep 30"))
+        Watcher(backend).wait(1, S.RUNNING)
+        names = {d.native_name for d in backend.discover()}
+        assert f"slurm-job-{backend._jobs[1].job_id}" not in names
+        by_partition = make_slurm("by-partition", project_from="partition")
+        assert {d.project for d in by_partition.discover() if d.native_name == f"slurm-job-{job_id}"} == {"gpu"}
+    finally:
+        slurm_cluster.scancel(job_id)
+    wait_for(lambda: f"slurm-job-{job_id}" not in {d.native_name for d in backend.discover()})
+
+
+def test_a_service_job_is_running_once_it_answers_on_its_node(make_slurm):
+    backend = make_slurm()
+    watcher = Watcher(backend)
+    python = "/usr/bin/python3"
+    backend.start(Launch(1, 10, "web", "custom", "web-w10-server", kind="server",
+                         command=(python, "-m", "http.server", "--bind", "0.0.0.0", "{port}"), needs_port=True,
+                         readiness=Readiness("/"), cpu_millicores=500, memory_bytes=128 << 20))
+    backend.start(Launch(2, 10, "web", "custom", "web-w10-endpoint", kind="endpoint"))
+    running = watcher.wait(1, S.RUNNING, timeout=20)
+    assert running.endpoint_url and running.endpoint_url.startswith("http://127.0.0.1:")
+    with urllib.request.urlopen(running.endpoint_url, timeout=5) as response:
+        assert response.status == 200
+    assert watcher.wait(2, S.COMPLETED).reason == "endpoint recorded"
+    backend.stop(1)
+    watcher.wait(1, S.DELETED)
+
+
+def test_a_job_spanning_two_nodes_runs_srun_on_both(make_slurm):
+    backend = make_slurm("multi", extra_options=("--nodes=2", "--ntasks-per-node=1"))
+    watcher = Watcher(backend)
+    backend.start(job(1, "srun hostname -s >/dev/null && srun sh -c 'echo task $SLURM_PROCID on $SLURMD_NODENAME'"))
+    watcher.wait(1, S.COMPLETED)
+    lines = sorted(line for line in backend.logs(1).splitlines() if line.startswith("task "))
+    assert [line.split(" on ")[0] for line in lines] == ["task 0", "task 1"]
+    assert len({line.split(" on ")[1] for line in lines}) == 2
+
+
+def test_an_unreachable_controller_keeps_the_last_status_with_a_reason(make_slurm, tmp_path):
+    backend = make_slurm()
+    watcher = Watcher(backend)
+    backend.start(job(1, "sleep 30"))
+    watcher.wait(1, S.RUNNING)
+    # The same cluster seen through a configuration whose controller port nobody listens on.
+    real = backend.slurm.env["SLURM_CONF"]
+    away = tmp_path / "away.conf"
+    away.write_text(open(real).read() + "SlurmctldPort=6899\n")
+    backend.slurm.env["SLURM_CONF"] = str(away)
+    backend.slurm.timeout_s = 1.0  # Slurm's clients retry for MessageTimeout (10 s) before giving up
+    lost = watcher.wait(1, lambda o: "unreachable" in o.reason, timeout=30)
+    assert lost.status is S.RUNNING and "Slurm controller unreachable since" in lost.reason
+    backend.slurm.env["SLURM_CONF"] = real
+    assert watcher.wait(1, lambda o: "unreachable" not in o.reason).status is S.RUNNING
