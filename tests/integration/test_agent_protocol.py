@@ -41,7 +41,7 @@ def test_work_names_what_to_run_then_what_to_stop(world):
 def test_workloads_found_on_the_cluster_become_custom_workloads_that_count(world):
     agent = world.api.as_token(world.agent_token)
     found = {"native_name": "pid-4242", "kind": "process", "command": "python train.py", "gpu": 3,
-             "project": "vision"}
+             "cpu": 4000, "memory": 8 << 30, "project": "vision"}
     answer = agent.post("/api/v1/agent/found", json={"items": [found]}).json()["items"]
     assert answer[0]["workload_id"] and answer[0]["component_id"]
     again = agent.post("/api/v1/agent/found", json={"items": [found]}).json()["items"]
@@ -51,7 +51,9 @@ def test_workloads_found_on_the_cluster_become_custom_workloads_that_count(world
         "custom", "Running", "vision", False)
     assert any(e["kind"] == "discovered" for e in detail["events"])
     quota = world.alice.get("/api/v1/projects/vision/quotas/gpu-a").json()
-    assert quota["used"]["gpu"] == 3  # it counts against the project's quota
+    # It counts against the project's quota, with all it holds.
+    assert (quota["used"]["gpu"], quota["used"]["cpu"], quota["used"]["memory"]) == (3, 4000, 8 << 30)
+    assert detail["resources"]["cpu"] == 4000 and detail["resources"]["memory"] == 8 << 30
     unknown = agent.post("/api/v1/agent/found", json={"items": [{"native_name": "pid-7", "project": "nope"}]})
     assert unknown.json()["items"][0]["workload_id"] is None  # no such project: not recorded
     # Nothing of it is handed back to the agent to run.
@@ -60,4 +62,5 @@ def test_workloads_found_on_the_cluster_become_custom_workloads_that_count(world
     observed = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
     agent.post("/api/v1/agent/component-statuses", json={"updates": [
         {"component_id": answer[0]["component_id"], "status": "Completed", "observed_at": observed}]})
-    assert world.alice.get("/api/v1/projects/vision/quotas/gpu-a").json()["used"]["gpu"] == 0
+    used = world.alice.get("/api/v1/projects/vision/quotas/gpu-a").json()["used"]
+    assert (used["gpu"], used["cpu"], used["memory"]) == (0, 0, 0)

@@ -100,7 +100,8 @@ class Agent:
         if new:
             answers = self.client.found([{
                 "native_name": d.native_name, "kind": d.kind, "command": d.command[:4000],
-                "gpu": len(d.gpu_indices), "project": d.project,
+                "gpu": max(d.gpu, len(d.gpu_indices)), "cpu": d.cpu_millicores, "memory": d.memory_bytes,
+                "project": d.project,
                 **({"started_at": d.started_at.isoformat()} if d.started_at else {})} for d in new])
             self.found.update({a["native_name"]: a["component_id"] for a in answers if a.get("component_id")})
         at = datetime.now(UTC)

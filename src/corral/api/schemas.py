@@ -7,7 +7,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
-from corral.domain.resources import MAX_GPUS, Limit, Resources, parse_bytes, parse_millicores
+from corral.domain.resources import (
+    MAX_BYTES,
+    MAX_GPUS,
+    MAX_MILLICORES,
+    Limit,
+    Resources,
+    parse_bytes,
+    parse_millicores,
+)
 
 
 class _In(BaseModel):
@@ -286,6 +294,8 @@ class FoundIn(_In):
     kind: str = Field("process", min_length=1, max_length=32)
     command: str = Field("", max_length=4000)
     gpu: int = Field(0, ge=0, le=1024)
+    cpu: int = Field(0, ge=0, le=MAX_MILLICORES, description="CPU it holds, in millicores")
+    memory: int = Field(0, ge=0, le=MAX_BYTES, description="memory it holds, in bytes")
     started_at: Timestamp | None = None
     project: str | None = Field(None, max_length=64)
 
