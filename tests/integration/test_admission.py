@@ -84,3 +84,25 @@ def test_a_later_submission_learns_its_place_without_a_full_pass(world):
                                        "position 3 of 3")
     assert detail["queue_position"] == {"position": 3, "of": 3}
     assert [e["kind"] for e in detail["events"]] == ["submitted", "waiting"]
+
+
+def test_a_newcomer_admitted_while_older_reasons_wait_for_the_budget(world):
+    """Regression (issue 13): a newcomers-only pass writes only the newcomers' reasons; when
+    every newcomer was admitted and the backlog holds older reasons, that batch is empty, and
+    the pass must neither fail (SQLite: "A value is required for bind parameter") nor reload."""
+    admitter = Admitter(world.api.engine, reason_budget=1)
+    ids = [submit(world.alice, name=name, resources={"gpu": gpu}).json()["id"]
+           for name, gpu in (("first", 6), ("second", 4), ("third", 3))]
+    result = admitter.run_pass()
+    assert (result.admitted, result.waiting, result.reasons_left) == (1, 2, 1)
+
+    newcomer = submit(world.bob, name="newcomer", project="speech", resources={"gpu": 1}).json()["id"]
+    result = admitter.run_pass()
+    assert (result.admitted, result.full_clusters, result.reasons_left) == (1, 0, 1)
+    assert admitter.loaded  # the pass committed: no rollback, no reload
+    assert _detail(world.bob, newcomer)["admitted_at"] is not None
+
+    result = admitter.run_pass()  # the backlog's turn
+    assert (result.admitted, result.reasons_left) == (0, 0)
+    assert [_detail(world.alice, wid)["status_reason"].rsplit("; ", 1)[1] for wid in ids[1:]] == [
+        "position 1 of 2", "position 2 of 2"]

@@ -669,7 +669,13 @@ def _set_reasons(conn: Connection, postgres: bool, items: list[tuple[int, str]])
     """Waiting reasons, only on workloads that still wait; returns those written.
 
     On PostgreSQL rows another transaction holds are skipped (written by a later pass), so
-    a pass never waits for, or deadlocks with, a request holding a workload it explains."""
+    a pass never waits for, or deadlocks with, a request holding a workload it explains.
+
+    ``items`` may be empty (a newcomers' pass whose newcomers were all admitted while older
+    reasons wait for the budget): an executemany with no parameters would run the UPDATE
+    once with none bound, which SQLAlchemy refuses."""
+    if not items:
+        return []
     if postgres:
         written: list[tuple[int, str]] = []
         for i in range(0, len(items), _CHUNK):
