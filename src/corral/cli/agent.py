@@ -18,6 +18,7 @@ from corral.cli import output
 
 if TYPE_CHECKING:
     from corral.agent.loop import Agent
+    from corral.backends.base import Backend
     from corral.agent.logs_api import LogsServer
 
 log = logging.getLogger("corral.agent")
@@ -34,7 +35,8 @@ class Workloads:
 
 
 def _build(server: str, token: str, backend_kind: str, state_dir: Path, workloads: Workloads, listen_host: str,
-           listen_port: int, advertise_host: str | None, poll_s: float) -> tuple[Agent, LogsServer]:
+           listen_port: int, advertise_host: str | None, poll_s: float,
+           site: dict[str, str | None] | None = None) -> tuple[Agent, LogsServer]:
     from corral.agent.client import AgentClient
     from corral.agent.logs_api import LogsServer, logs_app
     from corral.agent.loop import Agent
@@ -44,13 +46,21 @@ def _build(server: str, token: str, backend_kind: str, state_dir: Path, workload
     from corral.services.reach import agent_logs_key
     from corral.services.users import hash_token
 
-    if backend_kind != "local":
-        raise ValueError(f"backend {backend_kind!r} is not available yet; use --backend local")
+    if backend_kind not in ("local", "slurm"):
+        raise ValueError(f"backend {backend_kind!r} is not available yet; use --backend local or slurm")
     isolated = Identities.from_settings(workloads.users).isolated
     root = (workloads.root or default_root(state_dir, isolated)).resolve()
     identities = Identities.from_settings(workloads.users, workloads.user_map, home_root=str(root))
-    backend = LocalBackend(state_dir, identities=identities, work_root=root, log_max_bytes=workloads.log_max_bytes)
-    log.log(logging.INFO if identities.isolated else logging.WARNING, "local cluster: %s", identities.notice)
+    backend: Backend
+    if backend_kind == "slurm":  # site options: see corral.backends.slurm.script.SlurmSite.from_options
+        from corral.backends.slurm import SlurmBackend, SlurmSite
+
+        backend = SlurmBackend(state_dir, site=SlurmSite.from_options(**(site or {})), identities=identities,
+                               work_root=root)
+    else:
+        backend = LocalBackend(state_dir, identities=identities, work_root=root, log_max_bytes=workloads.log_max_bytes)
+    log.log(logging.INFO if identities.isolated else logging.WARNING, "%s cluster: %s", backend_kind,
+            identities.notice)
     key = agent_logs_key(hash_token(token))
     logs = LogsServer(logs_app(backend, key), listen_host, listen_port)
     port = logs.start()
@@ -63,7 +73,10 @@ def agent(
     server: Annotated[str, typer.Option("--server", envvar="CORRAL_SERVER", help="The control plane's URL.")],
     token_file: Annotated[Path | None, typer.Option("--token-file", help="File holding the cluster's agent token "
                                                     "(else CORRAL_AGENT_TOKEN).")] = None,
-    backend: Annotated[str, typer.Option("--backend", help="Backend kind: local.")] = "local",
+    backend: Annotated[str, typer.Option("--backend", envvar="CORRAL_AGENT_BACKEND",
+                                         help="Backend kind: local (this host) or slurm (run it where sbatch "
+                                              "works, with the work area on a filesystem the nodes share).")]
+    = "local",
     state_dir: Annotated[Path, typer.Option("--state-dir", help="Where the backend keeps its components' state.")]
     = Path("~/.local/share/corral/agent").expanduser(),
     workload_root: Annotated[Path | None, typer.Option(
@@ -81,6 +94,21 @@ def agent(
     advertise_host: Annotated[str | None, typer.Option("--advertise-host", help="Host name the control plane "
                                                        "reaches the log API at (default: the listen host).")] = None,
     poll_s: Annotated[float, typer.Option("--poll", min=0.01, help="Seconds between polls for work.")] = 0.1,
+    slurm_partition: Annotated[str | None, typer.Option(envvar="CORRAL_SLURM_PARTITION",
+                                                        help="Slurm: partition for every job.")] = None,
+    slurm_account: Annotated[str | None, typer.Option(envvar="CORRAL_SLURM_ACCOUNT", help="Slurm: account, "
+                                                      "or PROJECT=ACCOUNT,... per project (ml,vision=cv).")] = None,
+    slurm_qos: Annotated[str | None, typer.Option(envvar="CORRAL_SLURM_QOS", help="Slurm: QoS.")] = None,
+    slurm_constraint: Annotated[str | None, typer.Option(envvar="CORRAL_SLURM_CONSTRAINT",
+                                                         help="Slurm: node features (--constraint).")] = None,
+    slurm_gres: Annotated[str, typer.Option(envvar="CORRAL_SLURM_GRES",
+                                            help="Slurm: the GPU GRES (gpu, gpu:a100).")] = "gpu",
+    slurm_sbatch_options: Annotated[str | None, typer.Option(envvar="CORRAL_SLURM_SBATCH_OPTIONS",
+                                                             help="Slurm: more sbatch options, as is.")] = None,
+    slurm_project_from: Annotated[str, typer.Option(envvar="CORRAL_SLURM_PROJECT_FROM", help="Slurm: a found "
+                                                    "job's project is its account or partition.")] = "account",
+    slurm_job_prefix: Annotated[str, typer.Option(envvar="CORRAL_SLURM_JOB_PREFIX", help="Slurm: job names are "
+                                                  "this and the component id (one prefix per Corral).")] = "corral-c",
 ) -> None:
     """Run a cluster's agent: heartbeat, take admitted workloads, run them, report statuses."""
     token = token_file.read_text().strip() if token_file else os.environ.get("CORRAL_AGENT_TOKEN", "")
@@ -90,8 +118,11 @@ def agent(
     host, _, port = listen.rpartition(":")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s agent %(levelname)s %(message)s")
     try:
+        site = {"partition": slurm_partition, "account": slurm_account, "qos": slurm_qos,
+                "constraint": slurm_constraint, "gres": slurm_gres, "sbatch_options": slurm_sbatch_options,
+                "project_from": slurm_project_from, "job_prefix": slurm_job_prefix}
         runner, logs = _build(server, token, backend, state_dir, Workloads(workload_users, user_map, workload_root),
-                              host or "127.0.0.1", int(port or 0), advertise_host, poll_s)
+                              host or "127.0.0.1", int(port or 0), advertise_host, poll_s, site)
     except (ValueError, OSError, IdentityError) as exc:
         output.fail(f"cannot start the agent: {exc}")
     signal.signal(signal.SIGTERM, lambda *_: runner.stop())

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import pwd
+from datetime import UTC, datetime
 
 from corral.backends.identity import user_name_for
 from corral.domain.statuses import ComponentStatus as S
@@ -18,6 +19,7 @@ def test_a_batch_job_waits_in_slurms_queue_runs_and_completes_with_its_output(ma
     backend = make_slurm()
     watcher = Watcher(backend)
     blocking = blocker()  # another user's job holds every GPU: ours waits in Slurm's queue
+    before = datetime.now(UTC)
     backend.start(job(1, "echo hello from $SLURM_JOB_ID; echo to stderr >&2; sleep 0.3", gpu=1))
     # Slurm's reason, once its scheduler looked at the job ("None" before that)
     pending = watcher.wait(1, lambda o: o.status is S.PENDING and o.reason != "waiting in Slurm's queue")
@@ -28,7 +30,8 @@ def test_a_batch_job_waits_in_slurms_queue_runs_and_completes_with_its_output(ma
     done = watcher.wait(1, S.COMPLETED)
     seen = watcher.statuses(1)
     assert done.exit_code == 0 and sorted(set(seen), key=seen.index) == [S.PENDING, S.RUNNING, S.COMPLETED]
-    assert pending.observed_at <= running.observed_at <= done.observed_at
+    # Never older than the submission (Slurm's own times have whole seconds only).
+    assert before <= pending.observed_at <= running.observed_at <= done.observed_at
     job_id = backend._jobs[1].job_id
     output = backend.logs(1)
     assert f"hello from {job_id}\n" in output and "to stderr\n" in output
@@ -71,6 +74,12 @@ def test_start_is_idempotent_and_a_restarted_agent_adopts_its_jobs(make_slurm, s
     assert len(slurm_cluster.jobs(make_slurm.prefix)) == 1
     assert Watcher(fresh).wait(1, S.COMPLETED, timeout=20).exit_code == 0
     assert len(slurm_cluster.jobs(make_slurm.prefix)) == 1
+    # A job of that name that is not this component's (another Corral's, whose comment
+    # differs) is not taken over.
+    foreign = slurm_cluster.sbatch("-J", f"{make_slurm.prefix}2", "--comment=someone else", "-o", "/dev/null")
+    fresh.start(job(2, "true"))
+    assert fresh._jobs[2].job_id != foreign
+    assert Watcher(fresh).wait(2, S.COMPLETED).exit_code == 0
 
 
 def test_stop_cancels_pending_and_running_jobs_which_end_deleted(make_slurm, blocker, slurm_cluster):

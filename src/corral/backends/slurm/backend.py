@@ -108,7 +108,8 @@ class SlurmBackend:
             except IdentityError as exc:
                 raise BackendError(str(exc)) from exc
             record = JobRecord.for_launch(launch, run_as.uid if run_as else None)
-            existing = self.slurm.squeue(name=self.site.job_name(launch.component_id))
+            existing = [row for row in self.slurm.squeue(name=self.site.job_name(launch.component_id))
+                        if row.comment == self.site.comment(launch)]
             if existing:  # submitted before (the agent restarted): adopt, never submit twice
                 record.job_id = max(row.job_id for row in existing)
             else:
@@ -188,7 +189,7 @@ class SlurmBackend:
             if record.kind == "server":
                 status, reason, url = cluster.service_state(record, row, self.work.component_dir(record.component_id),
                                                             self._nodes)
-        self._emit(Observation(record.component_id, record.native_name, status, reason, at,
+        self._emit(Observation(record.component_id, record.native_name, status, reason, record.not_before(at),
                                workload_id=record.workload_id, endpoint_url=url))
 
     def _ended(self, record: JobRecord, row: JobRow | None) -> None:
@@ -214,6 +215,7 @@ class SlurmBackend:
         self._finalize(record, status, text, exit_code, ended or _now())
 
     def _finalize(self, record: JobRecord, status: S, reason: str, exit_code: int | None, at: datetime) -> None:
+        at = record.not_before(at)
         last = self._last.get(record.component_id)
         if last is not None and at < last.observed_at:
             at = last.observed_at

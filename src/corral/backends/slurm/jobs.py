@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,10 @@ class JobRecord:
     readiness: str | None = None  # "tcp", an HTTP path, or None (ready once running)
     endpoint_path: str = "/"
     final: dict[str, Any] | None = None  # {"status", "reason", "exit_code", "observed_at"}
+    # When start() submitted (or adopted) it: no observation is older. Slurm's own times
+    # have whole seconds, so a job started within the second of its admission would look
+    # older than what the control plane recorded at admission.
+    submitted_at: str | None = None
 
     @classmethod
     def for_launch(cls, launch: Launch, uid: int | None) -> JobRecord:
@@ -41,7 +46,11 @@ class JobRecord:
             readiness = launch.readiness.http_path if launch.readiness.kind == "http" else "tcp"
         return cls(launch.component_id, launch.workload_id, launch.project, launch.native_name, launch.kind, uid=uid,
                    service_port=launch.is_service and bool(launch.needs_port or launch.fixed_port),
-                   readiness=readiness, endpoint_path=launch.endpoint_path)
+                   readiness=readiness, endpoint_path=launch.endpoint_path, submitted_at=f.now_iso())
+
+    def not_before(self, at: datetime) -> datetime:
+        submitted = f.parse_iso(self.submitted_at)
+        return max(at, submitted) if submitted else at
 
     @property
     def final_status(self) -> S | None:

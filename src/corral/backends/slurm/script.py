@@ -55,12 +55,42 @@ class SlurmSite:
     project_from: str = "account"  # a discovered job's project: its "account" or "partition"
     time_limit: str | None = None  # sbatch --time for every job (none: the partition's default)
 
+    @classmethod
+    def from_options(cls, *, partition: str | None = None, account: str | None = None, qos: str | None = None,
+                     constraint: str | None = None, gres: str | None = None, sbatch_options: str | None = None,
+                     project_from: str | None = None, time_limit: str | None = None,
+                     job_prefix: str | None = None) -> SlurmSite:
+        """From the agent's options: ``account`` is "ACCOUNT", "PROJECT=ACCOUNT,..." or both
+        ("ml,vision=cv": cv for vision, ml for the rest); ``sbatch_options`` is split as a
+        shell would ("--exclusive --mail-type=NONE")."""
+        default, mapping = None, {}
+        for item in (account or "").split(","):
+            project, sep, name = item.partition("=")
+            if sep and project.strip() and name.strip():
+                mapping[project.strip()] = name.strip()
+            elif item.strip() and not sep:
+                default = item.strip()
+            elif item.strip():
+                raise ValueError(f"Slurm account entry {item.strip()!r} is not ACCOUNT or PROJECT=ACCOUNT")
+        if (project_from or "account") not in ("account", "partition"):
+            raise ValueError(f"project_from {project_from!r}: expected account or partition")
+        return cls(partition=partition or None, account=default, account_map=mapping, qos=qos or None,
+                   constraint=constraint or None, gres=gres or "gpu",
+                   extra_options=tuple(shlex.split(sbatch_options or "")), project_from=project_from or "account",
+                   time_limit=time_limit or None, job_prefix=job_prefix or "corral-c")
+
     @property
     def gres_name(self) -> str:
         return self.gres.split(":", 1)[0]
 
     def account_for(self, project: str) -> str | None:
         return self.account_map.get(project) or self.account
+
+    @staticmethod
+    def comment(launch: Launch) -> str:
+        """The job's comment: checked before adopting a job by its name, so that a job of
+        another Corral (or of this one before its database was reset) is not taken over."""
+        return f"corral component {launch.component_id} workload {launch.workload_id} project {launch.project}"
 
     def job_name(self, component_id: int) -> str:
         return f"{self.job_prefix}{component_id}"
@@ -74,7 +104,7 @@ class SlurmSite:
 def sbatch_options(launch: Launch, site: SlurmSite, component_dir: Path, run_as: RunAs | None) -> list[str]:
     options = [
         f"--job-name={site.job_name(launch.component_id)}",
-        f"--comment=corral component {launch.component_id} workload {launch.workload_id} project {launch.project}",
+        f"--comment={site.comment(launch)}",
         f"--output={component_dir / OUTPUT}", "--open-mode=append", f"--chdir={component_dir}",
         "--export=NONE",
     ]

@@ -1,0 +1,154 @@
+"""A Slurm cluster driven end to end: `corral serve`, `corral agent --backend slurm` as a
+process on this "login node", real Slurm daemons (scripts/slurm-test-cluster). Workloads
+submitted through the API become Slurm jobs of the project's user, their statuses and
+output come back, delete cancels, and a job submitted with sbatch outside Corral counts
+against its project's quota with everything it holds."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from corral.backends.identity import user_name_for
+from tests.conftest import work_root_for
+from tests.e2e.conftest import CORRAL_BIN, LiveServer, clean_env, make_database, start_server, stop_server
+from tests.integration.backends.slurm_support import SlurmCluster, slurm_cluster  # noqa: F401 - fixture
+
+
+@dataclass
+class SlurmWorld:
+    server: LiveServer
+    client: httpx.Client
+    slurm: SlurmCluster
+    prefix: str
+    foreign_job: int
+    agent_log: Path
+
+
+@pytest.fixture(scope="module")
+def world(slurm_cluster: SlurmCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmWorld]:  # noqa: F811
+    root = tmp_path_factory.mktemp("slurm-e2e")
+    prefix = f"e2e{uuid.uuid4().hex[:6]}-c"
+    with ExitStack() as stack:
+        server = start_server(make_database("sqlite", root / "data", stack), root / "server.log")
+        stack.callback(stop_server, server)
+        client = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {server.admin_token}"},
+                              timeout=30)
+        created = client.post("/api/v1/clusters", json={
+            "name": "hpc", "kind": "slurm", "capacity": {"gpu": 32, "cpu": 32, "memory": "15Gi"}})
+        assert created.status_code == 201, created.text
+        token = root / "agent-token"
+        token.write_text(created.json()["agent_token"])
+        token.chmod(0o600)
+        quota = client.put("/api/v1/projects/default/quotas/hpc", json={
+            "guaranteed": {"gpu": 8, "cpu": 16, "memory": "8Gi"}, "limit": "unbounded"})
+        assert quota.status_code == 200, quota.text
+        # Someone's own sbatch job, running before the agent starts (found on its first pass).
+        foreign = slurm_cluster.sbatch("-J", f"theirs-{prefix}", "--account=default", "--gres=gpu:1", "-c", "2",
+                                       "--mem=300M", "-o", "/dev/null")
+        stack.callback(slurm_cluster.scancel, foreign)
+        log = root / "agent.log"
+        with log.open("wb") as out:
+            agent = subprocess.Popen(
+                [str(CORRAL_BIN), "agent", "--backend", "slurm", "--server", server.url, "--token-file", str(token),
+                 "--state-dir", str(root / "agent"), "--workload-root", str(work_root_for(root / "agent")),
+                 "--slurm-job-prefix", prefix, "--slurm-partition", "gpu", "--poll", "0.1"],
+                env=clean_env(slurm_cluster.env), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        stack.callback(_stop, agent)
+        stack.callback(lambda: slurm_cluster.scancel(*(i for i, _, _ in slurm_cluster.jobs(prefix))))
+        deadline = time.monotonic() + 30
+        while client.get("/api/v1/clusters/hpc").json()["status"] != "healthy":
+            assert agent.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        yield SlurmWorld(server, client, slurm_cluster, prefix, foreign, log)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
+
+
+def _submit(client: httpx.Client, **body: Any) -> int:
+    spec = {"type": "custom", "project": "default", "cluster": "hpc",
+            "resources": {"cpu": 1, "memory": "256Mi"}, **body}
+    response = client.post("/api/v1/workloads", json=spec)
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def _watch(world: SlurmWorld, wid: int, until: set[str], timeout: float = 30.0) -> tuple[dict, list[str]]:
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        detail = world.client.get(f"/api/v1/workloads/{wid}").json()
+        if not seen or seen[-1] != detail["status"]:
+            seen.append(detail["status"])
+        if detail["status"] in until:
+            return detail, seen
+        assert time.monotonic() < deadline, f"{detail['status']} ({detail['status_reason']})\n" + \
+            world.agent_log.read_text()[-3000:]
+        time.sleep(0.05)
+
+
+def test_the_cluster_reports_slurms_nodes(world):
+    cluster = world.client.get("/api/v1/clusters/hpc").json()
+    assert cluster["kind"] == "slurm" and len(cluster["nodes"]) == 4
+    assert cluster["capacity"]["gpu"] == 32 and cluster["capacity"]["cpu"] == 32000
+    assert "own" in cluster["isolation"]
+
+
+def test_a_workload_runs_as_a_slurm_job_of_the_projects_user(world):
+    wid = _submit(world.client, name="on-slurm", resources={"gpu": 1, "cpu": 1, "memory": "256Mi"},
+                  command='echo "on $SLURMD_NODENAME as $(id -un) with gpu $CUDA_VISIBLE_DEVICES"; sleep 1')
+    detail, seen = _watch(world, wid, {"Complete", "Failed"})
+    assert detail["status"] == "Complete" and "Running" in seen, (detail, seen)
+    text = world.client.get(f"/api/v1/workloads/{wid}/logs").text
+    assert re.fullmatch(rf"on n\d as {user_name_for('default')} with gpu \d\n", text), text  # one GPU of the node
+    [(job_id, _, state)] = [j for j in world.slurm.jobs(world.prefix)
+                            if j[1] == f"{world.prefix}{detail['components'][0]['id']}"]
+    assert state == "COMPLETED"
+
+
+def test_a_failing_workload_fails_with_its_exit_code(world):
+    wid = _submit(world.client, name="fails", command="echo trouble >&2; exit 4")
+    detail, _ = _watch(world, wid, {"Complete", "Failed"})
+    assert detail["status"] == "Failed" and "exit code 4" in detail["status_reason"], detail
+    assert "trouble" in world.client.get(f"/api/v1/workloads/{wid}/logs").text
+
+
+def test_deleting_a_running_workload_cancels_its_job(world):
+    wid = _submit(world.client, name="long", command="sleep 120")
+    detail, _ = _watch(world, wid, {"Running"})
+    assert world.client.delete(f"/api/v1/workloads/{wid}").status_code == 202
+    detail, _ = _watch(world, wid, {"Deleted", "DeleteFailed"})
+    assert detail["status"] == "Deleted"
+    name = f"{world.prefix}{detail['components'][0]['id']}"
+    assert [state for _, n, state in world.slurm.jobs(world.prefix) if n == name] == ["CANCELLED"]
+
+
+def test_a_job_submitted_with_sbatch_counts_against_its_projects_quota(world):
+    deadline = time.monotonic() + 20
+    while True:
+        found = [w for w in world.client.get("/api/v1/workloads", params={"project": "default"}).json()["items"]
+                 if w["name"] == f"found slurm-job-{world.foreign_job}"]
+        if found or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert found, world.agent_log.read_text()[-3000:]
+    used = world.client.get("/api/v1/projects/default/quotas/hpc").json()["used"]
+    assert used["gpu"] >= 1 and used["cpu"] >= 2000 and used["memory"] >= 300 << 20, used
