@@ -58,8 +58,8 @@ What each type runs:
   requests and WebSocket upgrades, once it has checked it is the workload's own origin)
   to ``http://127.0.0.1:<port>`` (Jupyter checks it against Host), and pass cookies
   through (the ``_xsrf`` cookie guards every POST; the lab page sends it back by itself),
-  less the control plane's own. ``flavor: vscode`` runs ``code-server`` (base path ``/``,
-  ready when ``/healthz`` answers). A ``command`` replaces either.
+  less the control plane's own. ``flavor: vscode`` is refused on the local cluster:
+  code-server cannot require the service token. A ``command`` replaces either.
 - **Custom**: ``command`` (a list: argv; a string: ``/bin/sh -c``) or ``batch_script``
   (run by its ``#!`` line or ``/bin/sh``); ``service: true`` makes it a server (port as
   for Inference). ``manifest`` needs a kubernetes cluster.
@@ -105,6 +105,9 @@ class ComponentRef:
     memory_bytes: int = 0
 
 
+VSCODE_UNSAFE = ("VS Code workspaces are not available on the local cluster: code-server cannot require the "
+                 "workload's service token, so other workloads on the host could use it; use flavor jupyterlab, or "
+                 "a custom service that checks CORRAL_SERVICE_TOKEN")
 _IMAGE_ONLY = ("container images need a kubernetes or slurm cluster; the local cluster runs commands "
                "(give a command)")
 
@@ -291,20 +294,21 @@ def _workspace(ctx: _Context) -> dict[str, Any]:
     if command is not None:
         return _service(ctx, command, {}) | {"working_dir": str(home)}
     if ctx.spec.get("flavor") == "vscode":
-        command = ["code-server", "--bind-addr", "127.0.0.1:{port}", "--auth", "none", "--disable-telemetry",
-                   str(home)]
-        return {"kind": "server", "command": tuple(command), "needs_port": True, "readiness": Readiness("/healthz"),
-                "endpoint_path": "/", "working_dir": str(home)}
+        # code-server can check no bearer token: on a shared host any other workload that
+        # found its port would run code as this project. Refused until it can be reached
+        # only through the proxy (a socket of the project's own).
+        raise RecipeError(VSCODE_UNSAFE)
     if importlib.util.find_spec("jupyterlab") is not None and ctx.python == sys.executable:
         jupyter = [ctx.python, "-m", "jupyterlab"]
     else:
         jupyter = [shutil.which("jupyter") or "jupyter", "lab"]
-    command = [*jupyter, "--no-browser", "--ip", "127.0.0.1", "--port", "{port}",
+    # The port goes by environment (JUPYTER_PORT), not the command line every user can read.
+    command = [*jupyter, "--no-browser", "--ip", "127.0.0.1",
                "--ServerApp.base_url=/", f"--ServerApp.root_dir={home}",
                "--ServerApp.port_retries=0", "--ServerApp.allow_root=True"]
     return {"kind": "server", "command": tuple(command), "needs_port": True, "readiness": Readiness("/api"),
             "endpoint_path": "/", "working_dir": str(home),
-            "env": {"JUPYTER_PLATFORM_DIRS": "1", "JUPYTER_TOKEN": ctx.service_token()}}
+            "env": {"JUPYTER_PLATFORM_DIRS": "1", "JUPYTER_TOKEN": ctx.service_token(), "JUPYTER_PORT": "{port}"}}
 
 
 def _custom(ctx: _Context) -> dict[str, Any]:

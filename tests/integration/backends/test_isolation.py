@@ -181,3 +181,81 @@ def test_corrals_code_is_not_writable_from_a_workload(backend: LocalBackend, wat
     assert backend.logs(1) == "checked\n"
     assert not (package / "evil.py").exists()
     assert not (package / "backends" / "local" / "__pycache__" / "evil.pyc").exists()
+
+
+def test_a_port_taken_by_another_user_never_makes_a_service_ready(backend: LocalBackend, watcher: Watcher):
+    """Another user's process listening first on the service's port would get the proxy's
+    traffic and the service token: the service stays Pending until its own server listens."""
+    import socket
+
+    from corral.backends.base import Readiness
+
+    squatter = socket.socket()
+    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    port = squatter.getsockname()[1]
+    try:
+        server = ("/bin/sh", "-c", f"while [ ! -f release ]; do sleep 0.05; done; "
+                                   f"exec {sys.executable} -m http.server --bind 127.0.0.1 {port}")
+        backend.start(Launch(1, 1, "alpha", "custom", "alpha-w1-server", kind="server", command=server,
+                             fixed_port=port, readiness=Readiness(None), working_dir=str(_project_dir(backend))))
+        watcher.wait(1, lambda o: "waiting for" in o.reason, timeout=10)
+        time.sleep(1.0)
+        watcher.poll()
+        assert watcher.latest(1).status is S.PENDING, watcher.latest(1)  # someone answers, but not its server
+    finally:
+        squatter.close()
+    (_project_dir(backend) / "release").touch()
+    running = watcher.wait(1, S.RUNNING, timeout=15)
+    assert running.endpoint_url == f"http://127.0.0.1:{port}/"
+
+
+def _project_dir(backend: LocalBackend) -> Path:
+    return backend.work.prepare_project("alpha", backend.identities.for_project("alpha"))
+
+
+def test_two_instances_on_one_host_never_share_a_cgroup(tmp_path: Path):
+    """Component ids start at 1 in every instance; a shared cgroup would let one instance's
+    stop kill the other's processes and overwrite their limits."""
+    backends = [LocalBackend(tmp_path / name / "state", gpus="0", work_root=work_root_for(tmp_path / name))
+                for name in ("a", "b")]
+    try:
+        for b in backends:
+            b.start(Launch(1, 1, "proj", "custom", "proj-w1-job", command=("/bin/sh", "-c", "sleep 5"),
+                           memory_bytes=256 << 20, cpu_millicores=500))
+        paths = []
+        for b in backends:
+            Watcher(b).wait(1, S.RUNNING)
+            paths.append(b.inspect(1)["status"]["limits"]["cgroup"])
+        assert None not in paths and paths[0] != paths[1], paths
+    finally:
+        for b in backends:
+            b.stop(1, grace_s=0.5)
+            Watcher(b).wait(1, S.DELETED)
+            b.close()
+
+
+def test_a_link_to_another_projects_store_reveals_nothing(tmp_path: Path):
+    """The agent (root) resolves model names inside the project's own directory: a link
+    planted there to another project's store must not tell which models exist."""
+    from corral.backends.local import modelstore
+
+    root = tmp_path / "work"
+    theirs = modelstore.store_dir(root, "alpha") / "secret-model"
+    theirs.mkdir(parents=True)
+    (theirs / modelstore.MANIFEST).write_text('{"name": "secret-model"}')
+    assert modelstore.resolve(root, "alpha", "secret-model") == str(theirs)
+    (root / "beta").mkdir()
+    (root / "beta" / "models").symlink_to(modelstore.store_dir(root, "alpha"))
+    assert modelstore.resolve(root, "beta", "secret-model") is None
+
+
+def test_vs_code_workspaces_are_refused_where_they_could_not_be_guarded(tmp_path: Path):
+    from corral.backends.recipes import VSCODE_UNSAFE, ComponentRef, RecipeError, build_launches
+
+    with pytest.raises(RecipeError) as refused:
+        build_launches(workload_id=3, project="beta", workload_type="workspace",
+                       spec={"type": "workspace", "name": "ide", "project": "beta", "flavor": "vscode"},
+                       components=[ComponentRef(1, "server"), ComponentRef(2, "endpoint")], work_root=tmp_path)
+    assert str(refused.value) == VSCODE_UNSAFE

@@ -43,6 +43,7 @@ the control plane's own configuration (database URL, tokens) reaches a workload.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import pwd
 import shutil
@@ -197,6 +198,9 @@ class LocalBackend:
             os.close(self._lock_fd)
             raise
         self.log_max_bytes = log_max_bytes
+        # Names what this backend makes outside its directories (cgroups): another instance
+        # on this host numbers its components from 1 too.
+        self.instance = hashlib.sha256(str(self.state_dir).encode()).hexdigest()[:10]
         self.cgroups = cgroups
         self.cgroup_parent = cgroup_parent
         self.python = python
@@ -383,6 +387,7 @@ class LocalBackend:
             "cgroups": self.cgroups, "cgroup_parent": self.cgroup_parent,
             "events_file": str(self.events_dir / str(comp.id)), "placed_at": f.now_iso(),
             "run_as": run_as.as_dict() if run_as else None, "log_max_bytes": self.log_max_bytes,
+            "instance": self.instance,
         }
         f.write_json_atomic(comp.dir / f.PLACEMENT, comp.placement)
 

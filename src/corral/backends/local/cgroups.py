@@ -1,7 +1,8 @@
 """Memory and CPU limits for local components with cgroup v2, where the host allows it.
 
 Standard library only (the supervisor uses it). Each component gets a child cgroup
-``<parent>/component-<id>`` with ``memory.max`` (and ``memory.swap.max`` 0) and
+``<parent>/<instance>-component-<id>`` (``instance``: its backend's, so that two Corral
+instances on one host, whose component ids both start at 1, never share one) with ``memory.max`` (and ``memory.swap.max`` 0) and
 ``cpu.max``; the supervisor puts the command into it before it runs, and uses it to kill
 every process of the component and to tell when all are gone.
 
@@ -90,7 +91,8 @@ def _enable(base: str, controller: str, may_touch_parent: bool) -> str | None:
 
 
 def setup_component_cgroup(
-    component_id: int, memory_bytes: int, cpu_millicores: int, parent: str | None = None, enabled: bool = True
+    component_id: int, memory_bytes: int, cpu_millicores: int, parent: str | None = None, enabled: bool = True,
+    instance: str = "",
 ) -> CgroupSetup:
     """Create the component's cgroup and write its limits, as far as the host allows."""
 
@@ -121,7 +123,7 @@ def setup_component_cgroup(
         return outcome(None, why, why)
     why_memory = _enable(base, "memory", parent is None) if memory_bytes else None
     why_cpu = _enable(base, "cpu", parent is None) if cpu_millicores else None
-    path = _join_path(base, f"component-{component_id}")
+    path = _join_path(base, f"{instance}-component-{component_id}" if instance else f"component-{component_id}")
     try:
         os.mkdir(path)
     except FileExistsError:

@@ -227,6 +227,25 @@ def descendants(pid: int) -> set[int] | None:
     return found
 
 
+def listener_uids(port: int) -> set[int]:
+    """The users owning the sockets that listen on TCP ``port`` (any address, IPv4 or 6)."""
+    uids: set[int] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as fh:
+                rows = fh.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            try:  # sl local_address rem_address st ... uid: st 0A is LISTEN
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    uids.add(int(fields[7]))
+            except (IndexError, ValueError):
+                continue
+    return uids
+
+
 def cmdline(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as fh:

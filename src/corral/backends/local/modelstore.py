@@ -58,6 +58,11 @@ def resolve(work_root: str | os.PathLike[str], project: str, reference: str) -> 
         path = model_dir(work_root, project, reference)
     except ValueError:
         return None
+    # The agent (root) resolves this inside a directory the project owns: a link there to
+    # another project's store must not reveal which models exist.
+    home = os.path.realpath(Path(work_root) / project)
+    if not os.path.realpath(path).startswith(home + os.sep):
+        return None
     return str(path) if read_manifest(path) is not None else None
 
 

@@ -55,7 +55,8 @@ KILL_RETRY_S = 1.0
 GIVE_UP_AFTER_KILL_S = 10.0
 STOP_POLL_S = 0.1
 PR_SET_CHILD_SUBREAPER = 36
-LOG_CHECK_S = 5.0
+LOG_CHECK_S = 5.0  # output.log is looked at this often while quiet...
+LOG_CHECK_MIN_S = 0.25  # ...and this often while it grows fast
 
 
 class SpawnError(OSError):
@@ -92,6 +93,8 @@ class Supervisor:
         self.reaping = False
         self.subreaper = False  # set by main() once prctl(PR_SET_CHILD_SUBREAPER) worked
         self.session = os.getpid()  # run: the supervisor leads the command's session
+        self.log_interval = LOG_CHECK_MIN_S
+        self.log_size = 0
 
     def path(self, name: str) -> str:
         return os.path.join(self.dir, name)
@@ -120,7 +123,7 @@ class Supervisor:
         setup = cgroups.setup_component_cgroup(
             int(self.placement["component_id"]), int(self.placement.get("memory_bytes") or 0),
             int(self.placement.get("cpu_millicores") or 0), self.placement.get("cgroup_parent"),
-            bool(self.placement.get("cgroups", True)),
+            bool(self.placement.get("cgroups", True)), str(self.placement.get("instance") or ""),
         )
         self.cgroup = setup.path
         limits = {"memory": setup.memory, "cpu": setup.cpu, "cgroup": setup.path}
@@ -235,10 +238,18 @@ class Supervisor:
                 if done is not None:
                     return done
                 continue
-            if not self.ready and readiness is not None and self.check_ready(readiness):
+            if not self.ready and readiness is not None and self.check_ready(readiness, self.placement.get("run_as")):
                 self.ready = True
                 self.publish(phase="running", ready=True, ready_at=f.now_iso(), waiting_for=None)
-            cap_log(self.path(f.OUTPUT), int(self.placement.get("log_max_bytes") or 0))
+            self.watch_log()
+
+    def watch_log(self) -> None:
+        """Cap output.log; look again soon while it grows fast, rarely while it is quiet."""
+        max_bytes = int(self.placement.get("log_max_bytes") or 0)
+        size = cap_log(self.path(f.OUTPUT), max_bytes)
+        fast = max_bytes and size - self.log_size > max_bytes // 16
+        self.log_interval = LOG_CHECK_MIN_S if fast else min(self.log_interval * 2, LOG_CHECK_S)
+        self.log_size = size
 
     def next_timeout(self, readiness: dict[str, Any] | None) -> float | None:
         if self.stop_requested is not None or self.leftover_deadline is not None:
@@ -247,7 +258,7 @@ class Supervisor:
             return 0.0
         if not self.ready and readiness is not None:
             return float(readiness.get("interval_s") or 0.25)
-        return float(self.placement.get("log_check_s") or LOG_CHECK_S)
+        return self.log_interval
 
     def reap_children(self) -> None:
         while True:
@@ -268,8 +279,12 @@ class Supervisor:
     # --- readiness -------------------------------------------------------------------
 
     @staticmethod
-    def check_ready(readiness: dict[str, Any]) -> bool:
+    def check_ready(readiness: dict[str, Any], run_as: dict[str, Any] | None = None) -> bool:
         host, port = readiness.get("host", "127.0.0.1"), int(readiness["port"])
+        if run_as and f.listener_uids(port) != {run_as["uid"]}:
+            # Not (yet) the component's own server: nothing, or another user's process that
+            # took the port first (it would get the proxy's traffic and the service token).
+            return False
         if readiness.get("kind") == "http":
             import http.client
 
@@ -428,30 +443,33 @@ class Supervisor:
             time.sleep(STOP_POLL_S)
 
 
-def cap_log(path: str, max_bytes: int) -> None:
+def cap_log(path: str, max_bytes: int) -> int:
     """Past ``max_bytes``, keep the newest half of the log (from a line start) behind a
     marker. The command appends (O_APPEND) all along: what it writes while this runs lands
     after the kept tail, or, in the instant between read and truncate, is lost."""
     if max_bytes <= 0:
-        return
+        return 0
     try:
         fd = os.open(path, os.O_RDWR)
     except OSError:
-        return
+        return 0
+    size = 0
     try:
         size = os.fstat(fd).st_size
         if size <= max_bytes:
-            return
+            return size
         keep = os.pread(fd, max_bytes // 2, size - max_bytes // 2)
         keep = keep[keep.find(b"\n") + 1:] if b"\n" in keep else keep
         marker = (f"[corral: output.log reached {max_bytes} bytes; the oldest "
                   f"{size - len(keep)} bytes were dropped]\n").encode()
         os.pwrite(fd, marker + keep, 0)
-        os.ftruncate(fd, len(marker) + len(keep))
+        size = len(marker) + len(keep)
+        os.ftruncate(fd, size)
     except OSError:
         pass
     finally:
         os.close(fd)
+    return size
 
 
 def _alive(pid: int) -> bool:
