@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     workload_users: str = Field("auto", description="auto | per-project | shared")
     # PROJECT=USER,...: projects whose workloads run as an existing user instead of corral-<project>.
     workload_user_map: str | None = None
+    # Created users are <prefix><project>: two Corrals on one host need different prefixes,
+    # or their projects of the same name share a user.
+    workload_user_prefix: str = Field("corral-", pattern=r"^[a-z_][a-z0-9_-]{0,15}$")
     # The built-in cluster's work area (models, runs, workspaces; see backends/local/workarea.py);
     # default /var/lib/corral/workloads with per-project users, else <data_dir>/local-cluster/work.
     workload_root: Path | None = None

@@ -32,6 +32,7 @@ class Workloads:
     user_map: str | None = None
     root: Path | None = None
     log_max_bytes: int = 64 << 20
+    user_prefix: str = "corral-"  # created users are <prefix><project>
 
 
 def _build(server: str, token: str, backend_kind: str, state_dir: Path, workloads: Workloads, listen_host: str,
@@ -50,7 +51,8 @@ def _build(server: str, token: str, backend_kind: str, state_dir: Path, workload
         raise ValueError(f"backend {backend_kind!r} is not available yet; use --backend local or slurm")
     isolated = Identities.from_settings(workloads.users).isolated
     root = (workloads.root or default_root(state_dir, isolated)).resolve()
-    identities = Identities.from_settings(workloads.users, workloads.user_map, home_root=str(root))
+    identities = Identities.from_settings(workloads.users, workloads.user_map, prefix=workloads.user_prefix,
+                                          home_root=str(root))
     backend: Backend
     if backend_kind == "slurm":  # site options: see corral.backends.slurm.script.SlurmSite.from_options
         from corral.backends.slurm import SlurmBackend, SlurmSite
@@ -89,6 +91,9 @@ def agent(
     user_map: Annotated[str | None, typer.Option(
         "--user-map", envvar="CORRAL_WORKLOAD_USER_MAP",
         help="PROJECT=USER,...: run these projects' workloads as existing users.")] = None,
+    user_prefix: Annotated[str, typer.Option(
+        "--user-prefix", envvar="CORRAL_WORKLOAD_USER_PREFIX",
+        help="Created users are PREFIX<project>: give each Corral on a host its own.")] = "corral-",
     listen: Annotated[str, typer.Option("--listen", help="HOST:PORT of the agent's log API, which the control "
                                         "plane calls (port 0: any free one).")] = "127.0.0.1:0",
     advertise_host: Annotated[str | None, typer.Option("--advertise-host", help="Host name the control plane "
@@ -121,7 +126,8 @@ def agent(
         site = {"partition": slurm_partition, "account": slurm_account, "qos": slurm_qos,
                 "constraint": slurm_constraint, "gres": slurm_gres, "sbatch_options": slurm_sbatch_options,
                 "project_from": slurm_project_from, "job_prefix": slurm_job_prefix}
-        runner, logs = _build(server, token, backend, state_dir, Workloads(workload_users, user_map, workload_root),
+        runner, logs = _build(server, token, backend, state_dir, Workloads(workload_users, user_map, workload_root,
+                                                                        user_prefix=user_prefix),
                               host or "127.0.0.1", int(port or 0), advertise_host, poll_s, site)
     except (ValueError, OSError, IdentityError) as exc:
         output.fail(f"cannot start the agent: {exc}")

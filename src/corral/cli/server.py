@@ -263,7 +263,7 @@ def _start_local_agent(engine: Engine, settings: Settings, gpus: int):  # type: 
     from corral.cli.agent import Workloads
 
     workloads = Workloads(settings.workload_users, settings.workload_user_map, settings.workload_root,
-                          settings.local_log_max_bytes)
+                          settings.local_log_max_bytes, settings.workload_user_prefix)
     try:
         agent = LocalAgent(_client_url(settings), token, settings.data_dir, workloads)
     except (IdentityError, OSError) as exc:
