@@ -114,6 +114,8 @@ def agent(
                                                     "job's project is its account or partition.")] = "account",
     slurm_job_prefix: Annotated[str, typer.Option(envvar="CORRAL_SLURM_JOB_PREFIX", help="Slurm: job names are "
                                                   "this and the component id (one prefix per Corral).")] = "corral-c",
+    slurm_time_limit: Annotated[str | None, typer.Option(envvar="CORRAL_SLURM_TIME_LIMIT", help="Slurm: --time "
+                                                         "for every job (default: the partition's).")] = None,
 ) -> None:
     """Run a cluster's agent: heartbeat, take admitted workloads, run them, report statuses."""
     token = token_file.read_text().strip() if token_file else os.environ.get("CORRAL_AGENT_TOKEN", "")
@@ -125,7 +127,7 @@ def agent(
     try:
         site = {"partition": slurm_partition, "account": slurm_account, "qos": slurm_qos,
                 "constraint": slurm_constraint, "gres": slurm_gres, "sbatch_options": slurm_sbatch_options,
-                "project_from": slurm_project_from, "job_prefix": slurm_job_prefix}
+                "project_from": slurm_project_from, "job_prefix": slurm_job_prefix, "time_limit": slurm_time_limit}
         runner, logs = _build(server, token, backend, state_dir, Workloads(workload_users, user_map, workload_root,
                                                                         user_prefix=user_prefix),
                               host or "127.0.0.1", int(port or 0), advertise_host, poll_s, site)

@@ -8,6 +8,7 @@ import urllib.request
 import uuid
 
 from corral.backends.base import Launch, Readiness
+from corral.backends.slurm import SlurmSite
 from corral.domain.statuses import ComponentStatus as S
 
 from .conftest import Watcher
@@ -72,10 +73,16 @@ def test_a_service_job_is_running_once_it_answers_on_its_node(make_slurm):
     watcher.wait(1, S.DELETED)
 
 
-def test_a_job_spanning_two_nodes_runs_srun_on_both(make_slurm):
-    backend = make_slurm("multi", extra_options=("--nodes=2", "--ntasks-per-node=1"))
+def test_site_options_reach_the_job_and_a_job_spanning_two_nodes_runs_srun_on_both(make_slurm):
+    site = SlurmSite.from_options(account="ml,proj=cv", sbatch_options="--nodes=2 --ntasks-per-node=1",
+                                  time_limit="5", partition="gpu")
+    backend = make_slurm("multi", partition=site.partition, account=site.account, account_map=site.account_map,
+                         extra_options=site.extra_options, time_limit=site.time_limit)
     watcher = Watcher(backend)
     backend.start(job(1, "srun hostname -s >/dev/null && srun sh -c 'echo task $SLURM_PROCID on $SLURMD_NODENAME'"))
+    detail = backend.inspect(1)["job"]
+    assert (detail["Account"], detail["TimeLimit"], detail["Partition"], detail["NumNodes"].split("-")[0]) == (
+        "cv", "00:05:00", "gpu", "2")
     watcher.wait(1, S.COMPLETED)
     lines = sorted(line for line in backend.logs(1).splitlines() if line.startswith("task "))
     assert [line.split(" on ")[0] for line in lines] == ["task 0", "task 1"]

@@ -8,6 +8,7 @@ import os
 import pwd
 from datetime import UTC, datetime
 
+from corral.backends.base import Backend
 from corral.backends.identity import user_name_for
 from corral.domain.statuses import ComponentStatus as S
 
@@ -17,6 +18,7 @@ from .slurm_support import blocker, job, make_slurm, slurm_cluster, wait_for  # 
 
 def test_a_batch_job_waits_in_slurms_queue_runs_and_completes_with_its_output(make_slurm, blocker):
     backend = make_slurm()
+    assert isinstance(backend, Backend) and backend.kind == "slurm"
     watcher = Watcher(backend)
     blocking = blocker()  # another user's job holds every GPU: ours waits in Slurm's queue
     before = datetime.now(UTC)

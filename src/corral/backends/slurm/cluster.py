@@ -10,6 +10,7 @@ GPUs per node come from the node's GRES (``Gres=gpu:8``, ``gpu:a100:4(S:0-1)``).
 from __future__ import annotations
 
 import os
+import re
 import socket
 import stat
 import threading
@@ -183,7 +184,6 @@ def tail(fh, lines: int, block: int = 65536, max_bytes: int = 8 << 20) -> bytes:
 
 
 def _int(text: str | None) -> int:
-    try:
-        return int(float(text or 0))
-    except ValueError:
-        return 0
+    """The leading number of a Slurm count ("8", "2-2" for a range of nodes, "4.0")."""
+    match = re.match(r"\s*(\d+)", text or "")
+    return int(match.group(1)) if match else 0
