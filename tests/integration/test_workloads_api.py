@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -95,12 +96,19 @@ def test_failed_component_fails_the_workload_with_its_reason(world):
 def test_stale_status_updates_are_ignored(world):
     wid = submit(world.alice).json()["id"]
     (job,) = _components(world, wid)
+    # Times after the submission but not in the future (those are clamped to the server's clock).
+    submitted = datetime.now(UTC)
+    time.sleep(0.3)
+
+    def at(offset: float) -> str:
+        return (submitted + timedelta(seconds=offset)).isoformat()
+
     result = _report(world, [
-        {"component_id": job["id"], "status": "Completed", "observed_at": _now(5)},
-        {"component_id": job["id"], "status": "Running", "observed_at": _now(2)},  # older, arrives later
+        {"component_id": job["id"], "status": "Completed", "observed_at": at(0.2)},
+        {"component_id": job["id"], "status": "Running", "observed_at": at(0.05)},  # older, arrives later
     ])
     assert result == {"applied": 1, "ignored": 1}
-    _report(world, [{"component_id": job["id"], "status": "Running", "observed_at": _now(3)}])
+    _report(world, [{"component_id": job["id"], "status": "Running", "observed_at": at(0.1)}])
     assert world.alice.get(f"/api/v1/workloads/{wid}").json()["status"] == "Complete"
 
 
