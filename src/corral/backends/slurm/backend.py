@@ -19,8 +19,9 @@ for a job of that name before submitting, so an agent that crashed between ``sba
 and writing down the job id, or a new backend on the same state directory, adopts the
 job instead of submitting a second one.
 
-Statuses come from ``squeue`` (one call per poll for every job) and, once a job ended,
-its exit code from ``scontrol show job`` or ``sacct -c`` (see ``states`` for the mapping).
+Statuses come from ``squeue`` (one call per poll for every waiting or running job) and,
+once a job has left that list, from ``scontrol show job`` or ``sacct -c`` (see
+``states`` for the mapping).
 Observations are reported only on change; Deleted is final. ``stop`` cancels with
 ``scancel``: Slurm sends SIGTERM, then SIGKILL after the cluster's KillWait (so
 ``grace_s`` is Slurm's to decide). With the controller unreachable, each component keeps
@@ -88,6 +89,8 @@ class SlurmBackend:
         self._next_poll = 0.0
         self._unreachable_since: datetime | None = None
         self._nodes = cluster.NodeAddresses(self.slurm)
+        self._earlier: dict[str, list[JobRow]] | None = None  # see _earlier_jobs
+        self._rows: dict[int, JobRow] = {}  # component id -> its job's squeue row last time
         for record in self._jobs.values():
             if record.final:
                 self._last[record.component_id] = record.final_observation()  # type: ignore[assignment]
@@ -108,7 +111,7 @@ class SlurmBackend:
             except IdentityError as exc:
                 raise BackendError(str(exc)) from exc
             record = JobRecord.for_launch(launch, run_as.uid if run_as else None)
-            existing = [row for row in self.slurm.squeue(name=self.site.job_name(launch.component_id))
+            existing = [row for row in self._earlier_jobs().get(self.site.job_name(launch.component_id), ())
                         if row.comment == self.site.comment(launch)]
             if existing:  # submitted before (the agent restarted): adopt, never submit twice
                 record.job_id = max(row.job_id for row in existing)
@@ -121,13 +124,25 @@ class SlurmBackend:
             self.store.save(record)
             self._next_poll = 0.0
 
+    def _earlier_jobs(self) -> dict[str, list[JobRow]]:
+        """Jobs with this backend's names that Slurm had when it first looked: what an
+        earlier agent submitted without writing it down (it crashed in between). Jobs
+        submitted since are in the state directory, so one ``squeue`` suffices."""
+        if self._earlier is None:
+            earlier: dict[str, list[JobRow]] = {}
+            for row in self.slurm.squeue(finished=True):
+                if self.site.component_of(row.name) is not None:
+                    earlier.setdefault(row.name, []).append(row)
+            self._earlier = earlier
+        return self._earlier
+
     def stop(self, component_id: int, grace_s: float = 30.0) -> None:
         """Cancel the component's job (``scancel``); Deleted once Slurm says it ended.
         A finished component is Deleted at once; an unknown one is reported Deleted."""
         with self._lock:
             record = self._jobs.get(component_id)
             if record is None:
-                rows = self.slurm.squeue(name=self.site.job_name(component_id))
+                rows = self.slurm.squeue(name=self.site.job_name(component_id), finished=True)
                 live = [r for r in rows if not is_final(r.state)]
                 if not live:
                     self._emit(Observation(component_id, "", S.DELETED, "not on the Slurm cluster", _now()))
@@ -170,7 +185,12 @@ class SlurmBackend:
         try:
             rows = {row.job_id: row for row in self.slurm.squeue()}
             for record in pending:
-                self._observe(record, rows.get(record.job_id))  # type: ignore[arg-type]
+                row = rows.get(record.job_id)  # type: ignore[arg-type]
+                if row is not None and row == self._rows.get(record.component_id) and record.kind != "server":
+                    continue  # as Slurm said last time: nothing to map (a service may have become ready)
+                self._observe(record, row)
+                if row is not None:
+                    self._rows[record.component_id] = row
         except SlurmUnavailable as exc:
             self._unreachable(exc)
             return
@@ -201,6 +221,7 @@ class SlurmBackend:
             state = state or detail.get("JobState", "")
             reason = reason or detail.get("Reason", "")
             exit_code = parse_exit_code(detail.get("ExitCode"))
+            ended = ended or parse_time(detail.get("EndTime"))
         else:
             accounted = self.slurm.accounting(record.job_id)
             if accounted is not None:
@@ -238,6 +259,7 @@ class SlurmBackend:
         """Every unfinished component keeps its last status, saying Slurm is silent."""
         if self._unreachable_since is None:
             self._unreachable_since = _now()
+        self._rows.clear()  # once Slurm answers again every job is mapped afresh
         note = f"Slurm controller unreachable since {self._unreachable_since:%Y-%m-%d %H:%M:%S} UTC ({exc})"
         for record in self._jobs.values():
             last = self._last.get(record.component_id)
@@ -298,6 +320,7 @@ class SlurmBackend:
             if record is not None and not record.final:
                 raise BackendError(f"component {component_id} has not finished; stop it first")
             self._jobs.pop(component_id, None)
+            self._rows.pop(component_id, None)
             self._last.pop(component_id, None)
             self._changed.pop(component_id, None)
             self.store.remove(component_id)

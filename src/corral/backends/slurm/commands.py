@@ -8,8 +8,9 @@ with munge like any user's ``sbatch``, and root may submit for another user
 ``sacct -P``) is stable from 20.x to 24.x, while ``--json`` is partial on 22.05 and
 changed shape in 23.x; so formatted output it is.
 
-One ``squeue`` call per poll lists every job (``-t all``: finished jobs stay listed for
-MinJobAge, 300 s by default); a finished job's exit code comes from one ``scontrol show
+One ``squeue`` call per poll lists the jobs waiting or running (not the finished ones
+the controller keeps for MinJobAge, which would make every poll several times slower);
+a job that left that list ended: its state and exit code come from one ``scontrol show
 job`` while the controller still knows it, else from ``sacct -c`` (the jobcomp file,
 which needs no slurmdbd) or ``sacct`` (with slurmdbd).
 """
@@ -101,9 +102,10 @@ class SlurmCommands:
 
     # --- jobs ---------------------------------------------------------------------------
 
-    def squeue(self, *, name: str | None = None) -> list[JobRow]:
-        """Every job the controller knows, finished ones included (or those named ``name``)."""
-        args = ["squeue", "-h", "-a", "-t", "all", "-o", SQUEUE_FORMAT]
+    def squeue(self, *, name: str | None = None, finished: bool = False) -> list[JobRow]:
+        """The jobs waiting or running (``finished``: also those that ended less than
+        MinJobAge ago), or only those named ``name``."""
+        args = ["squeue", "-h", "-a", *(["-t", "all"] if finished else []), "-o", SQUEUE_FORMAT]
         if name is not None:
             args += ["--name", name]
         return parse_squeue(self.run(*args).stdout)
