@@ -84,6 +84,23 @@ def test_start_is_idempotent_and_a_restarted_agent_adopts_its_jobs(make_slurm, s
     assert Watcher(fresh).wait(2, S.COMPLETED).exit_code == 0
 
 
+def test_a_preempted_component_run_again_gets_a_new_job_even_after_a_restart(make_slurm):
+    backend = make_slurm()
+    watcher = Watcher(backend)
+    backend.start(job(1, "sleep 60"))
+    watcher.wait(1, S.RUNNING)
+    first = backend._jobs[1].job_id
+    backend.stop(1)
+    watcher.wait(1, S.DELETED)
+    backend.forget(1)  # the agent does once the control plane has the Deleted
+    backend.close()
+    again = make_slurm()  # restarted meanwhile: Slurm still lists the cancelled job by that name
+    again.start(job(1, "echo second run"))
+    assert again._jobs[1].job_id != first
+    Watcher(again).wait(1, S.COMPLETED)
+    assert again.logs(1) == "second run\n"
+
+
 def test_stop_cancels_pending_and_running_jobs_which_end_deleted(make_slurm, blocker, slurm_cluster):
     backend = make_slurm()
     watcher = Watcher(backend)

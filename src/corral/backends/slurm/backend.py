@@ -130,9 +130,12 @@ class SlurmBackend:
         submitted since are in the state directory, so one ``squeue`` suffices."""
         if self._earlier is None:
             earlier: dict[str, list[JobRow]] = {}
+            forgotten, listed = self.store.forgotten(), set()
             for row in self.slurm.squeue(finished=True):
-                if self.site.component_of(row.name) is not None:
+                listed.add(row.job_id)
+                if self.site.component_of(row.name) is not None and row.job_id not in forgotten:
                     earlier.setdefault(row.name, []).append(row)
+            self.store.set_forgotten(forgotten & listed)  # Slurm forgot the others too
             self._earlier = earlier
         return self._earlier
 
@@ -300,7 +303,8 @@ class SlurmBackend:
             yield read.data.decode(errors="replace")
         offset = read.offset
         while stop is None or not stop.is_set():
-            self.observe()  # finished jobs are noticed even without an agent polling
+            with self._lock:
+                self._poll()  # the end is noticed without an agent polling (its changes stay queued for it)
             read = self.read_output(component_id, offset)
             offset = read.offset
             if read.data:
@@ -319,6 +323,10 @@ class SlurmBackend:
             record = self._jobs.get(component_id)
             if record is not None and not record.final:
                 raise BackendError(f"component {component_id} has not finished; stop it first")
+            if record is not None and record.job_id is not None:
+                self.store.set_forgotten(self.store.forgotten() | {record.job_id})
+                if self._earlier is not None:
+                    self._earlier.pop(self.site.job_name(component_id), None)
             self._jobs.pop(component_id, None)
             self._rows.pop(component_id, None)
             self._last.pop(component_id, None)

@@ -64,6 +64,9 @@ class JobRecord:
                            workload_id=self.workload_id, exit_code=self.final.get("exit_code"))
 
 
+FORGOTTEN = "forgotten.json"
+
+
 class JobStore:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -86,6 +89,14 @@ class JobStore:
 
     def save(self, record: JobRecord) -> None:
         f.write_json_atomic(self.path(record.component_id), asdict(record))  # 0600
+
+    def forgotten(self) -> set[int]:
+        """Ids of jobs whose components were forgotten: never adopted again (a component
+        preempted and admitted anew gets a new job, not its cancelled one)."""
+        return set(f.read_json(self.directory / FORGOTTEN) or [])
+
+    def set_forgotten(self, job_ids: set[int]) -> None:
+        f.write_json_atomic(self.directory / FORGOTTEN, sorted(job_ids))
 
     def remove(self, component_id: int) -> None:
         try:
