@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import os
 import pwd
+import sys
 from datetime import UTC, datetime
 
 from corral.backends.base import Backend
 from corral.backends.identity import user_name_for
+from corral.backends.recipes import ComponentRef, build_launches
 from corral.domain.statuses import ComponentStatus as S
 
 from .conftest import Watcher
@@ -159,3 +161,22 @@ def test_jobs_run_as_their_projects_user_with_its_home_and_their_env(make_slurm)
     assert lines[1] == f"home={backend.work.project_dir('alpha')} token=it's a secret project=alpha"
     assert backend.work.component_dir(1).stat().st_uid == pwd.getpwnam(user).pw_uid
     assert "own" in backend.capacity().isolation
+
+
+def test_progress_and_results_come_back_as_on_the_local_cluster(make_slurm):
+    backend = make_slurm()
+    watcher = Watcher(backend)
+    report = ("from corral.backends.local.files import report_progress as p; import time; "
+              "p({'phase': 'downloading', 'bytes_done': 5_000_000, 'bytes_total': 10_000_000}); time.sleep(30)")
+    backend.start(job(1, f"{sys.executable} -c \"{report}\""))
+    moving = watcher.wait(1, lambda o: o.progress is not None)
+    assert moving.status is S.RUNNING and moving.reason == "downloading: 5.0 MB of 10 MB"
+    assert moving.progress == {"phase": "downloading", "bytes_done": 5_000_000, "bytes_total": 10_000_000}
+    # An evaluation, through its recipe: the metrics it writes are the component's result.
+    [launch] = build_launches(
+        workload_id=5, project="proj", workload_type="evaluation",
+        spec={"name": "ev", "model": "m", "dataset": "d", "command": "echo '{\"acc\": 0.5}' > $CORRAL_METRICS_FILE"},
+        components=[ComponentRef(2, "job", cpu_millicores=500, memory_bytes=256 << 20)], work_root=backend.work.root)
+    backend.start(launch)
+    done = watcher.wait(2, S.COMPLETED, timeout=30)
+    assert done.result == {"metrics": {"acc": 0.5}}, backend.logs(2)

@@ -49,6 +49,7 @@ from corral.backends.base import (
     UnknownComponent,
 )
 from corral.backends.identity import Identities, IdentityError
+from corral.backends.local.backend import progress_reason
 from corral.backends.local.workarea import WorkArea
 from corral.backends.local.workarea import default_root as default_work_root
 from corral.backends.slurm import cluster
@@ -91,6 +92,7 @@ class SlurmBackend:
         self._nodes = cluster.NodeAddresses(self.slurm)
         self._earlier: dict[str, list[JobRow]] | None = None  # see _earlier_jobs
         self._rows: dict[int, JobRow] = {}  # component id -> its job's squeue row last time
+        self._progress: dict[int, dict[str, Any] | None] = {}  # what running jobs last reported
         for record in self._jobs.values():
             if record.final:
                 self._last[record.component_id] = record.final_observation()  # type: ignore[assignment]
@@ -118,7 +120,8 @@ class SlurmBackend:
             else:
                 home = self.work.prepare_project(launch.project, run_as)
                 directory = self.work.prepare_component(launch.component_id, run_as, launch.script)
-                script = batch_script(launch, component_dir=directory, home=home, run_as=run_as)
+                script = batch_script(launch, component_dir=directory, home=home, run_as=run_as,
+                                      event_file=self.work.event_file(launch.component_id))
                 record.job_id = self.slurm.sbatch(script, sbatch_options(launch, self.site, directory, run_as))
             self._jobs[launch.component_id] = record
             self.store.save(record)
@@ -187,6 +190,10 @@ class SlurmBackend:
             return
         try:
             rows = {row.job_id: row for row in self.slurm.squeue()}
+            for cid in self.work.drain_events():  # jobs that reported progress since
+                if cid in self._jobs:
+                    self._progress[cid] = self._report(self._jobs[cid], "progress.json")
+                    self._rows.pop(cid, None)
             for record in pending:
                 row = rows.get(record.job_id)  # type: ignore[arg-type]
                 if row is not None and row == self._rows.get(record.component_id) and record.kind != "server":
@@ -207,13 +214,17 @@ class SlurmBackend:
         status, reason = map_state(row.state, row.reason, job_id=job_id)
         at = row.submitted or _now()
         url = None
+        progress = self._progress.get(record.component_id)
+        if status is S.RUNNING and progress:
+            reason = progress_reason(progress) or reason
         if status is S.RUNNING:
             at = row.started or _now()
             if record.kind == "server":
                 status, reason, url = cluster.service_state(record, row, self.work.component_dir(record.component_id),
                                                             self._nodes)
         self._emit(Observation(record.component_id, record.native_name, status, reason, record.not_before(at),
-                               workload_id=record.workload_id, endpoint_url=url))
+                               workload_id=record.workload_id, endpoint_url=url,
+                               progress={k: v for k, v in progress.items() if k != "at"} if progress else None))
 
     def _ended(self, record: JobRecord, row: JobRow | None) -> None:
         """The job finished (or left the controller's memory): its final status, once."""
@@ -236,14 +247,24 @@ class SlurmBackend:
                             (S.FAILED, f"Slurm job {record.job_id} is gone and no record says how it ended"))
         else:
             status, text = map_state(state, reason, exit_code, stopping=record.stopping, job_id=record.job_id)
-        self._finalize(record, status, text, exit_code, ended or _now())
+        result = self._report(record, "result.json") if status is S.COMPLETED else None
+        self._finalize(record, status, text, exit_code, ended or _now(), result)
+        self._progress.pop(record.component_id, None)
 
-    def _finalize(self, record: JobRecord, status: S, reason: str, exit_code: int | None, at: datetime) -> None:
+    def _report(self, record: JobRecord, name: str) -> dict[str, Any] | None:
+        """A report the job wrote in its directory (a regular file of its user, size-capped)."""
+        data = self.work.read_report(record.component_id, name, uid=record.uid if record.uid is not None
+                                     else os.geteuid())
+        return data if isinstance(data, dict) else None
+
+    def _finalize(self, record: JobRecord, status: S, reason: str, exit_code: int | None, at: datetime,
+                  result: dict[str, Any] | None = None) -> None:
         at = record.not_before(at)
         last = self._last.get(record.component_id)
         if last is not None and at < last.observed_at:
             at = last.observed_at
-        record.final = {"status": status.value, "reason": reason, "exit_code": exit_code, "observed_at": at.isoformat()}
+        record.final = {"status": status.value, "reason": reason, "exit_code": exit_code, "observed_at": at.isoformat(),
+                        **({"result": result} if result else {})}
         self._jobs[record.component_id] = record
         self.store.save(record)
         self._emit(record.final_observation())  # type: ignore[arg-type]

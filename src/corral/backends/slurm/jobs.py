@@ -61,7 +61,8 @@ class JobRecord:
             return None
         return Observation(self.component_id, self.native_name, S(self.final["status"]), self.final["reason"],
                            f.parse_iso(self.final["observed_at"]) or f.parse_iso(f.now_iso()),  # type: ignore[arg-type]
-                           workload_id=self.workload_id, exit_code=self.final.get("exit_code"))
+                           workload_id=self.workload_id, exit_code=self.final.get("exit_code"),
+                           result=self.final.get("result"))
 
 
 FORGOTTEN = "forgotten.json"

@@ -137,7 +137,8 @@ def _port(quoted: str) -> str:
 
 
 def batch_script(launch: Launch, *, component_dir: Path, home: Path, run_as: RunAs | None,
-                 path: str | None = None, base_env: Mapping[str, str] | None = None) -> str:
+                 event_file: Path | None = None, path: str | None = None,
+                 base_env: Mapping[str, str] | None = None) -> str:
     service_port = launch.is_service and (launch.needs_port or launch.fixed_port)
     lines = ["#!/bin/bash",
              f"# Corral component {launch.component_id} of workload {launch.workload_id} "
@@ -148,7 +149,12 @@ def batch_script(launch: Launch, *, component_dir: Path, home: Path, run_as: Run
         env.update(USER=run_as.user, LOGNAME=run_as.user)
     env.update({str(k): str(v) for k, v in launch.env.items()})
     env.update(CORRAL_COMPONENT_ID=str(launch.component_id), CORRAL_WORKLOAD_ID=str(launch.workload_id),
-               CORRAL_PROJECT=launch.project, SLURM_EXPORT_ENV="ALL")
+               CORRAL_PROJECT=launch.project, CORRAL_NATIVE_NAME=launch.native_name, SLURM_EXPORT_ENV="ALL",
+               # Progress and results, as on the local cluster (corral.backends.local.files.report_progress)
+               CORRAL_PROGRESS_FILE=str(component_dir / "progress.json"),
+               CORRAL_RESULT_FILE=str(component_dir / "result.json"))
+    if event_file is not None:
+        env["CORRAL_EVENT_FILE"] = str(event_file)
     lines.append(_export("PATH", env.pop("PATH"), False))
     if service_port:
         pick = str(launch.fixed_port) if launch.fixed_port else f"$({_PICK_PORT})"
