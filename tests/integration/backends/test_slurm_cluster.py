@@ -1,18 +1,24 @@
 """The Slurm backend's view of the cluster, against real daemons: capacity from the nodes
 (a drained node lowers it), jobs submitted outside Corral discovered with their
-resources, a service's endpoint on its node, the controller going away."""
+resources, a service's endpoint on its node, slurmctld restarting."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import urllib.request
+
+import pytest
 import uuid
 
 from corral.backends.base import Launch, Readiness
 from corral.backends.slurm import SlurmSite
+from corral.backends.slurm.commands import SlurmUnavailable
 from corral.domain.statuses import ComponentStatus as S
 
 from .conftest import Watcher
-from .slurm_support import job, make_slurm, slurm_cluster, wait_for  # noqa: F401 - fixtures
+from .slurm_support import SCRIPT, STATE, job, make_slurm, slurm_cluster, wait_for  # noqa: F401 - fixtures
 
 
 def test_capacity_comes_from_the_nodes_and_a_drained_node_lowers_it(make_slurm, slurm_cluster):
@@ -89,18 +95,27 @@ def test_site_options_reach_the_job_and_a_job_spanning_two_nodes_runs_srun_on_bo
     assert len({line.split(" on ")[1] for line in lines}) == 2
 
 
-def test_an_unreachable_controller_keeps_the_last_status_with_a_reason(make_slurm, tmp_path):
+def test_a_slurmctld_restart_loses_and_duplicates_nothing(make_slurm, slurm_cluster):
     backend = make_slurm()
     watcher = Watcher(backend)
-    backend.start(job(1, "sleep 30"))
+    backend.start(job(1, "sleep 4; echo survived"))
     watcher.wait(1, S.RUNNING)
-    # The same cluster seen through a configuration whose controller port nobody listens on.
-    real = backend.slurm.env["SLURM_CONF"]
-    away = tmp_path / "away.conf"
-    away.write_text(open(real).read() + "SlurmctldPort=6899\n")
-    backend.slurm.env["SLURM_CONF"] = str(away)
     backend.slurm.timeout_s = 1.0  # Slurm's clients retry for MessageTimeout (10 s) before giving up
-    lost = watcher.wait(1, lambda o: "unreachable" in o.reason, timeout=30)
-    assert lost.status is S.RUNNING and "Slurm controller unreachable since" in lost.reason
-    backend.slurm.env["SLURM_CONF"] = real
-    assert watcher.wait(1, lambda o: "unreachable" not in o.reason).status is S.RUNNING
+    pid = int((STATE / "slurmctld.pid").read_text())
+    os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: not os.path.exists(f"/proc/{pid}"))
+    try:
+        lost = watcher.wait(1, lambda o: "unreachable" in o.reason, timeout=30)
+        assert lost.status is S.RUNNING and "Slurm controller unreachable since" in lost.reason
+        # A start meanwhile fails the agent's step (tried again later), not the component.
+        with pytest.raises(SlurmUnavailable):
+            backend.start(job(2, "echo later"))
+    finally:
+        subprocess.run([str(SCRIPT), "start"], env={**os.environ, **slurm_cluster.env}, check=True,
+                       capture_output=True, timeout=120)
+    backend.start(job(2, "echo later"))  # the agent's retry
+    done = watcher.wait(1, S.COMPLETED, timeout=30)
+    assert "unreachable" not in done.reason and backend.logs(1) == "survived\n"
+    assert watcher.wait(2, S.COMPLETED).exit_code == 0
+    assert sorted(name for _, name, _ in slurm_cluster.jobs(make_slurm.prefix)) == [
+        f"{make_slurm.prefix}1", f"{make_slurm.prefix}2"]

@@ -122,7 +122,11 @@ class SlurmBackend:
                 directory = self.work.prepare_component(launch.component_id, run_as, launch.script)
                 script = batch_script(launch, component_dir=directory, home=home, run_as=run_as,
                                       event_file=self.work.event_file(launch.component_id))
-                record.job_id = self.slurm.sbatch(script, sbatch_options(launch, self.site, directory, run_as))
+                try:
+                    record.job_id = self.slurm.sbatch(script, sbatch_options(launch, self.site, directory, run_as))
+                except SlurmUnavailable:
+                    self._earlier = None  # it may have reached the controller: look again before the retry
+                    raise
             self._jobs[launch.component_id] = record
             self.store.save(record)
             self._next_poll = 0.0
