@@ -6,6 +6,7 @@ against its project's quota with everything it holds."""
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -23,7 +24,7 @@ import pytest
 from corral.backends.identity import user_name_for
 from tests.conftest import work_root_for
 from tests.e2e.conftest import CORRAL_BIN, LiveServer, clean_env, make_database, start_server, stop_server
-from tests.integration.backends.slurm_support import SlurmCluster, slurm_cluster  # noqa: F401 - fixture
+from tests.integration.backends.slurm_support import SCRIPT, STATE, SlurmCluster, slurm_cluster  # noqa: F401
 
 
 @dataclass
@@ -152,3 +153,28 @@ def test_a_job_submitted_with_sbatch_counts_against_its_projects_quota(world):
     assert found, world.agent_log.read_text()[-3000:]
     used = world.client.get("/api/v1/projects/default/quotas/hpc").json()["used"]
     assert used["gpu"] >= 1 and used["cpu"] >= 2000 and used["memory"] >= 300 << 20, used
+
+
+def test_while_slurmctld_is_down_the_workload_keeps_its_status_and_says_why(world):
+    wid = _submit(world.client, name="outlives", command="sleep 5; echo still here")
+    _watch(world, wid, {"Running"})
+    pid = int((STATE / "slurmctld.pid").read_text())
+    os.kill(pid, signal.SIGTERM)
+    try:
+        deadline = time.monotonic() + 40
+        while True:
+            detail = world.client.get(f"/api/v1/workloads/{wid}").json()
+            reason = detail["components"][0]["reason"] or ""
+            if "Slurm controller unreachable since" in reason:
+                break
+            assert time.monotonic() < deadline, (detail, world.agent_log.read_text()[-2000:])
+            time.sleep(0.2)
+        assert detail["status"] == "Running"
+    finally:
+        subprocess.run([str(SCRIPT), "start"], env=clean_env(world.slurm.env), check=True, capture_output=True,
+                       timeout=120)
+    detail, _ = _watch(world, wid, {"Complete", "Failed"}, timeout=60)
+    assert detail["status"] == "Complete", detail
+    assert world.client.get(f"/api/v1/workloads/{wid}/logs").text == "still here\n"
+    assert len([n for _, n, _ in world.slurm.jobs(world.prefix)
+                if n == f"{world.prefix}{detail['components'][0]['id']}"]) == 1

@@ -21,7 +21,7 @@ from typing import Any
 
 from corral import __version__
 from corral.agent.client import AgentClient, update
-from corral.backends.base import Backend, BackendError, Observation
+from corral.backends.base import Backend, BackendError, BackendUnavailable, Observation
 from corral.backends.recipes import ComponentRef, RecipeError, build_launches
 from corral.domain.statuses import ComponentStatus
 
@@ -75,18 +75,27 @@ class Agent:
     def step(self) -> None:
         now = time.monotonic()
         if now >= self._next_heartbeat:
-            self.client.heartbeat(self.backend.capacity(), agent_url=self.logs_url, version=__version__)
+            try:
+                capacity = self.backend.capacity()
+            except BackendUnavailable as exc:  # no heartbeat: the cluster turns unhealthy
+                log.warning("cluster unreachable, no heartbeat: %s", exc)
+            else:
+                self.client.heartbeat(capacity, agent_url=self.logs_url, version=__version__)
             self._next_heartbeat = now + self.heartbeat_s
         full = now >= self._next_resync
         work = self.client.work(None if full else self.cursor)
         if full:
             self._next_resync = now + self.resync_s
             everything = self.backend.all_observations()
-            self.apply(work, everything)
-            self.report(everything)
+            try:
+                self.apply(work, everything)
+            finally:  # even when the cluster is unreachable: its statuses say so
+                self.report(everything)
         else:
-            self.apply(work)
-            self.report(self.backend.observe())
+            try:
+                self.apply(work)
+            finally:
+                self.report(self.backend.observe())
         self.cursor = work["cursor"]
         if now >= self._next_discover:
             self._next_discover = now + self.discover_s

@@ -43,6 +43,7 @@ from corral.domain.statuses import ComponentStatus
 __all__ = [
     "Backend",
     "BackendError",
+    "BackendUnavailable",
     "Capacity",
     "ComponentStatus",
     "Discovered",
@@ -58,6 +59,13 @@ __all__ = [
 
 class BackendError(Exception):
     """A backend cannot do what was asked (bad launch, state directory in use, ...)."""
+
+
+class BackendUnavailable(Exception):  # noqa: N818 - a state, not a mistake
+    """The cluster cannot be reached now (its controller is down): nothing is wrong with
+    the request. Not a ``BackendError``, which fails the component: the agent skips its
+    heartbeat (the cluster turns unhealthy), still reports what the backend observes (the
+    last known statuses, saying the cluster is unreachable) and tries the step again."""
 
 
 class UnknownComponent(BackendError, KeyError):

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from corral.backends.base import BackendError
+from corral.backends.base import BackendError, BackendUnavailable
 from corral.backends.slurm.states import parse_kv
 
 SEP = "\x1f"  # between squeue's fields: no job name or comment holds it
@@ -33,10 +33,9 @@ SACCT_FIELDS = "JobID,JobName,State,ExitCode,Start,End"
 _UNREACHABLE = ("contact slurm controller", "timed out", "Connection refused", "Unable to establish")
 
 
-class SlurmUnavailable(Exception):  # noqa: N818 - not a BackendError on purpose
-    """A Slurm command could not run or reach the controller. Deliberately not a
-    ``BackendError`` (which fails the component): the agent's step fails instead and is
-    tried again, so nothing is lost while slurmctld is away."""
+class SlurmUnavailable(BackendUnavailable):
+    """A Slurm command could not run or reach the controller (see ``BackendUnavailable``:
+    the agent's step is tried again, so nothing is lost while slurmctld is away)."""
 
 
 @dataclass(frozen=True, slots=True)
