@@ -23,8 +23,8 @@ from .slurm_support import SCRIPT, STATE, job, make_slurm, slurm_cluster, wait_f
 
 def test_capacity_comes_from_the_nodes_and_a_drained_node_lowers_it(make_slurm, slurm_cluster):
     backend = make_slurm()
-    capacity = backend.capacity()
-    assert [n.name for n in capacity.nodes] == ["n1", "n2", "n3", "n4"]
+    capacity = wait_for(lambda: (c := backend.capacity()).nodes and len(c.nodes) == 4 and c)
+    assert [n.name for n in capacity.nodes] == ["n1", "n2", "n3", "n4"]  # type: ignore[union-attr]
     node = capacity.nodes[0]
     assert (node.cpu_millicores, node.memory_bytes, len(node.gpus)) == (8000, 4000 << 20, 8)
     assert capacity.total().gpu == 32 and capacity.isolation
