@@ -10,7 +10,7 @@ import re
 import sys
 from datetime import UTC, datetime
 
-from corral.backends.base import Backend
+from corral.backends.base import Backend, Launch
 from corral.backends.identity import user_name_for
 from corral.backends.recipes import ComponentRef, build_launches
 from corral.domain.statuses import ComponentStatus as S
@@ -181,3 +181,20 @@ def test_progress_and_results_come_back_as_on_the_local_cluster(make_slurm):
     backend.start(launch)
     done = watcher.wait(2, S.COMPLETED, timeout=30)
     assert done.result == {"metrics": {"acc": 0.5}}, backend.logs(2)
+
+
+def test_a_batch_script_is_the_jobs_own_script_with_its_sbatch_lines(make_slurm):
+    backend = make_slurm()
+    watcher = Watcher(backend)
+    script = ("#!/bin/bash\n#SBATCH --time=7\n#SBATCH --job-name=not-this-one\n\n"
+              'echo "name=$SLURM_JOB_NAME project=$CORRAL_PROJECT"\nexit 5\n')
+    backend.start(Launch(1, 10, "proj", "custom", "proj-w10-job", script=script, cpu_millicores=1000,
+                         memory_bytes=256 << 20))
+    python = Launch(2, 20, "proj", "custom", "proj-w20-job", script=f"#!{sys.executable}\nprint('from python')\n")
+    backend.start(python)
+    detail = backend.inspect(1)["job"]
+    assert detail["TimeLimit"] == "00:07:00"  # the script's own directive
+    assert watcher.wait(1, S.FAILED).exit_code == 5
+    assert backend.logs(1) == f"name={make_slurm.prefix}1 project=proj\n"  # Corral's name wins, its env is there
+    watcher.wait(2, S.COMPLETED)
+    assert backend.logs(2) == "from python\n"  # another language: run as a program

@@ -10,7 +10,9 @@ The script (run by bash as the project's user on the first node of the allocatio
    and writes it to ``port`` in its component directory, where the agent reads it;
 3. changes to the working directory (created as the user) and runs the command (argv,
    ``{port}`` replaced by ``$PORT``) or the user's script (``command.sh`` in the component
-   directory, run by its own ``#!`` line or ``/bin/sh``).
+   directory, run by its own ``#!`` line or ``/bin/sh``). A user's shell batch script is
+   instead the job's script itself, with steps 1-3 inserted after its ``#SBATCH`` lines
+   (``split_shell_script``).
 
 Output (stdout and stderr) goes to ``output.log`` in the component directory, written by
 slurmstepd as the job's user. The job is named ``<prefix><component id>`` (the
@@ -140,7 +142,8 @@ def batch_script(launch: Launch, *, component_dir: Path, home: Path, run_as: Run
                  event_file: Path | None = None, path: str | None = None,
                  base_env: Mapping[str, str] | None = None) -> str:
     service_port = launch.is_service and (launch.needs_port or launch.fixed_port)
-    lines = ["#!/bin/bash",
+    inline = split_shell_script(launch.script) if launch.script is not None and not launch.is_service else None
+    lines = [inline[0] if inline else "#!/bin/bash", *(inline[1] if inline else []),
              f"# Corral component {launch.component_id} of workload {launch.workload_id} "
              f"(project {launch.project}, {launch.workload_type})"]
     env: dict[str, str] = {"PATH": path or os.environ.get("PATH") or DEFAULT_PATH, "HOME": str(home),
@@ -171,8 +174,31 @@ def batch_script(launch: Launch, *, component_dir: Path, home: Path, run_as: Run
     if launch.working_dir:
         workdir = shlex.quote(launch.working_dir)
         lines.append(f"mkdir -p {workdir} && cd {workdir} || exit 1")
-    lines.append(run_line(launch, component_dir, bool(service_port)))
+    lines.append(inline[2] if inline else run_line(launch, component_dir, bool(service_port)))
     return "\n".join(lines) + "\n"
+
+
+_SHELLS = ("sh", "bash", "dash", "ksh", "zsh")
+
+
+def split_shell_script(script: str) -> tuple[str, list[str], str] | None:
+    """A user's shell batch script as (``#!`` line, its leading comments with the
+    ``#SBATCH`` lines, the rest), so it is submitted as the job's script itself, Corral's
+    set-up between its directives and its commands: its ``#SBATCH`` lines count (the
+    options Corral gives on the command line win where both say something). None for a
+    script in another language (run as a program instead)."""
+    lines = script.splitlines()
+    shebang = lines[0] if lines and lines[0].startswith("#!") else "#!/bin/sh"
+    words = shebang[2:].split()
+    interpreter = os.path.basename(words[1] if words and words[0].endswith("/env") and len(words) > 1
+                                   else (words[0] if words else ""))
+    if interpreter not in _SHELLS:
+        return None
+    rest = lines[1:] if lines and lines[0].startswith("#!") else lines
+    head = 0
+    while head < len(rest) and (not rest[head].strip() or rest[head].lstrip().startswith("#")):
+        head += 1
+    return shebang, rest[:head], "\n".join(rest[head:])
 
 
 def run_line(launch: Launch, component_dir: Path, port_aware: bool) -> str:
