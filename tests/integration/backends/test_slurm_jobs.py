@@ -186,15 +186,19 @@ def test_progress_and_results_come_back_as_on_the_local_cluster(make_slurm):
 def test_a_batch_script_is_the_jobs_own_script_with_its_sbatch_lines(make_slurm):
     backend = make_slurm()
     watcher = Watcher(backend)
-    script = ("#!/bin/bash\n#SBATCH --time=7\n#SBATCH --job-name=not-this-one\n\n"
-              'echo "name=$SLURM_JOB_NAME project=$CORRAL_PROJECT"\nexit 5\n')
+    # Resources beyond what the quota admitted (and whom it runs as) are not the script's to ask.
+    script = ("#!/bin/bash\n#SBATCH --time=7\n#SBATCH --job-name=not-this-one\n#SBATCH --gres=gpu:4\n"
+              "#SBATCH --uid=0\n#SBATCH --exclusive\n\n"
+              'echo "name=$SLURM_JOB_NAME project=$CORRAL_PROJECT gpus=[$CUDA_VISIBLE_DEVICES] $(id -un)"\nexit 5\n')
     backend.start(Launch(1, 10, "proj", "custom", "proj-w10-job", script=script, cpu_millicores=1000,
                          memory_bytes=256 << 20))
     python = Launch(2, 20, "proj", "custom", "proj-w20-job", script=f"#!{sys.executable}\nprint('from python')\n")
     backend.start(python)
     detail = backend.inspect(1)["job"]
-    assert detail["TimeLimit"] == "00:07:00"  # the script's own directive
+    assert detail["TimeLimit"] == "00:07:00" and detail["OverSubscribe"] != "NO"  # the script's own directive
+    assert "TresPerNode" not in detail or "gpu" not in detail["TresPerNode"]
     assert watcher.wait(1, S.FAILED).exit_code == 5
-    assert backend.logs(1) == f"name={make_slurm.prefix}1 project=proj\n"  # Corral's name wins, its env is there
+    # Corral's name wins, its environment is there, no GPU, the project's user
+    assert backend.logs(1) == f"name={make_slurm.prefix}1 project=proj gpus=[] {user_name_for('proj')}\n"
     watcher.wait(2, S.COMPLETED)
     assert backend.logs(2) == "from python\n"  # another language: run as a program

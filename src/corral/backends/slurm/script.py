@@ -179,6 +179,12 @@ def batch_script(launch: Launch, *, component_dir: Path, home: Path, run_as: Run
 
 
 _SHELLS = ("sh", "bash", "dash", "ksh", "zsh")
+# The #SBATCH options of a user's script that apply: none asks for resources, places the
+# job or changes who it runs as (what it holds is what its quota admitted; site options
+# are the admin's). The others are left in the script as plain comments.
+SCRIPT_OPTIONS = frozenset({"--time", "-t", "--time-min", "--job-name", "-J", "--mail-type", "--mail-user",
+                            "--signal", "--requeue", "--no-requeue", "--begin", "-b", "--deadline", "--dependency",
+                            "-d", "--kill-on-invalid-dep", "--open-mode", "--hint", "--nice"})
 
 
 def split_shell_script(script: str) -> tuple[str, list[str], str] | None:
@@ -198,7 +204,15 @@ def split_shell_script(script: str) -> tuple[str, list[str], str] | None:
     head = 0
     while head < len(rest) and (not rest[head].strip() or rest[head].lstrip().startswith("#")):
         head += 1
-    return shebang, rest[:head], "\n".join(rest[head:])
+    return shebang, [_directive(line) for line in rest[:head]], "\n".join(rest[head:])
+
+
+def _directive(line: str) -> str:
+    words = line.split()
+    if not words or words[0] != "#SBATCH":
+        return line
+    option = words[1].split("=", 1)[0] if len(words) > 1 else ""
+    return line if option in SCRIPT_OPTIONS else f"# not applied by Corral: {line.strip()[1:]}"
 
 
 def run_line(launch: Launch, component_dir: Path, port_aware: bool) -> str:
