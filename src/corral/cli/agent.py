@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from corral.backends.base import BackendError
 from corral.backends.identity import IdentityError
 from corral.cli import output
 
@@ -131,7 +132,7 @@ def agent(
         runner, logs = _build(server, token, backend, state_dir, Workloads(workload_users, user_map, workload_root,
                                                                         user_prefix=user_prefix),
                               host or "127.0.0.1", int(port or 0), advertise_host, poll_s, site)
-    except (ValueError, OSError, IdentityError) as exc:
+    except (ValueError, OSError, IdentityError, BackendError) as exc:
         output.fail(f"cannot start the agent: {exc}")
     signal.signal(signal.SIGTERM, lambda *_: runner.stop())
     signal.signal(signal.SIGINT, lambda *_: runner.stop())

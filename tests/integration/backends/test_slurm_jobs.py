@@ -10,9 +10,12 @@ import re
 import sys
 from datetime import UTC, datetime
 
-from corral.backends.base import Backend, Launch
-from corral.backends.identity import user_name_for
+import pytest
+
+from corral.backends.base import Backend, BackendError, Launch
+from corral.backends.identity import Identities, user_name_for
 from corral.backends.recipes import ComponentRef, build_launches
+from corral.backends.slurm import SlurmBackend
 from corral.domain.statuses import ComponentStatus as S
 
 from .conftest import Watcher
@@ -202,3 +205,8 @@ def test_a_batch_script_is_the_jobs_own_script_with_its_sbatch_lines(make_slurm)
     assert backend.logs(1) == f"name={make_slurm.prefix}1 project=proj gpus=[] {user_name_for('proj')}\n"
     watcher.wait(2, S.COMPLETED)
     assert backend.logs(2) == "from python\n"  # another language: run as a program
+
+
+def test_an_agent_running_as_root_never_submits_jobs_as_root(tmp_path):
+    with pytest.raises(BackendError, match="would run as root"):
+        SlurmBackend(tmp_path / "state", identities=Identities(isolated=False), work_root=tmp_path / "work")

@@ -78,6 +78,9 @@ class SlurmBackend:
         os.chmod(self.state_dir, 0o700)
         self.site = site or SlurmSite()
         self.identities = identities or Identities.from_settings("auto")
+        if os.geteuid() == 0 and not self.identities.isolated:
+            raise BackendError("every Slurm job would run as root: use per-project users (CORRAL_WORKLOAD_USERS=auto "
+                               "or per-project), or run the agent as an unprivileged Slurm user")
         work = Path(work_root) if work_root is not None else default_work_root(self.state_dir, self.identities.isolated)
         self.work = WorkArea(work, isolated=self.identities.isolated)
         self.slurm = commands or SlurmCommands(slurm_env)
