@@ -64,7 +64,8 @@ def world(slurm_cluster: SlurmCluster, tmp_path_factory: pytest.TempPathFactory)
             agent = subprocess.Popen(
                 [str(CORRAL_BIN), "agent", "--backend", "slurm", "--server", server.url, "--token-file", str(token),
                  "--state-dir", str(root / "agent"), "--workload-root", str(work_root_for(root / "agent")),
-                 "--slurm-job-prefix", prefix, "--slurm-partition", "gpu", "--poll", "0.1"],
+                 "--slurm-job-prefix", prefix, "--slurm-partition", "gpu", "--poll", "0.1",
+                 "--discover-interval", "0.5"],
                 env=clean_env(slurm_cluster.env), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         stack.callback(_stop, agent)
         stack.callback(lambda: slurm_cluster.scancel(*(i for i, _, _ in slurm_cluster.jobs(prefix))))
@@ -151,8 +152,15 @@ def test_a_job_submitted_with_sbatch_counts_against_its_projects_quota(world):
             break
         time.sleep(0.1)
     assert found, world.agent_log.read_text()[-3000:]
-    used = world.client.get("/api/v1/projects/default/quotas/hpc").json()["used"]
-    assert used["gpu"] >= 1 and used["cpu"] >= 2000 and used["memory"] >= 300 << 20, used
+    before = world.client.get("/api/v1/projects/default/quotas/hpc").json()["used"]
+    assert before["gpu"] >= 1 and before["cpu"] >= 2000 and before["memory"] >= 300 << 20, before
+    # It ends: the workload is over and what it held is released.
+    world.slurm.scancel(world.foreign_job)
+    detail, _ = _watch(world, found[0]["id"], {"Complete", "Failed", "Terminated"})
+    assert detail["status"] == "Complete", detail
+    after = world.client.get("/api/v1/projects/default/quotas/hpc").json()["used"]
+    assert (before["gpu"] - after["gpu"], before["cpu"] - after["cpu"], before["memory"] - after["memory"]) == (
+        1, 2000, 300 << 20), (before, after)
 
 
 def test_while_slurmctld_is_down_the_workload_keeps_its_status_and_says_why(world):

@@ -38,7 +38,7 @@ class Workloads:
 
 def _build(server: str, token: str, backend_kind: str, state_dir: Path, workloads: Workloads, listen_host: str,
            listen_port: int, advertise_host: str | None, poll_s: float,
-           site: dict[str, str | None] | None = None) -> tuple[Agent, LogsServer]:
+           site: dict[str, str | None] | None = None, discover_s: float = 30.0) -> tuple[Agent, LogsServer]:
     from corral.agent.client import AgentClient
     from corral.agent.logs_api import LogsServer, logs_app
     from corral.agent.loop import Agent
@@ -68,7 +68,8 @@ def _build(server: str, token: str, backend_kind: str, state_dir: Path, workload
     logs = LogsServer(logs_app(backend, key), listen_host, listen_port)
     port = logs.start()
     url = f"http://{advertise_host or listen_host}:{port}"
-    agent = Agent(AgentClient(server, token), backend, work_root=root, poll_s=poll_s, logs_url=url)
+    agent = Agent(AgentClient(server, token), backend, work_root=root, poll_s=poll_s, logs_url=url,
+                  discover_s=discover_s)
     return agent, logs
 
 
@@ -100,6 +101,8 @@ def agent(
     advertise_host: Annotated[str | None, typer.Option("--advertise-host", help="Host name the control plane "
                                                        "reaches the log API at (default: the listen host).")] = None,
     poll_s: Annotated[float, typer.Option("--poll", min=0.01, help="Seconds between polls for work.")] = 0.1,
+    discover_s: Annotated[float, typer.Option("--discover-interval", min=0.1, help="Seconds between looks for "
+                                              "workloads Corral did not start.")] = 30.0,
     slurm_partition: Annotated[str | None, typer.Option(envvar="CORRAL_SLURM_PARTITION",
                                                         help="Slurm: partition for every job.")] = None,
     slurm_account: Annotated[str | None, typer.Option(envvar="CORRAL_SLURM_ACCOUNT", help="Slurm: account, "
@@ -131,7 +134,7 @@ def agent(
                 "project_from": slurm_project_from, "job_prefix": slurm_job_prefix, "time_limit": slurm_time_limit}
         runner, logs = _build(server, token, backend, state_dir, Workloads(workload_users, user_map, workload_root,
                                                                         user_prefix=user_prefix),
-                              host or "127.0.0.1", int(port or 0), advertise_host, poll_s, site)
+                              host or "127.0.0.1", int(port or 0), advertise_host, poll_s, site, discover_s)
     except (ValueError, OSError, IdentityError, BackendError) as exc:
         output.fail(f"cannot start the agent: {exc}")
     signal.signal(signal.SIGTERM, lambda *_: runner.stop())
