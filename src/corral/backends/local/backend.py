@@ -61,6 +61,7 @@ from pathlib import Path
 from typing import Any
 
 import corral
+from corral.backends import output
 from corral.backends.base import (
     BackendError,
     Capacity,
@@ -77,6 +78,7 @@ from corral.backends.local import files as f
 from corral.backends.local import gpus as gpu_detect
 from corral.backends.local.workarea import SCRIPT, WorkArea, unreachable
 from corral.backends.local.workarea import default_root as default_work_root
+from corral.backends.progress import clean_progress, progress_reason
 from corral.domain.resources import format_bytes
 from corral.domain.statuses import ComponentStatus as S
 
@@ -108,31 +110,6 @@ class _Component:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _human_bytes(n: float) -> str:
-    for unit, factor in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
-        if n >= factor:
-            value = n / factor
-            return f"{value:.1f} {unit}" if value < 10 else f"{value:.0f} {unit}"
-    return f"{int(n)} B"
-
-
-def progress_reason(progress: dict[str, Any] | None) -> str | None:
-    """ "downloading: 120 MB of 400 MB" from a job's progress report."""
-    if not progress:
-        return None
-    if progress.get("message"):
-        return str(progress["message"])
-    phase = progress.get("phase") or "progress"
-    done, total = progress.get("bytes_done"), progress.get("bytes_total")
-    if done is not None:
-        text = f"{phase}: {_human_bytes(done)}"
-        return text + (f" of {_human_bytes(total)}" if total else "")
-    files_done, files_total = progress.get("files_done"), progress.get("files_total")
-    if files_done is not None:
-        return f"{phase}: {files_done}" + (f" of {files_total}" if files_total else "") + " files"
-    return None
 
 
 class LocalBackend:
@@ -670,8 +647,8 @@ class LocalBackend:
         if status is None:
             if not self._supervisor_alive(comp) and _age_s(placed_at) > SUPERVISOR_START_TIMEOUT_S \
                     and not (comp.dir / f.STATUS).exists():
-                return make(S.FAILED, "its supervisor did not start: " + _last_line(comp.dir / f.SUPERVISOR_LOG),
-                            None)
+                why = output.last_line(comp.dir / f.SUPERVISOR_LOG)
+                return make(S.FAILED, f"its supervisor did not start: {why}", None)
             return make(S.PENDING, "starting", placed_at)
         exit_ = status.get("exit")
         if _exited(status):
@@ -713,7 +690,7 @@ class LocalBackend:
         at = max(filter(None, (f.parse_iso(status.get("ready_at") or started),
                                f.parse_iso((progress or {}).get("at")))), default=None)
         return make(S.RUNNING, _join(reason, notes), at, endpoint_url=endpoint,
-                    progress=_clean_progress(progress))
+                    progress=clean_progress(progress))
 
     def _exit_observation(self, comp: _Component, status: dict[str, Any], make: Any) -> Observation:
         exit_ = status["exit"]
@@ -721,7 +698,7 @@ class LocalBackend:
         exit_code = code if code is not None else (-sig if sig else None)
         at = exit_.get("at")
         result = self._report(comp, f.RESULT)
-        progress = _clean_progress(self._report(comp, f.PROGRESS))
+        progress = clean_progress(self._report(comp, f.PROGRESS))
         if exit_.get("stopped") and exit_.get("cause") == "deleted":
             at = exit_.get("ended_at") or at
             if exit_.get("delete_failed"):
@@ -747,7 +724,7 @@ class LocalBackend:
             reason = "completed" + (f": {_result_words(result)}" if result else "")
             return make(S.COMPLETED, reason + leftovers, at, exit_code=0, result=result, progress=progress)
         reason = ("the service " if comp.launch.is_service else "") + words
-        tail = _last_line(comp.dir / f.OUTPUT)
+        tail = output.last_line(comp.dir / f.OUTPUT)
         if tail:
             reason += f"; last output: {tail}"
         return make(S.FAILED, reason + leftovers, at, exit_code=exit_code, result=result)
@@ -813,61 +790,15 @@ class LocalBackend:
 
     def logs(self, component_id: int, tail_lines: int = 100) -> str:
         """The last ``tail_lines`` lines of the component's stdout and stderr."""
-        path = self._component(component_id).dir / f.OUTPUT
-        try:
-            with open(path, "rb") as fh:
-                return _tail(fh, tail_lines).decode(errors="replace")
-        except FileNotFoundError:
-            return ""
+        return self.read_output(component_id, None, tail_lines).data.decode(errors="replace")
 
     def follow_logs(self, component_id: int, tail_lines: int = 0, poll_s: float = 0.25,
                     stop: threading.Event | None = None) -> Iterator[str]:
         """Yield the output as it is written, in pieces of whole lines, starting with the
         last ``tail_lines`` lines. Ends when the component has finished and all its
         output was yielded, or when ``stop`` is set. Safe to run in its own thread."""
-        comp = self._component(component_id)
-        path = comp.dir / f.OUTPUT
-        position = 0
-        if tail_lines > 0:
-            try:
-                with open(path, "rb") as fh:
-                    first = _tail(fh, tail_lines)
-                    position = fh.seek(0, os.SEEK_END)
-                if first:
-                    yield first.decode(errors="replace")
-            except FileNotFoundError:
-                pass
-        else:
-            try:
-                position = path.stat().st_size
-            except FileNotFoundError:
-                position = 0
-        partial = b""
-        while True:
-            over = self._is_over(comp)
-            try:
-                with open(path, "rb") as fh:
-                    fh.seek(position)
-                    data = fh.read()
-                    position = fh.tell()
-            except FileNotFoundError:
-                data = b""
-            if data:
-                data = partial + data
-                cut = data.rfind(b"\n") + 1
-                partial = data[cut:]
-                if cut:
-                    yield data[:cut].decode(errors="replace")
-                continue
-            if over:
-                if partial:
-                    yield partial.decode(errors="replace")
-                return
-            if stop is not None:
-                if stop.wait(poll_s):
-                    return
-            else:
-                time.sleep(poll_s)
+        self._component(component_id)  # UnknownComponent now, not at the first next()
+        return output.follow(lambda offset: self.read_output(component_id, offset, tail_lines), poll_s, stop)
 
     def read_output(self, component_id: int, offset: int | None = None, tail_lines: int = 0,
                     limit: int = 1 << 20) -> OutputRead:
@@ -875,19 +806,7 @@ class LocalBackend:
         lines), at most ``limit`` bytes, without waiting (the agent's followers poll it)."""
         comp = self._component(component_id)
         over = self._is_over(comp)  # before reading: what was written before the end is read
-        try:
-            with open(comp.dir / f.OUTPUT, "rb") as fh:
-                size = os.fstat(fh.fileno()).st_size
-                if offset is None:
-                    data = _tail(fh, tail_lines) if tail_lines > 0 else b""
-                    return OutputRead(data, size, over)
-                if offset > size:
-                    offset = size  # the log was cut (bounded output.log): go on from its new end
-                fh.seek(offset)
-                data = fh.read(limit)
-        except FileNotFoundError:
-            return OutputRead(b"", offset or 0, over)
-        return OutputRead(data, offset + len(data), over and len(data) < limit)
+        return output.read_file(comp.dir / f.OUTPUT, offset, tail_lines, limit, over)
 
     def _is_over(self, comp: _Component) -> bool:
         if comp.final is not None or (comp.dir / f.FINAL).exists():
@@ -997,41 +916,6 @@ def _limit_notes(status: dict[str, Any]) -> str:
 
 def _join(reason: str, notes: str) -> str:
     return f"{reason}; {notes}" if notes else reason
-
-
-def _clean_progress(progress: dict[str, Any] | None) -> dict[str, Any] | None:
-    if not progress:
-        return None
-    return {k: v for k, v in progress.items() if k != "at"}
-
-
-def _last_line(path: Path, limit: int = 300) -> str:
-    try:
-        with open(path, "rb") as fh:
-            lines = _tail(fh, 5).decode(errors="replace").strip().splitlines()
-    except OSError:
-        return ""
-    line = lines[-1].strip() if lines else ""
-    return line if len(line) <= limit else line[: limit - 3] + "..."
-
-
-def _tail(fh: Any, lines: int, block: int = 65536, max_bytes: int = 8 << 20) -> bytes:
-    """The last ``lines`` lines of a binary file, read from the end (at most ``max_bytes``)."""
-    if lines <= 0:
-        return b""
-    end = fh.seek(0, os.SEEK_END)
-    data = b""
-    position = end
-    while position > 0 and data.count(b"\n") <= lines and end - position < max_bytes:
-        step = min(block, position)
-        position -= step
-        fh.seek(position)
-        data = fh.read(step) + data
-    chunks = data.split(b"\n")
-    if data.endswith(b"\n"):
-        chunks = chunks[:-1]
-        return b"\n".join(chunks[-lines:]) + b"\n"
-    return b"\n".join(chunks[-lines:])
 
 
 def _mem_total() -> int:

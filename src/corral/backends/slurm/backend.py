@@ -49,9 +49,10 @@ from corral.backends.base import (
     UnknownComponent,
 )
 from corral.backends.identity import Identities, IdentityError
-from corral.backends.local.backend import progress_reason
+from corral.backends.progress import progress_reason
 from corral.backends.local.workarea import WorkArea
 from corral.backends.local.workarea import default_root as default_work_root
+from corral.backends import output
 from corral.backends.slurm import cluster
 from corral.backends.slurm.commands import JobRow, SlurmCommands, SlurmUnavailable, parse_time
 from corral.backends.slurm.jobs import JobRecord, JobStore
@@ -319,30 +320,22 @@ class SlurmBackend:
                     limit: int = 1 << 20) -> OutputRead:
         over = self._record(component_id).final is not None  # before reading: nothing is missed
         path = self.work.component_dir(component_id) / OUTPUT
-        return cluster.read_file(path, offset, tail_lines, limit, over)
+        return output.read_file(path, offset, tail_lines, limit, over)
 
     def logs(self, component_id: int, tail_lines: int = 100) -> str:
         return self.read_output(component_id, None, tail_lines).data.decode(errors="replace")
 
     def follow_logs(self, component_id: int, tail_lines: int = 0, poll_s: float = 0.25,
                     stop: threading.Event | None = None) -> Iterator[str]:
-        read = self.read_output(component_id, None, tail_lines)
-        if read.data:
-            yield read.data.decode(errors="replace")
-        offset = read.offset
-        while stop is None or not stop.is_set():
-            with self._lock:
-                self._poll()  # the end is noticed without an agent polling (its changes stay queued for it)
-            read = self.read_output(component_id, offset)
-            offset = read.offset
-            if read.data:
-                yield read.data.decode(errors="replace")
-            if read.over:
-                return
-            if stop is not None:
-                stop.wait(poll_s)
-            else:
-                time.sleep(poll_s)
+        self._record(component_id)  # UnknownComponent now, not at the first next()
+
+        def read(offset: int | None) -> OutputRead:
+            if offset is not None:
+                with self._lock:
+                    self._poll()  # the end is noticed without an agent polling (its changes stay queued for it)
+            return self.read_output(component_id, offset, tail_lines)
+
+        return output.follow(read, poll_s, stop)
 
     # --- housekeeping ----------------------------------------------------------------------
 

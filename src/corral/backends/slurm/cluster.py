@@ -19,7 +19,7 @@ import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
 
-from corral.backends.base import Discovered, GpuDevice, NodeCapacity, OutputRead
+from corral.backends.base import Discovered, GpuDevice, NodeCapacity
 from corral.backends.slurm.commands import JobRow, SlurmCommands, SlurmUnavailable, parse_time
 from corral.backends.slurm.jobs import JobRecord
 from corral.backends.slurm.script import PORT_FILE, SlurmSite
@@ -145,42 +145,6 @@ def read_port(path: Path, uid: int | None) -> int | None:
     finally:
         os.close(fd)
     return int(text) if text.isdigit() and 0 < int(text) < 65536 else None
-
-
-def read_file(path: Path, offset: int | None, tail_lines: int, limit: int, over: bool) -> OutputRead:
-    """``Backend.read_output`` over a job's output file (written by slurmstepd as the job's
-    user: opened without following links)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except FileNotFoundError:
-        return OutputRead(b"", offset or 0, over)
-    except OSError:
-        return OutputRead(b"", offset or 0, over)
-    with os.fdopen(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return OutputRead(b"", offset or 0, over)
-        size = os.fstat(fd).st_size
-        if offset is None:
-            return OutputRead(tail(fh, tail_lines) if tail_lines > 0 else b"", size, over)
-        offset = min(offset, size)
-        fh.seek(offset)
-        data = fh.read(limit)
-    return OutputRead(data, offset + len(data), over and len(data) < limit)
-
-
-def tail(fh, lines: int, block: int = 65536, max_bytes: int = 8 << 20) -> bytes:  # type: ignore[no-untyped-def]
-    """The last ``lines`` lines of a binary file, read from its end."""
-    end = fh.seek(0, os.SEEK_END)
-    data, position = b"", end
-    while position > 0 and data.count(b"\n") <= lines and end - position < max_bytes:
-        step = min(block, position)
-        position -= step
-        fh.seek(position)
-        data = fh.read(step) + data
-    chunks = data.split(b"\n")
-    if data.endswith(b"\n"):
-        return b"\n".join(chunks[:-1][-lines:]) + b"\n"
-    return b"\n".join(chunks[-lines:])
 
 
 def _int(text: str | None) -> int:
