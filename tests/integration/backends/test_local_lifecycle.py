@@ -187,12 +187,32 @@ def test_memory_limit_is_enforced_or_the_reason_says_why(backend: LocalBackend, 
         cgroup = Path(limits["cgroup"])
         assert (cgroup / "memory.max").read_text().strip() == str(256 * 2**20)
         assert str(backend.inspect(1)["status"]["pid"]) in (cgroup / "cgroup.procs").read_text().split()
-        assert "not enforced" not in running.reason
-    else:  # this host does not allow it: the component runs and says why
+        assert "not enforced" not in backend.isolation
+    else:  # this host does not allow it: the component runs, its inspect says why, the cluster's line says so once
         assert limits["memory"].startswith("not enforced: ")
-        assert "memory" in running.reason and "not enforced: " in running.reason
+        assert "limits are not enforced on this host: " in backend.isolation
+    assert "not enforced" not in running.reason  # never in every row's reason
+    assert backend.capacity().isolation == backend.isolation
     backend.stop(1, grace_s=0)
     watcher.wait(1, S.DELETED)
+
+
+def test_the_cluster_line_says_once_that_limits_are_not_enforced(state_dir: Path, tmp_path: Path):
+    for cid, (kwargs, why) in enumerate((({"cgroups": False}, "cgroups are turned off for the local cluster"),
+                                         ({"cgroup_parent": str(tmp_path / "no" / "such")}, "cannot create cgroup ")),
+                                        start=1):
+        backend = LocalBackend(state_dir, gpus="0", work_root=work_root_for(state_dir), **kwargs)
+        try:
+            assert f"memory and CPU limits are not enforced on this host: {why}" in backend.isolation
+            assert backend.isolation.startswith(backend.identities.notice)
+            backend.start(job(cid, "sleep 300", memory_bytes=256 * 2**20, cpu_millicores=500))
+            running = Watcher(backend).wait(cid, S.RUNNING)
+            assert "not enforced" not in running.reason
+            assert backend.inspect(cid)["status"]["limits"]["memory"].startswith("not enforced: ")
+            backend.stop(cid, grace_s=0)
+            Watcher(backend).wait(cid, S.DELETED)
+        finally:
+            backend.close()
 
 
 def test_survivors_of_sigkill_are_delete_failed_and_a_second_delete_retries(state_dir: Path):

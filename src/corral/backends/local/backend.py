@@ -180,6 +180,7 @@ class LocalBackend:
         self.instance = hashlib.sha256(str(self.state_dir).encode()).hexdigest()[:10]
         self.cgroups = cgroups
         self.cgroup_parent = cgroup_parent
+        self.limits_notice = _probe_limits(cgroups, cgroup_parent, self.instance)
         self.python = python
         self.inherit_env = tuple(inherit_env)
         self.node_name = node_name or socket.gethostname()
@@ -617,7 +618,9 @@ class LocalBackend:
             blocked = unreachable(os.path.realpath(self.python)) or unreachable(Path(corral.__file__).parent)
             if blocked:
                 notice += f"; but Corral's Python cannot be run by them ({blocked}): install Corral where others can read it"
-        return notice
+        if self.limits_notice:
+            notice += f"; {self.limits_notice}"
+        return notice if len(notice) <= 500 else notice[:497] + "..."  # clusters.isolation holds 500
 
     # --- mapping onto component statuses ---------------------------------------------
 
@@ -653,7 +656,6 @@ class LocalBackend:
         exit_ = status.get("exit")
         if _exited(status):
             return self._exit_observation(comp, status, make)
-        notes = _limit_notes(status)
         if not self._supervisor_alive(comp):
             # It may have written its last word between our read and the probe: a
             # supervisor writes status.json before it lets go of its lock, so read again.
@@ -681,7 +683,7 @@ class LocalBackend:
             if status.get("pid") is None:
                 return make(S.PENDING, "starting", status.get("updated_at"))
             reason = f"starting: waiting for {status.get('waiting_for')} to answer"
-            return make(S.PENDING, _join(reason, notes), started or status.get("updated_at"))
+            return make(S.PENDING, reason, started or status.get("updated_at"))
         progress = self._report(comp, f.PROGRESS)
         endpoint = None
         if launch.is_service and status.get("port"):
@@ -689,7 +691,7 @@ class LocalBackend:
         reason = progress_reason(progress) or (f"serving at {endpoint}" if endpoint else "running")
         at = max(filter(None, (f.parse_iso(status.get("ready_at") or started),
                                f.parse_iso((progress or {}).get("at")))), default=None)
-        return make(S.RUNNING, _join(reason, notes), at, endpoint_url=endpoint,
+        return make(S.RUNNING, reason, at, endpoint_url=endpoint,
                     progress=clean_progress(progress))
 
     def _exit_observation(self, comp: _Component, status: dict[str, Any], make: Any) -> Observation:
@@ -904,18 +906,24 @@ def _result_words(result: dict[str, Any]) -> str:
     return "result recorded"
 
 
-def _limit_notes(status: dict[str, Any]) -> str:
-    limits = status.get("limits") or {}
-    memory, cpu = limits.get("memory") or "", limits.get("cpu") or ""
-    memory = memory if memory.startswith("not enforced") else ""
-    cpu = cpu if cpu.startswith("not enforced") else ""
-    if memory and memory == cpu:
-        return f"memory and cpu limits {memory}"
-    return "; ".join(f"{name} limit {text}" for name, text in (("memory", memory), ("cpu", cpu)) if text)
+def _probe_limits(enabled: bool, parent: str | None, instance: str) -> str:
+    """Whether memory and CPU limits can be enforced here, tried once with a probe cgroup:
+    "" when they can, else one line saying why not (for the cluster's isolation line; a
+    component's own outcome stays in its status.json ``limits``, see ``inspect``)."""
+    from corral.backends.local import cgroups
 
-
-def _join(reason: str, notes: str) -> str:
-    return f"{reason}; {notes}" if notes else reason
+    setup = cgroups.setup_component_cgroup(0, 1 << 30, 1000, parent=parent, enabled=enabled,
+                                           instance=f"{instance}-probe")
+    cgroups.remove(setup.path)
+    whys = [text.removeprefix("not enforced: ") for text in (setup.memory, setup.cpu)
+            if text.startswith("not enforced")]
+    if not whys:
+        return ""
+    if len(whys) == 2 and whys[0] != whys[1]:
+        return f"memory and CPU limits are not enforced on this host: memory: {whys[0]}; CPU: {whys[1]}"
+    which = "memory and CPU limits are" if len(whys) == 2 else \
+        ("the memory limit is" if setup.memory.startswith("not enforced") else "the CPU limit is")
+    return f"{which} not enforced on this host: {whys[0]}"
 
 
 def _mem_total() -> int:
