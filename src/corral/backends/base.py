@@ -138,6 +138,9 @@ class Launch:
     readiness: Readiness | None = None
     endpoint_path: str = "/"
     working_dir: str | None = None
+    # What to install or configure when the command's program is not found on the host
+    # ("vllm is not installed on this host: ..."): a backend adds it to that Failed reason.
+    missing_hint: str | None = None
 
     def __post_init__(self) -> None:
         if self.command is not None and not isinstance(self.command, tuple):

@@ -219,6 +219,10 @@ def _model_download(ctx: _Context) -> dict[str, Any]:
     return {"kind": "job", "command": tuple(command), "working_dir": str(ctx.run_dir())}
 
 
+VLLM_MISSING = ("vllm is not installed on this host: pip install vllm (where the workload's user can run it), "
+                "or give the inference workload a command")
+
+
 def _inference(ctx: _Context) -> dict[str, Any]:
     model = str(ctx.spec["model"])
     resolved = ctx.resolve_model(model) or model
@@ -237,7 +241,7 @@ def _inference(ctx: _Context) -> dict[str, Any]:
             command += ["--data-parallel-size", str(replicas)]
         env["VLLM_API_KEY"] = ctx.service_token()  # only the proxy may call it
         return {"kind": "server", "command": tuple(command), "needs_port": True, "readiness": Readiness("/health"),
-                "endpoint_path": "/v1", "env": env, "working_dir": str(ctx.run_dir())}
+                "endpoint_path": "/v1", "env": env, "working_dir": str(ctx.run_dir()), "missing_hint": VLLM_MISSING}
     return _service(ctx, command, env)
 
 

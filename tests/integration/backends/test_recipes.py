@@ -93,8 +93,31 @@ def test_failed_download_is_failed_and_leaves_nothing(backend: LocalBackend, wat
     (launch,) = launches("model_download", {"source": f"{file_server}/missing/x.bin", "model_name": "x"}, data)
     backend.start(launch)
     failed = watcher.wait(1, S.FAILED, timeout=30)
-    assert failed.exit_code == 1 and "404" in failed.reason
+    assert failed.exit_code == 1
+    assert failed.reason.endswith(f"last output: download failed: HTTP 404 Not Found for {file_server}/missing/x.bin")
     assert not (data / "proj" / "models").exists() or list((data / "proj" / "models").iterdir()) == []
+
+
+def test_a_download_that_cannot_connect_names_the_host_and_why(backend: LocalBackend, watcher: Watcher):
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    data = backend.work.root
+    (launch,) = launches("model_download", {"source": f"http://127.0.0.1:{port}/m.bin", "model_name": "m"}, data)
+    backend.start(launch)
+    failed = watcher.wait(1, S.FAILED, timeout=30)
+    assert failed.exit_code == 1
+    assert f"last output: download failed: cannot reach 127.0.0.1:{port}: " in failed.reason
+    assert "Connection refused" in failed.reason and failed.reason.endswith(f"(http://127.0.0.1:{port}/m.bin)")
+
+
+def test_download_errors_in_one_line():
+    request = httpx.Request("GET", "https://user:secret@example.com/a/m.bin")
+    error = httpx.HTTPStatusError("x", request=request, response=httpx.Response(403, request=request))
+    assert download.describe_error(error) == "HTTP 403 Forbidden for https://example.com/a/m.bin"
+    assert download.describe_error(ValueError("first\n\nsecond")) == "ValueError: first; second"
 
 
 def test_hugging_face_download_uses_the_token_and_installs_atomically(tmp_path: Path,
@@ -206,3 +229,23 @@ def test_default_model_names():
     assert default_model_name("meta-llama/Llama-3.1-8B") == "Llama-3.1-8B"
     assert default_model_name("https://example.org/x/tiny%20model.gguf") == "tiny-model"
     assert default_model_name("s3://bucket/models/bert/") == "bert"
+
+
+def test_inference_without_vllm_says_what_to_install(backend: LocalBackend, watcher: Watcher):
+    import shutil
+
+    if shutil.which("vllm"):
+        pytest.skip("vllm is installed on this host")
+    server, _endpoint = launches("inference", {"model": "org/m"}, backend.work.root)
+    backend.start(server)
+    failed = watcher.wait(1, S.FAILED, timeout=30)
+    assert failed.exit_code == 127
+    assert failed.reason == ("could not start vllm: No such file or directory; vllm is not installed on this host: "
+                             "pip install vllm (where the workload's user can run it), or give the inference "
+                             "workload a command")
+    # A program of the user's own that is missing gets no vLLM hint.
+    custom, _ = launches("inference", {"model": "org/m", "command": ["no-such-server", "{port}"]},
+                         backend.work.root, component_id=3)
+    assert custom.missing_hint is None
+    backend.start(custom)
+    assert watcher.wait(3, S.FAILED, timeout=30).reason == "could not start no-such-server: No such file or directory"

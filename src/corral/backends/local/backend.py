@@ -712,7 +712,10 @@ class LocalBackend:
                 how = " before it started"
             return make(S.DELETED, "deleted" + how, at, exit_code=exit_code)
         if exit_.get("error"):
-            return make(S.FAILED, exit_["error"], at, exit_code=exit_code)
+            error = exit_["error"]
+            if code == 127 and comp.launch.missing_hint and error.startswith("could not start "):
+                error += f"; {comp.launch.missing_hint}"  # its program is not on this host: say what to install
+            return make(S.FAILED, error, at, exit_code=exit_code)
         if exit_.get("lost"):
             return make(S.FAILED, "the supervisor died; the exit code of the command was lost", at)
         leftovers = f"; {exit_['leftovers']}" if exit_.get("leftovers") else ""

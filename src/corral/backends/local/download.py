@@ -13,7 +13,8 @@ usual ``AWS_*`` variables). The files are assembled in a hidden directory next t
 Progress (``bytes_done``, ``bytes_total`` when known, ``files_done``, ``files_total``) is
 published about once a second through ``files.report_progress``; the backend shows it
 as "downloading: 120 MB of 400 MB". The registered model is left as the job's result.
-Exit code 0 on success, 1 on failure (the reason is the last line of the output).
+Exit code 0 on success, 1 on failure; the last line of the output says why, e.g.
+"download failed: HTTP 404 Not Found for https://..." (see ``describe_error``).
 """
 
 from __future__ import annotations
@@ -177,6 +178,54 @@ def _int_env(name: str) -> int | None:
     return int(value) if value.isdigit() else None
 
 
+def describe_error(exc: BaseException) -> str:
+    """What went wrong, on one line (it becomes the Failed reason): for HTTP, the status and
+    the URL ("HTTP 404 Not Found for https://..."); for a connection, the host and why."""
+    try:
+        import httpx
+    except ImportError:  # pragma: no cover - httpx is a dependency of Corral
+        httpx = None  # type: ignore[assignment]
+    if httpx is not None and isinstance(exc, httpx.HTTPStatusError):
+        response = exc.response
+        phrase = _http_phrase(response.status_code) or response.reason_phrase  # the standard words first
+        return f"HTTP {response.status_code}{' ' + phrase if phrase else ''} for {_safe_url(str(exc.request.url))}"
+    if httpx is not None and isinstance(exc, httpx.RequestError):
+        try:
+            url = exc.request.url
+            where = f"{url.host}:{url.port}" if url.port else str(url.host)
+            target = _safe_url(str(url))
+        except RuntimeError:  # no request attached
+            where, target = "the server", ""
+        what = "timed out reaching" if isinstance(exc, httpx.TimeoutException) else "cannot reach"
+        why = _one_line(str(exc)) or type(exc).__name__
+        return f"{what} {where}: {why}" + (f" ({target})" if target else "")
+    return f"{type(exc).__name__}: {_one_line(str(exc))}"
+
+
+def _http_phrase(code: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(code).phrase
+    except ValueError:
+        return ""
+
+
+def _safe_url(url: str) -> str:
+    """The URL without a user name or password."""
+    parsed = urlparse(url)
+    if parsed.username or parsed.password:
+        host = parsed.hostname or ""
+        netloc = f"{host}:{parsed.port}" if parsed.port else host
+        return parsed._replace(netloc=netloc).geturl()
+    return url
+
+
+def _one_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return "; ".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="corral-download", description=__doc__.split("\n\n")[0])
     parser.add_argument("--source", required=True)
@@ -195,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit:
         raise
     except Exception as exc:  # noqa: BLE001 - the last line of output is the Failed reason
-        print(f"download failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        print(f"download failed: {describe_error(exc)}", file=sys.stderr, flush=True)
         return 1
     print(f"downloaded {result['files']} file(s), {result['bytes']} bytes, as model {result['model']}", flush=True)
     return 0
