@@ -28,7 +28,7 @@ import websockets.exceptions
 import websockets.sync.client
 
 from tests.conftest import work_root_for
-from tests.e2e.conftest import LiveServer, make_database, ok, start_server, stop_server
+from tests.e2e.conftest import CORRAL_BIN, LiveServer, clean_env, make_database, ok, start_server, stop_server
 
 PY = sys.executable
 
@@ -110,6 +110,77 @@ def test_logs_follow_streams_output_while_it_is_written(live_server, tmp_path):
     assert followed.stdout == "tick 1\ntick 2\ntick 3\ntick 4\n"
     assert client.get(f"/api/v1/workloads/{wid}").json()["status"] == "Complete"
     assert ok(cli.invoke("workloads", "logs", str(wid), "--tail", "2")) == "tick 3\ntick 4\n"
+
+
+def _follower(server: LiveServer, tmp_path: Path, wid: int) -> subprocess.Popen[str]:
+    cli = server.cli(tmp_path / "config.json", token=server.admin_token)
+    return subprocess.Popen([str(CORRAL_BIN), "workloads", "logs", str(wid), "-f"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=clean_env(cli.env))
+
+
+def _first_stderr_line(process: subprocess.Popen[str], timeout: float = 30.0) -> str:
+    got: list[str] = []
+    assert process.stderr is not None
+    stderr = process.stderr
+    reader = threading.Thread(target=lambda: got.append(stderr.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    assert got, "the follower said nothing on stderr"
+    return got[0]
+
+
+def test_logs_follow_waits_for_a_workload_in_the_queue_then_follows_it(live_server, tmp_path):
+    client = _client(live_server)
+    project = "logs-wait"
+    assert client.post("/api/v1/projects", json={"name": project}).status_code == 201
+    quota = {"guaranteed": {"gpu": 0, "cpu": 0, "memory": 0}, "limit": {"gpu": 0, "cpu": "200m", "memory": "1Gi"}}
+    assert client.put(f"/api/v1/projects/{project}/quotas/local", json=quota).status_code == 200
+    resources = {"cpu": "200m", "memory": "64Mi"}
+    blocker = _submit(client, project=project, name="blocker", resources=resources, command="sleep 300")
+    _watch(client, blocker, {"Running"})
+    waiter = _submit(client, project=project, name="waiter", resources=resources,
+                     command="echo hello; sleep 0.5; echo bye")
+    detail, _ = _watch(client, waiter, {"Pending"})
+    assert detail["admitted_at"] is None, detail
+
+    # Waits (saying so on stderr), follows once admitted and started, and ends with it.
+    follower = _follower(live_server, tmp_path, waiter)
+    try:
+        line = _first_stderr_line(follower)
+        assert line.startswith(f"waiting for workload {waiter} to start (Pending: "), line
+        assert follower.poll() is None
+        assert client.delete(f"/api/v1/workloads/{blocker}").status_code in (200, 202)
+        out, err = follower.communicate(timeout=60)
+    finally:
+        follower.kill()
+    assert follower.returncode == 0, err
+    assert out == "hello\nbye\n"
+    assert client.get(f"/api/v1/workloads/{waiter}").json()["status"] == "Complete"
+
+    # Ctrl-C while waiting ends cleanly; one that ends without starting ends with its status.
+    blocker = _submit(client, project=project, name="blocker-2", resources=resources, command="sleep 300")
+    _watch(client, blocker, {"Running"})
+    waiter = _submit(client, project=project, name="waiter-2", resources=resources, command="echo never")
+    follower = _follower(live_server, tmp_path, waiter)
+    try:
+        assert _first_stderr_line(follower).startswith(f"waiting for workload {waiter} to start (Pending: ")
+        follower.send_signal(signal.SIGINT)
+        out, err = follower.communicate(timeout=30)
+    finally:
+        follower.kill()
+    assert follower.returncode == 0 and out == "" and "Traceback" not in err, err
+    follower = _follower(live_server, tmp_path, waiter)
+    try:
+        assert _first_stderr_line(follower).startswith(f"waiting for workload {waiter} to start (Pending: ")
+        assert client.delete(f"/api/v1/workloads/{waiter}").status_code in (200, 202)
+        out, err = follower.communicate(timeout=30)
+    finally:
+        follower.kill()
+    assert follower.returncode == 0 and out == "", err
+    last = err.strip().splitlines()[-1]  # its status and reason
+    reason = client.get(f"/api/v1/workloads/{waiter}").json()["status_reason"]
+    assert reason and last == f"workload {waiter} ended without starting (Deleted: {reason})", err
+    client.delete(f"/api/v1/workloads/{blocker}")
 
 
 def test_a_project_secret_reaches_the_workload_as_an_environment_variable(live_server):

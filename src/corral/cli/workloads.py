@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -27,8 +28,9 @@ from corral.cli.output import (
     table,
     when,
 )
-from corral.client import WorkloadPage
-from corral.domain.statuses import WorkloadStatus
+from corral.client import CorralAPIError, WorkloadPage
+from corral.domain.names import WORKLOAD_NAME_RULE
+from corral.domain.statuses import FINISHED_STATUSES, WorkloadStatus
 from corral.domain.workloads import WorkloadType
 
 workloads_app = typer.Typer(help="Workloads: list, inspect, submit, delete.", no_args_is_help=True)
@@ -208,7 +210,7 @@ def workloads_submit(
                                                                   "Options below override its fields.")] = None,
     type_: Annotated[str | None, typer.Option("--type", "-t", help="Workload type: " + ", ".join(
         f"{t.label} ({t.value})" for t in WorkloadType))] = None,
-    name: Annotated[str | None, typer.Option("--name", "-n")] = None,
+    name: Annotated[str | None, typer.Option("--name", "-n", help=f"Workload name: {WORKLOAD_NAME_RULE}.")] = None,
     project: ProjectOption = None,
     cluster: Annotated[str | None, typer.Option("--cluster", "-c", help="Default: the first cluster with room "
                                                                         "in the project's quota.")] = None,
@@ -329,11 +331,55 @@ def workloads_logs(
     component: Annotated[int | None, typer.Option("--component", help="Component id (default: the main one).")]
     = None,
 ) -> None:
-    """Print a workload's output (from its cluster's agent), as `tail` would."""
+    """Print a workload's output (from its cluster's agent), as `tail` would. With --follow, a
+    workload that has not started yet is waited for."""
     with config.client() as client:
         try:
+            if follow:
+                _follow_once_started(client, workload_id, tail, component)
+                return
             for piece in client.workload_logs(workload_id, tail=tail, follow=follow, component=component):
                 sys.stdout.write(piece)
                 sys.stdout.flush()
         except KeyboardInterrupt:
             pass
+
+
+LOGS_WAIT_POLL_S = 1.0
+# Never changes again by itself: a workload in one of these that has no output never will.
+_ENDED = {s.value for s in FINISHED_STATUSES} | {WorkloadStatus.DELETE_FAILED.value}
+
+
+def _not_started(exc: CorralAPIError) -> bool:
+    """The API's answer for a workload with no output yet: not placed on its cluster (409),
+    or placed but its agent has recorded nothing yet (404)."""
+    return exc.code == "not_started" or (exc.status_code == 404 and exc.message.startswith("no output recorded"))
+
+
+def _follow_once_started(client: Any, workload_id: int, tail: int, component: int | None) -> None:
+    """Follow the output; while the workload has not started, say so on stderr (once per
+    status and reason) and poll; a workload that ends without starting ends the command
+    with its status and reason (exit 0: that is no error of the command)."""
+    said = None
+    while True:
+        try:
+            for piece in client.workload_logs(workload_id, tail=tail, follow=True, component=component):
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+            return
+        except CorralAPIError as exc:
+            if not _not_started(exc):
+                raise
+        detail = client.get_workload(workload_id)
+        status = WorkloadStatus.parse(detail.status)
+        reason = f": {detail.status_reason}" if detail.status_reason else ""
+        if detail.status in _ENDED:
+            how = "ended with no output recorded" if detail.first_running_at else "ended without starting"
+            output.err().print(f"workload {workload_id} {how} ({status.label}{reason})",
+                               markup=False, highlight=False, soft_wrap=True)
+            return
+        if (detail.status, detail.status_reason) != said:
+            said = (detail.status, detail.status_reason)
+            output.err().print(f"waiting for workload {workload_id} to start ({status.label}{reason})",
+                               markup=False, highlight=False, soft_wrap=True)
+        time.sleep(LOGS_WAIT_POLL_S)
