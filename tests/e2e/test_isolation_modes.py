@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from corral.backends.identity import NOT_ISOLATED, user_name_for
+from corral.backends.local.backend import _probe_limits
 from tests.e2e.conftest import make_database, start_server, stop_server
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="per-project users need root (CI runs as root)")
@@ -23,9 +24,11 @@ def _who_runs(client: httpx.Client) -> str:
             "resources": {"cpu": "100m", "memory": "64Mi"}}
     wid = client.post("/api/v1/workloads", json=spec).json()["id"]
     deadline = time.monotonic() + 30
-    while client.get(f"/api/v1/workloads/{wid}").json()["status"] not in ("Complete", "Failed"):
+    while (detail := client.get(f"/api/v1/workloads/{wid}").json())["status"] not in ("Complete", "Failed"):
         assert time.monotonic() < deadline
+        assert "not enforced" not in detail["status_reason"]  # said once, on the cluster
         time.sleep(0.1)
+    assert "not enforced" not in str(detail["components"])
     return client.get(f"/api/v1/workloads/{wid}/logs").text
 
 
@@ -55,12 +58,15 @@ def test_workloads_run_as_their_projects_user_or_corral_says_they_are_not_isolat
             page = _clusters_page(server)
             if mode == "auto":
                 assert user == user_name_for("default") and home.endswith("/default")
-                assert cluster["isolation"] == "each project's workloads run as an OS user of their own"
+                assert cluster["isolation"].startswith("each project's workloads run as an OS user of their own")
                 assert NOT_ISOLATED not in server.log()
             else:
                 assert user == "root"
                 assert cluster["isolation"].startswith(NOT_ISOLATED)
                 assert f"Cluster local: {NOT_ISOLATED}" in server.log()  # said at start
+            # Limits that cannot be enforced on this host are said once, on the cluster's line.
+            unenforced = _probe_limits(True, None, "e2e-isolation")
+            assert ("limits are not enforced on this host: " in cluster["isolation"]) == bool(unenforced), cluster
             assert cluster["isolation"].replace("'", "&#39;") in page  # and on the Clusters page
         finally:
             stop_server(server)
