@@ -33,6 +33,7 @@ from corral.client import (
     WorkloadStats,
 )
 from corral.db.engine import make_engine
+from corral.domain.names import WORKLOAD_NAME_RULE
 from corral.services.users import authenticate
 from tests.e2e.conftest import Cli, LiveServer, failed, free_port, make_database, ok, start_server, stop_server
 
@@ -367,6 +368,19 @@ def test_bad_submissions_show_the_api_error(live_server: LiveServer, admin: Cli,
     assert "cannot sort by 'size'" in failed(admin.invoke("workloads", "ls", "--sort", "size"), 1)
     assert "workload 999999 not found" in failed(admin.invoke("workloads", "get", "999999"), 1)
     assert as_json(admin.invoke("workloads", "ls", "-p", project, "--json"))["total"] == 0
+
+
+def test_a_name_outside_the_rule_shows_the_api_message(live_server: LiveServer, admin: Cli) -> None:
+    """The CLI checks nothing itself: the server's rule, in the server's words."""
+    project = "names-e2e"
+    new_project(admin, project)
+    for name in ("Hello World!", "a/b"):
+        result = admin.run("workloads", "submit", "-t", "custom", "-n", name, "-p", project, "--command", "true")
+        assert result.returncode == 1 and result.stdout == ""
+        assert result.stderr.startswith(f"Error: name: must be {WORKLOAD_NAME_RULE}"), result.stderr
+    created = as_json(admin.invoke("workloads", "submit", "-t", "custom", "-n", "hello-world.v2_1", "-p", project,
+                                   "--command", "true", "--json"))
+    assert created["name"] == "hello-world.v2_1"
 
 
 def test_member_of_another_project_gets_not_found(live_server: LiveServer, admin: Cli, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from corral import __version__, web
-from corral.api import errors
+from corral.api import docs, errors
 from corral.api.body_limit import BodyLimit
 from corral.api.host_dispatch import HostDispatch
 from corral.api.responses import FastJSONResponse
@@ -39,6 +39,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         description="A self-hosted control plane for AI workloads.",
         default_response_class=FastJSONResponse,
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc are served with bundled assets (docs.install), no CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -56,6 +58,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         app.include_router(module.router, prefix="/api/v1")
     errors.document_errors(app)
     app.include_router(proxy.router)  # /proxy/{workload id}/...: off (404) unless CORRAL_PATH_PROXY_UNSAFE
+    docs.install(app)  # /docs (Swagger UI) and /redoc (ReDoc), assets served by Corral
     web.install(app)  # the browser UI at /
 
     @app.get("/healthz", tags=["health"])

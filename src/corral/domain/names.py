@@ -14,13 +14,22 @@ def check_dns_label(value: str, *, min_length: int = 2, max_length: int = 41) ->
     return value
 
 
-def check_display_name(value: str, *, max_length: int = 128) -> str:
-    """Workload names: free text a person reads, without control characters."""
-    value = value.strip()
-    if not value:
-        raise ValueError("must not be empty")
-    if len(value) > max_length:
-        raise ValueError(f"must be at most {max_length} characters long")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
-        raise ValueError("must not contain control characters")
+# Workload names: one rule for the API, the CLI and the web form (whose input carries
+# WORKLOAD_NAME_HTML_PATTERN and whose hint is WORKLOAD_NAME_RULE). Checked on submission
+# only: workloads stored before the rule (or recorded from a cluster, "found <job>") keep
+# their names and stay readable.
+WORKLOAD_NAME_MAX = 128
+WORKLOAD_NAME_RULE = (f"1 to {WORKLOAD_NAME_MAX} letters, digits, '-', '_' and '.', "
+                      "starting with a letter or digit")
+_WORKLOAD_NAME = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{WORKLOAD_NAME_MAX - 1}}}")
+# The same in the HTML pattern attribute's syntax (browsers compile it with the v flag,
+# where a '-' in a class must be escaped).
+WORKLOAD_NAME_HTML_PATTERN = rf"[A-Za-z0-9][A-Za-z0-9._\-]{{0,{WORKLOAD_NAME_MAX - 1}}}"
+
+
+def check_workload_name(value: str) -> str:
+    """Workload names: what a person reads and types, and what backends may use in job,
+    directory and log names, so no spaces, slashes or other punctuation."""
+    if not _WORKLOAD_NAME.fullmatch(value):
+        raise ValueError(f"must be {WORKLOAD_NAME_RULE}")
     return value

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from corral.domain.names import check_display_name
+from corral.domain.names import WORKLOAD_NAME_RULE, check_workload_name
 from corral.domain.resources import Resources, parse_bytes, parse_millicores
 
 
@@ -92,7 +92,8 @@ _HF_REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$"
 class _Common(BaseModel):
     model_config = ConfigDict(extra="forbid", use_enum_values=False)
 
-    name: Annotated[str, AfterValidator(check_display_name)]
+    name: Annotated[str, AfterValidator(check_workload_name),
+                    Field(description=WORKLOAD_NAME_RULE)]
     project: str = Field(min_length=1, max_length=64)
     cluster: str | None = Field(None, min_length=1, max_length=64)
     priority: Priority = Priority.MEDIUM

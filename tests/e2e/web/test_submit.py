@@ -6,6 +6,7 @@ import re
 
 from playwright.sync_api import Page, expect
 
+from corral.domain.names import WORKLOAD_NAME_HTML_PATTERN, WORKLOAD_NAME_RULE
 from tests.e2e.web.conftest import World, screenshot, sign_in
 
 IVAN = "ivan@example.com"
@@ -79,3 +80,28 @@ def test_raw_custom_submission(page: Page, world: World):
     page.get_by_role("button", name="Submit").click()
     expect(page.get_by_role("heading", name="raw-job")).to_be_visible()
     expect(page.locator("dl.facts").first).to_contain_text("Custom")
+
+
+def test_the_name_rule_is_the_apis_in_hint_pattern_and_message(page: Page, world: World):
+    project = world.project("names", world.user(IVAN))
+    sign_in(page, world.url, IVAN)
+    page.goto(f"{world.url}/workloads/new?type=training&project={project}")
+    name = field(page, "Name")
+    expect(page.locator("#h-name")).to_have_text(WORKLOAD_NAME_RULE)
+    expect(name).to_have_attribute("pattern", WORKLOAD_NAME_HTML_PATTERN)
+    field(page, "Dataset").fill("s3://data/set")
+    field(page, "Command").fill("python train.py")
+    for bad in ("Hello World!", "a/b"):
+        name.fill(bad)
+        # The browser agrees with the server (the form is novalidate, so the server's message shows).
+        assert name.evaluate("el => el.validity.patternMismatch") is True
+        page.get_by_role("button", name="Submit").click()
+        expect(page.get_by_role("alert")).to_contain_text(f"name: must be {WORKLOAD_NAME_RULE}")
+        expect(page.locator("#e-name")).to_have_text(f"must be {WORKLOAD_NAME_RULE}")
+        expect(name).to_have_attribute("aria-invalid", "true")
+        expect(name).to_have_value(bad)
+    screenshot(page, "submit-name-rule")
+    name.fill("hello-world.v2_1")
+    assert name.evaluate("el => el.validity.patternMismatch") is False
+    page.get_by_role("button", name="Submit").click()
+    expect(page.get_by_role("heading", name="hello-world.v2_1")).to_be_visible()

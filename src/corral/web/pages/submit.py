@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from corral.db.engine import read_tx
+from corral.domain.names import WORKLOAD_NAME_HTML_PATTERN, WORKLOAD_NAME_RULE
 from corral.domain.workloads import WorkloadType
 from corral.services import clusters as cluster_service, projects as project_service, workloads as workload_service
 from corral.services.errors import ServiceError
@@ -34,8 +35,11 @@ class Field:
     hint: str = ""
     choices: tuple[str, ...] = ()
     placeholder: str = ""
+    pattern: str = ""  # the input's pattern attribute (the form is novalidate: the server's message shows)
 
 
+# The domain's rule, so that the hint says what the API, the CLI and this form enforce.
+_NAME = Field("name", "Name", required=True, hint=WORKLOAD_NAME_RULE, pattern=WORKLOAD_NAME_HTML_PATTERN)
 _IMAGE = Field("image", "Container image", hint="for example rocm/pytorch:latest")
 _COMMAND = Field("command", "Command", "textarea", hint="run by a shell in the container")
 _IMAGE_OR_COMMAND = "Give a container image, a command, or both."
@@ -182,7 +186,7 @@ def _render(request: Request, session: Session, kind: str, values: dict[str, str
     fields, needs_image_or_command = TYPE_FIELDS.get(kind, ((), False))
     return page(request, "submit.html", {
         "kind": kind, "kinds": kinds, "fields": fields, "needs_image_or_command": needs_image_or_command,
-        "image_field": _IMAGE, "command_field": _COMMAND, "image_or_command": _IMAGE_OR_COMMAND,
+        "name_field": _NAME, "image_field": _IMAGE, "command_field": _COMMAND, "image_or_command": _IMAGE_OR_COMMAND,
         "resource_fields": RESOURCE_FIELDS, "values": values, "errors": errors, "projects": projects,
         "clusters": clusters, "example": _example(values.get("project")),
     }, status_code=status_code)
