@@ -198,7 +198,7 @@ def test_clusters_projects_and_quotas(live_server: LiveServer, admin: Cli) -> No
     assert quota["guaranteed"] == {"gpu": 4, "cpu": 500, "memory": 64 * 2**30, "ephemeral_storage": 0}
     assert quota["limit"] == {"gpu": 6, "cpu": 500, "memory": None, "ephemeral_storage": 0}
     hard = as_json(admin.invoke("quotas", "set", "vision", "gpu-x", "--gpu", "2", "--cpu", "4", "--memory", "8Gi",
-                                "--json"))
+                                "--hard", "--json"))
     assert hard["limit"] == hard["guaranteed"]
     unbounded = as_json(admin.invoke("quotas", "set", "vision", "gpu-x", "--gpu", "2", "--cpu", "4",
                                      "--memory", "8Gi", "--unbounded", "--json"))
@@ -220,6 +220,59 @@ def test_clusters_projects_and_quotas(live_server: LiveServer, admin: Cli) -> No
     ok(admin.invoke("projects", "remove-member", "vision", "ann@example.com"))
     assert as_json(admin.invoke("projects", "members", "vision", "--json")) == []
     assert "not a member" in failed(admin.invoke("projects", "remove-member", "vision", "ann@example.com"), 1)
+
+
+def test_quotas_set_reads_humane_units_and_keeps_what_is_not_given(live_server: LiveServer, admin: Cli) -> None:
+    ok(admin.invoke("clusters", "create", "units-x", "--kind", "kubernetes", "--gpu", "8", "--cpu", "64",
+                    "--memory", "512Gi", "--ephemeral-storage", "1Ti"))
+    ok(admin.invoke("projects", "create", "units"))
+    gib = 2**30
+
+    # Through the console script: `--limit-cpu 2` is 2 cores (2000m), not 2,000 cores.
+    result = admin.run("quotas", "set", "units", "units-x", "--gpu", "1", "--cpu", "1", "--memory", "1Gi",
+                       "--ephemeral-storage", "10Gi", "--limit-cpu", "2", "--limit-memory", "16Gi", "--json")
+    quota = json.loads(ok(result))
+    assert quota["guaranteed"] == {"gpu": 1, "cpu": 1000, "memory": gib, "ephemeral_storage": 10 * gib}
+    assert quota["limit"] == {"gpu": 1, "cpu": 2000, "memory": 16 * gib, "ephemeral_storage": 10 * gib}
+    table = ok(admin.invoke("quotas", "ls", "units"))
+    cpu_row = next(line for line in table.splitlines() if "CPU" in line)
+    assert [c.strip() for c in cpu_row.split("│")[2:5]] == ["CPU", "1", "2"]  # guaranteed, limit: cores
+    assert "16Gi" in table
+
+    # Options left out keep their values: ephemeral storage is not reset to 0, nor the limits.
+    quota = as_json(admin.invoke("quotas", "set", "units", "units-x", "--cpu", "500m", "--json"))
+    assert quota["guaranteed"] == {"gpu": 1, "cpu": 500, "memory": gib, "ephemeral_storage": 10 * gib}
+    assert quota["limit"] == {"gpu": 1, "cpu": 2000, "memory": 16 * gib, "ephemeral_storage": 10 * gib}
+    # A limit equal to its guarantee follows it; one set apart stays.
+    quota = as_json(admin.invoke("quotas", "set", "units", "units-x", "--gpu", "2", "--limit-cpu", "500m",
+                                 "--ephemeral-storage", "20Gi", "--json"))
+    assert quota["guaranteed"] == {"gpu": 2, "cpu": 500, "memory": gib, "ephemeral_storage": 20 * gib}
+    assert quota["limit"] == {"gpu": 2, "cpu": 500, "memory": 16 * gib, "ephemeral_storage": 20 * gib}
+    quota = as_json(admin.invoke("quotas", "set", "units", "units-x", "--limit-memory", "unbounded", "--json"))
+    assert quota["limit"]["memory"] is None and quota["guaranteed"]["memory"] == gib
+    quota = as_json(admin.invoke("quotas", "set", "units", "units-x", "--memory", "2Gi", "--json"))
+    assert quota["limit"]["memory"] is None  # unbounded stays unbounded
+    quota = as_json(admin.invoke("quotas", "set", "units", "units-x", "--hard", "--json"))
+    assert quota["limit"] == quota["guaranteed"] == {"gpu": 2, "cpu": 500, "memory": 2 * gib,
+                                                     "ephemeral_storage": 20 * gib}
+    quota = as_json(admin.invoke("quotas", "set", "units", "units-x", "--unbounded", "--json"))
+    assert set(quota["limit"].values()) == {None} and quota["guaranteed"]["cpu"] == 500
+    assert "not several" in failed(admin.invoke("quotas", "set", "units", "units-x", "--unbounded", "--hard"), 2)
+
+    # A first quota: what is not given is 0, each limit its guarantee.
+    ok(admin.invoke("projects", "create", "units-new"))
+    quota = as_json(admin.invoke("quotas", "set", "units-new", "units-x", "--limit-memory", "16Gi", "--json"))
+    assert quota["guaranteed"] == {"gpu": 0, "cpu": 0, "memory": 0, "ephemeral_storage": 0}
+    assert quota["limit"] == {"gpu": 0, "cpu": 0, "memory": 16 * gib, "ephemeral_storage": 0}
+
+    # Errors come from the server, which parses once, in the units a person wrote.
+    error = failed(admin.invoke("quotas", "set", "units", "units-x", "--limit-cpu", "100m", "--hard"), 1)
+    assert "limit.cpu (100m) is below guaranteed.cpu (500m)" in error
+    error = failed(admin.invoke("quotas", "set", "units", "units-x", "--cpu", "lots"), 1)
+    assert "not a CPU quantity" in error and "guaranteed.cpu" in error
+    error = failed(admin.invoke("quotas", "set", "units", "units-x", "--cpu", "65"), 1)
+    assert "cpu: 65 cores guaranteed in all > capacity 64 cores" in error
+    assert as_json(admin.invoke("quotas", "ls", "units", "--json"))[0]["guaranteed"]["cpu"] == 500
 
 
 # --------------------------------------------------------------------------- workloads
@@ -446,6 +499,12 @@ def test_client_against_the_live_server(live_server: LiveServer) -> None:
         assert isinstance(quota, Quota) and set(quota.limit.values()) == {None}
         quota = client.set_quota("client-e2e", "local", nothing, {"cpu": "12", "memory": None})
         assert quota.limit == {"gpu": 0, "cpu": 12000, "memory": None, "ephemeral_storage": 0}
+        # The units of the CLI: cores (2, "2"), "500m", bytes or "16Gi".
+        quota = client.set_quota("client-e2e", "local", nothing, {"cpu": "500m", "memory": "16Gi"})
+        assert quota.limit == {"gpu": 0, "cpu": 500, "memory": 16 * 2**30, "ephemeral_storage": 0}
+        quota = client.set_quota("client-e2e", "local", nothing, {"cpu": 2, "memory": 16 * 2**30,
+                                                                  "ephemeral_storage": "500M"})
+        assert quota.limit == {"gpu": 0, "cpu": 2000, "memory": 16 * 2**30, "ephemeral_storage": 500 * 10**6}
         with pytest.raises(CorralAPIError) as too_much:
             client.set_quota("client-e2e", "local", {"gpu": 0, "cpu": 100_000, "memory": 0})
         assert too_much.value.status_code == 422 and "capacity" in too_much.value.message

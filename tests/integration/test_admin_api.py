@@ -51,6 +51,26 @@ def test_limit_below_guarantee_is_refused(world):
     assert refused.json()["error"]["field"] == "limit.gpu"
 
 
+def test_quota_amounts_are_read_in_humane_units_and_errors_say_them(world):
+    put = world.admin.put
+    quota = put("/api/v1/projects/vision/quotas/gpu-a",
+                json={"guaranteed": {"gpu": 1, "cpu": "500m", "memory": "1Gi"},
+                      "limit": {"cpu": 2, "memory": "16Gi", "ephemeral_storage": "500M"}}).json()
+    assert quota["guaranteed"] == {"gpu": 1, "cpu": 500, "memory": 2**30, "ephemeral_storage": 0}
+    assert quota["limit"] == {"gpu": 1, "cpu": 2000, "memory": 16 * 2**30, "ephemeral_storage": 500 * 10**6}
+    below = put("/api/v1/projects/vision/quotas/gpu-a",
+                json={"guaranteed": {"cpu": 2}, "limit": {"cpu": "1500m"}}).json()["error"]
+    assert below["field"] == "limit.cpu"
+    assert "limit.cpu (1500m) is below guaranteed.cpu (2 cores)" in below["message"], below
+    below = put("/api/v1/projects/vision/quotas/gpu-a",
+                json={"guaranteed": {"memory": "16Gi"}, "limit": {"memory": "8Gi"}}).json()["error"]
+    assert "limit.memory (8Gi) is below guaranteed.memory (16Gi)" in below["message"], below
+    put("/api/v1/projects/vision/quotas/gpu-a", json={"guaranteed": {"gpu": 1, "cpu": 1, "memory": "1Gi"}})
+    over = submit(world.alice, resources={"cpu": "1500m", "memory": "2Gi"}).json()["error"]
+    assert over["code"] == "exceeds_quota_limit"
+    assert "cpu 1500m > limit 1 core" in over["message"] and "memory 2Gi > limit 1Gi" in over["message"], over
+
+
 def test_quota_changes_are_events_with_actor(world):
     world.admin.put("/api/v1/projects/vision/quotas/gpu-a", json={"guaranteed": {"gpu": 2}})
     log = world.alice.get("/api/v1/projects/vision/events").json()

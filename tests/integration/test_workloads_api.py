@@ -293,10 +293,18 @@ def _workload_count(world):
 
 
 BAD_SUBMISSIONS = [
-    ({"type": "custom", "name": "x", "project": "vision"}, 422, None, "exactly one of command"),
+    ({"type": "custom", "name": "x", "project": "vision"}, 422, "command", "exactly one of command"),
+    ({"type": "custom", "name": "x", "project": "vision", "command": "x", "batch_script": "#!/bin/sh\n"}, 422,
+     "batch_script", "not command and batch_script"),
+    ({"type": "training", "name": "x", "project": "vision", "dataset": "d"}, 422, "command",
+     "give an image or a command"),
+    ({"type": "inference", "name": "x", "project": "vision", "model": "m", "engine": "custom"}, 422, "command",
+     "needs a command or an image"),
+    ({"type": "custom", "name": "x", "project": "vision", "command": ""}, 422, "command", "must not be empty"),
+    ({"type": "custom", "name": "x", "project": "vision", "batch_script": 5}, 422, "batch_script", "string"),
     ({"type": "teleport", "name": "x", "project": "vision"}, 422, "type", "unknown workload type"),
     ({"name": "x", "project": "vision", "command": "x"}, 422, None, "type"),
-    ({"type": "custom", "name": "", "project": "vision", "command": "x"}, 422, "name", "empty"),
+    ({"type": "custom", "name": "", "project": "vision", "command": "x"}, 422, "name", "must be 1 to 128"),
     ({"type": "custom", "name": "x", "project": "vision", "command": "x", "resources": {"gpu": -1}}, 422,
      "resources.gpu", "greater than or equal"),
     ({"type": "custom", "name": "x", "project": "vision", "command": "x", "resources": {"memory": "lots"}}, 422,

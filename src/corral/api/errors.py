@@ -62,7 +62,9 @@ def _field_of(error: dict[str, Any]) -> str | None:
         return "type"
     if error.get("type") == "json_invalid":
         return None  # its location is a character offset, not a field
-    return _field(tuple(error.get("loc", ())))
+    loc = tuple(error.get("loc", ()))
+    named = (error.get("ctx") or {}).get("field")  # a check across fields names its field
+    return _field((*loc, named) if isinstance(named, str) else loc)
 
 
 def _message(error: dict[str, Any]) -> str:

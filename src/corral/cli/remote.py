@@ -27,7 +27,7 @@ from corral.cli.output import (
     when,
 )
 from corral.client import CorralAPIError, CorralClient, Quota, normalise_server
-from corral.domain.resources import RESOURCE_NAMES, parse_bytes, parse_millicores
+from corral.domain.resources import RESOURCE_NAMES
 
 projects_app = typer.Typer(help="Projects and their members.", no_args_is_help=True)
 clusters_app = typer.Typer(help="Clusters workloads run on.", no_args_is_help=True)
@@ -329,13 +329,12 @@ def quotas_ls(project: Annotated[str, typer.Argument(help="Project name.")], jso
 quotas_app.command("list", hidden=True)(quotas_ls)
 
 
-def _limit_value(option: str, value: str, parse: Any) -> int | None:
-    if value.strip().lower() in ("unbounded", "none", "null", "-"):
-        return None
-    try:
-        return parse(value)
-    except ValueError as exc:
-        fail(f"{option}: {exc}", code=EXIT_USAGE)
+_UNBOUNDED = ("unbounded", "none", "null", "-")
+
+
+def _api_amount(name: str, value: int | None) -> int | str | None:
+    """A stored amount as the API reads it: cpu in millicores as "500m" (a bare number is cores)."""
+    return f"{value}m" if name == "cpu" and value is not None else value
 
 
 @quotas_app.command("set")
@@ -343,53 +342,64 @@ def _limit_value(option: str, value: str, parse: Any) -> int | None:
 def quotas_set(
     project: Annotated[str, typer.Argument(help="Project name.")],
     cluster: Annotated[str, typer.Argument(help="Cluster name.")],
-    gpu: Annotated[int, typer.Option("--gpu", min=0, help="Guaranteed GPUs.")],
-    cpu: Annotated[str, typer.Option("--cpu", help="Guaranteed CPU: cores (8, 0.5) or millicores (500m).")],
-    memory: Annotated[str, typer.Option("--memory", help="Guaranteed memory: bytes or 64Gi, 500M.")],
-    ephemeral_storage: Annotated[str | None, typer.Option("--ephemeral-storage",
-                                                          help="Guaranteed ephemeral storage.")] = None,
-    limit_gpu: Annotated[str | None, typer.Option("--limit-gpu", help="GPU limit, or 'unbounded'.")] = None,
-    limit_cpu: Annotated[str | None, typer.Option("--limit-cpu", help="CPU limit, or 'unbounded'.")] = None,
-    limit_memory: Annotated[str | None, typer.Option("--limit-memory", help="Memory limit, or 'unbounded'.")]
+    gpu: Annotated[str | None, typer.Option("--gpu", metavar="N", help="Guaranteed GPUs (a whole number).")] = None,
+    cpu: Annotated[str | None, typer.Option("--cpu", metavar="CPU",
+                                            help="Guaranteed CPU: cores (8, 0.5) or millicores (500m).")] = None,
+    memory: Annotated[str | None, typer.Option("--memory", metavar="SIZE",
+                                               help="Guaranteed memory: bytes, or 64Gi, 500M.")] = None,
+    ephemeral_storage: Annotated[str | None, typer.Option("--ephemeral-storage", metavar="SIZE",
+                                                          help="Guaranteed ephemeral storage: bytes, or 100Gi.")]
     = None,
-    limit_ephemeral_storage: Annotated[str | None, typer.Option("--limit-ephemeral-storage",
+    limit_gpu: Annotated[str | None, typer.Option("--limit-gpu", metavar="N",
+                                                  help="GPU limit, or 'unbounded'.")] = None,
+    limit_cpu: Annotated[str | None, typer.Option("--limit-cpu", metavar="CPU",
+                                                  help="CPU limit (2, 500m), or 'unbounded'.")] = None,
+    limit_memory: Annotated[str | None, typer.Option("--limit-memory", metavar="SIZE",
+                                                     help="Memory limit (16Gi), or 'unbounded'.")] = None,
+    limit_ephemeral_storage: Annotated[str | None, typer.Option("--limit-ephemeral-storage", metavar="SIZE",
                                                                 help="Ephemeral storage limit, or 'unbounded'.")]
     = None,
     unbounded: Annotated[bool, typer.Option("--unbounded", help="No limit: borrow any idle capacity.")] = False,
+    hard: Annotated[bool, typer.Option("--hard", help="Each limit not given equals its guarantee.")] = False,
     json_: JsonOption = False,
 ) -> None:
     """Set a project's quota on a cluster (admins).
 
-    Without limit options the limit equals the guarantee (a hard limit). A limit option left out equals its
-    guarantee; 'unbounded' lifts that dimension's limit. --unbounded: borrow any idle capacity.
+    Amounts are what you would write: CPU as cores (2, 0.5) or millicores (500m), memory and
+    storage as bytes or 16Gi, 500M; the server reads them. An option left out keeps its current
+    value (a new quota: guarantee 0, and each limit equal to its guarantee). A limit equal to its
+    guarantee follows it when the guarantee changes; 'unbounded' lifts a dimension's limit;
+    --unbounded lifts them all, --hard makes each limit not given equal its guarantee.
     """
-    guaranteed: dict[str, Any] = {"gpu": gpu, "cpu": cpu, "memory": memory}
-    if ephemeral_storage is not None:
-        guaranteed["ephemeral_storage"] = ephemeral_storage
-    limits = {"gpu": limit_gpu, "cpu": limit_cpu, "memory": limit_memory,
-              "ephemeral_storage": limit_ephemeral_storage}
-    given = {k: v for k, v in limits.items() if v is not None}
-    limit: dict[str, Any] | str | None = None
-    if unbounded:
-        if given:
-            fail("give --unbounded or --limit-* options, not both", code=EXIT_USAGE)
-        limit = "unbounded"
-    elif given:
-        parsers = {"gpu": _int, "cpu": parse_millicores, "memory": parse_bytes, "ephemeral_storage": parse_bytes}
-        limit = {k: _limit_value(f"--limit-{k.replace('_', '-')}", v, parsers[k]) for k, v in given.items()}
+    given_guarantee = {"gpu": gpu, "cpu": cpu, "memory": memory, "ephemeral_storage": ephemeral_storage}
+    given_limits = {k: v for k, v in {"gpu": limit_gpu, "cpu": limit_cpu, "memory": limit_memory,
+                                      "ephemeral_storage": limit_ephemeral_storage}.items() if v is not None}
+    if unbounded and (given_limits or hard):
+        fail("give --unbounded, --hard or --limit-* options, not several", code=EXIT_USAGE)
     with config.client() as client:
+        try:
+            current: Quota | None = client.get_quota(project, cluster)
+        except CorralAPIError as exc:
+            if exc.status_code != 404:
+                raise
+            current = None  # a new quota (or no such project or cluster: the PUT says which)
+        guaranteed: dict[str, Any] = {}
+        limit: dict[str, Any] | str = "unbounded" if unbounded else {}
+        for name in RESOURCE_NAMES:
+            if given_guarantee[name] is not None:
+                guaranteed[name] = given_guarantee[name].strip()
+            elif current is not None:
+                guaranteed[name] = _api_amount(name, current.guaranteed.get(name, 0))
+            if isinstance(limit, str):
+                continue
+            if name in given_limits:
+                text = given_limits[name].strip()
+                limit[name] = None if text.lower() in _UNBOUNDED else text
+            elif current is not None and not hard and current.limit.get(name) != current.guaranteed.get(name):
+                limit[name] = _api_amount(name, current.limit.get(name))
+            # else left out: the server makes it equal to the (new) guarantee
         quota = client.set_quota(project, cluster, guaranteed, limit)
     if json_:
         print_json(quota)
         return
     output.out().print(_quota_table([quota]))
-
-
-def _int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise ValueError(f"{value!r} is not a whole number") from None
-    if number < 0:
-        raise ValueError("must not be negative")
-    return number

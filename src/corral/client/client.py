@@ -196,6 +196,7 @@ class CorralClient:
 
     def create_cluster(self, name: str, kind: str, description: str = "",
                        capacity: dict[str, Any] | None = None) -> ClusterCreated:
+        """Register a cluster; ``capacity`` in the units of ``set_quota`` (``{"cpu": "64", "memory": "512Gi"}``)."""
         body: dict[str, Any] = {"name": name, "kind": kind, "description": description}
         if capacity is not None:
             body["capacity"] = capacity
@@ -209,7 +210,12 @@ class CorralClient:
 
     def set_quota(self, project: str, cluster: str, guaranteed: dict[str, Any],
                   limit: dict[str, Any] | Literal["unbounded"] | None = None) -> Quota:
-        """Set a project's quota on a cluster.
+        """Set (create or replace) a project's quota on a cluster.
+
+        Amounts as a person writes them, read by the server: ``gpu`` a whole number; ``cpu``
+        cores (``2``, ``0.5``, ``"2"``) or millicores as ``"500m"``; ``memory`` and
+        ``ephemeral_storage`` bytes or ``"16Gi"``, ``"500M"``. A dimension left out of
+        ``guaranteed`` is 0. The quota read back is in millicores and bytes.
 
         ``limit``: None for a hard limit equal to the guarantee; ``"unbounded"`` to borrow
         any idle capacity; or a dict where a dimension given as None is unbounded and one

@@ -81,6 +81,19 @@ def format_millicores(m: int) -> str:
     return str(m // 1000) if m % 1000 == 0 else f"{m}m"
 
 
+def format_quantity(name: str, value: int | None) -> str:
+    """One dimension for a person: "2 cores", "500m", "16Gi", "4" GPUs; None is "unbounded"."""
+    if value is None:
+        return "unbounded"
+    if name == "cpu":
+        if value % 1000:
+            return f"{value}m"
+        return f"{value // 1000} core" if value == 1000 else f"{value // 1000} cores"
+    if name in ("memory", "ephemeral_storage"):
+        return format_bytes(value)
+    return str(value)
+
+
 @dataclass(frozen=True, slots=True)
 class Resources:
     """A resource vector. The same shape serves requests, capacity, usage and quota."""

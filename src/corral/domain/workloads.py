@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from corral.domain.names import WORKLOAD_NAME_RULE, check_workload_name
 from corral.domain.resources import Resources, parse_bytes, parse_millicores
@@ -89,6 +90,23 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _HF_REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
+def field_error(field: str, message: str) -> PydanticCustomError:
+    """A check across fields that names the field at fault (``ctx.field``, which the API's
+    and the services' error shapes append to the location) instead of the whole body."""
+    return PydanticCustomError("value_error", message.replace("{", "{{").replace("}", "}}"), {"field": field})
+
+
+def error_field(error: Any) -> str | None:
+    """The field a pydantic error is about, without workload type tags: its location plus
+    the ``ctx.field`` a check across fields names (see ``field_error``)."""
+    tags = {t.value for t in WorkloadType}
+    parts = [str(p) for p in error.get("loc", ()) if p not in tags]
+    named = (error.get("ctx") or {}).get("field")
+    if isinstance(named, str):
+        parts.append(named)
+    return ".".join(parts) or None
+
+
 class _Common(BaseModel):
     model_config = ConfigDict(extra="forbid", use_enum_values=False)
 
@@ -140,7 +158,7 @@ class _NeedsImageOrCommand(_Common):
     @model_validator(mode="after")
     def _image_or_command(self):  # type: ignore[no-untyped-def]
         if self.image is None and self.command is None:
-            raise ValueError("give an image or a command to run")
+            raise field_error("command", "give an image or a command to run")
         return self
 
 
@@ -172,7 +190,7 @@ class InferenceSpec(_Common):
     @model_validator(mode="after")
     def _custom_needs_command(self):  # type: ignore[no-untyped-def]
         if self.engine == "custom" and self.command is None and self.image is None:
-            raise ValueError("engine 'custom' needs a command or an image")
+            raise field_error("command", "engine 'custom' needs a command or an image")
         return self
 
     def replicas_count(self) -> int:
@@ -228,8 +246,11 @@ class CustomSpec(_Common):
     @model_validator(mode="after")
     def _one_payload(self):  # type: ignore[no-untyped-def]
         given = [k for k in ("command", "manifest", "batch_script") if getattr(self, k) is not None]
-        if len(given) != 1 and not (self.image and not given):
-            raise ValueError("give exactly one of command, manifest or batch_script (or an image alone)")
+        if len(given) > 1:
+            raise field_error(given[-1], f"give only one of command, manifest or batch_script, "
+                                         f"not {' and '.join(given)}")
+        if not given and not self.image:
+            raise field_error("command", "give exactly one of command, manifest or batch_script (or an image alone)")
         return self
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, func, insert, select, update
 
 from corral.db.tables import clusters, project_usage, projects, quotas
-from corral.domain.resources import RESOURCE_NAMES, Limit, Resources
+from corral.domain.resources import RESOURCE_NAMES, Limit, Resources, format_quantity
 from corral.services import events
 from corral.services.clock import utcnow
 from corral.services.clusters import capacity_of
@@ -109,8 +109,8 @@ def set_quota(
     for name in RESOURCE_NAMES:
         bound = getattr(limit, name)
         if bound is not None and bound < getattr(guaranteed, name):
-            raise InvalidInput(f"limit.{name} ({bound}) is below guaranteed.{name} ({getattr(guaranteed, name)})",
-                               field=f"limit.{name}")
+            raise InvalidInput(f"limit.{name} ({format_quantity(name, bound)}) is below guaranteed.{name} "
+                               f"({format_quantity(name, getattr(guaranteed, name))})", field=f"limit.{name}")
     others = conn.execute(
         select(*(func.coalesce(func.sum(c), 0) for c in _G))
         .where(quotas.c.cluster_id == cluster.id, quotas.c.project_id != project["id"])
@@ -119,8 +119,8 @@ def set_quota(
     capacity = capacity_of(cluster)
     over = total.exceeded_dimensions(capacity)
     if over:
-        details = "; ".join(f"{n}: {getattr(total, n)} guaranteed in all > capacity {getattr(capacity, n)}"
-                            for n in over)
+        details = "; ".join(f"{n}: {format_quantity(n, getattr(total, n))} guaranteed in all > capacity "
+                            f"{format_quantity(n, getattr(capacity, n))}" for n in over)
         raise InvalidInput(f"the guarantees on cluster {cluster_name} would exceed its capacity ({details})",
                            field="guaranteed", code="guarantees_exceed_capacity")
     values = {f"guaranteed_{n}": getattr(guaranteed, n) for n in RESOURCE_NAMES}

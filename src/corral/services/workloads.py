@@ -11,9 +11,16 @@ from sqlalchemy import Connection, and_, func, or_, select, update
 from corral.db.dialect import insert_returning_ids
 from corral.db.tables import clusters, components, projects, quotas, workload_counts, workloads
 from corral.domain.clusters import ClusterHealth, cluster_health
-from corral.domain.resources import Resources
+from corral.domain.resources import Resources, format_quantity
 from corral.domain.statuses import ComponentState, ComponentStatus, WorkloadStatus, aggregate_status, elapsed_times
-from corral.domain.workloads import ComponentPlan, WorkloadSpec, WorkloadType, is_preemptible, plan_components
+from corral.domain.workloads import (
+    ComponentPlan,
+    WorkloadSpec,
+    WorkloadType,
+    error_field,
+    is_preemptible,
+    plan_components,
+)
 from corral.services import clusters as cluster_service, events, projects as project_service
 from corral.services import secrets as secret_service
 from corral.services.clock import utcnow
@@ -52,12 +59,11 @@ def parse_spec(body: Any) -> Any:
 def _invalid_from(exc: ValidationError) -> InvalidInput:
     first = exc.errors()[0]
     # Drop the discriminator's tag ("fine_tuning") from the path the user sees.
-    loc = [str(p) for p in first["loc"] if p not in {t.value for t in WorkloadType}]
-    field = ".".join(loc) or None
+    field = error_field(first)
     message = first["msg"].removeprefix("Value error, ")
     error = InvalidInput(f"{field}: {message}" if field else message, field=field)
     error.details = [  # type: ignore[attr-defined]
-        {"field": ".".join(str(p) for p in e["loc"] if p not in {t.value for t in WorkloadType}) or None,
+        {"field": error_field(e),
          "message": e["msg"].removeprefix("Value error, ")}
         for e in exc.errors()
     ]
@@ -124,7 +130,8 @@ def prepare_submission(
     if not fitting:
         c = candidates[0]
         over = limit_of(c).exceeded_dimensions(request)
-        details = ", ".join(f"{n} {getattr(request, n)} > limit {getattr(limit_of(c), n)}" for n in over)
+        details = ", ".join(f"{n} {format_quantity(n, getattr(request, n))} > limit "
+                            f"{format_quantity(n, getattr(limit_of(c), n))}" for n in over)
         where = f"on cluster {c.name}" if len(candidates) == 1 else "on any of its clusters"
         raise InvalidInput(f"the request exceeds the quota limit of project {project['name']} {where} ({details})",
                            field="resources", code="exceeds_quota_limit")
