@@ -90,8 +90,8 @@ def read_json(path: str | Path) -> Any | None:
         return None
 
 
-def read_json_untrusted(path: str | Path, *, uid: int | None = None, max_bytes: int = 1 << 20) -> Any | None:
-    """JSON from a file a workload controls, read by Corral: never through a link, never
+def read_untrusted(path: str | Path, *, uid: int | None = None, max_bytes: int = 1 << 20) -> bytes | None:
+    """The bytes of a file a workload controls, read by Corral: never through a link, never
     blocking on a FIFO, only a regular file of at most ``max_bytes`` (owned by ``uid``
     when given); None otherwise."""
     import stat
@@ -104,13 +104,18 @@ def read_json_untrusted(path: str | Path, *, uid: int | None = None, max_bytes: 
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode) or info.st_size > max_bytes or (uid is not None and info.st_uid != uid):
             return None
-        data = os.read(fd, max_bytes + 1)
+        return os.read(fd, max_bytes + 1)
     except OSError:
         return None
     finally:
         os.close(fd)
+
+
+def read_json_untrusted(path: str | Path, *, uid: int | None = None, max_bytes: int = 1 << 20) -> Any | None:
+    """JSON from a file a workload controls (see ``read_untrusted``); None if it is not."""
+    data = read_untrusted(path, uid=uid, max_bytes=max_bytes)
     try:
-        return json.loads(data)
+        return json.loads(data) if data is not None else None
     except ValueError:
         return None
 

@@ -9,10 +9,8 @@ GPUs per node come from the node's GRES (``Gres=gpu:8``, ``gpu:a100:4(S:0-1)``).
 
 from __future__ import annotations
 
-import os
 import re
 import socket
-import stat
 import threading
 import urllib.error
 import urllib.request
@@ -20,6 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from corral.backends.base import Discovered, GpuDevice, NodeCapacity
+from corral.backends.local import files as f
 from corral.backends.slurm.commands import JobRow, SlurmCommands, SlurmUnavailable, parse_time
 from corral.backends.slurm.jobs import JobRecord
 from corral.backends.slurm.script import PORT_FILE, SlurmSite
@@ -133,17 +132,8 @@ def ready(base: str, readiness: str, timeout_s: float = 0.5) -> bool:
 
 def read_port(path: Path, uid: int | None) -> int | None:
     """The port a job wrote: a small regular file of the job's user, never through a link."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        return None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or (uid is not None and info.st_uid != uid):
-            return None
-        text = os.read(fd, 16).decode(errors="replace").strip()
-    finally:
-        os.close(fd)
+    data = f.read_untrusted(path, uid=uid, max_bytes=16)
+    text = data.decode(errors="replace").strip() if data is not None else ""
     return int(text) if text.isdigit() and 0 < int(text) < 65536 else None
 
 
