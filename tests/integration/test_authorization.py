@@ -65,7 +65,10 @@ MATRIX = [
       for method in ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")),
 ]
 ROLES = ("anonymous", "outsider", "member", "admin")
-PUBLIC = {("GET", "/healthz")}  # liveness probe: says nothing about anyone's data
+# The liveness probe and the API's documentation (bundled pages, the same for everyone):
+# they say nothing about anyone's data. test_public_routes_answer_anyone checks they answer.
+PUBLIC = {("GET", "/healthz"), ("GET", "/docs"), ("GET", "/docs/oauth2-redirect"), ("GET", "/redoc"),
+          ("GET", "/docs/assets/{name}")}
 
 
 @pytest.fixture
@@ -134,6 +137,12 @@ def _api_routes(app):
         return [(r, r.path) for r in app.routes if isinstance(r, APIRoute)]
     return [(c.original_route, c.path) for c in iter_route_contexts(app.routes)
             if isinstance(c.original_route, APIRoute)]
+
+
+def test_public_routes_answer_anyone(api):
+    for path in ("/healthz", "/docs", "/docs/oauth2-redirect", "/redoc"):
+        response = api.client.get(path, headers={"Authorization": ""})
+        assert response.status_code == 200, f"{path}: {response.status_code}"
 
 
 def test_route_listing_sees_included_routers(api):
