@@ -9,16 +9,14 @@ bundle and css, redoc standalone, favicon); nothing is fetched from anywhere els
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import mimetypes
-from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from starlette.responses import HTMLResponse, Response
+
+from corral.static_assets import StaticFile, respond, static_file
 
 ASSETS = "/docs/assets"
 _FILES = ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js", "favicon.png")
@@ -28,26 +26,14 @@ _REWRITES = {"redoc.standalone.js": [(b"https://cdn.redoc.ly/redoc/logo-mini.svg
                                       b"data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg'/%3E")]}
 
 
-@dataclass(frozen=True)
-class _Asset:
-    body: bytes
-    gzipped: bytes | None
-    media_type: str
-    etag: str
-
-
 @cache
-def _asset(name: str) -> _Asset | None:
+def _asset(name: str) -> StaticFile | None:
     if name not in _FILES:
         return None
     body = resources.files("fastapi_offline").joinpath("static", name).read_bytes()
     for old, new in _REWRITES.get(name, []):
         body = body.replace(old, new)
-    media_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
-    if media_type.startswith("text/") or media_type == "application/javascript":
-        media_type += "; charset=utf-8"
-    gzipped = None if name.endswith(".png") else gzip.compress(body, 6, mtime=0)
-    return _Asset(body, gzipped, media_type, hashlib.sha256(body).hexdigest()[:16])
+    return static_file(name, body, compress=not name.endswith(".png"))
 
 
 def _url(name: str) -> str:
@@ -83,15 +69,4 @@ def install(app: FastAPI) -> None:
 
     @app.get(ASSETS + "/{name}", include_in_schema=False)
     def asset(name: str, request: Request) -> Response:
-        found = _asset(name)
-        if found is None:
-            return Response("not found", status_code=404, media_type="text/plain")
-        headers = {"ETag": f'"{found.etag}"', "Vary": "Accept-Encoding", "X-Content-Type-Options": "nosniff",
-                   "Cache-Control": "public, max-age=31536000, immutable"
-                   if request.query_params.get("v") == found.etag else "no-cache"}
-        if request.headers.get("if-none-match") == headers["ETag"]:
-            return Response(status_code=304, headers=headers)
-        body = found.body
-        if found.gzipped is not None and "gzip" in request.headers.get("accept-encoding", ""):
-            body, headers["Content-Encoding"] = found.gzipped, "gzip"
-        return Response(body, media_type=found.media_type, headers=headers)
+        return respond(_asset(name), request)

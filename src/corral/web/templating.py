@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import mimetypes
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -16,6 +12,8 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from corral.domain.resources import format_bytes, format_millicores
 from corral.domain.statuses import WorkloadStatus
 from corral.domain.workloads import WorkloadType
+from corral.static_assets import StaticFile
+from corral.static_assets import static_file as make_static_file
 
 HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates"
@@ -79,14 +77,6 @@ def status_class(value: str) -> str:
     return "st-" + value.lower()
 
 
-@dataclass(frozen=True)
-class StaticFile:
-    body: bytes
-    gzipped: bytes | None
-    media_type: str
-    etag: str
-
-
 @cache
 def _static_files() -> dict[str, StaticFile]:
     """Every file of static/, read once, with its gzip form and a content hash."""
@@ -94,12 +84,7 @@ def _static_files() -> dict[str, StaticFile]:
     for path in sorted(STATIC.iterdir()):
         if not path.is_file():
             continue
-        body = path.read_bytes()
-        media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        if media_type.startswith("text/") or media_type in ("application/javascript", "image/svg+xml"):
-            media_type += "; charset=utf-8"
-        gzipped = gzip.compress(body, 9, mtime=0) if len(body) > 512 else None
-        files[path.name] = StaticFile(body, gzipped, media_type, hashlib.sha256(body).hexdigest()[:16])
+        files[path.name] = make_static_file(path.name, path.read_bytes())
     return files
 
 
