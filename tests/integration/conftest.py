@@ -109,6 +109,28 @@ def world(api: Api) -> World:
     return World(api, admin, alice, bob, carol, agent_token=agent_token)
 
 
+WEB_PASSWORD = "a fine long password"
+
+
+def web_sign_in(api: Api, email: str, role: str = "member") -> tuple[TestClient, str]:
+    """A browser-like client (cookies kept) signed in to the web UI as this user (created,
+    with WEB_PASSWORD); its CSRF token."""
+    import re
+
+    from corral.services import passwords
+
+    api.user(email, role)
+    with write_tx(api.engine) as conn:
+        passwords.set_password(conn, email=email, password=WEB_PASSWORD, actor=SYSTEM)
+    client = TestClient(api.client.app, follow_redirects=False)
+    form = client.get("/sign-in")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text).group(1)  # type: ignore[union-attr]
+    signed_in = client.post("/sign-in", data={"email": email, "password": WEB_PASSWORD, "csrf_token": token})
+    assert signed_in.status_code == 303, signed_in.text
+    csrf = re.search(r'name="csrf-token" content="([^"]+)"', client.get("/tokens").text).group(1)  # type: ignore[union-attr]
+    return client, csrf
+
+
 def submit(client: Any, **overrides: Any) -> httpx.Response:
     body: dict[str, Any] = {"type": "custom", "name": "job", "project": "vision", "command": "echo hi",
                             "resources": {"gpu": 1, "cpu": 2, "memory": "8Gi"}}

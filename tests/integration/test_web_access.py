@@ -21,8 +21,9 @@ from corral.services import passwords
 from corral.services.clock import utcnow
 from corral.services.principal import SYSTEM
 from tests.integration.conftest import submit
+from tests.integration.conftest import WEB_PASSWORD, web_sign_in
 
-PASSWORD = "a fine long password"
+PASSWORD = WEB_PASSWORD
 PUBLIC = {("GET", "/sign-in"), ("POST", "/sign-in"), ("GET", "/static/{name}")}
 
 # (method, path, form) -> expected status for: member of vision (alice), outsider (carol), admin.
@@ -58,21 +59,7 @@ PAGES = [
 WHO = ("member", "outsider", "admin")
 
 
-def _sign_in(api, email: str, role: str = "member"):  # type: ignore[no-untyped-def]
-    """A browser-like client (cookies kept) signed in as this user; its CSRF token."""
-    api.user(email, role)
-    with write_tx(api.engine) as conn:
-        passwords.set_password(conn, email=email, password=PASSWORD, actor=SYSTEM)
-    from fastapi.testclient import TestClient
-
-    client = TestClient(api.client.app, follow_redirects=False)
-    form = client.get("/sign-in")
-    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text).group(1)
-    signed_in = client.post("/sign-in", data={"email": email, "password": PASSWORD, "csrf_token": token})
-    assert signed_in.status_code == 303, signed_in.text
-    page = client.get("/tokens")
-    csrf = re.search(r'name="csrf-token" content="([^"]+)"', page.text).group(1)
-    return client, csrf
+_sign_in = web_sign_in  # (tests.integration.conftest)
 
 
 @pytest.fixture

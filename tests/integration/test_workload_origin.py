@@ -16,14 +16,13 @@ from starlette.websockets import WebSocketDisconnect
 
 from corral.api import workload_origin
 from corral.api.app import create_app
-from corral.db.engine import write_tx
-from corral.services import app_access, passwords
+from corral.services import app_access
 from corral.services.service_tokens import proxy_authorization
-from corral.services.principal import SYSTEM
 from corral.settings import Settings
+from tests.integration.conftest import WEB_PASSWORD, web_sign_in
 from tests.integration.workload_upstream import running_service, upstream
 
-PASSWORD = "a fine long password"
+PASSWORD = WEB_PASSWORD
 
 
 @pytest.fixture
@@ -32,17 +31,7 @@ def service() -> Iterator[str]:
         yield url
 
 
-def _browser(api, email: str, role: str = "member") -> tuple[TestClient, str]:  # type: ignore[no-untyped-def]
-    """A client signed in to Corral's web UI (its cookie jar holds the session); its CSRF token."""
-    api.user(email, role)
-    with write_tx(api.engine) as conn:
-        passwords.set_password(conn, email=email, password=PASSWORD, actor=SYSTEM)
-    client = TestClient(api.client.app, follow_redirects=False)
-    form = client.get("/sign-in")
-    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text).group(1)
-    assert client.post("/sign-in", data={"email": email, "password": PASSWORD, "csrf_token": token}).status_code == 303
-    csrf = re.search(r'name="csrf-token" content="([^"]+)"', client.get("/tokens").text).group(1)
-    return client, csrf
+_browser = web_sign_in  # (tests.integration.conftest)
 
 
 def _credential(browser: TestClient, wid: int, next_path: str = "/") -> str:
