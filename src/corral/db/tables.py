@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -162,6 +163,11 @@ class Workload(Base):
     run_seconds: Mapped[float] = mapped_column(Float, default=0.0)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     endpoints: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # False: the user named no cluster; it is placed at admission where it fits (quotas.md).
+    cluster_named: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # Set on a preempted workload: the workload it made room for, which starts only once
+    # this one's components are gone from the cluster.
+    preempted_for: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     # Bumped by every status write, so concurrent writers can guard their update.
     version: Mapped[int] = mapped_column(Integer, default=0)
     __table_args__ = (
@@ -184,6 +190,7 @@ class Workload(Base):
           )),
         Index("ix_workloads_created", "created_at", "id"),
         Index("ix_workloads_cluster_status", "cluster_id", "status"),
+        Index("ix_workloads_preempted_for", "preempted_for"),
         CheckConstraint(
             "type IN ('model_download', 'inference', 'training', 'pre_training', 'fine_tuning',"
             " 'evaluation', 'workspace', 'custom')",
