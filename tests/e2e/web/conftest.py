@@ -176,9 +176,10 @@ def _databases() -> Iterator[ExitStack]:
         yield stack
 
 
-def make_world(kind: str, root: Path, databases: ExitStack) -> tuple[World, LiveServer]:
+def make_world(kind: str, root: Path, databases: ExitStack,
+               env_extra: dict[str, str] | None = None) -> tuple[World, LiveServer]:
     database = make_database(kind, root / "data", databases)
-    server = start_server(database, root / "server.log")
+    server = start_server(database, root / "server.log", env_extra=env_extra)
     admin = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {server.admin_token}"}, timeout=30)
     cluster = admin.post("/api/v1/clusters", json={
         "name": CLUSTER, "kind": "kubernetes",

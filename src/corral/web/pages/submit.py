@@ -14,16 +14,19 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from corral.db.engine import read_tx
+from corral.domain.clusters import ClusterHealth
 from corral.domain.names import WORKLOAD_NAME_HTML_PATTERN, WORKLOAD_NAME_RULE
 from corral.domain.workloads import WorkloadType
 from corral.services import clusters as cluster_service, projects as project_service, workloads as workload_service
 from corral.services.errors import ServiceError
 from corral.web.http import CheckedForm, Session, WebRoute, page, redirect
+from corral.web.templating import fmt_time
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 
 RAW = "raw"
-DEFAULT_KIND = WorkloadType.WORKSPACE.value
+# The page opens on the most general type, the one the quick start submits.
+DEFAULT_KIND = WorkloadType.CUSTOM.value
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ _NAME = Field("name", "Name", required=True, hint=WORKLOAD_NAME_RULE, pattern=WO
 _IMAGE = Field("image", "Container image", hint="for example rocm/pytorch:latest")
 _COMMAND = Field("command", "Command", "textarea", hint="run by a shell in the container")
 _IMAGE_OR_COMMAND = "Give a container image, a command, or both."
+_CUSTOM_WHAT = "Give exactly one of a command, a manifest or a batch script (or a container image alone)."
 
 # The fields of each type besides the common ones (name, project, cluster, priority,
 # resources, advanced options); ``image_or_command``: the type needs one of the two.
@@ -176,17 +180,37 @@ def _example(project: str | None) -> str:
             "resources:\n  gpu: 0\n  cpu: 1\n  memory: 2Gi\n")
 
 
+def cluster_choice(cluster: dict[str, Any]) -> dict[str, Any]:
+    """A cluster as the form offers it: its health in words, and whether it can be chosen.
+
+    A silent (unhealthy) cluster refuses submissions, so it is shown but cannot be picked;
+    one never heard from (verifying) can be, with a warning: its workloads wait for its agent.
+    """
+    health = ClusterHealth(cluster["status"])
+    if health is ClusterHealth.HEALTHY:
+        note = "healthy"
+    elif health is ClusterHealth.VERIFYING:
+        note = "never heard from: workloads wait until its agent reports"
+    else:
+        note = f"unhealthy: agent silent since {fmt_time(cluster['last_heartbeat_at'])} UTC; submissions refused"
+    return {"name": cluster["name"], "status": health.value, "label": f"{cluster['name']} ({note})",
+            "selectable": health is not ClusterHealth.UNHEALTHY}
+
+
 def _render(request: Request, session: Session, kind: str, values: dict[str, str], errors: dict[str, list[str]],
             status_code: int = 200) -> Response:
     settings = request.app.state.settings
     with read_tx(request.app.state.engine) as conn:
         projects = project_service.list_projects(conn, session.principal)
-        clusters = cluster_service.list_clusters(conn, session.principal, settings.cluster_unhealthy_after_s)
+        clusters = [cluster_choice(c) for c in
+                    cluster_service.list_clusters(conn, session.principal, settings.cluster_unhealthy_after_s)]
     kinds = [(t.value, t.label) for t in WorkloadType] + [(RAW, "Raw spec (YAML/JSON)")]
     fields, needs_image_or_command = TYPE_FIELDS.get(kind, ((), False))
+    custom = kind == WorkloadType.CUSTOM.value  # its command is one of its main fields, not an advanced one
     return page(request, "submit.html", {
-        "kind": kind, "kinds": kinds, "fields": fields, "needs_image_or_command": needs_image_or_command,
-        "name_field": _NAME, "image_field": _IMAGE, "command_field": _COMMAND, "image_or_command": _IMAGE_OR_COMMAND,
+        "kind": kind, "kinds": kinds, "fields": fields, "needs_image_or_command": needs_image_or_command or custom,
+        "name_field": _NAME, "image_field": _IMAGE, "command_field": _COMMAND,
+        "image_or_command": _CUSTOM_WHAT if custom else _IMAGE_OR_COMMAND,
         "resource_fields": RESOURCE_FIELDS, "values": values, "errors": errors, "projects": projects,
         "clusters": clusters, "example": _example(values.get("project")),
     }, status_code=status_code)
@@ -231,6 +255,12 @@ def submit(request: Request, session: Session, form: CheckedForm) -> Response:
             errors.setdefault(_input_of(d["field"], kind), []).append(message)
     if errors:
         return _render(request, session, kind, values, errors, status_code=422)
-    return redirect(request, f"/workloads/{created['id']}",
-                    flash=f"Submitted {WorkloadType(created['type']).label} workload {created['name']!r} to "
-                          f"cluster {created['cluster']}: {created['status_reason']}.")
+    flash = (f"Submitted {WorkloadType(created['type']).label} workload {created['name']!r} to "
+             f"cluster {created['cluster']}: {created['status_reason']}.")
+    with read_tx(request.app.state.engine) as conn:
+        cluster = cluster_service.get_cluster(conn, session.principal, created["cluster"],
+                                              request.app.state.settings.cluster_unhealthy_after_s)
+    if cluster["status"] == ClusterHealth.VERIFYING.value:
+        flash += (f" Cluster {cluster['name']} has never been heard from: the workload waits until its agent "
+                  "reports.")
+    return redirect(request, f"/workloads/{created['id']}", flash=flash)
