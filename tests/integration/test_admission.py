@@ -66,7 +66,8 @@ def test_reclaim_preempts_the_borrower_and_requeues_it(world):
     requeued = _detail(world.alice, borrower)
     assert requeued["admitted_at"] is None and requeued["status"] == "Pending"
     assert requeued["events"][-1]["kind"] == "preempted"
-    assert requeued["events"][-1]["message"] == "preempted to reclaim quota for project speech"
+    assert requeued["events"][-1]["message"] == (f"preempted by workload {owner} of project speech to reclaim its "
+                                                 "guaranteed quota")
     assert _detail(world.bob, owner)["admitted_at"] is not None
 
 

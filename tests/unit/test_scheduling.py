@@ -282,8 +282,8 @@ def test_reclaim_takes_lowest_priority_then_most_recently_admitted():
     d = run({VISION: quota(6), NLP: quota(2, None)}, [q(10, gpu=4)], admitted)
     assert admitted_ids(d) == [10]
     assert [(p.workload_id, p.for_workload_id, p.reason) for p in d.preemptions] == [
-        (2, 10, "preempted to reclaim quota for project vision"),
-        (1, 10, "preempted to reclaim quota for project vision"),
+        (2, 10, "preempted by workload 10 of project vision to reclaim its guaranteed quota"),
+        (1, 10, "preempted by workload 10 of project vision to reclaim its guaranteed quota"),
     ]
 
 
@@ -770,7 +770,7 @@ def test_same_decisions_as_the_naive_reading(seed):
     d = schedule(s)
     want_admitted, want_preemptions, want_waiting = _reference(s)
     assert admitted_ids(d) == want_admitted
-    assert [(p.workload_id, p.for_workload_id, "by" if p.reason.startswith("preempted by") else "reclaim")
+    assert [(p.workload_id, p.for_workload_id, "reclaim" if p.reason.endswith("to reclaim its guaranteed quota") else "by")
             for p in d.preemptions] == want_preemptions
     assert sorted(waits(d)) == sorted(want_waiting)
     blocked = {w for w, why in want_waiting.items() if why == "blocked"}

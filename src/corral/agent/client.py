@@ -55,11 +55,13 @@ class AgentClient:
 
 
 def update(component_id: int, status: str, reason: str, observed_at: datetime, *,
-           native_name: str | None = None, endpoint_url: str | None = None) -> dict[str, Any]:
+           native_name: str | None = None, endpoint_url: str | None = None, removed: bool = False) -> dict[str, Any]:
     body: dict[str, Any] = {"component_id": component_id, "status": status, "reason": reason[:4000],
                             "observed_at": observed_at.isoformat()}
     if native_name:
         body["native_name"] = native_name
     if endpoint_url:
         body["endpoint_url"] = endpoint_url
+    if removed:
+        body["removed"] = True  # gone from the cluster (preempted): what it made room for may start
     return body

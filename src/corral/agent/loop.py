@@ -170,12 +170,13 @@ class Agent:
     def report(self, observations: list[Observation]) -> None:
         for obs in observations:
             status, reason = obs.status.value, obs.reason
+            removed = False
             if obs.status is ComponentStatus.DELETED:
                 if self.stop_as.get(obs.component_id) == "Pending":
-                    status, reason = "Pending", PREEMPTED_REASON
+                    status, reason, removed = "Pending", PREEMPTED_REASON, True
                 self.gone.add(obs.component_id)
             self._queue(update(obs.component_id, status, reason, obs.observed_at, native_name=obs.native_name,
-                               endpoint_url=obs.endpoint_url))
+                               endpoint_url=obs.endpoint_url, removed=removed))
         if self.unsent:
             self.client.report(list(self.unsent.values()))
             self.unsent.clear()

@@ -287,6 +287,7 @@ class ComponentStatusIn(_In):
     observed_at: Timestamp
     native_name: str | None = Field(None, max_length=253)
     endpoint_url: str | None = Field(None, max_length=2048, pattern=r"^https?://")
+    removed: bool = False  # gone from the cluster after a preemption
 
 
 class FoundIn(_In):

@@ -549,7 +549,7 @@ class _Pass:
             self._remove(v, c)
             touched.add(v[4])
             self.preemptions.append(Preemption(v[1], w.id, reason))
-        reason = f"preempted to reclaim quota for project {self.name(p)}"
+        reason = f"preempted by workload {w.id} of project {self.name(p)} to reclaim its guaranteed quota"
         for v in reclaim:
             self._remove(v, c)
             touched.add(v[4])

@@ -60,6 +60,7 @@ from corral.domain.scheduling import (
 from corral.domain.statuses import FINISHED_STATUSES, ComponentStatus, WorkloadStatus
 from corral.services import events as event_service
 from corral.services.clock import utcnow
+from corral.services.preemption import held_reason
 from corral.services.principal import SYSTEM
 from corral.services.clusters import capacity_of
 from corral.services.quotas import guaranteed_of, limit_of
@@ -478,15 +479,17 @@ class Admitter:
         (workloads by id, then components, then kept counts, then usage, each in key order),
         as the status writer does, so a pass never deadlocks with requests."""
         victims = []
+        victims_of: dict[int, list[int]] = {}
         for p in d.preemptions:
             c = self.admitted_on[p.workload_id]
-            victims.append((self.admitted[c][p.workload_id], p.reason))
+            victims.append((self.admitted[c][p.workload_id], p.reason, p.for_workload_id))
+            victims_of.setdefault(p.for_workload_id, []).append(p.workload_id)
         by_cluster: dict[int, list[QueuedWorkload]] = {}
         for a in d.admissions:
             w = self.queued[a.workload_id]
             by_cluster.setdefault(w.cluster_id, []).append(w)
         if self.postgres and (victims or by_cluster):
-            every = sorted([v.id for v, _ in victims] + [a.workload_id for a in d.admissions])
+            every = sorted([v.id for v, _, _ in victims] + [a.workload_id for a in d.admissions])
             for chunk in _chunks(every):
                 conn.execute(select(workloads.c.id).where(workloads.c.id.in_(chunk)).order_by(workloads.c.id)
                              .with_for_update(key_share=True)).all()
@@ -494,11 +497,14 @@ class Admitter:
         deltas: list[dict[str, Any]] = []
         event_rows: list[dict[str, Any]] = []
         # Preempted: back to the queue (their capacity was counted free by the decision).
-        for victim, reason in victims:
+        for victim, reason, preemptor in victims:
+            # It stays on the cluster until its agent has removed it; its preemptor is held
+            # until then (services.preemption).
             moved = conn.execute(update(workloads).where(workloads.c.id == victim.id,
                                                          workloads.c.admitted_at.is_not(None),
                                                          workloads.c.status.not_in(_FINISHED))
-                                 .values(admitted_at=None, status_reason=reason, version=workloads.c.version + 1))
+                                 .values(admitted_at=None, status_reason=reason, preempted_for=preemptor,
+                                         version=workloads.c.version + 1))
             if moved.rowcount != 1:
                 raise RaceLost(f"workload {victim.id} to preempt finished meanwhile")
         admitted_reason = {c: ADMITTED_REASON.format(cluster=self.cluster_names.get(c, c)) for c in by_cluster}
@@ -510,25 +516,23 @@ class Admitter:
                     update(workloads)
                     .where(workloads.c.id.in_(chunk), workloads.c.admitted_at.is_(None),
                            workloads.c.status == _PENDING, workloads.c.delete_requested_at.is_(None))
-                    .values(admitted_at=now, status_reason=admitted_reason[c], version=workloads.c.version + 1)
+                    .values(admitted_at=now, status_reason=admitted_reason[c], preempted_for=None,
+                            version=workloads.c.version + 1)
                 ).rowcount
             if written != len(ids):
                 raise RaceLost(f"{len(ids) - written} of {len(ids)} workloads to admit on cluster {c} "
                                "changed meanwhile (deleted?)")
-        for victim, reason in victims:
-            # Until cluster agents remove preempted components themselves, they are reset to
-            # never-placed Pending ones, as the workload waits again.
-            conn.execute(update(components).where(components.c.workload_id == victim.id,
-                                                   components.c.status != ComponentStatus.DELETED.value)
-                         .values(status=ComponentStatus.PENDING.value, reason=reason, placed=False,
-                                 observed_at=now))
+        for preemptor, held in victims_of.items():
+            c = self.queued[preemptor].cluster_id
+            conn.execute(update(workloads).where(workloads.c.id == preemptor)
+                         .values(status_reason=held_reason(self.cluster_names.get(c, str(c)), held)))
         for c, admitted in by_cluster.items():
             for chunk in _chunks([w.id for w in admitted]):
                 conn.execute(update(components)
                              .where(components.c.workload_id.in_(chunk),
                                     components.c.status == ComponentStatus.PENDING.value)
                              .values(reason=ADMITTED_COMPONENT_REASON, observed_at=now))
-        for victim, reason in victims:
+        for victim, reason, _ in victims:
             recompute(conn, victim.id, now, self.actor)
             deltas.append(usage_delta(victim.project_id, victim.cluster_id, used=Resources() - victim.request,
                                       queued=1))

@@ -1,7 +1,7 @@
 """What a cluster's agent should run and remove: the hand-off from admission to the cluster.
 
 The agent asks with the id of the last event it has seen. Events since then that concern
-workloads of its cluster (admitted, preempted, deletion requested) name the workloads
+workloads of its cluster (admitted, preempted, deletion requested, its victims gone) name the workloads
 whose desired state changed; each is answered with what should be true now (level, not
 edge): ``run`` its components, or ``stop`` them, as ``Deleted`` (deletion requested) or
 as ``Pending`` (preempted: back in the queue). A poll reads only events newer than the
@@ -22,11 +22,11 @@ from sqlalchemy import Connection, and_, func, select
 from corral.db.tables import components, events, projects, workloads
 from corral.domain.statuses import FINISHED_STATUSES, ComponentStatus
 from corral.services.keys import SecretKeys as Keys
-from corral.services import service_tokens
+from corral.services import preemption, service_tokens
 from corral.services.secrets import resolve_for_workload
 
 _FINISHED = [s.value for s in FINISHED_STATUSES]
-_KINDS = ("admitted", "preempted", "delete_requested")
+_KINDS = ("admitted", "preempted", "delete_requested", "victims_gone")
 MAX_ITEMS = 500
 REREAD = 200  # events re-read behind the cursor on PostgreSQL (late commits)
 
@@ -39,9 +39,12 @@ def _items(conn: Connection, rows: list[Any], keys: Keys) -> list[dict[str, Any]
     for c in conn.execute(select(components).where(components.c.workload_id.in_([r.id for r in rows]))
                           .order_by(components.c.id)):
         comps.setdefault(c.workload_id, []).append(c)
+    # Admitted by preempting others still on the cluster: not run until they are gone
+    # (services.preemption); their last report's event brings it here again.
+    held = preemption.held(conn, [r.id for r in rows if r.admitted_at is not None and r.delete_requested_at is None])
     items = []
     for r in rows:
-        if (r.spec or {}).get("discovered") or r.status in _FINISHED:
+        if (r.spec or {}).get("discovered") or r.status in _FINISHED or r.id in held:
             # Found on the cluster (not started by Corral), or over (its output stays
             # readable on the cluster until it is deleted): nothing to run or stop.
             continue

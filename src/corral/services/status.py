@@ -30,6 +30,7 @@ from corral.domain.statuses import (
 from corral.services import events
 from corral.services.clock import utcnow
 from corral.services.errors import Conflict
+from corral.services.preemption import release_preemptors
 
 # The columns the writer needs to know about a workload.
 STATE_COLUMNS = (
@@ -159,6 +160,7 @@ class ComponentUpdate:
     observed_at: datetime
     native_name: str | None = None
     endpoint_url: str | None = None  # where a ready service answers (reachable from the control plane)
+    removed: bool = False  # gone from the cluster after a preemption: no longer placed
 
 
 def apply_component_updates(
@@ -207,7 +209,7 @@ def apply_component_updates(
         ):
             continue
         values: dict[str, Any] = {"status": u.status.value, "reason": u.reason, "observed_at": u.observed_at,
-                                  "placed": True}
+                                  "placed": not u.removed}
         if u.native_name:
             values["name"] = u.native_name
         conn.execute(update(components).where(components.c.id == cid).values(**values))
@@ -221,4 +223,6 @@ def apply_component_updates(
             conn.execute(update(workloads).where(workloads.c.id == workload_id).values(endpoints={**known, **found}))
     for workload_id, at in sorted(touched.items()):
         recompute(conn, workload_id, at, actor)
+    if touched:
+        release_preemptors(conn, sorted(touched), actor)
     return {"applied": applied, "ignored": len(updates) - applied}
