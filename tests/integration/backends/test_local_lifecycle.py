@@ -1,11 +1,11 @@
-"""The local backend runs real processes: batch jobs, failures, services, stops."""
+"""The local backend runs real processes: what is particular to it (failures, services, stops,
+limits, logs). What every backend promises is in tests/conformance/."""
 
 from __future__ import annotations
 
 import sys
 import threading
 import time
-from datetime import UTC
 from pathlib import Path
 
 import httpx
@@ -26,23 +26,6 @@ def job(cid: int, script: str, **kw) -> Launch:  # type: ignore[no-untyped-def]
 def server(cid: int, script: str, path: str | None = "/", **kw) -> Launch:  # type: ignore[no-untyped-def]
     return Launch(cid, 100 + cid, "proj", "inference", f"proj-w{100 + cid}-server", kind="server",
                   command=("/bin/sh", "-c", script), needs_port=True, readiness=Readiness(path), **kw)
-
-
-def test_batch_command_goes_pending_running_completed(backend: LocalBackend, watcher: Watcher, workdir: Path):
-    backend.start(job(1, "while [ ! -f go ]; do sleep 0.05; done; echo all done", working_dir=str(workdir)))
-    first = watcher.poll()
-    assert [(o.component_id, o.status) for o in first] == [(1, S.PENDING)]
-    assert first[0].observed_at.tzinfo is UTC or first[0].observed_at.utcoffset().total_seconds() == 0
-    running = watcher.wait(1, S.RUNNING)
-    assert running.reason.startswith("running")
-    (workdir / "go").touch()
-    done = watcher.wait(1, S.COMPLETED)
-    assert done.exit_code == 0 and done.reason == "completed"
-    assert watcher.statuses(1) == [S.PENDING, S.RUNNING, S.COMPLETED]
-    times = [o.observed_at for o in watcher.history[1]]
-    assert times == sorted(times)
-    assert "all done" in backend.logs(1)
-    assert watcher.poll() == []  # nothing changed since
 
 
 def test_failing_command_is_failed_with_its_exit_code(backend: LocalBackend, watcher: Watcher):
@@ -77,12 +60,6 @@ def test_service_is_running_only_once_ready(backend: LocalBackend, watcher: Watc
     assert httpx.get(running.endpoint_url, timeout=5).status_code == 200
     statuses = watcher.statuses(1)
     assert set(statuses[:-1]) == {S.PENDING} and statuses[-1] is S.RUNNING
-
-
-def test_service_that_exits_fails_even_with_code_0(backend: LocalBackend, watcher: Watcher):
-    backend.start(server(1, "exit 0", path=None))
-    failed = watcher.wait(1, S.FAILED)
-    assert failed.reason.startswith("the service exited with code 0")
 
 
 def test_stop_removes_every_process_of_the_group(backend: LocalBackend, watcher: Watcher):
@@ -124,29 +101,6 @@ def test_processes_a_job_leaves_behind_are_ended(backend: LocalBackend, watcher:
     done = watcher.wait(1, S.COMPLETED)
     assert done.exit_code == 0
     assert group_pids(backend.inspect(1)["status"]["pgid"]) == []
-
-
-def test_start_is_idempotent_and_stop_of_unknown_or_waiting_components(backend: LocalBackend, watcher: Watcher,
-                                                                          workdir: Path):
-    counter = workdir / "runs"
-    launch = job(1, f"echo run >> {counter}")
-    backend.start(launch)
-    backend.start(launch)
-    watcher.wait(1, S.COMPLETED)
-    backend.start(launch)
-    time.sleep(0.3)
-    assert counter.read_text() == "run\n"
-    backend.stop(99)
-    ghost = watcher.poll()
-    assert [(o.component_id, o.status, o.reason) for o in ghost] == [(99, S.DELETED, "not on the local cluster")]
-    # A finished component that is deleted becomes Deleted (and stays so).
-    backend.stop(1)
-    assert watcher.wait(1, S.DELETED).reason == "deleted after it finished"
-    # An endpoint is a passive object: Completed at once, Deleted when stopped.
-    backend.start(Launch(2, 101, "proj", "inference", "proj-w101-endpoint", kind="endpoint"))
-    assert watcher.wait(2, S.COMPLETED).reason.startswith("endpoint created")
-    backend.stop(2)
-    watcher.wait(2, S.DELETED)
 
 
 def test_logs_tail_and_follow(backend: LocalBackend, watcher: Watcher):

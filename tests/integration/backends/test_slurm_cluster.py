@@ -1,18 +1,17 @@
 """The Slurm backend's view of the cluster, against real daemons: capacity from the nodes
 (a drained node lowers it), jobs submitted outside Corral discovered with their
-resources, a service's endpoint on its node, slurmctld restarting."""
+resources, site options and a job spanning nodes, slurmctld restarting. (A service's
+endpoint and readiness: tests/conformance/.)"""
 
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
-import urllib.request
 
 import pytest
 import uuid
 
-from corral.backends.base import Launch, Readiness
 from corral.backends.slurm import SlurmSite
 from corral.backends.slurm.commands import SlurmUnavailable
 from corral.domain.statuses import ComponentStatus as S
@@ -50,33 +49,11 @@ def test_a_job_submitted_outside_corral_is_discovered_with_its_resources(make_sl
         assert (theirs.kind, theirs.project, theirs.gpu, theirs.cpu_millicores, theirs.memory_bytes) == (
             "job", "vision", 2, 3000, 512 << 20)
         assert theirs.user == "root" and theirs.started_at is not None
-        # Corral's own jobs are not "found".
-        backend.start(job(1, "sleep 30"))
-        Watcher(backend).wait(1, S.RUNNING)
-        names = {d.native_name for d in backend.discover()}
-        assert f"slurm-job-{backend._jobs[1].job_id}" not in names
         by_partition = make_slurm("by-partition", project_from="partition")
         assert {d.project for d in by_partition.discover() if d.native_name == f"slurm-job-{job_id}"} == {"gpu"}
     finally:
         slurm_cluster.scancel(job_id)
     wait_for(lambda: f"slurm-job-{job_id}" not in {d.native_name for d in backend.discover()})
-
-
-def test_a_service_job_is_running_once_it_answers_on_its_node(make_slurm):
-    backend = make_slurm()
-    watcher = Watcher(backend)
-    python = "/usr/bin/python3"
-    backend.start(Launch(1, 10, "web", "custom", "web-w10-server", kind="server",
-                         command=(python, "-m", "http.server", "--bind", "0.0.0.0", "{port}"), needs_port=True,
-                         readiness=Readiness("/"), cpu_millicores=500, memory_bytes=128 << 20))
-    backend.start(Launch(2, 10, "web", "custom", "web-w10-endpoint", kind="endpoint"))
-    running = watcher.wait(1, S.RUNNING, timeout=20)
-    assert running.endpoint_url and running.endpoint_url.startswith("http://127.0.0.1:")
-    with urllib.request.urlopen(running.endpoint_url, timeout=5) as response:
-        assert response.status == 200
-    assert watcher.wait(2, S.COMPLETED).reason == "endpoint recorded"
-    backend.stop(1)
-    watcher.wait(1, S.DELETED)
 
 
 def test_site_options_reach_the_job_and_a_job_spanning_two_nodes_runs_srun_on_both(make_slurm):

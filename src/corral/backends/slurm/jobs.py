@@ -38,6 +38,8 @@ class JobRecord:
     # have whole seconds, so a job started within the second of its admission would look
     # older than what the control plane recorded at admission.
     submitted_at: str | None = None
+    # Said after "could not start X" when the job's program is not on the node (Launch.missing_hint).
+    missing_hint: str | None = None
 
     @classmethod
     def for_launch(cls, launch: Launch, uid: int | None) -> JobRecord:
@@ -46,7 +48,8 @@ class JobRecord:
             readiness = launch.readiness.http_path if launch.readiness.kind == "http" else "tcp"
         return cls(launch.component_id, launch.workload_id, launch.project, launch.native_name, launch.kind, uid=uid,
                    service_port=launch.is_service and bool(launch.needs_port or launch.fixed_port),
-                   readiness=readiness, endpoint_path=launch.endpoint_path, submitted_at=f.now_iso())
+                   readiness=readiness, endpoint_path=launch.endpoint_path, submitted_at=f.now_iso(),
+                   missing_hint=launch.missing_hint)
 
     def not_before(self, at: datetime) -> datetime:
         submitted = f.parse_iso(self.submitted_at)

@@ -35,6 +35,7 @@ from corral.backends.identity import RunAs
 
 OUTPUT = "output.log"
 PORT_FILE = "port"
+MISSING_PREFIX = "could not start "
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Picks a free TCP port on the node (the same way the local backend does, on the node itself).
@@ -218,7 +219,12 @@ def _directive(line: str) -> str:
 def run_line(launch: Launch, component_dir: Path, port_aware: bool) -> str:
     if launch.command is not None:
         words = [shlex.quote(word) for word in launch.command]
-        return "exec " + " ".join(_port(w) if port_aware else w for w in words)
+        program = words[0]
+        # As the local backend says it (jobrun.py): the backend reads this line to tell a
+        # missing program (and what to install: Launch.missing_hint) from an exit code 127.
+        missing = (f"command -v -- {program} >/dev/null 2>&1 || {{ echo {shlex.quote(MISSING_PREFIX)}"
+                   f"{program}': No such file or directory on node '\"$SLURMD_NODENAME\" >&2; exit 127; }}")
+        return missing + "\nexec " + " ".join(_port(w) if port_aware else w for w in words)
     script = shlex.quote(str(component_dir / "command.sh"))
     if port_aware:  # the user's script mentions {port}: substitute the port picked above
         ported = shlex.quote(str(component_dir / "command.port.sh"))
