@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from corral.domain import scheduling
+from corral.domain import schedule_model, schedule_reasons, schedule_victims, scheduling
 from corral.domain.resources import Limit, Resources
 from corral.domain.scheduling import (
     AdmittedWorkload,
@@ -617,8 +617,9 @@ def test_deterministic_whatever_the_input_order():
 
 # --- purity ---------------------------------------------------------------------------------
 
-def test_module_imports_only_the_standard_library_and_the_domain():
-    tree = ast.parse(Path(scheduling.__file__).read_text())
+@pytest.mark.parametrize("module", [scheduling, schedule_model, schedule_reasons, schedule_victims])
+def test_module_imports_only_the_standard_library_and_the_domain(module):
+    tree = ast.parse(Path(module.__file__).read_text())
     modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | {
         alias.name for n in ast.walk(tree) if isinstance(n, ast.Import) for alias in n.names}
     stdlib = {"__future__", "gc", "heapq", "dataclasses", "datetime", "itertools", "operator"}
@@ -779,7 +780,7 @@ def test_same_decisions_as_the_naive_reading(seed):
 
 @pytest.mark.parametrize("seed", range(40))
 def test_same_decisions_when_stale_heap_entries_are_compacted_on_every_change(seed, monkeypatch):
-    monkeypatch.setattr(scheduling, "_HEAP_SLACK", -10**9)
+    monkeypatch.setattr(schedule_victims, "_HEAP_SLACK", -10**9)
     s = _contended_snapshot(random.Random(1000 + seed))
     d = schedule(s)
     want_admitted, want_preemptions, _ = _reference(s)
