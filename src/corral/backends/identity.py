@@ -183,3 +183,31 @@ def _has_passwd_entry(uid: int) -> bool:
         return True
     except KeyError:
         return False
+
+
+# -- Kubernetes: a project is a namespace and a service account, not an OS user ---------
+
+KUBE_NAMESPACE_PREFIX = "corral-"
+KUBE_SERVICE_ACCOUNT = "corral-workload"
+MAX_NAMESPACE = 63  # a DNS label
+
+
+@dataclass(frozen=True, slots=True)
+class KubeIdentity:
+    """Who a project's workloads run as on Kubernetes: pods in the project's own namespace,
+    under a service account that is granted nothing (no RoleBinding names it, and its
+    token is not mounted), so a workload reaches neither the API nor another project's
+    Secrets. Secrets a workload needs are Kubernetes Secrets in that namespace only."""
+
+    namespace: str
+    service_account: str = KUBE_SERVICE_ACCOUNT
+
+
+def kube_identity(project: str, prefix: str = KUBE_NAMESPACE_PREFIX) -> KubeIdentity:
+    """``vision`` -> namespace ``corral-vision``; a name past 63 characters is shortened
+    with a hash of the project's name (as ``user_name_for``), so two projects never share one."""
+    name = f"{prefix}{project}"
+    if len(name) > MAX_NAMESPACE:
+        digest = hashlib.sha256(project.encode()).hexdigest()[:8]
+        name = f"{prefix}{project[: MAX_NAMESPACE - len(prefix) - 9]}-{digest}"
+    return KubeIdentity(namespace=name)
