@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    func,
     true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -181,7 +182,6 @@ class Workload(Base):
               ("created", (), ("status", "type", "cluster_name", "created_by", "name")),
               ("status", ("status",), ("type",)),
               ("type", ("type",), ("status",)),
-              ("name", ("name",), ("status", "type")),
               ("cluster", ("cluster_name",), ("status", "type")),
               ("creator", ("created_by",), ("status", "type")),
               ("gpu", ("gpu",), ("status", "type")),
@@ -197,6 +197,12 @@ class Workload(Base):
             name="type",
         ),
     )
+
+
+# Sorting by name ignores case ("alpha" before "Beta"): the name's index is on lower(name),
+# ordered as the table sorts (then created_at and id); status and type trail, as above.
+Index("ix_workloads_project_name", Workload.project_id, func.lower(Workload.name), Workload.created_at,
+      Workload.id, Workload.status, Workload.type)
 
 
 class Component(Base):

@@ -31,7 +31,7 @@ RARE_NAME_MATCHES = 2_000
 NAME_SAMPLE = 2_000
 
 SORT_COLUMNS = {
-    "name": workloads.c.name,
+    "name": func.lower(workloads.c.name),  # ignoring case, from the index on lower(name)
     "type": workloads.c.type,
     "cluster": workloads.c.cluster_name,
     "gpu": workloads.c.gpu,
