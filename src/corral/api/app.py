@@ -17,6 +17,7 @@ from corral.api.responses import FastJSONResponse
 from corral.api.routes import clusters, identity, projects, proxy, workloads
 from corral.db.engine import make_engine
 from corral.services.app_origins import AppOrigins
+from corral.services.submit_batcher import SubmitBatcher
 from corral.services.writer import SubmissionWriter
 from corral.settings import Settings, get_settings
 
@@ -32,6 +33,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.http_threads
         yield
         app.state.submission_writer.close()
+        app.state.submit_batcher.close()
 
     app = FastAPI(
         title="Corral",
@@ -47,6 +49,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     # Set when the server is asked to stop (corral serve): long streams such as log follow end.
     app.state.shutting_down = threading.Event()
     app.state.submission_writer = SubmissionWriter(engine)
+    app.state.submit_batcher = SubmitBatcher(engine, unhealthy_after_s=settings.cluster_unhealthy_after_s)
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)  # outermost: before anything reads
     # Added after every other middleware, so it wraps them all: a workload's host name

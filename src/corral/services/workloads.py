@@ -98,11 +98,37 @@ _CLUSTER_QUOTA = (
 )
 
 
+class SubmissionLookups:
+    """What several submissions checked in one transaction share (a group commit's batch):
+    each caller's project by name and each project's clusters and quotas, read once."""
+
+    def __init__(self) -> None:
+        self._projects: dict[tuple[int, str, str], dict[str, Any]] = {}
+        self._candidates: dict[int, list[Any]] = {}
+
+    def project(self, conn: Connection, principal: Principal, name: str) -> dict[str, Any]:
+        key = (principal.user_id, principal.role, name)
+        found = self._projects.get(key)
+        if found is None:
+            found = self._projects[key] = project_service.resolve(conn, principal, name)
+        return found
+
+    def candidates(self, conn: Connection, project_id: int) -> list[Any]:
+        found = self._candidates.get(project_id)
+        if found is None:
+            found = self._candidates[project_id] = conn.execute(
+                _CLUSTER_QUOTA.where(quotas.c.project_id == project_id).order_by(clusters.c.name)
+            ).all()
+        return found
+
+
 def prepare_submission(
-    conn: Connection, principal: Principal, spec: Any, *, unhealthy_after_s: float
+    conn: Connection, principal: Principal, spec: Any, *, unhealthy_after_s: float,
+    lookups: SubmissionLookups | None = None,
 ) -> PreparedSubmission:
     """Check a submission against visibility, quota and cluster health; write nothing."""
-    project = project_service.resolve(conn, principal, spec.project)
+    lookups = lookups or SubmissionLookups()
+    project = lookups.project(conn, principal, spec.project)
     # --- project secrets: every secret the spec maps to an environment variable must exist
     # in the project (422, field secrets.<ENV>); the values are resolved at dispatch.
     if spec.secrets:
@@ -110,9 +136,7 @@ def prepare_submission(
     # --- end project secrets
     plans = tuple(plan_components(spec))
     request = Resources.total([p.requests for p in plans])
-    candidates = conn.execute(
-        _CLUSTER_QUOTA.where(quotas.c.project_id == project["id"]).order_by(clusters.c.name)
-    ).all()
+    candidates = lookups.candidates(conn, project["id"])
     if spec.cluster is not None:
         chosen = [c for c in candidates if c.name == spec.cluster]
         if not chosen:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
@@ -9,10 +10,11 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from corral.api import log_follow
-from corral.api.deps import AppSettings, CurrentReader, CurrentUser, Db
+from corral.api.deps import CurrentReader, CurrentUser, Db
 from corral.api.responses import FastJSONResponse
 from corral.api.routing import MAX_ID, ApiRoute, Id
 from corral.api.schemas import WorkloadCreated, WorkloadDetail, WorkloadPage, WorkloadStats
+from corral.api.submit_auth import SubmitToken
 from corral.db.engine import read_tx, write_tx
 from corral.domain.workloads import WorkloadSpec
 from corral.services import app_origins, listing, reach, workloads as workload_service
@@ -21,17 +23,15 @@ router = APIRouter(tags=["workloads"], route_class=ApiRoute)
 
 
 @router.post("/workloads", response_model=WorkloadCreated, status_code=status.HTTP_201_CREATED)
-def submit(spec: WorkloadSpec, principal: CurrentUser, db: Db, settings: AppSettings,
-           request: Request) -> FastJSONResponse:
+async def submit(spec: WorkloadSpec, token_hash: SubmitToken, request: Request) -> FastJSONResponse:
     """Submit a workload. It is queued (Pending, with the reason) until admitted on its cluster.
 
     Refused with 422 if the request alone exceeds the project's quota limit, 503 if the
     cluster is unhealthy.
     """
-    with read_tx(db) as conn:
-        prepared = workload_service.prepare_submission(conn, principal, spec,
-                                                       unhealthy_after_s=settings.cluster_unhealthy_after_s)
-    created = request.app.state.submission_writer.submit(prepared)
+    # Checked and written with the submissions that arrive meanwhile, in one transaction
+    # (group commit); answered once committed. Async: no thread waits for the batch.
+    created = await asyncio.wrap_future(request.app.state.submit_batcher.submit_async(token_hash, spec))
     return FastJSONResponse(created, status_code=status.HTTP_201_CREATED)
 
 

@@ -1,0 +1,59 @@
+"""Who submits: the bearer token of a submission, checked without a thread hop when it can be.
+
+A submission's token is authenticated again, with every other token of its batch, inside
+the transaction that writes it (services.submit_batcher): that check is the one that
+counts. This one only answers a caller with no or a bad token with 401 before anything
+else (before 422 for a bad body, as every route does). A token seen valid recently is not
+looked up again here; a token revoked since then is refused by the batch's check.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Annotated
+
+from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
+
+from corral.api.deps import _bearer
+from corral.services.errors import Unauthenticated
+from corral.services.users import TOKEN_PREFIX, authenticate, hash_token
+
+RECHECK_AFTER_S = 30.0
+_MAX_ENTRIES = 10_000
+
+
+class _SeenTokens:
+    def __init__(self) -> None:
+        self._until: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def fresh(self, token_hash: str) -> bool:
+        until = self._until.get(token_hash)
+        return until is not None and until > time.monotonic()
+
+    def add(self, token_hash: str) -> None:
+        with self._lock:
+            if len(self._until) >= _MAX_ENTRIES:
+                self._until.clear()
+            self._until[token_hash] = time.monotonic() + RECHECK_AFTER_S
+
+
+async def submit_token(request: Request) -> str:
+    """The hash of the caller's bearer token; 401 if it is missing or not a valid token."""
+    token = _bearer(request)
+    if not token.startswith(TOKEN_PREFIX) or len(token) > 100:
+        raise Unauthenticated("invalid, expired or revoked token")
+    token_hash = hash_token(token)
+    seen: _SeenTokens | None = getattr(request.app.state, "seen_submit_tokens", None)
+    if seen is None:
+        seen = request.app.state.seen_submit_tokens = _SeenTokens()
+    if not seen.fresh(token_hash):
+        if await run_in_threadpool(authenticate, request.app.state.engine, token) is None:
+            raise Unauthenticated("invalid, expired or revoked token")
+        seen.add(token_hash)
+    return token_hash
+
+
+SubmitToken = Annotated[str, Depends(submit_token)]
