@@ -56,6 +56,7 @@ MATRIX = [
     ("GET", "/api/v1/workloads/stats?project=vision", None, (401, 404, 200, 200)),
     ("GET", "/api/v1/workloads/{wid}", None, (401, 404, 200, 200)),
     ("DELETE", "/api/v1/workloads/{wid}", None, (401, 404, 202, 202)),
+    ("POST", "/api/v1/workloads/delete", {"filter": {"project": "vision"}}, (401, 404, 200, 200)),
     # No agent runs here: the workload never started, so it has no output yet (409).
     ("GET", "/api/v1/workloads/{wid}/logs", None, (401, 404, 409, 409)),
     # Path-based serving on Corral's origin is off (CORRAL_PATH_PROXY_UNSAFE): 404 for everyone.

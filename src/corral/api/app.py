@@ -14,7 +14,7 @@ from corral.api import docs, errors
 from corral.api.body_limit import BodyLimit
 from corral.api.host_dispatch import HostDispatch
 from corral.api.responses import FastJSONResponse
-from corral.api.routes import clusters, identity, projects, proxy, workloads
+from corral.api.routes import bulk_delete, clusters, identity, projects, proxy, workloads
 from corral.db.engine import make_engine
 from corral.services.app_origins import AppOrigins
 from corral.services.submit_batcher import SubmitBatcher
@@ -57,7 +57,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     # through to the service unparsed), and Corral answers only on other names.
     app.state.app_origins = AppOrigins.from_settings(settings)
     app.add_middleware(HostDispatch, state=app.state)
-    for module in (identity, projects, clusters, workloads):
+    for module in (identity, projects, clusters, workloads, bulk_delete):
         app.include_router(module.router, prefix="/api/v1")
     errors.document_errors(app)
     app.include_router(proxy.router)  # /proxy/{workload id}/...: off (404) unless CORRAL_PATH_PROXY_UNSAFE

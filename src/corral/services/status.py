@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from corral.db.dialect import upsert_add
 from corral.db.tables import components, project_usage, workload_counts, workloads
@@ -93,39 +93,79 @@ def write_status(
     conn: Connection, row: Any, new_status: WorkloadStatus, reason: str, at: datetime, actor: str
 ) -> StatusChange | None:
     """Move one workload (``row`` has STATE_COLUMNS) to ``new_status``; None if nothing changed."""
-    old_status = WorkloadStatus(row.status)
-    if old_status is new_status:
-        if reason != row.status_reason:
-            conn.execute(update(workloads).where(workloads.c.id == row.id).values(status_reason=reason))
-        return None
-    if old_status is WorkloadStatus.DELETED:
-        raise Conflict(f"workload {row.id} is Deleted; its status cannot change", code="already_deleted")
-    clock = advance_clock(clock_of(row), new_status, at)
-    result = conn.execute(
-        update(workloads)
-        .where(workloads.c.id == row.id, workloads.c.version == row.version)
-        .values(
-            status=new_status.value, status_reason=reason, status_changed_at=at, version=row.version + 1,
-            first_running_at=clock.first_running_at, running_since=clock.running_since,
-            run_seconds=clock.run_seconds, finished_at=clock.finished_at,
+    changes = write_statuses(conn, [(row, new_status, reason)], at, actor)
+    return changes[0] if changes else None
+
+
+def write_statuses(
+    conn: Connection, moves: list[tuple[Any, WorkloadStatus, str]], at: datetime, actor: str
+) -> list[StatusChange]:
+    """Move many workloads, each ``(row with STATE_COLUMNS, new status, reason)``, in a few
+    statements whatever their number: one UPDATE run with every row's values, one upsert
+    of the counts, one of the usage, one INSERT of the events. Returns what changed."""
+    reasons, values, changes, deltas, usage, rows_events = [], [], [], [], [], []
+    for row, new_status, reason in moves:
+        old_status = WorkloadStatus(row.status)
+        if old_status is new_status:
+            if reason != row.status_reason:
+                reasons.append({"b_id": row.id, "b_reason": reason})
+            continue
+        if old_status is WorkloadStatus.DELETED:
+            raise Conflict(f"workload {row.id} is Deleted; its status cannot change", code="already_deleted")
+        clock = advance_clock(clock_of(row), new_status, at)
+        values.append({
+            "b_id": row.id, "b_version": row.version, "b_status": new_status.value, "b_reason": reason,
+            "b_next": row.version + 1, "b_first": clock.first_running_at, "b_since": clock.running_since,
+            "b_run": clock.run_seconds, "b_finished": clock.finished_at,
+        })
+        deltas += [count_delta(row.project_id, row.cluster_id, row.type, old_status.value, -1),
+                   count_delta(row.project_id, row.cluster_id, row.type, new_status.value, +1)]
+        if new_status in FINISHED_STATUSES and old_status not in FINISHED_STATUSES:
+            # Finished: release what it held, or leave the queue if it never ran.
+            if row.admitted_at is not None:
+                usage.append(usage_delta(row.project_id, row.cluster_id, used=Resources() - request_of(row)))
+            else:
+                usage.append(usage_delta(row.project_id, row.cluster_id, queued=-1))
+        message = f"{old_status.label} -> {new_status.label}" + (f": {reason}" if reason else "")
+        rows_events.append(events.event_row(actor=actor, subject_type="workload", subject_id=row.id,
+                                            project_id=row.project_id, kind="status_changed", message=message,
+                                            at=at))
+        changes.append(StatusChange(row.id, old_status, new_status))
+    if reasons:
+        conn.execute(update(workloads).where(workloads.c.id == bindparam("b_id"))
+                     .values(status_reason=bindparam("b_reason")), reasons)
+    if values:
+        result = conn.execute(
+            update(workloads)
+            .where(workloads.c.id == bindparam("b_id"), workloads.c.version == bindparam("b_version"))
+            .values(status=bindparam("b_status"), status_reason=bindparam("b_reason"), status_changed_at=at,
+                    version=bindparam("b_next"), first_running_at=bindparam("b_first"),
+                    running_since=bindparam("b_since"), run_seconds=bindparam("b_run"),
+                    finished_at=bindparam("b_finished")),
+            values,
         )
-    )
-    if result.rowcount != 1:
-        raise Conflict(f"workload {row.id} changed concurrently; try again", code="concurrent_update")
-    add_counts(conn, [
-        count_delta(row.project_id, row.cluster_id, row.type, old_status.value, -1),
-        count_delta(row.project_id, row.cluster_id, row.type, new_status.value, +1),
-    ])
-    if new_status in FINISHED_STATUSES and old_status not in FINISHED_STATUSES:
-        # Finished: release what it held, or leave the queue if it never ran.
-        if row.admitted_at is not None:
-            add_usage(conn, [usage_delta(row.project_id, row.cluster_id, used=Resources() - request_of(row))])
+        sane = conn.dialect.supports_sane_rowcount if len(values) == 1 else conn.dialect.supports_sane_multi_rowcount
+        if sane and result.rowcount != len(values):
+            which = values[0]["b_id"] if len(values) == 1 else "a workload"
+            raise Conflict(f"workload {which} changed concurrently; try again" if len(values) == 1
+                           else "a workload changed concurrently; try again", code="concurrent_update")
+        add_counts(conn, deltas)
+        if usage:
+            add_usage(conn, _merged_usage(usage))
+        events.record_many(conn, rows_events)
+    return changes
+
+
+def _merged_usage(deltas: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    merged: dict[tuple[int, int], dict[str, Any]] = {}
+    for d in deltas:
+        key = (d["project_id"], d["cluster_id"])
+        if key in merged:
+            for column in _USAGE_COLUMNS:
+                merged[key][column] += d[column]
         else:
-            add_usage(conn, [usage_delta(row.project_id, row.cluster_id, queued=-1)])
-    message = f"{old_status.label} -> {new_status.label}" + (f": {reason}" if reason else "")
-    events.record(conn, actor=actor, subject_type="workload", subject_id=row.id, project_id=row.project_id,
-                  kind="status_changed", message=message, at=at)
-    return StatusChange(row.id, old_status, new_status)
+            merged[key] = dict(d)
+    return list(merged.values())
 
 
 def lock_workload(conn: Connection, workload_id: int) -> Any | None:

@@ -6,11 +6,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import Connection, and_, func, or_, select, update
+from sqlalchemy import Connection, and_, func, or_, select
 
 from corral.db.dialect import insert_returning_ids
 from corral.db.tables import clusters, components, projects, quotas, workload_counts, workloads
 from corral.domain.clusters import ClusterHealth, cluster_health
+from corral.domain.deletion import delete_refusal
 from corral.domain.resources import Resources, format_quantity
 from corral.domain.statuses import ComponentState, ComponentStatus, WorkloadStatus, aggregate_status, elapsed_times
 from corral.domain.workloads import (
@@ -23,6 +24,7 @@ from corral.domain.workloads import (
 )
 from corral.services import clusters as cluster_service, events, projects as project_service
 from corral.services import secrets as secret_service
+from corral.services.bulk_delete import queue_deletion
 from corral.services.clock import utcnow
 from corral.services.errors import ClusterUnavailable, Conflict, InvalidInput, NotFound
 from corral.services.principal import Principal
@@ -33,10 +35,8 @@ from corral.services.status import (
     add_usage,
     usage_delta,
     clock_of,
-    component_states,
     count_delta,
     lock_workload,
-    write_status,
 )
 
 _SPEC = TypeAdapter(WorkloadSpec)
@@ -343,30 +343,8 @@ def request_delete(conn: Connection, principal: Principal, workload_id: int) -> 
     """
     visible_workload(conn, principal, workload_id)
     row = lock_workload(conn, workload_id)
-    status = WorkloadStatus(row.status)
-    if status is WorkloadStatus.DELETED:
-        raise Conflict(f"workload {workload_id} is already Deleted", code="already_deleted")
-    if row.delete_requested_at is not None and status is not WorkloadStatus.DELETE_FAILED:
-        raise Conflict(f"workload {workload_id} is already being deleted ({status.label})", code="already_deleting")
-    now = utcnow()
-    conn.execute(update(workloads).where(workloads.c.id == workload_id).values(delete_requested_at=now))
-    conn.execute(
-        update(components)
-        .where(components.c.workload_id == workload_id, components.c.placed.is_(False),
-               components.c.status != ComponentStatus.DELETED.value)
-        .values(status=ComponentStatus.DELETED.value, reason="never created on the cluster", observed_at=now)
-    )
-    conn.execute(
-        update(components)
-        .where(components.c.workload_id == workload_id,
-               components.c.status == ComponentStatus.DELETE_FAILED.value)
-        .values(status=ComponentStatus.UNKNOWN.value, reason="deletion retried", observed_at=now)
-    )
-    events.record(conn, actor=principal.email, subject_type="workload", subject_id=workload_id,
-                  project_id=row.project_id, kind="delete_requested",
-                  message="deletion retried" if status is WorkloadStatus.DELETE_FAILED else "deletion requested",
-                  at=now)
-    row = lock_workload(conn, workload_id)
-    new_status, reason = aggregate_status(component_states(conn, workload_id), True)
-    write_status(conn, row, new_status, reason, now, principal.email)
+    refusal = delete_refusal(workload_id, WorkloadStatus(row.status), row.delete_requested_at is not None)
+    if refusal is not None:
+        raise Conflict(refusal.message, code=refusal.code)
+    queue_deletion(conn, [row], utcnow(), principal.email)
     return get_workload(conn, principal, workload_id)
