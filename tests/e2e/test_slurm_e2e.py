@@ -42,7 +42,9 @@ def world(slurm_cluster: SlurmCluster, tmp_path_factory: pytest.TempPathFactory)
     root = tmp_path_factory.mktemp("slurm-e2e")
     prefix = f"e2e{uuid.uuid4().hex[:6]}-c"
     with ExitStack() as stack:
-        server = start_server(make_database("sqlite", root / "data", stack), root / "server.log")
+        # Unhealthy after 5 s without a heartbeat (the agent sends one every 0.5 s): the outage test sees it.
+        server = start_server(make_database("sqlite", root / "data", stack), root / "server.log",
+                              env_extra={"CORRAL_CLUSTER_UNHEALTHY_AFTER_S": "5"})
         stack.callback(stop_server, server)
         client = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {server.admin_token}"},
                               timeout=30)
@@ -65,7 +67,7 @@ def world(slurm_cluster: SlurmCluster, tmp_path_factory: pytest.TempPathFactory)
                 [str(CORRAL_BIN), "agent", "--backend", "slurm", "--server", server.url, "--token-file", str(token),
                  "--state-dir", str(root / "agent"), "--workload-root", str(work_root_for(root / "agent")),
                  "--slurm-job-prefix", prefix, "--slurm-partition", "gpu", "--poll", "0.1",
-                 "--discover-interval", "0.5"],
+                 "--discover-interval", "0.5", "--heartbeat-interval", "0.5"],
                 env=clean_env(slurm_cluster.env), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         stack.callback(_stop, agent)
         stack.callback(lambda: slurm_cluster.scancel(*(i for i, _, _ in slurm_cluster.jobs(prefix))))
@@ -163,12 +165,22 @@ def test_a_job_submitted_with_sbatch_counts_against_its_projects_quota(world):
         1, 2000, 300 << 20), (before, after)
 
 
-def test_while_slurmctld_is_down_the_workload_keeps_its_status_and_says_why(world):
-    wid = _submit(world.client, name="outlives", command="sleep 5; echo still here")
+def _cluster_status(world: SlurmWorld, wanted: str, timeout: float = 40.0) -> None:
+    deadline = time.monotonic() + timeout
+    while (status := world.client.get("/api/v1/clusters/hpc").json()["status"]) != wanted:
+        assert time.monotonic() < deadline, (status, world.agent_log.read_text()[-2000:])
+        time.sleep(0.2)
+
+
+def test_while_slurmctld_is_down_the_cluster_is_unhealthy_workloads_keep_their_status_and_nothing_doubles(world):
+    wid = _submit(world.client, name="outlives", command="sleep 6; echo still here")
     _watch(world, wid, {"Running"})
     pid = int((STATE / "slurmctld.pid").read_text())
-    os.kill(pid, signal.SIGTERM)
+    os.kill(pid, signal.SIGTERM)  # slurmctld stopped for real
     try:
+        # Submitted as the controller goes (the cluster still looks healthy): admitted or
+        # not, it must run once Slurm is back, and only once.
+        later = _submit(world.client, name="meanwhile", command="echo after the outage")
         deadline = time.monotonic() + 40
         while True:
             detail = world.client.get(f"/api/v1/workloads/{wid}").json()
@@ -177,12 +189,19 @@ def test_while_slurmctld_is_down_the_workload_keeps_its_status_and_says_why(worl
                 break
             assert time.monotonic() < deadline, (detail, world.agent_log.read_text()[-2000:])
             time.sleep(0.2)
-        assert detail["status"] == "Running"
+        assert detail["status"] == "Running"  # its last known status, saying why it is not fresher
+        _cluster_status(world, "unhealthy")  # no heartbeat while Slurm does not answer
+        assert world.client.get(f"/api/v1/workloads/{later}").json()["status"] in ("Pending", "Added")
     finally:
         subprocess.run([str(SCRIPT), "start"], env=clean_env(world.slurm.env), check=True, capture_output=True,
                        timeout=120)
+    _cluster_status(world, "healthy")
     detail, _ = _watch(world, wid, {"Complete", "Failed"}, timeout=60)
     assert detail["status"] == "Complete", detail
     assert world.client.get(f"/api/v1/workloads/{wid}/logs").text == "still here\n"
-    assert len([n for _, n, _ in world.slurm.jobs(world.prefix)
-                if n == f"{world.prefix}{detail['components'][0]['id']}"]) == 1
+    after, _ = _watch(world, later, {"Complete", "Failed"}, timeout=60)
+    assert after["status"] == "Complete", after
+    assert world.client.get(f"/api/v1/workloads/{later}/logs").text == "after the outage\n"
+    names = [n for _, n, _ in world.slurm.jobs(world.prefix)]
+    for item in (detail, after):
+        assert names.count(f"{world.prefix}{item['components'][0]['id']}") == 1, names

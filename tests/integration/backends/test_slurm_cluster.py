@@ -8,8 +8,8 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 
-import pytest
 import uuid
 
 from corral.backends.slurm import SlurmSite
@@ -72,27 +72,56 @@ def test_site_options_reach_the_job_and_a_job_spanning_two_nodes_runs_srun_on_bo
     assert len({line.split(" on ")[1] for line in lines}) == 2
 
 
-def test_a_slurmctld_restart_loses_and_duplicates_nothing(make_slurm, slurm_cluster):
+def _start_cluster(slurm_cluster) -> None:  # type: ignore[no-untyped-def]
+    subprocess.run([str(SCRIPT), "start"], env={**os.environ, **slurm_cluster.env}, check=True,
+                   capture_output=True, timeout=120)
+
+
+def test_while_slurmctld_is_down_statuses_stay_calls_back_off_and_nothing_is_lost_or_doubled(make_slurm,
+                                                                                             slurm_cluster):
     backend = make_slurm()
     watcher = Watcher(backend)
-    backend.start(job(1, "sleep 4; echo survived"))
-    watcher.wait(1, S.RUNNING)
+    backend.start(job(1, "sleep 8; echo survived"))
+    running = watcher.wait(1, S.RUNNING)
     backend.slurm.timeout_s = 1.0  # Slurm's clients retry for MessageTimeout (10 s) before giving up
+    backend.slurm.max_backoff_s = 4.0
     pid = int((STATE / "slurmctld.pid").read_text())
-    os.kill(pid, signal.SIGTERM)
+    os.kill(pid, signal.SIGTERM)  # slurmctld stopped for real
     wait_for(lambda: not os.path.exists(f"/proc/{pid}"))
     try:
         lost = watcher.wait(1, lambda o: "unreachable" in o.reason, timeout=30)
-        assert lost.status is S.RUNNING and "Slurm controller unreachable since" in lost.reason
-        # A start meanwhile fails the agent's step (tried again later), not the component.
-        with pytest.raises(SlurmUnavailable):
-            backend.start(job(2, "echo later"))
+        assert lost.status is S.RUNNING and lost.reason.startswith(running.reason + " [Slurm controller unreachable "
+                                                                                   "since ")
+        # An agent's calls for 6 s (polls every 0.1 s, heartbeats, discovery, a start that
+        # fails its step): each fails at once while backing off (1 s, 2 s, 4 s), so only a
+        # few commands run, and the component's status is said once, not again and again.
+        runs, seen, unavailable = backend.slurm.runs, len(watcher.history[1]), 0
+        deadline = time.monotonic() + 6
+        while time.monotonic() < deadline:
+            watcher.poll()
+            for call in (backend.capacity, backend.discover, lambda: backend.start(job(2, "echo later"))):
+                try:
+                    call()
+                except SlurmUnavailable:
+                    unavailable += 1
+            time.sleep(0.1)
+        assert unavailable >= 3 * 30 and backend.slurm.runs - runs <= 4, (unavailable, backend.slurm.runs - runs)
+        assert len(watcher.history[1]) == seen and watcher.latest(1).status is S.RUNNING  # type: ignore[union-attr]
+        assert 2 not in backend._jobs
     finally:
-        subprocess.run([str(SCRIPT), "start"], env={**os.environ, **slurm_cluster.env}, check=True,
-                       capture_output=True, timeout=120)
-    backend.start(job(2, "echo later"))  # the agent's retry
+        _start_cluster(slurm_cluster)
+
+    def retried() -> bool:  # the agent's next step, once Slurm answers (at most max_backoff_s later)
+        try:
+            backend.start(job(2, "echo later"))
+        except SlurmUnavailable:
+            return False
+        return True
+
+    wait_for(retried, timeout=30)
     done = watcher.wait(1, S.COMPLETED, timeout=30)
     assert "unreachable" not in done.reason and backend.logs(1) == "survived\n"
     assert watcher.wait(2, S.COMPLETED).exit_code == 0
+    assert backend.slurm.backoff_s == 0
     assert sorted(name for _, name, _ in slurm_cluster.jobs(make_slurm.prefix)) == [
         f"{make_slurm.prefix}1", f"{make_slurm.prefix}2"]

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -80,20 +82,52 @@ def parse_squeue(text: str) -> list[JobRow]:
 
 
 class SlurmCommands:
-    """Runs Slurm's commands (``env`` adds to the environment, e.g. ``SLURM_CONF``)."""
+    """Runs Slurm's commands (``env`` adds to the environment, e.g. ``SLURM_CONF``).
 
-    def __init__(self, env: Mapping[str, str] | None = None, timeout_s: float = 30.0, bin_dir: str = "") -> None:
+    Backing off: once a command finds the controller unreachable (or cannot run at all),
+    no command runs until ``backoff_s`` has passed (1 s, doubling up to ``max_backoff_s``);
+    meanwhile every call fails at once with the same ``SlurmUnavailable``. So an agent
+    polling every 0.1 s does not start a command (each waiting up to Slurm's
+    MessageTimeout) per poll while slurmctld is away; the first command that gets an
+    answer ends the backing off. ``runs`` counts the commands started."""
+
+    def __init__(self, env: Mapping[str, str] | None = None, timeout_s: float = 30.0, bin_dir: str = "",
+                 max_backoff_s: float = 30.0) -> None:
         self.env = {**os.environ, **(env or {})}
         self.timeout_s = timeout_s
         self.bin_dir = bin_dir
+        self.max_backoff_s = max_backoff_s
+        self.backoff_s = 0.0  # the current wait between tries (0: the controller answers)
+        self.runs = 0
+        self._retry_at = 0.0
+        self._failure: SlurmUnavailable | None = None
+        self._lock = threading.Lock()
+
+    def _away(self, message: str) -> SlurmUnavailable:
+        """The controller did not answer: back off (see the class docstring)."""
+        with self._lock:
+            self.backoff_s = min(self.max_backoff_s, self.backoff_s * 2) if self.backoff_s else min(
+                1.0, self.max_backoff_s)
+            self._retry_at = time.monotonic() + self.backoff_s
+            self._failure = SlurmUnavailable(message)
+            return self._failure
 
     def run(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        with self._lock:
+            if self._failure is not None and time.monotonic() < self._retry_at:
+                raise self._failure  # the same words each time: a component's reason does not churn
+            self.runs += 1
         command = [os.path.join(self.bin_dir, args[0]) if self.bin_dir else args[0], *args[1:]]
         try:
             result = subprocess.run(command, input=input, capture_output=True, text=True, env=self.env,
                                     timeout=self.timeout_s, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
-            raise SlurmUnavailable(f"{args[0]}: {exc}") from exc
+            raise self._away(f"{args[0]}: {exc}") from exc
+        if result.returncode != 0 and any(sign in result.stderr for sign in _UNREACHABLE):
+            lines = result.stderr.strip().splitlines()
+            raise self._away(f"{args[0]}: {lines[-1]}")
+        with self._lock:
+            self.backoff_s, self._failure = 0.0, None
         if check and result.returncode != 0:
             message = (result.stderr or result.stdout).strip().splitlines()
             raise SlurmUnavailable(f"{args[0]}: {message[-1] if message else f'exit code {result.returncode}'}")
