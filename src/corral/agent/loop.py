@@ -151,9 +151,11 @@ class Agent:
         refs = [ComponentRef(c["id"], c["kind"], gpu=c["gpu"], cpu_millicores=c["cpu"], memory_bytes=c["memory"])
                 for c in todo]
         try:
-            launches = build_launches(workload_id=item["workload_id"], project=item["project"],
-                                      workload_type=item["type"], spec=item["spec"], components=refs,
-                                      work_root=self.work_root, secret_env=item.get("env") or {})
+            # A backend may bring its own recipes (Kubernetes: images, not host commands).
+            build = getattr(self.backend, "build_launches", build_launches)
+            launches = build(workload_id=item["workload_id"], project=item["project"],
+                             workload_type=item["type"], spec=item["spec"], components=refs,
+                             work_root=self.work_root, secret_env=item.get("env") or {})
             for launch in launches:
                 self.backend.start(launch)
         except (RecipeError, BackendError) as exc:

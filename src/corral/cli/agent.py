@@ -49,22 +49,27 @@ def _build(server: str, token: str, backend_kind: str, state_dir: Path, workload
     from corral.services.reach import agent_logs_key
     from corral.services.users import hash_token
 
-    if backend_kind not in ("local", "slurm"):
-        raise ValueError(f"backend {backend_kind!r} is not available yet; use --backend local or slurm")
+    if backend_kind not in ("local", "slurm", "kubernetes"):
+        raise ValueError(f"backend {backend_kind!r} is not available; use --backend local, slurm or kubernetes")
     isolated = Identities.from_settings(workloads.users).isolated
     root = (workloads.root or default_root(state_dir, isolated)).resolve()
     identities = Identities.from_settings(workloads.users, workloads.user_map, prefix=workloads.user_prefix,
                                           home_root=str(root))
     backend: Backend
-    if backend_kind == "slurm":  # site options: see corral.backends.slurm.script.SlurmSite.from_options
+    if backend_kind == "kubernetes":  # settings: see corral.backends.kubernetes.settings (--kube-config FILE)
+        from corral.backends.kubernetes import KubernetesBackend, KubeSettings
+
+        backend = KubernetesBackend(KubeSettings.from_file((site or {}).get("kube_config")))
+    elif backend_kind == "slurm":  # site options: see corral.backends.slurm.script.SlurmSite.from_options
         from corral.backends.slurm import SlurmBackend, SlurmSite
 
         backend = SlurmBackend(state_dir, site=SlurmSite.from_options(**(site or {})), identities=identities,
                                work_root=root)
     else:
         backend = LocalBackend(state_dir, identities=identities, work_root=root, log_max_bytes=workloads.log_max_bytes)
-    log.log(logging.INFO if identities.isolated else logging.WARNING, "%s cluster: %s", backend_kind,
-            identities.notice)
+    if backend_kind != "kubernetes":  # there a project is a namespace, not an OS user
+        log.log(logging.INFO if identities.isolated else logging.WARNING, "%s cluster: %s", backend_kind,
+                identities.notice)
     key = agent_logs_key(hash_token(token))
     logs = LogsServer(logs_app(backend, key), listen_host, listen_port)
     port = logs.start()
@@ -75,12 +80,13 @@ def _build(server: str, token: str, backend_kind: str, state_dir: Path, workload
 
 
 def agent(
-    server: Annotated[str, typer.Option("--server", envvar="CORRAL_SERVER", help="The control plane's URL.")],
+    server: Annotated[str, typer.Option("--server", envvar="CORRAL_SERVER", help="The control plane's URL.")] = "",
     token_file: Annotated[Path | None, typer.Option("--token-file", help="File holding the cluster's agent token "
                                                     "(else CORRAL_AGENT_TOKEN).")] = None,
     backend: Annotated[str, typer.Option("--backend", envvar="CORRAL_AGENT_BACKEND",
-                                         help="Backend kind: local (this host) or slurm (run it where sbatch "
-                                              "works, with the work area on a filesystem the nodes share).")]
+                                         help="Backend kind: local (this host), kubernetes, or slurm (run it "
+                                              "where sbatch works, with the work area on a filesystem the nodes "
+                                              "share).")]
     = "local",
     state_dir: Annotated[Path, typer.Option("--state-dir", help="Where the backend keeps its components' state.")]
     = Path("~/.local/share/corral/agent").expanduser(),
@@ -124,8 +130,28 @@ def agent(
                                                   "this and the component id (one prefix per Corral).")] = "corral-c",
     slurm_time_limit: Annotated[str | None, typer.Option(envvar="CORRAL_SLURM_TIME_LIMIT", help="Slurm: --time "
                                                          "for every job (default: the partition's).")] = None,
+    kube_config: Annotated[Path | None, typer.Option("--kube-config", envvar="CORRAL_KUBE_CONFIG", help="Kubernetes: "
+                                                     "a YAML file of cluster settings (GPU resource name, node "
+                                                     "selector, tolerations, images, apps domain; see README).")]
+    = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Kubernetes: print the objects --spec would become, "
+                                          "as YAML (for kubectl apply --dry-run=client -f -), and exit.")] = False,
+    spec: Annotated[Path | None, typer.Option("--spec", help="With --dry-run: a workload spec file (YAML or "
+                                              "JSON).")] = None,
 ) -> None:
     """Run a cluster's agent: heartbeat, take admitted workloads, run them, report statuses."""
+    if dry_run:
+        if backend != "kubernetes" or spec is None:
+            output.fail("--dry-run prints a workload's Kubernetes objects: give --backend kubernetes and --spec FILE")
+        from corral.backends.kubernetes.dryrun import dry_run as render
+
+        try:
+            typer.echo(render(str(spec), str(kube_config) if kube_config else None), nl=False)
+        except ValueError as exc:
+            output.fail(str(exc))
+        return
+    if not server:
+        output.fail("no control plane: pass --server URL or set CORRAL_SERVER")
     token = token_file.read_text().strip() if token_file else os.environ.get("CORRAL_AGENT_TOKEN", "")
     if not token:
         output.fail("no agent token: pass --token-file FILE or set CORRAL_AGENT_TOKEN "
@@ -135,7 +161,8 @@ def agent(
     try:
         site = {"partition": slurm_partition, "account": slurm_account, "qos": slurm_qos,
                 "constraint": slurm_constraint, "gres": slurm_gres, "sbatch_options": slurm_sbatch_options,
-                "project_from": slurm_project_from, "job_prefix": slurm_job_prefix, "time_limit": slurm_time_limit}
+                "project_from": slurm_project_from, "job_prefix": slurm_job_prefix, "time_limit": slurm_time_limit,
+                "kube_config": str(kube_config) if kube_config else None}
         runner, logs = _build(server, token, backend, state_dir, Workloads(workload_users, user_map, workload_root,
                                                                         user_prefix=user_prefix),
                               host or "127.0.0.1", int(port or 0), advertise_host, poll_s, site, discover_s,

@@ -3,6 +3,8 @@
 from corral.client.client import CorralClient, normalise_server
 from corral.client.errors import CorralAPIError, CorralConnectionError, CorralError
 from corral.client.models import (
+    BulkDeleteItem,
+    BulkDeleteResult,
     Cluster,
     ClusterCreated,
     Component,
@@ -25,7 +27,7 @@ from corral.client.models import (
 )
 
 __all__ = [
-    "Cluster", "ClusterCreated", "Component", "CorralAPIError", "CorralClient", "CorralConnectionError",
+    "BulkDeleteItem", "BulkDeleteResult", "Cluster", "ClusterCreated", "Component", "CorralAPIError", "CorralClient", "CorralConnectionError",
     "CorralError", "Event", "Member", "Membership", "Project", "QueuePosition", "Quota", "Secret", "Token",
     "TokenCreated", "User", "Workload", "WorkloadCreated", "WorkloadDetail", "WorkloadPage", "WorkloadRow",
     "WorkloadStats", "normalise_server",

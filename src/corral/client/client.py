@@ -23,6 +23,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from corral import __version__
 from corral.client.errors import CorralAPIError, CorralConnectionError
 from corral.client.models import (
+    BulkDeleteResult,
     Cluster,
     ClusterCreated,
     Member,
@@ -306,6 +307,35 @@ class CorralClient:
     def delete_workload(self, workload_id: int) -> WorkloadDetail:
         """Queue the workload for deletion; returns it (Deleting, or Deleted at once if never placed)."""
         return _parse(WorkloadDetail, self._request("DELETE", f"/workloads/{int(workload_id)}"))
+
+    def delete_workloads(
+        self,
+        ids: Sequence[int] | None = None,
+        *,
+        project: str | None = None,
+        statuses: Sequence[str] | None = None,
+        types: Sequence[str] | None = None,
+        name: str | None = None,
+        cluster: str | None = None,
+        created_by: str | None = None,
+        dry_run: bool = False,
+    ) -> BulkDeleteResult:
+        """Queue many workloads for deletion in one request: those with these ``ids``, or else
+        those matching the filters (the list's; at least one). Each gets a result: done,
+        already_deleting, already_deleted or not_found. ``dry_run``: change nothing, say what
+        would happen."""
+        body: dict[str, Any] = {"dry_run": dry_run}
+        if ids is not None:
+            body["ids"] = [int(i) for i in ids]
+        else:
+            flt: dict[str, Any] = {key: value for key, value in (
+                ("project", project), ("name", name), ("cluster", cluster), ("created_by", created_by)) if value}
+            if statuses:
+                flt["status"] = [_normalised_status(s) for s in _as_list(statuses)]
+            if types:
+                flt["type"] = [_normalised_type(t) for t in _as_list(types)]
+            body["filter"] = flt
+        return _parse(BulkDeleteResult, self._request("POST", "/workloads/delete", json=body))
 
     def workload_stats(self, project: str) -> WorkloadStats:
         return self._get("/workloads/stats", WorkloadStats, params={"project": project})

@@ -255,8 +255,29 @@ class WorkloadStats(_Model):
     by_type: dict[str, int]
 
 
+class BulkDeleteItem(_Model):
+    """One workload's answer to a bulk delete; ``name`` and ``project`` are None when not found."""
+
+    id: int
+    name: str | None = None
+    project: str | None = None
+    status: str | None = None  # after the request (before it, in a dry run)
+    result: str  # done | already_deleting | already_deleted | not_found
+    message: str = ""
+
+    @property
+    def status_label(self) -> str:
+        return _status_label(self.status) if self.status else ""
+
+
+class BulkDeleteResult(_Model):
+    dry_run: bool
+    items: list[BulkDeleteItem]
+    counts: dict[str, int]
+
+
 __all__ = [
-    "Cluster", "ClusterCreated", "Component", "Event", "Member", "Membership", "Project", "QueuePosition", "Quota",
+    "BulkDeleteItem", "BulkDeleteResult", "Cluster", "ClusterCreated", "Component", "Event", "Member", "Membership", "Project", "QueuePosition", "Quota",
     "Secret", "Token", "TokenCreated", "User", "Workload", "WorkloadCreated", "WorkloadRow", "WorkloadDetail",
     "WorkloadPage", "WorkloadStats",
 ]

@@ -49,3 +49,33 @@ def render_workload(spec: Mapping[str, Any], settings: KubeSettings | None = Non
         objects += component_objects(unit, settings, crds,
                                      port=service_port(kind, data) if plan.kind == "endpoint" else None)
     return objects
+
+
+def dry_run(spec_path: str, settings_path: str | None = None, nodes: int = 1) -> str:
+    """``corral agent --backend kubernetes --dry-run``: the YAML for the spec in a file
+    (YAML or JSON, as ``corral workloads submit -f`` takes). Raises ``ValueError`` with a
+    message for a file, spec or setting that is wrong."""
+    from pathlib import Path
+
+    import yaml
+    from pydantic import ValidationError
+
+    from corral.backends.base import BackendError
+    from corral.backends.kubernetes.render import to_yaml
+    from corral.backends.recipes import RecipeError
+    from corral.domain.workloads import error_field
+
+    try:
+        spec = yaml.safe_load(Path(spec_path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"cannot read the workload spec {spec_path}: {exc}") from exc
+    if not isinstance(spec, dict):
+        raise ValueError(f"{spec_path}: expected a workload spec (a mapping with type, name, project, ...)")
+    try:
+        settings = KubeSettings.from_file(settings_path)
+        return to_yaml(render_workload(spec, settings, nodes=nodes))
+    except ValidationError as exc:
+        problems = "; ".join(f"{error_field(e) or 'spec'}: {e['msg']}" for e in exc.errors())
+        raise ValueError(f"{spec_path}: {problems}") from exc
+    except (RecipeError, BackendError) as exc:
+        raise ValueError(str(exc)) from exc

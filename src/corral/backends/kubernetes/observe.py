@@ -1,0 +1,161 @@
+"""Observing: statuses from the watches' caches (a mixin of the backend).
+
+A component is every object labelled with its id. Its status is its active objects'
+(Job, Deployment, PyTorchJob, JobSet, a bare Pod) as ``states`` maps them, passive
+objects (Service, Secret, Ingress, ...) counting only for a component made of nothing
+else; it is Deleted once its last object is gone after ``stop`` (or when someone else
+removed them), DeleteFailed when they outlive ``delete_timeout_s``. Only components a
+watch event touched are recomputed (``_dirty``), and only changes are reported. While
+the API server is unreachable, each component keeps its last status, its reason saying
+since when.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from corral.backends.base import Observation
+from corral.backends.kubernetes import labels as L
+from corral.backends.kubernetes.render import ENDPOINT_URL, RESULT_MODEL
+from corral.backends.kubernetes.states import PASSIVE_KINDS, Seen, combine, object_status
+from corral.backends.kubernetes.watch import ObjectCache, labels_of
+from corral.domain.statuses import ComponentStatus as S
+
+_DONE = (S.COMPLETED, S.FAILED, S.DELETED, S.DELETE_FAILED)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Observing:
+    settings: Any
+    _lock: threading.RLock
+    _caches: dict[str, ObjectCache]
+    _records: dict[int, Any]
+    _last: dict[int, Observation]
+    _dirty: set[int]
+    _forgotten: set[int]
+    _down: tuple[datetime, str] | None
+    _changed: threading.Event
+    _ensure_watching: Any
+    _record_type: Any
+
+    def _objects_of(self, component_id: int) -> list[tuple[str, Any]]:
+        out = []
+        for kind, cache in self._caches.items():
+            for obj in cache.items():
+                if L.component_of(labels_of(obj)) == component_id:
+                    out.append((kind, obj))
+        return out
+
+    def _observe_one(self, cid: int) -> Observation | None:
+        objects = self._objects_of(cid)
+        record = self._records.get(cid)
+        last = self._last.get(cid)
+        if last is not None and last.status is S.DELETED:
+            return None  # final
+        name = record.native_name if record else (last.native_name if last else f"c{cid}")
+        if not objects:
+            if record is None:
+                return None
+            if record.stop_deadline is not None or record.seen_objects:
+                why = "deleted" if record.stop_deadline is not None else "removed from the cluster by someone else"
+                return Observation(cid, name, S.DELETED, why, _now(), workload_id=record.workload_id)
+            return Observation(cid, name, S.PENDING, "created, waiting for the cluster to report it", _now(),
+                               workload_id=record.workload_id)
+        if record is None:  # adopted after a restart
+            record = self._records[cid] = self._record_type(_workload_of(objects), name)
+        record.seen_objects = True
+        if record.failed and record.stop_deadline is None:
+            return Observation(cid, name, S.FAILED, record.failed, _now(), workload_id=record.workload_id)
+        pods = [obj for kind, obj in objects if kind == "Pod"]
+        active = [(kind, obj) for kind, obj in objects if kind not in PASSIVE_KINDS and kind != "Pod"]
+        if active:  # a Secret beside a Job says nothing of how the Job does
+            seen = [object_status(kind, obj, pods) for kind, obj in active]
+        elif pods:
+            seen = [object_status("Pod", pod) for pod in pods]
+        elif record.expect_active:  # its Job or Deployment is not in the watch's cache yet
+            seen = [Seen(S.PENDING, "created, waiting for the cluster to report it")]
+        else:
+            seen = [object_status(kind, obj) for kind, obj in objects]
+        state = combine(seen)
+        main = next((obj for kind, obj in objects if kind in ("Job", "Deployment", "PyTorchJob", "JobSet")), None)
+        notes = _annotations(main)
+        if record.stop_deadline is not None and time.monotonic() > record.stop_deadline:
+            state = Seen(S.DELETE_FAILED, f"still on the cluster {self.settings.delete_timeout_s:.0f} s after "
+                                          f"deletion was asked ({', '.join(sorted({k for k, _ in objects}))})")
+        result = state.result
+        if state.status is S.COMPLETED and notes.get(RESULT_MODEL):
+            result = {"model": notes[RESULT_MODEL], "path": f"/models/{notes[RESULT_MODEL]}"}
+        endpoint = notes.get(ENDPOINT_URL) if state.status is S.RUNNING else None
+        return Observation(cid, name, state.status, state.reason, state.at or _now(), workload_id=record.workload_id,
+                           exit_code=state.exit_code, endpoint_url=endpoint, result=result)
+
+    def _collect(self, ids: set[int], everything: bool) -> list[Observation]:
+        out = []
+        down = self._down
+        for cid in sorted(ids - self._forgotten):
+            if down is not None:
+                last = self._last.get(cid)
+                if last is None or last.status in _DONE:
+                    continue
+                obs = replace(last, reason=f"{last.reason.split(' (cluster unreachable')[0]} (cluster unreachable "
+                                           f"since {down[0]:%H:%M:%S} UTC: {down[1]})", observed_at=_now())
+            else:
+                obs = self._observe_one(cid)
+                if obs is None:
+                    continue
+            if everything or not obs.same_state(self._last.get(cid)):
+                self._last[cid] = obs
+                out.append(obs)
+        return out
+
+    def observe(self) -> list[Observation]:
+        self._ensure_watching()
+        with self._lock:
+            ids = set(self._dirty) | {c for c, r in self._records.items() if r.stop_deadline is not None}
+            self._dirty.clear()
+            return self._collect(ids, everything=False)
+
+    def wait_for_changes(self, timeout: float) -> bool:
+        """Until a watch saw a change to a component (True), ``wake()`` or ``timeout``:
+        the agent reports changes as the watch events arrive, without polling."""
+        changed = self._changed.wait(timeout)
+        self._changed.clear()
+        return changed
+
+    def wake(self) -> None:
+        self._changed.set()
+
+    def all_observations(self) -> list[Observation]:
+        self._ensure_watching()
+        with self._lock:
+            ids = set(self._records) | set(self._last)
+            for cache in self._caches.values():
+                ids |= {c for c in (L.component_of(labels_of(o)) for o in cache.items()) if c is not None}
+            self._dirty.clear()
+            return self._collect(ids, everything=True)
+
+
+
+def _annotations(obj: Any) -> dict[str, str]:
+    if obj is None:
+        return {}
+    meta = obj["metadata"] if isinstance(obj, dict) else obj.metadata
+    found = meta.get("annotations") if isinstance(meta, dict) else meta.annotations
+    return dict(found or {})
+
+
+def _workload_of(objects: list[tuple[str, Any]]) -> int:
+    for _, obj in objects:
+        value = labels_of(obj).get(L.WORKLOAD)
+        if value and value.isdigit():
+            return int(value)
+    return 0
+
+

@@ -1,0 +1,285 @@
+"""What Kubernetes objects say, mapped onto Corral's component statuses (statuses.md).
+
+Pure functions of the objects as the official client returns them (``V1Pod``,
+``V1Job``, ``V1Deployment``; CRD objects such as PyTorchJob and JobSet as dicts), each
+answering a :class:`Seen`: a status, a reason a user can act on, the exit code where a
+container ended, and when the state was reached on the cluster.
+
+- a container that cannot pull its image (``ErrImagePull``, ``ImagePullBackOff``) is
+  Pending with the image and the registry's message; an invalid image name is Failed;
+- ``CrashLoopBackOff`` is Failed with the exit code and the number of restarts (a
+  Deployment that recovers turns Running again);
+- a pod no node can take (``Unschedulable``) is Pending with the scheduler's message;
+- ``OOMKilled`` is Failed, "out of memory", exit code 137; an evicted or preempted pod is
+  Failed with the kubelet's message (a Deployment replaces it, and only says so);
+- a Job is Completed or Failed by its ``Complete``/``Failed`` condition, Pending while
+  suspended (a queue such as Kueue holds it) or while its pods wait;
+- a Deployment is Running once a replica is ready, Failed past its progress deadline,
+  Pending when the cluster refuses its pods (``ReplicaFailure``, e.g. a ResourceQuota);
+- passive objects (Service, ConfigMap, Secret, Ingress, HTTPRoute, PVC, ...) are
+  Completed once they exist.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from corral.domain.statuses import ComponentStatus as S
+
+PASSIVE_KINDS = frozenset({"Service", "ConfigMap", "Secret", "Ingress", "HTTPRoute", "GRPCRoute",
+                           "PersistentVolumeClaim", "NetworkPolicy", "ServiceAccount", "PodDisruptionBudget",
+                           "ReferenceGrant", "Endpoints", "EndpointSlice"})
+PULL_ERRORS = frozenset({"ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "RegistryUnavailable"})
+CONFIG_ERRORS = frozenset({"CreateContainerConfigError", "CreateContainerError", "RunContainerError"})
+_RANK = {S.FAILED: 0, S.PENDING: 1, S.UNKNOWN: 2, S.RUNNING: 3, S.COMPLETED: 4}
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    status: S
+    reason: str
+    exit_code: int | None = None
+    at: datetime | None = None
+    result: Mapping[str, Any] | None = None
+
+
+def _get(obj: Any, *path: str) -> Any:
+    """Attribute or key access along ``path`` (client models and plain dicts alike)."""
+    for step in path:
+        if obj is None:
+            return None
+        obj = obj.get(step) if isinstance(obj, Mapping) else getattr(obj, step, None)
+    return obj
+
+
+def _short(text: str | None, limit: int = 300) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _condition(obj: Any, kind: str) -> Any:
+    for cond in _get(obj, "status", "conditions") or ():
+        if _get(cond, "type") == kind and _get(cond, "status") == "True":
+            return cond
+    return None
+
+
+def _condition_false(obj: Any, kind: str) -> Any:
+    for cond in _get(obj, "status", "conditions") or ():
+        if _get(cond, "type") == kind and _get(cond, "status") == "False":
+            return cond
+    return None
+
+
+def _statuses(pod: Any) -> list[Any]:
+    status = _get(pod, "status")
+    return [*(_get(status, "init_container_statuses") or ()), *(_get(status, "container_statuses") or ())]
+
+
+def _ended(state: Any) -> str:
+    code = _get(state, "exit_code")
+    text = f"exited with code {code}"
+    if _get(state, "reason") not in (None, "Error", "Completed"):
+        text += f" ({_get(state, 'reason')})"
+    message = _short(_get(state, "message"), 200)
+    return f"{text}: {message}" if message else text
+
+
+def _oom(name: str, state: Any) -> Seen:
+    return Seen(S.FAILED, f"out of memory (OOMKilled): container {name} was killed at its memory limit",
+                _get(state, "exit_code") if _get(state, "exit_code") is not None else 137,
+                _get(state, "finished_at"))
+
+
+def pod_problem(pod: Any) -> Seen | None:
+    """Why a pod is not doing its work, when something is in the way; None otherwise."""
+    status = _get(pod, "status")
+    if _get(status, "reason") == "Evicted":
+        return Seen(S.FAILED, f"evicted by its node: {_short(_get(status, 'message')) or 'no reason given'}")
+    disrupted = _condition(pod, "DisruptionTarget")
+    if disrupted is not None and _get(status, "phase") == "Failed":
+        return Seen(S.FAILED, f"removed by the cluster ({_get(disrupted, 'reason')}): "
+                              f"{_short(_get(disrupted, 'message'))}", at=_get(disrupted, "last_transition_time"))
+    for cs in _statuses(pod):
+        name, waiting = _get(cs, "name"), _get(cs, "state", "waiting")
+        reason = _get(waiting, "reason")
+        if reason in PULL_ERRORS:
+            return Seen(S.PENDING, f"cannot pull image {_get(cs, 'image')} ({reason}): "
+                                   f"{_short(_get(waiting, 'message'), 240) or 'the registry refused it'}")
+        if reason == "InvalidImageName":
+            return Seen(S.FAILED, f"invalid image name {_get(cs, 'image')}: {_short(_get(waiting, 'message'))}")
+        if reason in CONFIG_ERRORS:
+            return Seen(S.PENDING, f"cannot start container {name} ({reason}): {_short(_get(waiting, 'message'))}")
+        if reason == "CrashLoopBackOff":
+            last = _get(cs, "last_state", "terminated")
+            if _get(last, "reason") == "OOMKilled":
+                oom = _oom(name, last)
+                return Seen(S.FAILED, f"{oom.reason}; restarted {_get(cs, 'restart_count') or 0} times "
+                                      f"(CrashLoopBackOff)", oom.exit_code, oom.at)
+            return Seen(S.FAILED, f"crashing (CrashLoopBackOff): container {name} {_ended(last)}; restarted "
+                                  f"{_get(cs, 'restart_count') or 0} times", _get(last, "exit_code"),
+                        _get(last, "finished_at"))
+        terminated = _get(cs, "state", "terminated")
+        if _get(terminated, "reason") == "OOMKilled":
+            return _oom(name, terminated)
+    unschedulable = _condition_false(pod, "PodScheduled")
+    if unschedulable is not None and _get(unschedulable, "reason") == "Unschedulable":
+        return Seen(S.PENDING, f"waiting for a node (Unschedulable): {_short(_get(unschedulable, 'message'))}")
+    return None
+
+
+def pod_status(pod: Any) -> Seen:
+    problem = pod_problem(pod)
+    if problem is not None:
+        return problem
+    status = _get(pod, "status")
+    phase = _get(status, "phase")
+    main = [cs for cs in _get(status, "container_statuses") or ()]
+    terminated = [_get(cs, "state", "terminated") for cs in main if _get(cs, "state", "terminated") is not None]
+    finished = max((t.finished_at for t in terminated if _get(t, "finished_at")), default=None)
+    if phase == "Succeeded":
+        return Seen(S.COMPLETED, "completed", 0, finished, _metrics(terminated))
+    if phase == "Failed":
+        bad = next((t for t in terminated if _get(t, "exit_code")), None)
+        if bad is None:
+            return Seen(S.FAILED, f"failed: {_short(_get(status, 'message')) or _get(status, 'reason') or 'pod failed'}")
+        return Seen(S.FAILED, f"failed: container {_ended(bad)}", _get(bad, "exit_code"), finished)
+    if phase == "Running":
+        if main and all(_get(cs, "ready") for cs in main):
+            return Seen(S.RUNNING, f"running on {_get(pod, 'spec', 'node_name') or 'a node'}")
+        return Seen(S.PENDING, "started, waiting for the readiness probe")
+    if _get(status, "phase") is None and not main:
+        return Seen(S.PENDING, "created, waiting for the scheduler")
+    waiting = next((_get(cs, "state", "waiting", "reason") for cs in _statuses(pod)
+                    if _get(cs, "state", "waiting", "reason")), None)
+    if waiting:
+        return Seen(S.PENDING, f"starting ({waiting})")
+    if _condition(pod, "PodScheduled") is not None:
+        return Seen(S.PENDING, f"starting on {_get(pod, 'spec', 'node_name') or 'a node'}")
+    return Seen(S.PENDING, "waiting for the scheduler")
+
+
+def _metrics(terminated: Iterable[Any]) -> Mapping[str, Any] | None:
+    """A JSON object an evaluation wrote to its termination message (CORRAL_METRICS_FILE)."""
+    for state in terminated:
+        try:
+            value = json.loads(_get(state, "message") or "")
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return {"metrics": value}
+    return None
+
+
+def _worst_pod(pods: Sequence[Any]) -> Seen | None:
+    """The pod status most worth telling: a failure, else a wait, else None."""
+    seen = sorted((pod_status(p) for p in pods), key=lambda s: _RANK[s.status])
+    return seen[0] if seen and seen[0].status in (S.FAILED, S.PENDING) else None
+
+
+def job_status(job: Any, pods: Sequence[Any] = ()) -> Seen:
+    complete = _condition(job, "Complete")
+    if complete is not None:
+        done = [pod_status(p) for p in pods]
+        result = next((s.result for s in done if s.result), None)
+        return Seen(S.COMPLETED, "completed", 0, _get(complete, "last_transition_time"), result)
+    failed = _condition(job, "Failed")
+    if failed is not None:
+        cause = next((s for s in (pod_status(p) for p in pods) if s.status is S.FAILED), None)
+        why = {"BackoffLimitExceeded": "failed", "DeadlineExceeded": "ran past its deadline",
+               "PodFailurePolicy": "failed"}.get(_get(failed, "reason"), f"failed ({_get(failed, 'reason')})")
+        detail = cause.reason.removeprefix("failed: ") if cause else _short(_get(failed, "message"))
+        return Seen(S.FAILED, f"{why}: {detail}" if detail else why, cause.exit_code if cause else None,
+                    _get(failed, "last_transition_time"))
+    suspended = _condition(job, "Suspended")
+    if suspended is not None or _get(job, "spec", "suspend"):
+        return Seen(S.PENDING, "suspended: waiting for the cluster's queue (e.g. Kueue) to admit it")
+    return _from_pods(pods, "waiting for the Job's pods to be created")
+
+
+def _from_pods(pods: Sequence[Any], nothing: str) -> Seen:
+    live = [p for p in pods if _get(p, "metadata", "deletion_timestamp") is None] or list(pods)
+    if not live:
+        return Seen(S.PENDING, nothing)
+    running = [p for p in live if pod_status(p).status is S.RUNNING]
+    problem = _worst_pod(live)
+    if problem is not None and problem.status is S.FAILED:
+        return problem
+    if running:
+        return Seen(S.RUNNING, "running" if len(live) == 1 else f"running ({len(running)} of {len(live)} pods)")
+    return problem or Seen(S.PENDING, "starting")
+
+
+def deployment_status(deployment: Any, pods: Sequence[Any] = ()) -> Seen:
+    want = _get(deployment, "spec", "replicas")
+    want = 1 if want is None else want
+    ready = _get(deployment, "status", "ready_replicas") or 0
+    refused = _condition(deployment, "ReplicaFailure")
+    live = [p for p in pods if _get(p, "status", "reason") != "Evicted"
+            and _get(p, "metadata", "deletion_timestamp") is None]
+    problem = _worst_pod(live)
+    if ready >= 1 and want:
+        text = f"ready: {ready}/{want} replicas"
+        if ready < want and problem is not None:
+            text += f" (another replica: {problem.reason})"
+        return Seen(S.RUNNING, text)
+    if refused is not None:
+        return Seen(S.PENDING, f"the cluster refused to create its pods: {_short(_get(refused, 'message'))}",
+                    at=_get(refused, "last_transition_time"))
+    stalled = _condition_false(deployment, "Progressing")
+    if stalled is not None and _get(stalled, "reason") == "ProgressDeadlineExceeded":
+        detail = f": {problem.reason}" if problem else ""
+        return Seen(S.FAILED, f"did not become ready before its progress deadline{detail}",
+                    problem.exit_code if problem else None, _get(stalled, "last_transition_time"))
+    if want == 0:
+        return Seen(S.PENDING, "scaled to 0 replicas")
+    if problem is not None:
+        return problem
+    return Seen(S.PENDING, f"starting: 0/{want} replicas ready")
+
+
+def crd_status(obj: Mapping[str, Any], pods: Sequence[Any] = ()) -> Seen:
+    """PyTorchJob (Kubeflow training operator) and JobSet, by their conditions."""
+    kind = obj.get("kind")
+    done = "Succeeded" if kind == "PyTorchJob" else "Completed"
+    if _condition(obj, done) is not None:
+        return Seen(S.COMPLETED, "completed", 0, _get(_condition(obj, done), "lastTransitionTime"))
+    failed = _condition(obj, "Failed")
+    if failed is not None:
+        cause = next((s for s in (pod_status(p) for p in pods) if s.status is S.FAILED), None)
+        detail = cause.reason.removeprefix("failed: ") if cause else _short(_get(failed, "message"))
+        return Seen(S.FAILED, f"failed: {detail}", cause.exit_code if cause else None,
+                    _get(failed, "lastTransitionTime"))
+    if _condition(obj, "Suspended") is not None:
+        return Seen(S.PENDING, "suspended: waiting for the cluster's queue (e.g. Kueue) to admit it")
+    return _from_pods(pods, f"waiting for the {kind}'s pods to be created")
+
+
+def passive_status(kind: str) -> Seen:
+    return Seen(S.COMPLETED, f"{kind} created")
+
+
+def object_status(kind: str, obj: Any, pods: Sequence[Any] = ()) -> Seen:
+    if kind == "Pod":
+        return pod_status(obj)
+    if kind == "Job":
+        return job_status(obj, pods)
+    if kind in ("Deployment", "StatefulSet", "ReplicaSet"):
+        return deployment_status(obj, pods)
+    if kind in ("PyTorchJob", "JobSet"):
+        return crd_status(obj if isinstance(obj, Mapping) else {}, pods)
+    if kind in PASSIVE_KINDS:
+        return passive_status(kind)
+    return Seen(S.COMPLETED, f"{kind} created")  # another kind Corral has no rule for: it exists
+
+
+def combine(seen: Sequence[Seen]) -> Seen:
+    """One component made of several objects: the most telling status (Failed, then
+    Pending, then Running; Completed only when every object is)."""
+    if not seen:
+        return Seen(S.UNKNOWN, "no objects on the cluster")
+    return sorted(seen, key=lambda s: _RANK[s.status])[0]
