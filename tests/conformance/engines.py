@@ -28,6 +28,7 @@ from corral.backends.base import Backend
 ENGINES = {
     "local": "engine_local:LocalEngine",
     "slurm": "engine_slurm:SlurmEngine",
+    "kubernetes": "engine_kubernetes:KubernetesEngine",
 }
 
 
