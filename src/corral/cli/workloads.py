@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 from rich.text import Text
 
 from corral.cli import config, output
@@ -31,7 +30,7 @@ from corral.cli.output import (
 from corral.client import CorralAPIError, WorkloadPage
 from corral.domain.names import WORKLOAD_NAME_RULE
 from corral.domain.statuses import FINISHED_STATUSES, WorkloadStatus
-from corral.domain.workloads import WorkloadType
+from corral.domain.workload_types import WorkloadType
 
 workloads_app = typer.Typer(help="Workloads: list, inspect, submit, delete.", no_args_is_help=True)
 
@@ -159,6 +158,8 @@ def workloads_get(workload_id: Annotated[int, typer.Argument(help="Workload id."
 # --------------------------------------------------------------------------- submit
 
 def _read_spec_file(path: str) -> dict[str, Any]:
+    import yaml  # here, not at the top: only submissions need it (CLI start-up time)
+
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text()
     except OSError as exc:
@@ -189,6 +190,8 @@ def _set_path(spec: dict[str, Any], assignment: str) -> None:
              code=EXIT_USAGE)
     value: Any = raw
     if parts[0] not in _TEXT_FIELDS and raw.strip():
+        import yaml  # here, not at the top: only submissions need it (CLI start-up time)
+
         try:
             value = yaml.safe_load(raw)
         except yaml.YAMLError:

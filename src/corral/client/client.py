@@ -41,7 +41,7 @@ from corral.client.models import (
     WorkloadStats,
 )
 from corral.domain.statuses import WorkloadStatus
-from corral.domain.workloads import WorkloadType
+from corral.domain.workload_types import WorkloadType
 
 M = TypeVar("M", bound=BaseModel)
 API_PREFIX = "/api/v1"

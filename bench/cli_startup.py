@@ -1,0 +1,176 @@
+"""What one CLI call costs, beside `python -c pass` (and Slurm's `squeue` where a Slurm answers).
+
+    .venv/bin/python bench/cli_startup.py [--runs 21] [--compare-src DIR]
+
+Starts `corral serve` on a fresh SQLite data dir (as bench/agent_latency.py does), then runs
+each command --runs times, interleaved (one of each per round, so that a busy moment of the
+machine hits all of them alike), and prints the median wall time, the median CPU time
+(user + system, steadier than wall time on a shared machine) and the ratio of each to
+`python -c pass` run by the same interpreter (the venv's; the target is <= 5x):
+
+    python -c pass | corral --help | corral workloads ls | corral workloads submit ... | squeue
+
+`squeue` is measured only when it is installed and a Slurm controller answers it (this
+script never starts Slurm). --compare-src DIR measures the same corral commands with
+PYTHONPATH=DIR too, e.g. the tree before a change:
+
+    git archive <commit> src | tar -x -C /tmp/corral-before
+    .venv/bin/python bench/cli_startup.py --compare-src /tmp/corral-before/src
+
+Last, where the time of `corral workloads ls` goes: `python -X importtime`'s self times
+summed per top-level package (shares of the import time; importtime itself adds overhead).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import httpx
+
+from _common import free_port, machine_note
+
+CORRAL = Path(sys.executable).parent / "corral"
+
+
+def start_server(data_dir: Path) -> tuple[subprocess.Popen[bytes], str, str]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CORRAL_")}
+    env.update(CORRAL_DATA_DIR=str(data_dir), CORRAL_LOG_LEVEL="warning")
+    log = (data_dir / "server.log").open("ab")
+    proc = subprocess.Popen([str(CORRAL), "serve", "--port", str(port)], env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    log.close()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"`corral serve` exited with {proc.returncode}:\n{(data_dir / 'server.log').read_text()}")
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        sys.exit("`corral serve` did not answer /healthz within 60 s")
+    return proc, url, (data_dir / "admin-token").read_text().strip()
+
+
+def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(wall ms, CPU ms) of one run; the command must succeed."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    result = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
+    wall = (time.perf_counter() - t0) * 1000
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if result.returncode != 0:
+        sys.exit(f"{' '.join(argv)} failed ({result.returncode}): {result.stderr.decode(errors='replace')}")
+    return wall, (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) * 1000
+
+
+def slurm_answers() -> str | None:
+    """None if `squeue` runs against a live controller, else why not."""
+    if shutil.which("squeue") is None:
+        return "squeue is not installed"
+    try:
+        result = subprocess.run(["squeue"], capture_output=True, text=True, timeout=10)
+    except subprocess.TimeoutExpired:
+        return "squeue did not answer within 10 s"
+    if result.returncode != 0:
+        return f"no Slurm controller answers squeue ({(result.stderr.strip().splitlines() or ['?'])[-1]})"
+    return None
+
+
+def import_shares(argv: list[str], env: dict[str, str]) -> list[tuple[str, float]]:
+    """`python -X importtime` self times of one run, summed per top-level package (ms)."""
+    result = subprocess.run([sys.executable, "-X", "importtime", *argv], env=env, capture_output=True, text=True,
+                            timeout=60)
+    per_root: dict[str, float] = defaultdict(float)
+    for line in result.stderr.splitlines():
+        if not line.startswith("import time:") or "self [us]" in line:
+            continue
+        parts = line.split("|")
+        self_us, root = int(parts[0].split(":")[1]), parts[2].strip().split(".")[0]
+        label = root if root not in sys.stdlib_module_names and not root.startswith("_") else "stdlib"
+        per_root[label] += self_us / 1000
+    return sorted(per_root.items(), key=lambda kv: -kv[1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=21)
+    parser.add_argument("--compare-src", type=Path, help="also run the corral commands with PYTHONPATH=DIR")
+    args = parser.parse_args()
+    print(machine_note(), flush=True)
+
+    data_dir = Path(tempfile.mkdtemp(prefix="corral-cli-bench-"))
+    proc, url, token = start_server(data_dir)
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("CORRAL_") and k != "PYTHONPATH"}
+    base_env.update(CORRAL_SERVER=url, CORRAL_TOKEN=token, CORRAL_CONFIG=str(data_dir / "cli-config.json"),
+                    COLUMNS="80", NO_COLOR="1")
+    trees = {"": base_env}
+    if args.compare_src:
+        trees[f" [{args.compare_src}]"] = {**base_env, "PYTHONPATH": str(args.compare_src.resolve())}
+    try:
+        submit = [str(CORRAL), "workloads", "submit", "--type", "custom", "--project", "default",
+                  "--command", "true", "--name"]
+        commands: dict[str, tuple[list[str], dict[str, str]]] = {"python -c pass": ([sys.executable, "-c", "pass"],
+                                                                                    base_env)}
+        for suffix, env in trees.items():
+            commands[f"corral --help{suffix}"] = ([str(CORRAL), "--help"], env)
+            commands[f"corral workloads ls{suffix}"] = ([str(CORRAL), "workloads", "ls"], env)
+            commands[f"corral workloads submit{suffix}"] = (submit, env)
+        slurm = slurm_answers()
+        if slurm is None:
+            commands["squeue"] = (["squeue"], base_env)
+
+        names = (f"cli-bench-{n}" for n in range(1_000_000))  # each submission a workload of its own
+        samples: dict[str, list[tuple[float, float]]] = defaultdict(list)
+        for _ in range(args.runs + 1):  # the first round warms the page cache and .pyc files
+            for label, (argv, env) in commands.items():
+                samples[label].append(timed(argv + ([next(names)] if argv is submit else []), env))
+        samples = {label: runs[1:] for label, runs in samples.items()}
+
+        base_wall = statistics.median(w for w, _ in samples["python -c pass"])
+        base_cpu = statistics.median(c for _, c in samples["python -c pass"])
+        print(f"\n{args.runs} runs each, medians; ratios to `{Path(sys.executable).name} -c pass` (target <= 5x)\n")
+        print("| command | wall ms | x pass | CPU ms | x pass |")
+        print("| --- | ---: | ---: | ---: | ---: |")
+        for label, runs in samples.items():
+            wall = statistics.median(w for w, _ in runs)
+            cpu = statistics.median(c for _, c in runs)
+            print(f"| {label} | {wall:.1f} | {wall / base_wall:.1f}x | {cpu:.1f} | {cpu / base_cpu:.1f}x |")
+        if slurm is not None:
+            print(f"| squeue | - | - | - | - |  (skipped: {slurm})")
+        system_python = shutil.which("python3", path="/usr/bin")
+        if system_python:
+            sys_wall = statistics.median(timed([system_python, "-c", "pass"], base_env)[0] for _ in range(args.runs))
+            print(f"\n(for reference: {system_python} -c pass {sys_wall:.1f} ms wall)")
+
+        for suffix, env in trees.items():
+            shares = import_shares([str(CORRAL), "workloads", "ls"], env)
+            total = sum(ms for _, ms in shares)
+            print(f"\nwhere `corral workloads ls`{suffix} spends its import time (-X importtime self times, "
+                  f"{total:.0f} ms in all):")
+            print("  " + ", ".join(f"{root} {ms / total:.0%}" for root, ms in shares[:10] if ms / total >= 0.01))
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
