@@ -63,7 +63,8 @@ def _build(server: str, token: str, backend_kind: str, state_dir: Path, workload
     elif backend_kind == "slurm":  # site options: see corral.backends.slurm.script.SlurmSite.from_options
         from corral.backends.slurm import SlurmBackend, SlurmSite
 
-        backend = SlurmBackend(state_dir, site=SlurmSite.from_options(**(site or {})), identities=identities,
+        options = {k: v for k, v in (site or {}).items() if k != "kube_config"}  # the Kubernetes backend's
+        backend = SlurmBackend(state_dir, site=SlurmSite.from_options(**options), identities=identities,
                                work_root=root)
     else:
         backend = LocalBackend(state_dir, identities=identities, work_root=root, log_max_bytes=workloads.log_max_bytes)
@@ -130,6 +131,10 @@ def agent(
                                                   "this and the component id (one prefix per Corral).")] = "corral-c",
     slurm_time_limit: Annotated[str | None, typer.Option(envvar="CORRAL_SLURM_TIME_LIMIT", help="Slurm: --time "
                                                          "for every job (default: the partition's).")] = None,
+    slurm_project_sbatch_options: Annotated[str | None, typer.Option(
+        envvar="CORRAL_SLURM_PROJECT_SBATCH_OPTIONS",
+        help="Slurm: more sbatch options for some projects' jobs, as is: PROJECT=OPTIONS;... "
+             "(vision=--qos=high --exclusive;nlp=--partition=big).")] = None,
     kube_config: Annotated[Path | None, typer.Option("--kube-config", envvar="CORRAL_KUBE_CONFIG", help="Kubernetes: "
                                                      "a YAML file of cluster settings (GPU resource name, node "
                                                      "selector, tolerations, images, apps domain; see README).")]
@@ -162,6 +167,7 @@ def agent(
         site = {"partition": slurm_partition, "account": slurm_account, "qos": slurm_qos,
                 "constraint": slurm_constraint, "gres": slurm_gres, "sbatch_options": slurm_sbatch_options,
                 "project_from": slurm_project_from, "job_prefix": slurm_job_prefix, "time_limit": slurm_time_limit,
+                "project_sbatch_options": slurm_project_sbatch_options,
                 "kube_config": str(kube_config) if kube_config else None}
         runner, logs = _build(server, token, backend, state_dir, Workloads(workload_users, user_map, workload_root,
                                                                         user_prefix=user_prefix),

@@ -6,12 +6,14 @@ endpoint and readiness: tests/conformance/.)"""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
 
 import uuid
 
+from corral.backends.base import Launch
 from corral.backends.slurm import SlurmSite
 from corral.backends.slurm.commands import SlurmUnavailable
 from corral.domain.statuses import ComponentStatus as S
@@ -125,3 +127,29 @@ def test_while_slurmctld_is_down_statuses_stay_calls_back_off_and_nothing_is_los
     assert backend.slurm.backoff_s == 0
     assert sorted(name for _, name, _ in slurm_cluster.jobs(make_slurm.prefix)) == [
         f"{make_slurm.prefix}1", f"{make_slurm.prefix}2"]
+
+
+def test_a_job_asking_for_more_gpus_than_a_node_has_spans_nodes_with_srun(make_slurm):
+    # Nodes of 8 GPUs: 12 GPUs are 2 nodes of 6, one task on each, with what distributed
+    # launchers read. The project's own sbatch options apply to its jobs only.
+    backend = make_slurm(project_options={"train": ("--time=3",)})
+    watcher = Watcher(backend)
+    show = ('echo "rank=$NODE_RANK of $NNODES on $SLURMD_NODENAME master=$MASTER_ADDR:$MASTER_PORT '
+            'gpus=$CUDA_VISIBLE_DEVICES"')
+    backend.start(Launch(1, 10, "train", "training", "train-w10-job", command=("/bin/sh", "-c", show), gpu=12,
+                         cpu_millicores=2000, memory_bytes=512 << 20))
+    backend.start(job(2, "true", gpu=2))
+    detail = backend.inspect(1)["job"]
+    assert (detail["NumNodes"].split("-")[0], detail["TimeLimit"]) == ("2", "00:03:00")
+    assert "gpu:6" in detail.get("TresPerNode", ""), detail
+    assert backend.inspect(2)["job"]["TimeLimit"] != "00:03:00"  # another project's job
+    watcher.wait(1, S.COMPLETED, timeout=30)
+    lines = sorted(backend.logs(1).splitlines())
+    assert len(lines) == 2, lines
+    found = [re.fullmatch(r"rank=(\d) of 2 on (n\d) master=(n\d):(\d+) gpus=([\d,]+)", line) for line in lines]
+    assert all(found), lines
+    assert [m.group(1) for m in found] == ["0", "1"]  # type: ignore[union-attr]
+    assert len({m.group(2) for m in found}) == 2  # type: ignore[union-attr]
+    assert {m.group(3) for m in found} == {found[0].group(2)}  # type: ignore[union-attr]  # rank 0's node
+    assert all(len(m.group(5).split(",")) == 6 for m in found)  # type: ignore[union-attr]
+    watcher.wait(2, S.COMPLETED)

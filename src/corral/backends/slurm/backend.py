@@ -56,7 +56,14 @@ from corral.backends import output
 from corral.backends.slurm import cluster
 from corral.backends.slurm.commands import JobRow, SlurmCommands, SlurmUnavailable, parse_time
 from corral.backends.slurm.jobs import JobRecord, JobStore
-from corral.backends.slurm.script import MISSING_PREFIX, OUTPUT, SlurmSite, batch_script, sbatch_options
+from corral.backends.slurm.script import (
+    MISSING_PREFIX,
+    OUTPUT,
+    SlurmSite,
+    batch_script,
+    sbatch_options,
+    split_nodes,
+)
 from corral.backends.slurm.states import is_final, map_state, parse_exit_code
 from corral.domain.statuses import ComponentStatus as S
 
@@ -97,6 +104,7 @@ class SlurmBackend:
         self._earlier: dict[str, list[JobRow]] | None = None  # see _earlier_jobs
         self._rows: dict[int, JobRow] = {}  # component id -> its job's squeue row last time
         self._progress: dict[int, dict[str, Any] | None] = {}  # what running jobs last reported
+        self._gpus_per_node: int | None = None  # the most GPUs a node that takes work has (capacity)
         for record in self._jobs.values():
             if record.final:
                 self._last[record.component_id] = record.final_observation()  # type: ignore[assignment]
@@ -124,16 +132,26 @@ class SlurmBackend:
             else:
                 home = self.work.prepare_project(launch.project, run_as)
                 directory = self.work.prepare_component(launch.component_id, run_as, launch.script)
+                nodes = self._nodes_for(launch)
                 script = batch_script(launch, component_dir=directory, home=home, run_as=run_as,
-                                      event_file=self.work.event_file(launch.component_id))
+                                      event_file=self.work.event_file(launch.component_id), nodes=nodes)
                 try:
-                    record.job_id = self.slurm.sbatch(script, sbatch_options(launch, self.site, directory, run_as))
+                    record.job_id = self.slurm.sbatch(script, sbatch_options(launch, self.site, directory, run_as,
+                                                                             nodes))
                 except SlurmUnavailable:
                     self._earlier = None  # it may have reached the controller: look again before the retry
                     raise
             self._jobs[launch.component_id] = record
             self.store.save(record)
             self._next_poll = 0.0
+
+    def _nodes_for(self, launch: Launch) -> int:
+        """A job asking for more GPUs than a node has spans nodes (see ``script.split_nodes``)."""
+        if launch.kind != "job" or not launch.gpu or self.site.places_nodes(launch.project):
+            return 1
+        if self._gpus_per_node is None or launch.gpu > self._gpus_per_node:  # the nodes may have changed: look
+            self.capacity()
+        return split_nodes(launch.gpu, self._gpus_per_node or 0)
 
     def _earlier_jobs(self) -> dict[str, list[JobRow]]:
         """Jobs with this backend's names that Slurm had when it first looked: what an
@@ -314,6 +332,7 @@ class SlurmBackend:
 
     def capacity(self) -> Capacity:
         nodes = cluster.capacity_nodes(self.slurm.show_nodes(), self.site, self._nodes)
+        self._gpus_per_node = max((len(node.gpus) for node in nodes), default=0)
         return Capacity(tuple(nodes), isolation=self.identities.notice)
 
     def discover(self) -> list[Discovered]:

@@ -54,6 +54,7 @@ class SlurmSite:
     constraint: str | None = None
     gres: str = "gpu"  # the GPU GRES, with its type where the site needs one: "gpu:mi300x"
     extra_options: tuple[str, ...] = ()  # passed to sbatch unchanged (an admin's choice)
+    project_options: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # more, for one project's jobs
     job_prefix: str = "corral-c"  # job name = prefix + component id
     project_from: str = "account"  # a discovered job's project: its "account" or "partition"
     time_limit: str | None = None  # sbatch --time for every job (none: the partition's default)
@@ -62,10 +63,19 @@ class SlurmSite:
     def from_options(cls, *, partition: str | None = None, account: str | None = None, qos: str | None = None,
                      constraint: str | None = None, gres: str | None = None, sbatch_options: str | None = None,
                      project_from: str | None = None, time_limit: str | None = None,
-                     job_prefix: str | None = None) -> SlurmSite:
+                     job_prefix: str | None = None, project_sbatch_options: str | None = None) -> SlurmSite:
         """From the agent's options: ``account`` is "ACCOUNT", "PROJECT=ACCOUNT,..." or both
         ("ml,vision=cv": cv for vision, ml for the rest); ``sbatch_options`` is split as a
-        shell would ("--exclusive --mail-type=NONE")."""
+        shell would ("--exclusive --mail-type=NONE"); ``project_sbatch_options`` gives
+        more for some projects, "PROJECT=OPTIONS;..." ("vision=--qos=high --exclusive;nlp=-p big")."""
+        per_project = {}
+        for item in (project_sbatch_options or "").split(";"):
+            project, sep, options = item.partition("=")
+            if not item.strip():
+                continue
+            if not sep or not project.strip() or project.strip().startswith("-") or not options.strip():
+                raise ValueError(f"Slurm project options {item.strip()!r} are not PROJECT=OPTIONS")
+            per_project[project.strip()] = tuple(shlex.split(options))
         default, mapping = None, {}
         for item in (account or "").split(","):
             project, sep, name = item.partition("=")
@@ -80,11 +90,19 @@ class SlurmSite:
         return cls(partition=partition or None, account=default, account_map=mapping, qos=qos or None,
                    constraint=constraint or None, gres=gres or "gpu",
                    extra_options=tuple(shlex.split(sbatch_options or "")), project_from=project_from or "account",
-                   time_limit=time_limit or None, job_prefix=job_prefix or "corral-c")
+                   time_limit=time_limit or None, job_prefix=job_prefix or "corral-c", project_options=per_project)
 
     @property
     def gres_name(self) -> str:
         return self.gres.split(":", 1)[0]
+
+    def options_for(self, project: str) -> tuple[str, ...]:
+        """The extra sbatch options of a project's jobs: the cluster's, then the project's."""
+        return (*self.extra_options, *self.project_options.get(project, ()))
+
+    def places_nodes(self, project: str) -> bool:
+        """The admin's options decide the nodes and tasks (Corral then asks for none)."""
+        return any(o.split("=")[0] in NODE_OPTIONS for o in self.options_for(project))
 
     def account_for(self, project: str) -> str | None:
         return self.account_map.get(project) or self.account
@@ -104,28 +122,48 @@ class SlurmSite:
         return int(rest) if rest.isdigit() else None
 
 
-def sbatch_options(launch: Launch, site: SlurmSite, component_dir: Path, run_as: RunAs | None) -> list[str]:
+NODE_OPTIONS = frozenset({"--nodes", "-N", "--ntasks", "-n", "--ntasks-per-node"})
+
+
+def split_nodes(gpu: int, gpus_per_node: int) -> int:
+    """How many nodes ``gpu`` GPUs need, at most ``gpus_per_node`` on each and the same
+    number on every node (12 on 8-GPU nodes: 2 nodes of 6); 1 when one node holds them."""
+    if gpu <= gpus_per_node or gpus_per_node <= 0:
+        return 1
+    nodes = math.ceil(gpu / gpus_per_node)
+    while gpu % nodes:  # an even split where one exists (no node holds more than its share)
+        nodes += 1
+        if nodes > gpu:
+            return math.ceil(gpu / gpus_per_node)
+    return nodes
+
+
+def sbatch_options(launch: Launch, site: SlurmSite, component_dir: Path, run_as: RunAs | None,
+                   nodes: int = 1) -> list[str]:
+    """``nodes`` > 1: the job spans that many nodes, one task on each holding an equal
+    share of the GPUs, CPUs and memory (``batch_script`` then runs the command with
+    ``srun`` on every node)."""
     options = [
         f"--job-name={site.job_name(launch.component_id)}",
         f"--comment={site.comment(launch)}",
         f"--output={component_dir / OUTPUT}", "--open-mode=append", f"--chdir={component_dir}",
         "--export=NONE",
     ]
-    if not any(o.split("=")[0] in ("--nodes", "-N", "--ntasks", "-n", "--ntasks-per-node") for o in site.extra_options):
-        options += ["--nodes=1", "--ntasks=1"]  # one task; an admin's options may ask for more nodes
+    if not site.places_nodes(launch.project):  # one task (per node); an admin's options may say otherwise
+        options += [f"--nodes={nodes}", "--ntasks-per-node=1"] if nodes > 1 else ["--nodes=1", "--ntasks=1"]
     if run_as is not None:  # root submits for the project's user; never silently as root
         options += [f"--uid={run_as.uid}", f"--gid={run_as.gid}"]
-    if launch.gpu:
-        options.append(f"--gres={site.gres}:{launch.gpu}")
+    if launch.gpu:  # --gres, --cpus-per-task and --mem are per node (per task)
+        options.append(f"--gres={site.gres}:{math.ceil(launch.gpu / nodes)}")
     if launch.cpu_millicores:
-        options.append(f"--cpus-per-task={math.ceil(launch.cpu_millicores / 1000)}")
+        options.append(f"--cpus-per-task={math.ceil(launch.cpu_millicores / 1000 / nodes)}")
     if launch.memory_bytes:
-        options.append(f"--mem={math.ceil(launch.memory_bytes / (1 << 20))}M")
+        options.append(f"--mem={math.ceil(launch.memory_bytes / (1 << 20) / nodes)}M")
     for flag, value in (("--partition", site.partition), ("--account", site.account_for(launch.project)),
                         ("--qos", site.qos), ("--constraint", site.constraint), ("--time", site.time_limit)):
         if value:
             options.append(f"{flag}={value}")
-    return [*options, *site.extra_options]
+    return [*options, *site.options_for(launch.project)]
 
 
 def _export(name: str, value: str, port_aware: bool) -> str:
@@ -141,7 +179,7 @@ def _port(quoted: str) -> str:
 
 def batch_script(launch: Launch, *, component_dir: Path, home: Path, run_as: RunAs | None,
                  event_file: Path | None = None, path: str | None = None,
-                 base_env: Mapping[str, str] | None = None) -> str:
+                 base_env: Mapping[str, str] | None = None, nodes: int = 1) -> str:
     service_port = launch.is_service and (launch.needs_port or launch.fixed_port)
     inline = split_shell_script(launch.script) if launch.script is not None and not launch.is_service else None
     lines = [inline[0] if inline else "#!/bin/bash", *(inline[1] if inline else []),
@@ -175,8 +213,19 @@ def batch_script(launch: Launch, *, component_dir: Path, home: Path, run_as: Run
     if launch.working_dir:
         workdir = shlex.quote(launch.working_dir)
         lines.append(f"mkdir -p {workdir} && cd {workdir} || exit 1")
-    lines.append(inline[2] if inline else run_line(launch, component_dir, bool(service_port)))
+    if nodes > 1 and not inline:  # one task per node, started by srun, as torchrun and its kin expect
+        lines += [*SPAN_ENV, run_line(launch, component_dir, bool(service_port), span=True)]
+    else:
+        lines.append(inline[2] if inline else run_line(launch, component_dir, bool(service_port)))
     return "\n".join(lines) + "\n"
+
+
+# A job spanning nodes: what distributed launchers read (torchrun --nnodes $NNODES
+# --node-rank $NODE_RANK --master-addr $MASTER_ADDR ...); NODE_RANK is set in each task.
+SPAN_ENV = ['MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
+            "MASTER_PORT=$((20000 + SLURM_JOB_ID % 20000))", 'NNODES="$SLURM_NNODES"',
+            "export MASTER_ADDR MASTER_PORT NNODES"]
+_IN_TASK = "exec srun --ntasks-per-node=1 --kill-on-bad-exit=1 /bin/sh -c 'NODE_RANK=$SLURM_NODEID; export NODE_RANK; "
 
 
 _SHELLS = ("sh", "bash", "dash", "ksh", "zsh")
@@ -216,7 +265,14 @@ def _directive(line: str) -> str:
     return line if option in SCRIPT_OPTIONS else f"# not applied by Corral: {line.strip()[1:]}"
 
 
-def run_line(launch: Launch, component_dir: Path, port_aware: bool) -> str:
+def run_line(launch: Launch, component_dir: Path, port_aware: bool, span: bool = False) -> str:
+    """The line that runs the command (``span``: with srun, once on each node of the job)."""
+    if span:
+        if launch.command is not None:
+            words = [shlex.quote(word) for word in launch.command]
+            return _IN_TASK + "exec \"$@\"' corral-task " + " ".join(_port(w) if port_aware else w for w in words)
+        script = shlex.quote(str(component_dir / "command.sh"))
+        return _IN_TASK + "if head -c2 \"$0\" | grep -q \"#!\"; then exec \"$0\"; else exec /bin/sh \"$0\"; fi' " + script
     if launch.command is not None:
         words = [shlex.quote(word) for word in launch.command]
         program = words[0]
