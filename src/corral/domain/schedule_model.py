@@ -23,6 +23,9 @@ class QueuedWorkload:
     request: Resources
     preemptible: bool
     queued_since: datetime  # submission (or requeue) time
+    # It named no cluster: it may be placed on any of these (rule 10), ``cluster_id`` being
+    # the one whose queue position it reports. Empty: only ``cluster_id``.
+    clusters: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +63,7 @@ class Snapshot:
     preemption_policy: dict[int, str] = field(default_factory=dict)  # project_id -> never | lower_priority
     starvation_after_s: float = 300.0
     project_names: dict[int, str] = field(default_factory=dict)
+    cluster_names: dict[int, str] = field(default_factory=dict)
     # What ``admitted`` adds up to per (project, cluster), when the caller keeps that total
     # itself (an incremental scheduler): the pass then skips summing ``admitted``, which it
     # reads only to pick preemption victims. Must equal the sum of ``admitted``.
@@ -69,6 +73,7 @@ class Snapshot:
 @dataclass(frozen=True, slots=True)
 class Admission:
     workload_id: int
+    cluster_id: int | None = None  # where it is placed
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,6 +64,13 @@ order the code applies them:
 9. **Reasons.** Every queued workload that is not admitted gets a ``Waiting`` with a reason
    naming numbers and its 1-based position in its project's queue on that cluster, counting
    only workloads still waiting after this pass.
+10. **Placement.** A workload that named no cluster carries the clusters it may run on
+   (``QueuedWorkload.clusters``: healthy ones where its project holds a quota). At its turn
+   it is placed where it fits as things stand (rule 2), preferring a cluster where it stays
+   within its project's guarantee, then the one with the most free capacity (GPUs first),
+   then the order given; if it fits nowhere, where it may preempt (rules 5, 6), in that
+   order; else it waits in its project's queue on each of them, with one reason per
+   cluster ("cluster a: ...; cluster b: ..."), its position being that on ``cluster_id``.
 
 Performance (bench/schedule_decision.py: 100,000 queued and 100,000 admitted workloads,
 1,000 projects, 10 clusters): usage and free capacity live in 4-element lists keyed by
@@ -181,9 +188,10 @@ class _Pass(Reasons, VictimBook):
         self.version: dict[int, int] = {}  # per cluster: bumped on every change there
         self.failed_reclaim: dict[int, tuple[int, set]] = {}
         self.reasons: dict[tuple, str] = {}  # reason texts by everything they depend on
-
-    def name(self, project_id: int) -> str:
-        return self.names.get(project_id) or f"project {project_id}"
+        # per (project, cluster): [guaranteed, limit, non-preemptible bound, usage, free, capacity,
+        #                          why later ones wait (starving head), head seen, waiting so far]
+        self.states: dict[tuple[int, int], list] = {}
+        self.waiting: list[tuple[int, list, str, int, str]] = []  # (workload id, state, reason, position, cause)
 
     # -- main loop ----------------------------------------------------------------------
 
@@ -195,11 +203,12 @@ class _Pass(Reasons, VictimBook):
         admissions = self.admissions
         now, starve = s.now, s.starvation_after_s
         zero4 = (0, 0, 0, 0)
-        # per (project, cluster): [guaranteed, limit, non-preemptible bound, usage, free, capacity,
-        #                          why later ones wait (starving head), head seen, waiting so far]
-        states: dict[tuple[int, int], list] = {}
-        waiting: list[tuple[int, list, str, int, str]] = []  # (workload id, state, reason, position, cause)
+        states = self.states
+        waiting = self.waiting
         for w in order:
+            if w.clusters:
+                self._place(w)
+                continue
             p = w.project_id
             c = w.cluster_id
             key = (p, c)
@@ -248,7 +257,7 @@ class _Pass(Reasons, VictimBook):
                 f[1] -= r1
                 f[2] -= r2
                 f[3] -= r3
-                admissions.append(Admission(w.id))
+                admissions.append(Admission(w.id, c))
                 if c in built:
                     version[c] += 1
                     v = victims.get(key)
@@ -280,6 +289,98 @@ class _Pass(Reasons, VictimBook):
                     st[6] = f"waiting behind workload {w.id}, which has waited over {seconds(starve)}"
         out = [Waiting(wid, reason, pos, st[8], cause) for wid, st, reason, pos, cause in waiting]
         return Decisions(admissions, self.preemptions, out)
+
+    # -- placement (rule 10) ------------------------------------------------------------
+
+    def _state(self, key: tuple[int, int]) -> list:
+        st = self.states.get(key)
+        if st is None:
+            p, c = key
+            q = self.q.get(key)
+            if q is None:
+                st = [None, f"no quota for project {self.name(p)} on this cluster", 0, 0, 0, 0, 0, 0, 0]
+            else:
+                u = self.usage.setdefault(key, [0, 0, 0, 0])
+                f = self.free.setdefault(c, [0, 0, 0, 0])
+                st = [q[0], q[1], q[2], u, f, self.cap.get(c, (0, 0, 0, 0)), None, False, 0]
+            self.states[key] = st
+        return st
+
+    def _place(self, w: QueuedWorkload) -> None:
+        """A workload that may run on any of several clusters (rule 10)."""
+        p = w.project_id
+        rq = w.request
+        r = (rq.gpu, rq.cpu, rq.memory, rq.ephemeral_storage)
+        fits: list[tuple] = []
+        short: list[tuple[int, tuple[int, int], list, bool]] = []  # may fit by preempting
+        why: dict[int, tuple[str, str]] = {}
+        for i, c in enumerate(w.clusters):
+            key = (p, c)
+            st = self._state(key)
+            g = st[0]
+            if g is None:
+                why[c] = (st[1], "no_quota")
+                continue
+            b = st[1] if w.preemptible else st[2]
+            k = st[5]
+            if any(r[d] > b[d] or r[d] > k[d] for d in _DIMS):
+                why[c] = (self._never_fits(r, w.preemptible, g, st[1], k, p), "never_fits")
+                continue
+            if st[6] is not None:
+                why[c] = (st[6], "blocked")
+                continue
+            u, f = st[3], st[4]
+            within = all(u[d] + r[d] <= b[d] for d in _DIMS)
+            if within and all(r[d] <= f[d] for d in _DIMS):
+                borrows = any(u[d] + r[d] > g[d] for d in _DIMS)
+                fits.append((borrows, -f[0], -f[1], -f[2], -f[3], i, c))
+            else:
+                short.append((c, key, st, within))
+        if fits:
+            c = min(fits)[-1]
+            self._take(w, (p, c), r)
+            return
+        for c, key, st, within in short:
+            g, u, f = st[0], st[3], st[4]
+            if within and any(u[d] + r[d] > g[d] for d in _DIMS):
+                why[c] = (self._cluster_reason(r, f, p, BORROWS), "capacity")
+                continue
+            result = self._slow(w, key, r, u, f, g, st[1], st[1] if w.preemptible else st[2])
+            if result is None:
+                return  # admitted there, by preempting
+            why[c] = result
+        # It waits in its project's queue on each of them.
+        cause = next((why[c][1] for c in w.clusters if why[c][1] != "never_fits"), "never_fits")
+        names = self.s.cluster_names
+        reason = "; ".join(f"cluster {names.get(c, c)}: {why[c][0]}" for c in w.clusters)
+        primary = None
+        for c in w.clusters:
+            st = self.states[(p, c)]
+            st[8] += 1
+            if primary is None or c == w.cluster_id:
+                primary = st
+            if why[c][1] not in ("no_quota", "never_fits", "blocked") and not st[7]:
+                st[7] = True
+                if (self.s.now - w.queued_since).total_seconds() > self.s.starvation_after_s:
+                    st[6] = (f"waiting behind workload {w.id}, which has waited over "
+                             f"{seconds(self.s.starvation_after_s)}")
+        assert primary is not None
+        self.waiting.append((w.id, primary, reason, primary[8], cause))
+
+    def _take(self, w: QueuedWorkload, key: tuple[int, int], r: tuple[int, int, int, int]) -> None:
+        """Admit where it fits as things stand (the fast path of ``run``, for a placement)."""
+        c = key[1]
+        st = self.states[key]
+        u, f, g = st[3], st[4], st[0]
+        for d in _DIMS:
+            u[d] += r[d]
+            f[d] -= r[d]
+        self.admissions.append(Admission(w.id, c))
+        if c in self.built:
+            self.version[c] += 1
+            v = self.victims.get(key)
+            if v is not None and (v.dirty or any(u[d] > g[d] for d in v.lending)):
+                self._refresh(key, v)
 
     # -- preemption ---------------------------------------------------------------------
 
@@ -330,7 +431,7 @@ class _Pass(Reasons, VictimBook):
         for i in _DIMS:
             u[i] += r[i]
             f[i] -= r[i]
-        self.admissions.append(Admission(w.id))
+        self.admissions.append(Admission(w.id, c))
         for q in touched:
             self._changed((q, c))
         self._changed(key)

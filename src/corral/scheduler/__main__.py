@@ -8,4 +8,4 @@ from corral.settings import Settings
 if __name__ == "__main__":
     settings = Settings()
     run_process(settings.resolved_database_url(), settings.scheduler_poll_s, settings.starvation_after_s,
-                until_stdin_closes=True)
+                until_stdin_closes=True, unhealthy_after_s=settings.cluster_unhealthy_after_s)

@@ -80,7 +80,7 @@ class AdmissionLoop:
 
 
 def run_process(database_url: str, poll_s: float, starvation_after_s: float, *,
-                until_stdin_closes: bool = False) -> None:
+                until_stdin_closes: bool = False, unhealthy_after_s: float = 90.0) -> None:
     """Entry point of the scheduler process (`python -m corral.scheduler`, which `corral
     serve` starts). With ``until_stdin_closes`` it also stops when its stdin reaches end of
     file: stdin is a pipe only its parent holds, so however the parent ends (SIGTERM, a
@@ -89,6 +89,7 @@ def run_process(database_url: str, poll_s: float, starvation_after_s: float, *,
     os.nice(5)  # the API's requests first: admission passes may wait a little, users should not
     engine = make_engine(database_url, pool_size=2)
     loop = AdmissionLoop(engine, poll_s=poll_s, starvation_after_s=starvation_after_s)
+    loop.admitter.unhealthy_after_s = unhealthy_after_s  # silent clusters are no placement
     signal.signal(signal.SIGTERM, lambda *_: loop.stop())
     signal.signal(signal.SIGINT, lambda *_: loop.stop())
     if until_stdin_closes:

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -47,6 +47,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 
 from corral.db.engine import write_tx
 from corral.db.tables import clusters, components, events, project_usage, projects, quotas, workloads
+from corral.domain.clusters import ClusterHealth, cluster_health
 from corral.domain.resources import RESOURCE_NAMES, Limit, Resources
 from corral.domain.scheduling import (
     AdmittedWorkload,
@@ -64,7 +65,7 @@ from corral.services.preemption import held_reason
 from corral.services.principal import SYSTEM
 from corral.services.clusters import capacity_of
 from corral.services.quotas import guaranteed_of, limit_of
-from corral.services.status import add_usage, recompute, request_of, usage_delta
+from corral.services.status import add_counts, add_usage, count_delta, recompute, request_of, usage_delta
 
 ADMITTED_REASON = "admitted to cluster {cluster}; waiting for its agent to start it"
 ADMITTED_COMPONENT_REASON = "admitted; waiting for the cluster agent"
@@ -74,9 +75,11 @@ _W = (workloads.c.id, workloads.c.project_id, workloads.c.cluster_id, workloads.
       workloads.c.preemptible, workloads.c.gpu, workloads.c.cpu, workloads.c.memory,
       workloads.c.ephemeral_storage, workloads.c.created_at)
 _CHUNK = 5_000  # ids per IN list or array parameter
+_INF = float("inf")
 # Events whose subject is configuration, and whether they change the rules on every cluster.
 _CONFIG_EVENTS = {"quota_set": False, "quota_deleted": False, "capacity_changed": False,
                   "cluster_created": False, "cluster_updated": False, "cluster_deleted": False,
+                  "cluster_healthy": False,
                   "project_updated": True, "project_deleted": True}
 _PG_GAP_WINDOW_S = 30.0  # how long an event id skipped on PostgreSQL may still commit
 _CATCH_UP_PAGE = 10_000
@@ -107,8 +110,9 @@ class Admitter:
     def __init__(self, engine: Engine, *, starvation_after_s: float = 300.0, actor: str = SYSTEM,
                  reason_budget: int | None = 500, preemption_delay_s: float = 5.0,
                  refresh_reasons_every_s: float = 30.0, refresh_reasons_max_s: float = 300.0,
-                 reload_every_s: float = 600.0) -> None:
+                 reload_every_s: float = 600.0, unhealthy_after_s: float = 90.0) -> None:
         self.engine = engine
+        self.unhealthy_after_s = unhealthy_after_s  # a cluster silent this long is not a placement
         self.starvation_after_s = starvation_after_s
         self.actor = actor
         self.reason_budget = reason_budget
@@ -126,7 +130,7 @@ class Admitter:
         if not self.loaded:
             return True
         mono = time.monotonic()
-        return bool(self.reasons_to_write or self.new or self.dirty
+        return bool(self.reasons_to_write or self.new or self.dirty or mono >= self.health_due
                     or any(at <= mono for at in self.due.values()) or mono >= self.reload_at
                     or self._stale_due(mono) is not None)
 
@@ -141,6 +145,8 @@ class Admitter:
                     self._load(conn)
                 else:
                     self._catch_up(conn)
+                    if time.monotonic() >= self.health_due:  # a cluster may have fallen silent
+                        self._load_config(conn)
                 return self._decide_and_write(conn)
         except BaseException:
             self.loaded = False  # whatever the memory holds now may disagree with the database
@@ -174,6 +180,8 @@ class Admitter:
         self.reasons_fresh_at: dict[int, float] = {}
         self.stale: set[int] = set()  # clusters whose waiting reasons may carry old numbers
         self.busy_at = 0.0  # when newcomers were last decided (reasons are refreshed when idle)
+        self.unnamed: set[int] = set()  # waiting or holding, placed by admission (they named no cluster)
+        self.eligible: dict[int, tuple[int, ...]] = {}  # project -> clusters it may be placed on
         self._load_config(conn)
         self.dirty: set[int] = set(self.capacity)
         self._load_workloads(conn, None)
@@ -182,19 +190,54 @@ class Admitter:
 
     def _load_config(self, conn: Connection) -> None:
         rows = conn.execute(select(clusters.c.id, clusters.c.name, clusters.c.capacity_gpu, clusters.c.capacity_cpu,
-                                   clusters.c.capacity_memory, clusters.c.capacity_ephemeral_storage)).all()
+                                   clusters.c.capacity_memory, clusters.c.capacity_ephemeral_storage,
+                                   clusters.c.last_heartbeat_at)).all()
         self.capacity = {r.id: capacity_of(r) for r in rows}
         self.cluster_names = {r.id: r.name for r in rows}
         self.quotas = {(r.project_id, r.cluster_id): ProjectQuota(guaranteed_of(r), limit_of(r))
                        for r in conn.execute(select(quotas))}
+        self.quotas_on: dict[int, list[tuple[int, int]]] = {}
+        for key in self.quotas:
+            self.quotas_on.setdefault(key[1], []).append(key)
         project_rows = conn.execute(select(projects.c.id, projects.c.name, projects.c.preemption_policy)).all()
         self.policy = {r.id: r.preemption_policy for r in project_rows}
         self.names = {r.id: r.name for r in project_rows}
+        self._placements(rows)
+
+    def _placements(self, cluster_rows: list[Any]) -> None:
+        """Where each project's workloads that named no cluster may be placed: healthy clusters
+        (heard from, not silent) where it holds a quota, by name. A change moves them."""
+        now, mono = utcnow(), time.monotonic()
+        healthy, due = set(), _INF
+        for r in cluster_rows:
+            if cluster_health(r.last_heartbeat_at, now, self.unhealthy_after_s) is ClusterHealth.HEALTHY:
+                healthy.add(r.id)
+                silent_in = self.unhealthy_after_s - (now - r.last_heartbeat_at).total_seconds()
+                due = min(due, mono + max(silent_in, 0.0) + 0.5)
+        self.health_due = min(due, mono + self.unhealthy_after_s)
+        by_name = sorted(healthy, key=lambda c: self.cluster_names[c])
+        eligible: dict[int, tuple[int, ...]] = {}
+        for c in by_name:
+            for (p, qc) in self.quotas_on.get(c, ()):
+                eligible[p] = eligible.get(p, ()) + (c,)
+        if eligible == self.eligible:
+            return
+        changed = {p for p in set(eligible) | set(self.eligible) if eligible.get(p) != self.eligible.get(p)}
+        self.eligible = eligible
+        for wid in [i for i in self.unnamed if i in self.queued and self.queued[i].project_id in changed]:
+            w = self._unqueue(wid)
+            self._enqueue(replace(w, clusters=self._clusters_for(w.project_id, w.cluster_id)))
+            self.dirty |= set(w.clusters) | set(self.queued[wid].clusters) | {w.cluster_id}
+
+    def _clusters_for(self, project_id: int, cluster_id: int) -> tuple[int, ...]:
+        """The clusters a workload that named none may be placed on ((): only its own)."""
+        where = self.eligible.get(project_id, ())
+        return () if where in ((), (cluster_id,)) else where
 
     def _load_workloads(self, conn: Connection, ids: list[int] | None) -> None:
         """Read workloads (all that wait or hold resources, or the given ids) and reconcile."""
         columns = (*_W, workloads.c.status, workloads.c.status_reason, workloads.c.admitted_at,
-                   workloads.c.delete_requested_at)
+                   workloads.c.delete_requested_at, workloads.c.cluster_named)
         if ids is None:
             for r in conn.execute(select(*columns).where(
                     workloads.c.admitted_at.is_not(None), workloads.c.status.not_in(_FINISHED))):
@@ -220,12 +263,17 @@ class Admitter:
         if wid in self.queued and not should_wait:
             self._unqueue(wid)
             self.dirty.add(c)  # its queue's head may have changed
+        if not r.cluster_named and (should_wait or should_hold):
+            self.unnamed.add(wid)
+        else:
+            self.unnamed.discard(wid)
         if should_hold and held_on is None:
             self._hold(AdmittedWorkload(wid, r.project_id, c, r.priority, request_of(r), r.preemptible, r.admitted_at),
                        r.created_at)
         if should_wait and wid not in self.queued:
             self._enqueue(QueuedWorkload(wid, r.project_id, c, r.priority, request_of(r), r.preemptible,
-                                         r.created_at))
+                                         r.created_at, self._clusters_for(r.project_id, c) if wid in self.unnamed
+                                         else ()))
             self.stored_reason[wid] = r.status_reason
 
     def _catch_up(self, conn: Connection) -> None:
@@ -289,14 +337,16 @@ class Admitter:
 
     def _enqueue(self, w: QueuedWorkload) -> None:
         self.queued[w.id] = w
-        self.queued_on.setdefault(w.cluster_id, set()).add(w.id)
+        for c in w.clusters or (w.cluster_id,):  # it may be placed on any of them
+            self.queued_on.setdefault(c, set()).add(w.id)
         self.new.add(w.id)
         by_priority = self.waiting_count.setdefault((w.project_id, w.cluster_id), {})
         by_priority[w.priority] = by_priority.get(w.priority, 0) + 1
 
     def _unqueue(self, wid: int) -> QueuedWorkload:
         w = self.queued.pop(wid)
-        self.queued_on[w.cluster_id].discard(wid)
+        for c in w.clusters or (w.cluster_id,):
+            self.queued_on[c].discard(wid)
         self.new.discard(wid)
         self.stored_reason.pop(wid, None)
         self.reasons_to_write.pop(wid, None)
@@ -342,10 +392,11 @@ class Admitter:
             refresh = self._stale_due(mono)
             if refresh is not None and refresh in self.capacity:
                 full.add(refresh)
-        queue: list[QueuedWorkload] = []
+        ids: set[int] = set()
         for c in full:
-            queue.extend(self.queued[i] for i in self.queued_on.get(c, ()))
-        partial = [self.queued[i] for i in self.new if self.queued[i].cluster_id not in full]
+            ids.update(self.queued_on.get(c, ()))
+        queue = [self.queued[i] for i in ids]
+        partial = [self.queued[i] for i in self.new if i not in ids]
         extra_heads = {}
         for w in partial:
             head = self.heads.get((w.project_id, w.cluster_id))
@@ -353,7 +404,7 @@ class Admitter:
                 extra_heads[head.id] = head
         queue.extend(partial)
         queue.extend(extra_heads.values())
-        involved = {w.cluster_id for w in queue} | full
+        involved = {c for w in queue for c in (w.clusters or (w.cluster_id,))} | full
         decisions = Decisions([], [], [])
         if queue:
             admitted = [a for c in involved for a in self.admitted.get(c, {}).values()]
@@ -362,7 +413,8 @@ class Admitter:
                 now=now, capacity={c: self.capacity[c] for c in involved if c in self.capacity},
                 quotas={k: q for k, q in self.quotas.items() if k[1] in involved},
                 admitted=admitted, queue=queue, preemption_policy=self.policy,
-                starvation_after_s=self.starvation_after_s, project_names=self.names, usage=usage)
+                starvation_after_s=self.starvation_after_s, project_names=self.names, usage=usage,
+                cluster_names=self.cluster_names)
             decisions = schedule(snapshot)
         self._write(conn, decisions, now)
         self._remember(decisions, full, {w.id for w in partial}, now, mono)
@@ -379,13 +431,17 @@ class Admitter:
         for p in d.preemptions:
             since = self.since.get(p.workload_id, now)
             a = self._release(p.workload_id)
+            # Back in the queue of the cluster it ran on (it stays there: its components
+            # are still being removed by that cluster's agent).
+            self.unnamed.discard(a.id)
             self._enqueue(QueuedWorkload(a.id, a.project_id, a.cluster_id, a.priority, a.request, a.preemptible,
                                          since))
             self.stored_reason[a.id] = p.reason
         admitted_here: list[AdmittedWorkload] = []
         for adm in d.admissions:
             w = self._unqueue(adm.workload_id)
-            a = AdmittedWorkload(w.id, w.project_id, w.cluster_id, w.priority, w.request, w.preemptible, now)
+            a = AdmittedWorkload(w.id, w.project_id, adm.cluster_id or w.cluster_id, w.priority, w.request,
+                                 w.preemptible, now)
             self._hold(a, w.queued_since)
             admitted_here.append(a)
         preempted_now = {p.workload_id for p in d.preemptions}
@@ -403,6 +459,23 @@ class Admitter:
         # often more than the preemptor takes, and a pass decides each workload once, in
         # queue order, so what a later preemption freed was not offered to those before it.
         self.dirty |= {self.admitted_on.get(p.for_workload_id) for p in d.preemptions} - {None}
+        # Newcomers that wait, per queue, in queue order: each is behind the older ones of its
+        # priority or a higher one, and behind the newcomers before it.
+        arrived: dict[tuple[int, int], list[QueuedWorkload]] = {}
+        for wt in d.waiting:
+            w = self.queued.get(wt.workload_id)
+            if w is not None and w.id in partial and w.cluster_id not in full:
+                arrived.setdefault((w.project_id, w.cluster_id), []).append(w)
+        rank: dict[int, int] = {}
+        for key, group in arrived.items():
+            group.sort(key=queue_key)
+            rank.update((w.id, i) for i, w in enumerate(group))
+            counts = self.waiting_count.get(key, {})
+            for w in group:
+                older_behind = sum(n for prio, n in counts.items() if prio < w.priority) - sum(
+                    1 for x in group if x.priority < w.priority)
+                if older_behind > 0:
+                    self.dirty.add(key[1])  # it went ahead of older ones: their places change
         for wt in d.waiting:
             w = self.queued.get(wt.workload_id)
             if w is None:
@@ -413,10 +486,11 @@ class Admitter:
             elif w.id not in partial:
                 position = length = 0  # a queue head decided again for those behind it: reason kept
             else:
-                # Decided alone: it is behind every waiting workload of its queue with its
-                # priority or a higher one (they were submitted before it).
                 counts = self.waiting_count.get(key, {})
-                position = sum(n for prio, n in counts.items() if prio >= w.priority)
+                group = arrived[key]
+                older_ahead = sum(n for prio, n in counts.items() if prio >= w.priority) - sum(
+                    1 for x in group if x.priority >= w.priority)
+                position = older_ahead + rank[w.id] + 1
                 length = sum(counts.values())
             reason = f"{wt.reason}; position {position} of {length}"
             if not length:
@@ -485,9 +559,13 @@ class Admitter:
             victims.append((self.admitted[c][p.workload_id], p.reason, p.for_workload_id))
             victims_of.setdefault(p.for_workload_id, []).append(p.workload_id)
         by_cluster: dict[int, list[QueuedWorkload]] = {}
+        relocated: list[tuple[QueuedWorkload, int]] = []  # placed elsewhere than its tentative cluster
         for a in d.admissions:
             w = self.queued[a.workload_id]
-            by_cluster.setdefault(w.cluster_id, []).append(w)
+            c = a.cluster_id if a.cluster_id is not None else w.cluster_id
+            by_cluster.setdefault(c, []).append(w)
+            if c != w.cluster_id:
+                relocated.append((w, c))
         if self.postgres and (victims or by_cluster):
             every = sorted([v.id for v, _, _ in victims] + [a.workload_id for a in d.admissions])
             for chunk in _chunks(every):
@@ -504,7 +582,7 @@ class Admitter:
                                                          workloads.c.admitted_at.is_not(None),
                                                          workloads.c.status.not_in(_FINISHED))
                                  .values(admitted_at=None, status_reason=reason, preempted_for=preemptor,
-                                         version=workloads.c.version + 1))
+                                         cluster_named=True, version=workloads.c.version + 1))
             if moved.rowcount != 1:
                 raise RaceLost(f"workload {victim.id} to preempt finished meanwhile")
         admitted_reason = {c: ADMITTED_REASON.format(cluster=self.cluster_names.get(c, c)) for c in by_cluster}
@@ -517,13 +595,15 @@ class Admitter:
                     .where(workloads.c.id.in_(chunk), workloads.c.admitted_at.is_(None),
                            workloads.c.status == _PENDING, workloads.c.delete_requested_at.is_(None))
                     .values(admitted_at=now, status_reason=admitted_reason[c], preempted_for=None,
+                            cluster_id=c, cluster_name=self.cluster_names.get(c, str(c)),
                             version=workloads.c.version + 1)
                 ).rowcount
             if written != len(ids):
                 raise RaceLost(f"{len(ids) - written} of {len(ids)} workloads to admit on cluster {c} "
                                "changed meanwhile (deleted?)")
+        placed_on = {w.id: c for c, admitted in by_cluster.items() for w in admitted}
         for preemptor, held in victims_of.items():
-            c = self.queued[preemptor].cluster_id
+            c = placed_on[preemptor]
             conn.execute(update(workloads).where(workloads.c.id == preemptor)
                          .values(status_reason=held_reason(self.cluster_names.get(c, str(c)), held)))
         for c, admitted in by_cluster.items():
@@ -549,13 +629,18 @@ class Admitter:
                 acc = added.get(key)
                 r = w.request
                 if acc is None:
-                    added[key] = [r.gpu, r.cpu, r.memory, r.ephemeral_storage, -1]
+                    acc = added[key] = [r.gpu, r.cpu, r.memory, r.ephemeral_storage, 0]
                 else:
                     acc[0] += r.gpu
                     acc[1] += r.cpu
                     acc[2] += r.memory
                     acc[3] += r.ephemeral_storage
+                if w.cluster_id == c:
                     acc[4] -= 1
+                else:  # it was counted queued where it was tentatively placed
+                    deltas.append(usage_delta(w.project_id, w.cluster_id, queued=-1))
+        if relocated:
+            _move_counts(conn, relocated)
         for (p, c), acc in added.items():
             deltas.append(usage_delta(p, c, used=Resources(*acc[:4]), queued=acc[4]))
         if deltas:
@@ -648,6 +733,19 @@ def run_pass(engine: Engine, *, starvation_after_s: float = 300.0, actor: str = 
 
 
 # -- bulk statements ---------------------------------------------------------------------
+
+def _move_counts(conn: Connection, moved: list[tuple[QueuedWorkload, int]]) -> None:
+    """Kept counts follow workloads placed on another cluster than their tentative one."""
+    where = {w.id: (w, c) for w, c in moved}
+    deltas = []
+    for chunk in _chunks(sorted(where)):
+        for r in conn.execute(select(workloads.c.id, workloads.c.type, workloads.c.status)
+                              .where(workloads.c.id.in_(chunk))):
+            w, c = where[r.id]
+            deltas += [count_delta(w.project_id, w.cluster_id, r.type, r.status, -1),
+                       count_delta(w.project_id, c, r.type, r.status, +1)]
+    add_counts(conn, deltas)
+
 
 def _chunks(ids: list[int], size: int = _CHUNK) -> Iterable[list[int]]:
     for i in range(0, len(ids), size):

@@ -41,6 +41,7 @@ from corral.services.status import (
 
 _SPEC = TypeAdapter(WorkloadSpec)
 QUEUED_REASON = "queued: waiting for admission on cluster {cluster}"
+QUEUED_ANYWHERE_REASON = "queued: waiting for admission on a cluster of its project where it fits"
 
 
 def parse_spec(body: Any) -> Any:
@@ -87,6 +88,9 @@ class PreparedSubmission:
     request: Resources
     spec: dict[str, Any]
     components: tuple[ComponentPlan, ...]
+    # False: the user named no cluster; ``cluster_id`` is only tentative, and admission
+    # places it where it fits (quotas.md, "Placement").
+    cluster_named: bool = True
 
 
 _CLUSTER_QUOTA = (
@@ -166,14 +170,16 @@ def prepare_submission(
         names = ", ".join(c.name for c in fitting)
         raise ClusterUnavailable(f"cluster {names} is unhealthy (its agent has been silent for over "
                                  f"{unhealthy_after_s:.0f}s); try again when it reports back", field="cluster")
-    # Without a named cluster: the first by name where the request fits the limit and
-    # whose agent is not silent.
-    cluster = healthy[0]
+    # Without a named cluster: tentatively the first by name where the request fits the
+    # limit and whose agent is heard from; admission places it where it fits then.
+    cluster = next((c for c in healthy if cluster_health(c.last_heartbeat_at, now, unhealthy_after_s)
+                    is ClusterHealth.HEALTHY), healthy[0])
     return PreparedSubmission(
         project_id=project["id"], project_name=project["name"], cluster_id=cluster.id, cluster_name=cluster.name,
         created_by=principal.email, created_by_id=principal.user_id, name=spec.name, type=spec.type.value,
         priority=spec.priority.value_int, preemptible=is_preemptible(spec), request=request,
         spec=spec.model_dump(mode="json", exclude_none=True), components=plans,
+        cluster_named=spec.cluster is not None,
     )
 
 
@@ -191,7 +197,9 @@ def write_submissions(conn: Connection, items: list[PreparedSubmission]) -> list
             "created_by": item.created_by, "created_by_id": item.created_by_id, "name": item.name,
             "type": item.type, "priority": item.priority, "preemptible": item.preemptible,
             **item.request.as_dict(), "spec": item.spec, "status": status.value,
-            "status_reason": QUEUED_REASON.format(cluster=item.cluster_name), "status_changed_at": now,
+            "status_reason": (QUEUED_REASON.format(cluster=item.cluster_name) if item.cluster_named
+                              else QUEUED_ANYWHERE_REASON), "status_changed_at": now,
+            "cluster_named": item.cluster_named,
             "created_at": now, "run_seconds": 0.0, "endpoints": {}, "version": 0,
         })
     ids = insert_returning_ids(conn, workloads, rows)
