@@ -161,6 +161,16 @@ class QuotaIn(_In):
     )
 
 
+class QuotaPatch(_In):
+    """Change only what is given; the rest is kept, read in the same transaction as the write."""
+
+    guaranteed: ResourcesIn | None = Field(None, description="the dimensions given are set; the others kept")
+    limit: LimitIn | Literal["unbounded"] | None = Field(
+        None, description="the dimensions given are set (null: unbounded); one not given keeps its value, or "
+                          "follows its guarantee if it equals it; 'unbounded': no limit at all")
+    hard: bool = Field(False, description="each limit not given equals its guarantee")
+
+
 class QuotaOut(BaseModel):
     project: str
     cluster: str

@@ -90,6 +90,17 @@ def quota_for(conn: Connection, project_id: int, cluster_id: int) -> tuple[Resou
     return None if row is None else (guaranteed_of(row), limit_of(row))
 
 
+def _locked_cluster(conn: Connection, cluster_name: str) -> Any:
+    """The cluster's row, locked: quota changes on one cluster (their sum against its
+    capacity, and a read-then-write of one quota) take turns."""
+    cluster = conn.execute(
+        select(clusters).where(clusters.c.name == cluster_name).with_for_update()
+    ).first()
+    if cluster is None:
+        raise NotFound(f"cluster {cluster_name!r} not found", field="cluster")
+    return cluster
+
+
 def set_quota(
     conn: Connection, principal: Principal, project_name: str, cluster_name: str, *,
     guaranteed: Resources, limit: Limit | None,
@@ -97,15 +108,50 @@ def set_quota(
     """Create or replace a quota. ``limit`` None means a hard limit equal to the guarantee."""
     project = project_service.resolve(conn, principal, project_name)
     principal.require_admin()
-    # Lock the cluster row: concurrent quota changes on one cluster check the sum in turn.
-    cluster = conn.execute(
-        select(clusters).where(clusters.c.name == cluster_name).with_for_update()
-    ).first()
-    if cluster is None:
-        raise NotFound(f"cluster {cluster_name!r} not found", field="cluster")
+    cluster = _locked_cluster(conn, cluster_name)
+    return _write(conn, principal, project, cluster, guaranteed,
+                  limit if limit is not None else Limit.from_resources(guaranteed))
+
+
+def update_quota(
+    conn: Connection, principal: Principal, project_name: str, cluster_name: str, *,
+    guaranteed: dict[str, int], limit: dict[str, int | None], unbounded: bool = False, hard: bool = False,
+) -> dict[str, Any]:
+    """Change only the dimensions given, in one transaction with the read of the others, so
+    that two admins changing different ones at once both keep their change.
+
+    ``guaranteed``: the dimensions to set; the others keep their value (0 on a new quota).
+    ``limit``: the dimensions to set, None being unbounded. A limit not given keeps its value,
+    unless it equals its guarantee (a hard limit), in which case it follows the guarantee, or
+    ``hard`` is set (each limit not given equals its guarantee). ``unbounded``: no limit at all.
+    """
+    project = project_service.resolve(conn, principal, project_name)
+    principal.require_admin()
+    cluster = _locked_cluster(conn, cluster_name)
+    current = conn.execute(select(*_G, *_L).where(quotas.c.project_id == project["id"],
+                                                  quotas.c.cluster_id == cluster.id)).first()
+    old_g = guaranteed_of(current) if current is not None else Resources()
+    old_l = limit_of(current) if current is not None else Limit.from_resources(old_g)
+    new_g = Resources(*(guaranteed.get(n, getattr(old_g, n)) for n in RESOURCE_NAMES))
+    bounds: list[int | None] = []
+    for n in RESOURCE_NAMES:
+        if unbounded:
+            bounds.append(None)
+        elif n in limit:
+            bounds.append(limit[n])
+        elif hard or getattr(old_l, n) == getattr(old_g, n):
+            bounds.append(getattr(new_g, n))
+        else:
+            bounds.append(getattr(old_l, n))
+    return _write(conn, principal, project, cluster, new_g, Limit(*bounds))
+
+
+def _write(conn: Connection, principal: Principal, project: dict[str, Any], cluster: Any, guaranteed: Resources,
+           limit: Limit) -> dict[str, Any]:
+    """Check a quota against the cluster's capacity and write it; the cluster row is locked."""
+    project_name, cluster_name = project["name"], cluster.name
     if any(v < 0 for v in guaranteed.as_tuple()):
         raise InvalidInput("guaranteed must not be negative", field="guaranteed")
-    limit = limit if limit is not None else Limit.from_resources(guaranteed)
     for name in RESOURCE_NAMES:
         bound = getattr(limit, name)
         if bound is not None and bound < getattr(guaranteed, name):

@@ -6,10 +6,20 @@ from fastapi import APIRouter, Response, status
 
 from corral.api.deps import CurrentUser, Db
 from corral.api.routing import ApiRoute
-from corral.api.schemas import MemberIn, ProjectIn, ProjectOut, ProjectPatch, QuotaIn, QuotaOut
+from corral.api.schemas import (
+    LimitIn,
+    MemberIn,
+    ProjectIn,
+    ProjectOut,
+    ProjectPatch,
+    QuotaIn,
+    QuotaOut,
+    QuotaPatch,
+)
 from corral.db.engine import read_tx, write_tx
 from corral.domain.resources import Limit
 from corral.services import events, projects as project_service, quotas as quota_service
+from corral.services.errors import InvalidInput
 
 router = APIRouter(tags=["projects"], route_class=ApiRoute)
 
@@ -96,6 +106,22 @@ def set_quota(name: str, cluster: str, body: QuotaIn, principal: CurrentUser, db
         limit = body.limit.to_domain(guaranteed)
     with write_tx(db) as conn:
         return quota_service.set_quota(conn, principal, name, cluster, guaranteed=guaranteed, limit=limit)
+
+
+@router.patch("/projects/{name}/quotas/{cluster}", response_model=QuotaOut, tags=["quotas"])
+def update_quota(name: str, cluster: str, body: QuotaPatch, principal: CurrentUser, db: Db) -> dict:
+    """Change only the dimensions given (creating the quota if there is none): what is not
+    given is read in the same transaction as the write, so concurrent changes of different
+    dimensions are all kept."""
+    if body.hard and body.limit == "unbounded":
+        raise InvalidInput("give hard or an unbounded limit, not both", field="hard")
+    guaranteed = body.guaranteed.to_domain().as_dict() if body.guaranteed is not None else {}
+    given_g = {n: guaranteed[n] for n in (body.guaranteed.model_fields_set if body.guaranteed else ())}
+    limit = body.limit if isinstance(body.limit, LimitIn) else None
+    given_l = {n: getattr(limit, n) for n in limit.model_fields_set} if limit is not None else {}
+    with write_tx(db) as conn:
+        return quota_service.update_quota(conn, principal, name, cluster, guaranteed=given_g, limit=given_l,
+                                          unbounded=body.limit == "unbounded", hard=body.hard)
 
 
 @router.delete("/projects/{name}/quotas/{cluster}", status_code=status.HTTP_204_NO_CONTENT, tags=["quotas"])

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from corral.db.engine import read_tx, write_tx
-from corral.domain.resources import RESOURCE_NAMES, Limit, Resources, parse_bytes, parse_millicores
+from corral.domain.resources import RESOURCE_NAMES, format_millicores, parse_bytes, parse_millicores
 from corral.services import clusters as cluster_service, projects as project_service, quotas as quota_service
 from corral.services.errors import InvalidInput, NotFound
 from corral.services.projects import PREEMPTION_POLICIES
@@ -53,6 +53,32 @@ def create_project(request: Request, session: Session, form: CheckedForm) -> Res
                     flash=f"Project {project['name']} created. Add members and give it a quota below.")
 
 
+def input_amount(name: str, value: int | None) -> str:
+    """A stored amount as the quota form takes it back unchanged: cpu as cores or "500m",
+    bytes in the largest binary unit that divides them exactly ("16Gi"), None "unbounded"."""
+    if value is None:
+        return UNBOUNDED
+    if name == "cpu":
+        return format_millicores(value)
+    if name in ("memory", "ephemeral_storage"):
+        for unit, factor in (("Ti", 2**40), ("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10)):
+            if value and value % factor == 0:
+                return f"{value // factor}{unit}"
+    return str(value)
+
+
+def quota_form_values(quota: dict[str, Any] | None, cluster: str) -> dict[str, str]:
+    """The quota form, filled in with the quota's current values; a limit equal to its
+    guarantee is left empty (it follows the guarantee)."""
+    values = {"cluster": cluster}
+    for n in RESOURCE_NAMES:
+        guaranteed = quota["guaranteed"][n] if quota else 0
+        limit = quota["limit"][n] if quota else guaranteed
+        values[f"guaranteed_{n}"] = input_amount(n, guaranteed) if quota else ""
+        values[f"limit_{n}"] = "" if limit == guaranteed else input_amount(n, limit)
+    return values
+
+
 def _project(request: Request, session: Session, name: str, *, errors: dict[str, str] | None = None,
              values: dict[str, str] | None = None, status_code: int = 200) -> Response:
     settings = request.app.state.settings
@@ -62,6 +88,14 @@ def _project(request: Request, session: Session, name: str, *, errors: dict[str,
         members = project_service.list_members(conn, session.principal, name)
         clusters = (cluster_service.list_clusters(conn, session.principal, settings.cluster_unhealthy_after_s)
                     if session.principal.is_admin else [])
+    if session.principal.is_admin and clusters and not (values or {}).get("cluster"):
+        # The form edits the cluster asked for (?cluster=), else the first with a quota.
+        names = [c["name"] for c in clusters]
+        editing = request.query_params.get("cluster")
+        if editing not in names:
+            editing = quotas[0]["cluster"] if quotas else names[0]
+        current = next((q for q in quotas if q["cluster"] == editing), None)
+        values = {**quota_form_values(current, editing), **(values or {})}
     return page(request, "project.html", {
         "project": project, "quotas": quotas, "members": members, "clusters": clusters,
         "resource_names": RESOURCE_NAMES, "policies": PREEMPTION_POLICIES, "errors": errors or {},
@@ -109,36 +143,24 @@ def remove_member(name: str, request: Request, session: Session, form: CheckedFo
     return redirect(request, project_url(name), flash=f"{email} was removed from {name}.")
 
 
-def _resources(form: Any, prefix: str) -> Resources:
+def _given(form: Any, prefix: str) -> dict[str, int | None]:
+    """The dimensions filled in (an empty field is not given: it keeps its value); a limit
+    may be "unbounded" (None)."""
     parsers = {"gpu": int, "cpu": parse_millicores, "memory": parse_bytes, "ephemeral_storage": parse_bytes}
-    values = []
+    given: dict[str, int | None] = {}
     for n in RESOURCE_NAMES:
-        raw = form.get(f"{prefix}_{n}").strip() or "0"
+        raw = form.get(f"{prefix}_{n}").strip()
+        if not raw:
+            continue
+        if prefix == "limit" and raw.lower() == UNBOUNDED:
+            given[n] = None
+            continue
         try:
-            values.append(parsers[n](raw))
+            given[n] = parsers[n](raw)
         except ValueError as exc:
             raise InvalidInput(f"{prefix} {n}: {exc}" if str(exc) else f"{prefix} {n}: not a number",
                                field=f"{prefix}.{n}") from None
-    return Resources(*values)
-
-
-def _limit(form: Any, guaranteed: Resources) -> Limit:
-    """Each limit field: empty is the guarantee, "unbounded" is no limit."""
-    parsers = {"gpu": int, "cpu": parse_millicores, "memory": parse_bytes, "ephemeral_storage": parse_bytes}
-    values: list[int | None] = []
-    for n in RESOURCE_NAMES:
-        raw = form.get(f"limit_{n}").strip()
-        if not raw:
-            values.append(getattr(guaranteed, n))
-        elif raw.lower() == UNBOUNDED:
-            values.append(None)
-        else:
-            try:
-                values.append(parsers[n](raw))
-            except ValueError as exc:
-                raise InvalidInput(f"limit {n}: {exc}" if str(exc) else f"limit {n}: not a number",
-                                   field=f"limit.{n}") from None
-    return Limit(*values)
+    return given
 
 
 @router.post("/projects/{name}/quotas")
@@ -148,14 +170,16 @@ def set_quota(name: str, request: Request, session: Session, form: CheckedForm) 
         project_service.resolve(conn, session.principal, name)  # 404 before 403, as everywhere
     session.principal.require_admin()
     try:
-        guaranteed = _resources(form, "guaranteed")
-        limit = _limit(form, guaranteed)
+        guaranteed = {n: v for n, v in _given(form, "guaranteed").items() if v is not None}
+        limit = _given(form, "limit")
         with write_tx(request.app.state.engine) as conn:
-            quota_service.set_quota(conn, session.principal, name, cluster, guaranteed=guaranteed, limit=limit)
+            # Only what is filled in changes, read and written in one transaction.
+            quota_service.update_quota(conn, session.principal, name, cluster, guaranteed=guaranteed, limit=limit)
     except (InvalidInput, NotFound) as exc:
         values = {k: v for k, v in form.pairs if k != "csrf_token"}
         return _project(request, session, name, errors={"quota": exc.message}, values=values, status_code=422)
-    return redirect(request, project_url(name), flash=f"Quota of {name} on {cluster} set.")
+    return redirect(request, f"{project_url(name)}?cluster={quote(cluster)}",
+                    flash=f"Quota of {name} on {cluster} set.")
 
 
 @router.post("/projects/{name}/quotas/delete")

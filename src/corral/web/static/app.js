@@ -25,6 +25,17 @@
     if (el.matches("select[data-autosubmit]") && !el.closest("#results")) el.form.submit();
   });
 
+  // A select that decides what a form shows (the quota form's cluster) reloads the page
+  // with its choice in the URL; without script, the page's own links do it.
+  document.addEventListener("change", (e) => {
+    const el = e.target;
+    if (!el.matches("select[data-reload]") || el.value === el.getAttribute("data-shown")) return;
+    const url = new URL(location.href);
+    url.searchParams.set(el.name, el.value);
+    url.hash = el.getAttribute("data-reload");
+    location.assign(url.toString());
+  });
+
   // Forms whose action is hard to undo ask first.
   document.addEventListener("submit", (e) => {
     const msg = e.target.getAttribute("data-confirm");
