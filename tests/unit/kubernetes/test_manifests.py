@@ -203,16 +203,17 @@ def test_multi_node_prefers_the_operators() -> None:
 
 
 def test_apps_domain_routes_to_corrals_proxy_not_the_workload() -> None:
-    ingress = _by_kind(render_workload(_spec("workspace"), SETTINGS["ingress"], workload_id=6))
-    rule = ingress["Ingress"][0]["spec"]["rules"][0]
+    ingress = _by_kind(render_workload(_spec("workspace"), SETTINGS["ingress"], workload_id=6))["Ingress"][0]
+    assert ingress["metadata"]["namespace"] == "corral-system"  # beside Corral's Service
+    assert ingress["metadata"]["labels"][L.WORKLOAD] == "6"  # watched and deleted with its component
+    rule = ingress["spec"]["rules"][0]
     assert rule["host"] == "w6.apps.example.com"
-    backend = rule["http"]["paths"][0]["backend"]["service"]["name"]
-    proxy = next(s for s in ingress["Service"] if s["metadata"]["name"] == backend)
-    assert proxy["spec"]["externalName"] == "corral.corral-system.svc.cluster.local"
+    assert rule["http"]["paths"][0]["backend"]["service"] == {"name": "corral", "port": {"number": 8000}}
     route = _by_kind(render_workload(_spec("workspace"), SETTINGS["httproute"], workload_id=6))["HTTPRoute"][0]
+    assert route["metadata"]["namespace"] == "corral-system"
     assert route["spec"]["hostnames"] == ["w6.apps.example.com"]
     assert route["spec"]["parentRefs"] == [{"name": "public", "namespace": "gateways"}]
-    assert route["spec"]["rules"][0]["backendRefs"][0]["name"] == "corral"
+    assert route["spec"]["rules"][0]["backendRefs"] == [{"name": "corral", "port": 8000}]
 
 
 def test_custom_manifest_is_confined_to_the_project() -> None:

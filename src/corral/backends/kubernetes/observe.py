@@ -59,7 +59,7 @@ class Observing:
         last = self._last.get(cid)
         if last is not None and last.status is S.DELETED:
             return None  # final
-        name = record.native_name if record else (last.native_name if last else f"c{cid}")
+        name = record.native_name if record else (last.native_name if last else _native_name(objects, cid))
         if not objects:
             if record is None:
                 return None
@@ -159,3 +159,12 @@ def _workload_of(objects: list[tuple[str, Any]]) -> int:
     return 0
 
 
+
+
+def _native_name(objects: list[tuple[str, Any]], cid: int) -> str:
+    """An adopted component's name as the recipes give it: <project>-w<workload>-<role>."""
+    for _, obj in objects:
+        found = labels_of(obj)
+        if found.get(L.PROJECT) and found.get(L.WORKLOAD) and found.get(L.ROLE):
+            return f"{found[L.PROJECT]}-w{found[L.WORKLOAD]}-{found[L.ROLE]}"
+    return f"c{cid}"

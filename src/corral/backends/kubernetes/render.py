@@ -255,27 +255,21 @@ def _endpoint_objects(unit: Unit, settings: KubeSettings, port: int | None) -> l
                                                    L.MANAGED_BY: "corral"},
                  "ports": [{"name": "http", "port": port, "targetPort": port, "protocol": "TCP"}]}}]
     host = host_for(unit.workload_id, settings)
+    # The route lives beside Corral's own Service (its proxy, which signs the viewer in and
+    # forwards to the workload), never pointing at the workload: routes reach Services of
+    # their own namespace without a ReferenceGrant or an ExternalName.
+    route = _meta(unit, settings, f"{settings.namespace_prefix}w{unit.workload_id}")
+    route["namespace"] = settings.proxy_namespace
     if settings.routes == "ingress":
-        # An Ingress reaches Services of its own namespace only: an ExternalName Service
-        # here names Corral's proxy, which signs the viewer in and forwards to the workload.
-        proxy = f"{name}-proxy"
-        objects.append({"apiVersion": "v1", "kind": "Service", "metadata": _meta(unit, settings, proxy),
-                        "spec": {"type": "ExternalName",
-                                 "externalName": f"{settings.proxy_service}.{settings.proxy_namespace}"
-                                                 f".svc.cluster.local",
-                                 "ports": [{"name": "http", "port": settings.proxy_port}]}})
-        objects.append({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-                        "metadata": _meta(unit, settings, name),
+        objects.append({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": route,
                         "spec": {"ingressClassName": settings.ingress_class, "rules": [{"host": host, "http": {
                             "paths": [{"path": "/", "pathType": "Prefix", "backend": {"service": {
-                                "name": proxy, "port": {"number": settings.proxy_port}}}}]}}]}})
+                                "name": settings.proxy_service, "port": {"number": settings.proxy_port}}}}]}}]}})
     elif settings.routes == "httproute":
         gw_namespace, gw_name = (settings.gateway or "/").split("/")
-        objects.append({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-                        "metadata": _meta(unit, settings, name),
+        objects.append({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": route,
                         "spec": {"parentRefs": [{"name": gw_name, "namespace": gw_namespace}], "hostnames": [host],
                                  "rules": [{"backendRefs": [{"name": settings.proxy_service,
-                                                             "namespace": settings.proxy_namespace,
                                                              "port": settings.proxy_port}]}]}})
     return objects
 

@@ -42,7 +42,8 @@ class KubeSettings:
     models_storage_class: str | None = None
     # Services on the apps domain (security.md): each workload's host w<id>.<apps_domain>
     # is routed to Corral's proxy (never straight to the workload, which would skip its
-    # sign-in), by an Ingress (ingress_class) or a Gateway API HTTPRoute (gateway).
+    # sign-in), by an Ingress (ingress_class) or a Gateway API HTTPRoute (gateway), made in
+    # proxy_namespace beside Corral's Service.
     apps_domain: str | None = None
     ingress_class: str | None = None
     gateway: str | None = None  # "namespace/name" of the Gateway an HTTPRoute attaches to
