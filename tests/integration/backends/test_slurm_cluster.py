@@ -1,6 +1,7 @@
 """The Slurm backend's view of the cluster, against real daemons: capacity from the nodes
 (a drained node lowers it), jobs submitted outside Corral discovered with their
-resources, site options and a job spanning nodes, slurmctld restarting. (A service's
+resources, site options and jobs spanning nodes, a node drained or going down under a
+job, slurmctld stopped and started again. (A service's
 endpoint and readiness: tests/conformance/.)"""
 
 from __future__ import annotations
@@ -153,3 +154,37 @@ def test_a_job_asking_for_more_gpus_than_a_node_has_spans_nodes_with_srun(make_s
     assert {m.group(3) for m in found} == {found[0].group(2)}  # type: ignore[union-attr]  # rank 0's node
     assert all(len(m.group(5).split(",")) == 6 for m in found)  # type: ignore[union-attr]
     watcher.wait(2, S.COMPLETED)
+
+
+def test_a_node_drained_mid_run_lets_its_job_finish_and_a_node_going_down_ends_its_job(make_slurm, slurm_cluster):
+    backend = make_slurm()
+    watcher = Watcher(backend)
+    wait_for(lambda: len(backend.capacity().nodes) == 4)
+    backend.start(job(1, "sleep 3; echo finished"))
+    watcher.wait(1, S.RUNNING)
+    drained = backend.inspect(1)["job"]["BatchHost"]
+    touched = [drained]
+    try:
+        slurm_cluster.run("scontrol", "update", f"nodename={drained}", "state=drain", "reason=corral-test")
+        assert drained not in [n.name for n in backend.capacity().nodes]  # no new work for it
+        done = watcher.wait(1, S.COMPLETED, timeout=20)  # what runs there finishes
+        assert done.exit_code == 0 and backend.logs(1) == "finished\n"
+        # A node that goes down under a running job: Slurm ends the job (NODE_FAIL) and,
+        # batch jobs being requeued by default (JobRequeue=1), queues it again.
+        backend.start(job(2, "sleep 60"))
+        watcher.wait(2, S.RUNNING)
+        lost = backend.inspect(2)["job"]["BatchHost"]
+        touched.append(lost)
+        slurm_cluster.run("scontrol", "update", f"nodename={lost}", "state=down", "reason=corral-test")
+        job_id = backend._jobs[2].job_id
+        requeued = watcher.wait(2, lambda o: o.status is not S.RUNNING, timeout=30)
+        assert requeued.status is S.PENDING and "Slurm's queue" in requeued.reason, requeued
+        detail = backend.inspect(2)["job"]
+        assert (detail["JobId"], detail["Restarts"]) == (str(job_id), "1")  # the same job, not a second one
+        assert [name for _, name, _ in slurm_cluster.jobs(f"{make_slurm.prefix}2")] == [f"{make_slurm.prefix}2"]
+    finally:
+        for node in touched:
+            slurm_cluster.run("scontrol", "update", f"nodename={node}", "state=resume", check=False)
+    backend.stop(2)
+    watcher.wait(2, S.DELETED, timeout=20)
+    wait_for(lambda: len(backend.capacity().nodes) == 4, timeout=60)
