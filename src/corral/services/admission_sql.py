@@ -1,0 +1,114 @@
+"""The admission pass's bulk statements: one statement per chunk of ids, not one per row,
+and the few places where SQLite and PostgreSQL differ."""
+
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Connection, bindparam, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
+
+from corral.db.tables import workloads
+from corral.domain.scheduling import (
+    QueuedWorkload,
+)
+from corral.domain.statuses import WorkloadStatus
+from corral.services import events as event_service
+from corral.services.status import add_counts, count_delta
+
+
+CHUNK = 5_000  # ids per IN list or array parameter
+_PENDING = WorkloadStatus.PENDING.value
+
+
+def move_counts(conn: Connection, moved: list[tuple[QueuedWorkload, int]]) -> None:
+    """Kept counts follow workloads placed on another cluster than their tentative one."""
+    where = {w.id: (w, c) for w, c in moved}
+    deltas = []
+    for chunk in chunks(sorted(where)):
+        for r in conn.execute(select(workloads.c.id, workloads.c.type, workloads.c.status)
+                              .where(workloads.c.id.in_(chunk))):
+            w, c = where[r.id]
+            deltas += [count_delta(w.project_id, w.cluster_id, r.type, r.status, -1),
+                       count_delta(w.project_id, c, r.type, r.status, +1)]
+    add_counts(conn, deltas)
+
+
+def chunks(ids: list[int], size: int = CHUNK) -> Iterable[list[int]]:
+    for i in range(0, len(ids), size):
+        yield ids[i:i + size]
+
+
+def insert_events(conn: Connection, postgres: bool, *, at: datetime, actor: str, kind: str, message: str,
+                   ids: list[int], project_ids: list[int]) -> None:
+    """One event per workload, all alike but for the subject."""
+    if postgres:
+        # One statement per chunk instead of one round of parameters per row.
+        stmt = _PG_EVENTS_FOR_WORKLOADS
+        for i in range(0, len(ids), CHUNK):
+            conn.execute(stmt, {"at": at, "actor": actor, "kind": kind, "message": message,
+                                "ids": ids[i:i + CHUNK], "pids": project_ids[i:i + CHUNK]})
+        return
+    event_service.record_many(conn, [
+        {"at": at, "actor": actor, "subject_type": "workload", "subject_id": wid, "project_id": pid,
+         "kind": kind, "message": message} for wid, pid in zip(ids, project_ids)])
+
+
+def set_reasons(conn: Connection, postgres: bool, items: list[tuple[int, str]]) -> list[tuple[int, str]]:
+    """Waiting reasons, only on workloads that still wait; returns those written.
+
+    On PostgreSQL rows another transaction holds are skipped (written by a later pass), so
+    a pass never waits for, or deadlocks with, a request holding a workload it explains.
+
+    ``items`` may be empty (a newcomers' pass whose newcomers were all admitted while older
+    reasons wait for the budget): an executemany with no parameters would run the UPDATE
+    once with none bound, which SQLAlchemy refuses."""
+    if not items:
+        return []
+    if postgres:
+        written: list[tuple[int, str]] = []
+        for i in range(0, len(items), CHUNK):
+            chunk = items[i:i + CHUNK]
+            done = set(conn.execute(_PG_SET_REASONS, {"ids": [w for w, _ in chunk],
+                                                      "reasons": [r for _, r in chunk]}).scalars())
+            written.extend(item for item in chunk if item[0] in done)
+        return written
+    conn.execute(update(workloads).where(workloads.c.id == bindparam("wid"), workloads.c.status == _PENDING,
+                                         workloads.c.admitted_at.is_(None))
+                 .values(status_reason=bindparam("reason")),
+                 [{"wid": wid, "reason": reason} for wid, reason in items])
+    return items
+
+
+def _pg_statements() -> tuple[Any, Any]:
+    from sqlalchemy import text
+
+    ids = bindparam("ids", type_=ARRAY(BigInteger))
+    pids = bindparam("pids", type_=ARRAY(BigInteger))
+    insert_events = text(
+        "INSERT INTO events (at, actor, subject_type, subject_id, project_id, kind, message) "
+        "SELECT :at, :actor, 'workload', u.id, u.pid, :kind, :message FROM unnest(:ids, :pids) AS u(id, pid)"
+    ).bindparams(ids, pids)
+    set_reasons = text(
+        "UPDATE workloads AS w SET status_reason = u.reason FROM unnest(:ids, :reasons) AS u(id, reason) "
+        "WHERE w.id = u.id AND w.id IN (SELECT id FROM workloads WHERE id = ANY(:ids) AND status = 'Pending' "
+        "AND admitted_at IS NULL FOR NO KEY UPDATE SKIP LOCKED) RETURNING w.id"
+    ).bindparams(ids, bindparam("reasons", type_=ARRAY(workloads.c.status_reason.type)))
+    return insert_events, set_reasons
+
+
+_PG_EVENTS_FOR_WORKLOADS, _PG_SET_REASONS = _pg_statements()
+
+
+def merged_usage(deltas: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One usage delta per (project, cluster)."""
+    merged: dict[tuple[int, int], dict[str, Any]] = {}
+    for d in deltas:
+        key = (d["project_id"], d["cluster_id"])
+        if key in merged:
+            for column in ("gpu", "cpu", "memory", "ephemeral_storage", "queued"):
+                merged[key][column] += d[column]
+        else:
+            merged[key] = dict(d)
+    return list(merged.values())
