@@ -53,6 +53,10 @@ WATCHED = {
     "PersistentVolumeClaim": ("core", "list_persistent_volume_claim_for_all_namespaces"),
     "Ingress": ("networking", "list_ingress_for_all_namespaces"),
 }
+# (items of a list carry no apiVersion of their own)
+API_VERSIONS = {"Pod": "v1", "Service": "v1", "ConfigMap": "v1", "Secret": "v1", "PersistentVolumeClaim": "v1",
+                "Job": "batch/v1", "Deployment": "apps/v1", "StatefulSet": "apps/v1",
+                "Ingress": "networking.k8s.io/v1"}
 # Custom resources watched when their CRD is installed: kind -> (CRD name, group, version, plural)
 CUSTOM = {
     "PyTorchJob": (PYTORCHJOB_CRD, "kubeflow.org", "v1", "pytorchjobs"),
@@ -132,6 +136,7 @@ class KubernetesBackend(Observing, Discovery, Output):
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
 
         try:
             answer = fn(*args, **kwargs)
@@ -141,7 +146,7 @@ class KubernetesBackend(Observing, Discovery, Output):
                 raise BackendUnavailable(f"{what}: the Kubernetes API server answered {exc.status} "
                                          f"{exc.reason}") from exc
             raise
-        except Exception as exc:  # urllib3/socket errors: cannot reach it at all
+        except (HTTPError, OSError) as exc:  # urllib3/socket errors: cannot reach it at all
             self._mark_down(exc)
             raise BackendUnavailable(f"{what}: cannot reach the Kubernetes API server: {exc}") from exc
         return answer
@@ -219,9 +224,14 @@ class KubernetesBackend(Observing, Discovery, Output):
 
     def _create(self, obj: Mapping[str, Any]) -> None:
         from kubernetes.client.exceptions import ApiException
+        from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
-        resource = self._call("discovering the API", self._dynamic().resources.get,
-                              api_version=obj["apiVersion"], kind=obj["kind"])
+        try:
+            resource = self._call("discovering the API", self._dynamic().resources.get,
+                                  api_version=obj["apiVersion"], kind=obj["kind"])
+        except ResourceNotFoundError as exc:
+            raise BackendError(f"this cluster has no {obj['kind']} ({obj['apiVersion']}): is its CRD "
+                               f"installed?") from exc
         try:
             self._call(f"creating {obj['kind']}", resource.create, body=dict(obj),
                        namespace=obj["metadata"].get("namespace"))
@@ -294,13 +304,13 @@ class KubernetesBackend(Observing, Discovery, Output):
                 record.stop_deadline = time.monotonic() + self.settings.delete_timeout_s
             self._dirty.add(component_id)
         for kind, obj in found:
-            api_version = obj["apiVersion"] if isinstance(obj, dict) else obj.api_version
+            api_version = obj["apiVersion"] if isinstance(obj, dict) else (obj.api_version or API_VERSIONS[kind])
             ns, name = (obj["metadata"]["namespace"], obj["metadata"]["name"]) if isinstance(obj, dict) \
                 else (obj.metadata.namespace, obj.metadata.name)
             if kind == "Pod" and any(k != "Pod" for k, _ in found):
                 continue  # its controller's deletion takes it
-            resource = self._call("discovering the API", self._dynamic().resources.get, api_version=api_version
-                                  or "v1", kind=kind)
+            resource = self._call("discovering the API", self._dynamic().resources.get, api_version=api_version,
+                                  kind=kind)
             try:
                 self._call(f"deleting {kind} {name}", resource.delete, name=name, namespace=ns,
                            body={"propagationPolicy": "Foreground", "gracePeriodSeconds": int(grace_s)})

@@ -133,6 +133,7 @@ class Watcher(threading.Thread):
                     if event["type"] == "BOOKMARK":
                         continue
                     self.on_change([self.cache.apply(event["type"], obj)])
+                    self.on_ok()  # it answers (again)
                     if self.stopping.is_set():
                         break
                 pause = 0.5
