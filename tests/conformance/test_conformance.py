@@ -126,6 +126,7 @@ def test_exit_codes_signals_and_reasons_are_kept(engine: Engine):
     backend.start(server(engine, 4, "exit 0; "))  # a service that ends has failed, whatever its code
     failed = watcher.wait(1, S.FAILED, timeout=engine.timeout)
     assert failed.exit_code == 3 and re.search(r"\b3\b", failed.reason), failed.reason
+    assert "about to fail" in failed.reason  # its last line of output says why
     killed = watcher.wait(2, S.FAILED, timeout=engine.timeout)
     assert killed.exit_code == -9 and re.search(r"SIGKILL|signal 9", killed.reason), killed.reason
     missing = watcher.wait(3, S.FAILED, timeout=engine.timeout)

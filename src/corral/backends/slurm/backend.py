@@ -275,18 +275,16 @@ class SlurmBackend:
             status, text = map_state(state, reason, exit_code, stopping=record.stopping, job_id=record.job_id)
         if status is S.COMPLETED and record.kind == "server":  # a service that ends has failed, as on local
             status, text = S.FAILED, f"the service exited with code 0 ({text})"
-        if status is S.FAILED and exit_code == 127:
-            last = self._last_line(record.component_id)
-            if last.startswith(MISSING_PREFIX):  # its program is not on the node: say what to install
+        if status is S.FAILED:  # the last line of output often says why, as on local
+            last = output.last_line(self.work.component_dir(record.component_id) / OUTPUT)
+            if exit_code == 127 and last.startswith(MISSING_PREFIX):  # not on the node: say what to install
                 text = f"{last} (Slurm job {record.job_id}, exit code 127)" + (
                     f"; {record.missing_hint}" if record.missing_hint else "")
+            elif last:
+                text += f"; last output: {last}"
         result = self._report(record, "result.json") if status is S.COMPLETED else None
         self._finalize(record, status, text, exit_code, ended or _now(), result)
         self._progress.pop(record.component_id, None)
-
-    def _last_line(self, component_id: int) -> str:
-        data = output.read_file(self.work.component_dir(component_id) / OUTPUT, None, 1, 4096, True).data
-        return data.decode(errors="replace").strip()
 
     def _report(self, record: JobRecord, name: str) -> dict[str, Any] | None:
         """A report the job wrote in its directory (a regular file of its user, size-capped)."""
