@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     # Requests served at once per server process (sync routes run in a thread pool); the
     # database pool holds as many connections plus a few, so none is opened per request.
     http_threads: int = Field(16, ge=1, le=256)
+    # GET /metrics answers administrators' API tokens, and this scrape-only token if set
+    # (Prometheus: authorization: {credentials: ...}). Never printed or logged.
+    metrics_token: str | None = Field(None, repr=False)
     # Request bodies past this are refused (413) before they are read. The largest legitimate
     # ones are about 1-3 MB: a 1,000,000-character batch script, an agent's batch of 10,000
     # status updates; web forms are capped at 2 MiB of their own.

@@ -38,6 +38,8 @@ MATRIX = [
     ("GET", "/api/v1/projects/vision/quotas/gpu-a", None, (401, 404, 200, 200)),
     ("PUT", "/api/v1/projects/vision/quotas/gpu-a", {"guaranteed": {"gpu": 4}}, (401, 404, 403, 200)),
     ("PATCH", "/api/v1/projects/vision/quotas/gpu-a", {"guaranteed": {"gpu": 4}}, (401, 404, 403, 200)),
+    # Prometheus metrics: administrators' tokens (or the scrape token: test_metrics.py).
+    ("GET", "/metrics", None, (401, 403, 403, 200)),
     ("DELETE", "/api/v1/projects/vision/quotas/gpu-a", None, (401, 404, 403, 204)),
     ("GET", "/api/v1/projects/vision/secrets", None, (401, 404, 200, 200)),
     ("PUT", "/api/v1/projects/vision/secrets/s-{who}", {"value": "v"}, (401, 404, 200, 200)),

@@ -14,7 +14,7 @@ from corral.api import docs, errors
 from corral.api.body_limit import BodyLimit
 from corral.api.host_dispatch import HostDispatch
 from corral.api.responses import FastJSONResponse
-from corral.api.routes import bulk_delete, clusters, identity, projects, proxy, workloads
+from corral.api.routes import bulk_delete, clusters, identity, metrics, projects, proxy, workloads
 from corral.db.engine import make_engine
 from corral.services.app_origins import AppOrigins
 from corral.services.submit_batcher import SubmitBatcher
@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.submission_writer = SubmissionWriter(engine)
     app.state.submit_batcher = SubmitBatcher(engine, unhealthy_after_s=settings.cluster_unhealthy_after_s)
     errors.install(app)
+    metrics.install(app)  # GET /metrics, and the request latency histogram (inside the middlewares below)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)  # outermost: before anything reads
     # Added after every other middleware, so it wraps them all: a workload's host name
     # (w<id>.<apps domain>) reaches its proxy and nothing of Corral's (its bodies stream
