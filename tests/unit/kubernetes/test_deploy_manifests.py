@@ -62,6 +62,7 @@ def test_the_agent_may_do_what_the_backend_does_and_no_more() -> None:
     for kind, (_, group, _, _) in CUSTOM.items():
         assert grants(rules, group, PLURALS[kind], "watch"), kind
     assert grants(rules, "", "pods/log", "get") and grants(rules, "", "nodes", "list")
+    assert grants(rules, "", "events", "watch")  # pods refused to a Job (FailedCreate)
     assert grants(rules, "apiextensions.k8s.io", "customresourcedefinitions", "get")
     binding = next(d for d in documents() if d["kind"] == "ClusterRoleBinding")
     account = next(d for d in documents() if d["kind"] == "ServiceAccount")

@@ -56,6 +56,7 @@ SETTINGS = {
                                 models_access_mode="ReadWriteOnce"),
     "ingress": KubeSettings(apps_domain="apps.example.com", ingress_class="nginx"),
     "httproute": KubeSettings(apps_domain="apps.example.com", gateway="gateways/public"),
+    "kueue": KubeSettings(queue_name="team-a"),
 }
 
 
@@ -233,3 +234,10 @@ def test_custom_manifest_is_confined_to_the_project() -> None:
 def test_vscode_is_refused_with_a_reason() -> None:
     with pytest.raises(RecipeError, match="code-server cannot require"):
         render_workload({**_spec("workspace"), "flavor": "vscode"})
+
+
+def test_a_kueue_queue_labels_what_kueue_admits() -> None:
+    job = _by_kind(render_workload(_spec("training"), SETTINGS["kueue"], workload_id=2))["Job"][0]
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
+    deployment = _by_kind(render_workload(_spec("workspace"), SETTINGS["kueue"], workload_id=2))["Deployment"][0]
+    assert deployment["spec"]["template"]["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 import pytest
 from kubernetes import client
-from kubernetes.client import (V1Container, V1ContainerState, V1ContainerStateTerminated, V1ContainerStatus, V1Job,
+from kubernetes.client import (CoreV1Event, V1Container, V1ContainerState, V1ContainerStateTerminated, V1ContainerStatus, V1Job,
                                V1JobCondition, V1JobSpec, V1JobStatus, V1ObjectMeta, V1Pod, V1PodSpec, V1PodStatus,
-                               V1PodTemplateSpec, V1Secret)
+                               V1ObjectReference, V1PodTemplateSpec, V1Secret)
 
 from corral.backends.base import BackendError
 from corral.backends.kubernetes import labels as L
@@ -31,7 +31,7 @@ def backend():  # type: ignore[no-untyped-def]
     config = client.Configuration()
     config.host = f"http://127.0.0.1:{port}"
     made = KubernetesBackend(KubeSettings(), api_client=client.ApiClient(config))
-    made._caches = {kind: ObjectCache(kind) for kind in WATCHED}  # what the watches would hold
+    made._caches = {kind: ObjectCache(kind) for kind in (*WATCHED, "Event")}  # what the watches would hold
     yield made
     made.close()
 
@@ -114,3 +114,20 @@ def test_unreachable_keeps_the_last_status_with_a_reason(backend: KubernetesBack
 
 def test_every_watched_kind_has_its_api_version() -> None:
     assert set(API_VERSIONS) == set(WATCHED)
+
+
+def test_pods_refused_to_a_job_show_as_its_reason(backend: KubernetesBackend) -> None:
+    put(backend, "Job", job())
+    (waiting,) = backend._collect({70}, everything=True)
+    assert waiting.reason == "waiting for the Job's pods to be created"
+    backend._dirty.clear()
+    put(backend, "Event", CoreV1Event(
+        metadata=V1ObjectMeta(name="w7-job.1", namespace="corral-vision"), reason="FailedCreate",
+        message='Error creating: pods "w7-job-x" is forbidden: exceeded quota: gpu, requested: '
+                'requests.nvidia.com/gpu=2, used: requests.nvidia.com/gpu=7, limited: requests.nvidia.com/gpu=8',
+        involved_object=V1ObjectReference(kind="Job", namespace="corral-vision", name="w7-job")))
+    assert backend._dirty == {70}  # the event names our Job: its component is looked at again
+    (refused,) = backend._collect({70}, everything=False)
+    assert refused.status is S.PENDING
+    assert refused.reason.startswith("the cluster refused to create its pods: Error creating: pods \"w7-job-x\" is "
+                                     "forbidden: exceeded quota: gpu")

@@ -168,10 +168,17 @@ class KubernetesBackend(Observing, Discovery, Output):
     def _on_change(self, objects: list[Any]) -> None:
         with self._lock:
             for obj in objects:
-                cid = L.component_of(labels_of(obj))
+                cid = L.component_of(labels_of(obj)) if getattr(obj, "involved_object", None) is None \
+                    else self._component_named(obj.involved_object)
                 if cid is not None:
                     self._dirty.add(cid)
                     self._changed.set()
+
+    def _component_named(self, ref: Any) -> int | None:
+        """The component of the object an event is about (a Job or JobSet of ours)."""
+        cache = self._caches.get(ref.kind or "")
+        found = cache.get((ref.namespace or "", ref.name or "")) if cache is not None else None
+        return L.component_of(labels_of(found)) if found is not None else None
 
     def _ensure_watching(self) -> None:
         with self._lock:
@@ -187,10 +194,14 @@ class KubernetesBackend(Observing, Discovery, Output):
                 if crd in crds:
                     kinds[kind] = self.custom.list_cluster_custom_object
                     extra[kind] = {"group": group, "version": version, "plural": plural}
+            # Pods a quota or admission refused to a Job: only an event says so (no labels of ours).
+            kinds["Event"] = self.core.list_event_for_all_namespaces
+            extra["Event"] = {"field_selector": "reason=FailedCreate"}
             for kind, list_fn in kinds.items():
                 cache = self._caches[kind] = ObjectCache(kind)
                 watcher = Watcher(cache, list_fn, on_change=self._on_change, on_error=self._mark_down,
-                                  on_ok=self._mark_up, label_selector=L.CORRAL_SELECTOR, **extra.get(kind, {}))
+                                  on_ok=self._mark_up, label_selector=None if kind == "Event" else L.CORRAL_SELECTOR,
+                                  **extra.get(kind, {}))
                 self._watchers.append(watcher)
                 watcher.start()
         deadline = time.monotonic() + 10  # the first lists, unless the API server is down

@@ -22,7 +22,7 @@ from corral.backends.base import Observation
 from corral.backends.kubernetes import labels as L
 from corral.backends.kubernetes.render import ENDPOINT_URL, RESULT_MODEL
 from corral.backends.kubernetes.states import PASSIVE_KINDS, Seen, combine, object_status
-from corral.backends.kubernetes.watch import ObjectCache, labels_of
+from corral.backends.kubernetes.watch import ObjectCache, key_of as _key, labels_of
 from corral.domain.statuses import ComponentStatus as S
 
 _DONE = (S.COMPLETED, S.FAILED, S.DELETED, S.DELETE_FAILED)
@@ -84,6 +84,10 @@ class Observing:
         else:
             seen = [object_status(kind, obj) for kind, obj in objects]
         state = combine(seen)
+        if state.status is S.PENDING and not pods:  # a ResourceQuota or an admission webhook said no
+            refused = self._refusal(active)
+            if refused:
+                state = Seen(S.PENDING, f"the cluster refused to create its pods: {refused}")
         main = next((obj for kind, obj in objects if kind in ("Job", "Deployment", "PyTorchJob", "JobSet")), None)
         notes = _annotations(main)
         if record.stop_deadline is not None and time.monotonic() > record.stop_deadline:
@@ -95,6 +99,17 @@ class Observing:
         endpoint = notes.get(ENDPOINT_URL) if state.status is S.RUNNING else None
         return Observation(cid, name, state.status, state.reason, state.at or _now(), workload_id=record.workload_id,
                            exit_code=state.exit_code, endpoint_url=endpoint, result=result)
+
+    def _refusal(self, active: list[tuple[str, Any]]) -> str | None:
+        events = self._caches.get("Event")
+        if events is None:
+            return None
+        names = {(kind, _key(obj)) for kind, obj in active}
+        for event in events.items():
+            ref = event.involved_object
+            if (ref.kind, (ref.namespace or "", ref.name or "")) in names:
+                return " ".join((event.message or event.reason or "").split())[:300]
+        return None
 
     def _collect(self, ids: set[int], everything: bool) -> list[Observation]:
         out = []

@@ -35,6 +35,7 @@ from corral.backends.recipes import RecipeError
 MODELS_PVC = "corral-models"
 ENDPOINT_URL = L.PREFIX + "endpoint-url"
 RESULT_MODEL = L.PREFIX + "result-model"
+KUEUE_QUEUE = "kueue.x-k8s.io/queue-name"
 RDZV_PORT = 29500
 PYTORCHJOB_CRD = "pytorchjobs.kubeflow.org"
 JOBSET_CRD = "jobsets.jobset.x-k8s.io"
@@ -101,6 +102,12 @@ def component_objects(unit: Unit, settings: KubeSettings, crds: Iterable[str] = 
         objects += _multi_node(unit, settings, frozenset(crds))
     else:
         objects.append(_job(unit, settings, _pod_template(unit, settings)))
+    if settings.queue_name:  # Kueue admits what its queue-name label names (pods of a Deployment included)
+        for obj in objects:
+            if obj["kind"] in ("Job", "JobSet", "PyTorchJob", "Deployment"):
+                obj["metadata"]["labels"][KUEUE_QUEUE] = settings.queue_name
+                if obj["kind"] == "Deployment":
+                    obj["spec"]["template"]["metadata"]["labels"][KUEUE_QUEUE] = settings.queue_name
     return objects
 
 

@@ -50,6 +50,9 @@ class KubeSettings:
     proxy_service: str = "corral"  # Corral's own Service (its proxy), in proxy_namespace
     proxy_namespace: str = "corral-system"
     proxy_port: int = 8000
+    # A Kueue LocalQueue for every Job, JobSet, PyTorchJob and Deployment (label
+    # kueue.x-k8s.io/queue-name): the cluster's own queue then admits them, after Corral's quota.
+    queue_name: str | None = None
     # Multi-node training: use these operators' CRDs when the cluster has them.
     prefer_crds: bool = True
     # How long stop() waits for the objects to be gone before DeleteFailed.
