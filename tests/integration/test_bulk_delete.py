@@ -213,3 +213,36 @@ def test_the_statements_do_not_grow_with_the_number_of_workloads(world):
         event.remove(engine, "before_cursor_execute", count)
     assert n_many == n_few, (n_few, n_many)
     assert n_many < 20
+
+
+def test_the_web_pages_delete_selected_with_one_confirmation(world):
+    from tests.integration.conftest import web_sign_in
+
+    running = _running(world, 2)
+    theirs = submit(world.bob, project="speech", name="hidden-name").json()["id"]
+    browser, csrf = web_sign_in(world.api, "alice@example.com")
+    url = "/workloads/delete-selected"
+    form = {"csrf_token": csrf, "ids": [str(i) for i in [*running, theirs]]}
+    # Without the session's CSRF token: refused, nothing deleted.
+    assert browser.post(url, data={"ids": str(running[0])}).status_code == 403
+    # The confirmation (no script): what will be deleted, and a button that deletes just those.
+    preview = browser.post(url, data=form)
+    assert preview.status_code == 200
+    assert "Delete 2 workloads?" in preview.text and "r0" in preview.text and "not found" in preview.text
+    assert "hidden-name" not in preview.text
+    assert preview.text.count('name="ids"') == 2
+    assert {_status(world, w) for w in running} == {"Running"}
+    # The page's script asks for JSON; then deletes.
+    fetch = {"X-Requested-With": "fetch"}
+    asked = browser.post(url, data=form, headers=fetch).json()
+    assert asked["dry_run"] and [i["result"] for i in asked["items"]] == ["done", "done", "not_found"]
+    done = browser.post(url, data={**form, "step": "delete"}, headers=fetch).json()
+    assert [(i["result"], i["status_label"]) for i in done["items"]] == [
+        ("done", "Deleting"), ("done", "Deleting"), ("not_found", "")]
+    assert {_status(world, w) for w in running} == {"Deleting"} and _status(world, theirs) == "Pending"
+    page = browser.post(url, data={**form, "step": "delete"})
+    assert page.status_code == 200 and "already being deleted" in page.text
+    # Bad selections say what is wrong.
+    assert browser.post(url, data={"csrf_token": csrf}).status_code == 422
+    assert browser.post(url, data={"csrf_token": csrf, "ids": "x"}).status_code == 422
+    assert browser.post(url, data={"csrf_token": csrf, "ids": str(2**64)}).status_code == 422

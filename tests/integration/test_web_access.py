@@ -39,6 +39,8 @@ PAGES = [
     ("GET", "/workloads/{wid}/delete", None, (200, 404, 200)),
     ("GET", "/workloads/{wid}/open", None, (409, 404, 409)),  # it serves nothing (test_workload_origin.py)
     ("POST", "/workloads/{wid}/delete", {}, (303, 404, 303)),
+    # A preview (the confirmation): another project's workloads are listed as not found.
+    ("POST", "/workloads/delete-selected", {"ids": "1"}, (200, 200, 200)),
     ("GET", "/projects", None, (200, 200, 200)),
     ("POST", "/projects", {"name": "new-{who}"}, (403, 403, 303)),
     ("GET", "/projects/vision", None, (200, 404, 200)),

@@ -39,6 +39,7 @@ from corral.services.principal import Principal
 from corral.services.status import STATE_COLUMNS, write_statuses
 
 MAX_ITEMS = 10_000  # ids in one request, and workloads one filter may match
+MAX_ID = 2**63 - 1
 RESULTS = ("done", "already_deleting", "already_deleted", "not_found")
 
 
@@ -76,6 +77,8 @@ def delete_many(conn: Connection, principal: Principal, *, ids: Sequence[int] | 
             raise InvalidInput("ids: give at least one workload id", field="ids")
         if len(wanted) > MAX_ITEMS:
             raise InvalidInput(f"ids: at most {MAX_ITEMS} workloads in one request (got {len(wanted)})", field="ids")
+        if not all(1 <= i <= MAX_ID for i in wanted):
+            raise InvalidInput(f"ids: a workload id is between 1 and {MAX_ID}", field="ids")
         query = query.where(workloads.c.id.in_(wanted))
     else:
         assert filter is not None

@@ -20,7 +20,8 @@ from starlette.responses import Response
 from corral.db.engine import read_tx, write_tx
 from corral.domain.statuses import DEFAULT_VISIBLE_STATUSES, WorkloadStatus
 from corral.domain.workloads import WorkloadType
-from corral.services import app_origins, listing, projects as project_service, workloads as workload_service
+from corral.services import app_origins, bulk_delete, listing, projects as project_service
+from corral.services import workloads as workload_service
 from corral.services.errors import Conflict, InvalidInput
 from corral.web.http import (
     CheckedForm,
@@ -261,6 +262,28 @@ def delete_workload(workload_id: WebId, request: Request, session: Session, form
                                        "status_reason": detail["status_reason"], "message": message})
     default = f"/workloads?{urlencode({'project': detail['project']})}"
     return redirect(request, safe_next(form.get("next"), default), flash=message)
+
+
+@router.post("/workloads/delete-selected")
+def delete_selected(request: Request, session: Session, form: CheckedForm) -> Response:
+    """The table's "Delete selected": ``step=preview`` (the default) says what would be
+    deleted and changes nothing (the confirmation); ``step=delete`` deletes, and says what
+    happened to each. Without JavaScript both are pages; the page's script asks for JSON."""
+    try:
+        ids = [int(v) for v in form.getlist("ids")]
+    except ValueError:
+        raise InvalidInput("workload ids are numbers", field="ids") from None
+    if not ids:
+        raise InvalidInput("select at least one workload", field="ids")
+    dry_run = form.get("step", "preview") != "delete"
+    back = safe_next(form.get("next"))
+    with (read_tx if dry_run else write_tx)(request.app.state.engine) as conn:
+        result = bulk_delete.delete_many(conn, session.principal, ids=ids, dry_run=dry_run)
+    for item in result["items"]:
+        item["status_label"] = WorkloadStatus(item["status"]).label if item["status"] else ""
+    if wants_json(request):
+        return json_response(request, result)
+    return page(request, "workloads_delete_selected.html", {"result": result, "next": back})
 
 
 def _same_site_referer(request: Request) -> str | None:
