@@ -130,8 +130,17 @@ class Http:
         self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
 
     def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        self.conn.request(method, path, body=None if body is None else orjson.dumps(body), headers=self.headers)
-        response = self.conn.getresponse()
+        try:
+            self.conn.request(method, path, body=None if body is None else orjson.dumps(body),
+                              headers=self.headers)
+            response = self.conn.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            if method == "POST":
+                raise  # might have been done: never sent twice
+            self.conn.close()  # the server closed an idle keep-alive connection: open a new one
+            self.conn.request(method, path, body=None if body is None else orjson.dumps(body),
+                              headers=self.headers)
+            response = self.conn.getresponse()
         data = response.read()
         return response.status, (orjson.loads(data) if data else None)
 

@@ -14,7 +14,8 @@ jobs. Printed, side by side with the ratio and the target:
    Corral: a hard quota of 100m CPU and 100 workloads of 1m running). Slurm: `sbatch`,
    one process per submission; Corral: POST /api/v1/workloads over one keep-alive
    connection per thread;
-2. one CLI call: `corral workloads list` against `squeue` and `python3 -c pass`;
+2. one CLI call: `corral workloads list` against `squeue` and `python3 -c pass` (the
+   interpreter the CLI runs on: this venv's);
 3. process exit -> finished visible: the job writes its end time (`date +%s.%N`) as its
    last act, the client polls (Slurm: `squeue -j ID -t all` until COMPLETED, back to back;
    Corral: GET /api/v1/workloads/ID every 5 ms until Complete);
@@ -94,7 +95,9 @@ def slurm_submissions(slurm: Slurm) -> dict[str, Any]:
     for i in range(RUNNING):
         slurm.sbatch(f"busy{i}", "sleep 3600", cpus=2)
     slurm.wait_count("R", RUNNING)
-    stepds = slurm.stepd_pids()
+    deadline = time.monotonic() + 60
+    while len(stepds := slurm.stepd_pids()) < RUNNING and time.monotonic() < deadline:
+        time.sleep(0.2)  # RUNNING is shown before every node has started the job's slurmstepd
     memory = {"processes": len(stepds), "pss_kib": sum(pss_kib(p) for p in stepds)}
     daemons = slurm.daemon_pids()
     cpu0, client0 = cpu_seconds(daemons), client_cpu()
@@ -155,7 +158,8 @@ def cli_calls(slurm: Slurm, corral: Corral, n: int) -> dict[str, Any]:
 
     runs: dict[str, list[float]] = {"python": [], "squeue": [], "corral": []}
     for _ in range(n):  # interleaved, so that load changes hit all three alike
-        runs["python"] += timed_runs(["python3", "-c", "pass"], None, 1)
+        # The interpreter the CLI runs on (`python3` on PATH may be a shim that costs more).
+        runs["python"] += timed_runs([sys.executable, "-c", "pass"], None, 1)
         runs["squeue"] += timed_runs(["squeue"], slurm.env, 1)
         runs["corral"] += timed_runs([str(CORRAL), "workloads", "list"], corral.cli_env(), 1)
     return {k: {"p50_ms": pct(v, 50) * 1000, "p90_ms": pct(v, 90) * 1000} for k, v in runs.items()}
@@ -340,7 +344,7 @@ def main() -> None:
                 corral.stop()
             print(f"   Corral ({corral.label}): {r['submit'][key]}", flush=True)
         sm, cm = r["submit"]["slurm"]["memory"], r["submit"]["corral"]["memory"]
-        r["memory"] = {"slurm_mb": sm["pss_kib"] / 1024 / RUNNING, "slurm_processes": sm["processes"],
+        r["memory"] = {"slurm_mb": sm["pss_kib"] / 1024 / max(1, sm["processes"]), "slurm_processes": sm["processes"],
                        "corral_mb": cm["pss_kib"] / 1024 / max(1, cm["processes"]),
                        "corral_processes": cm["processes"]}
 
