@@ -41,7 +41,7 @@ def test_work_names_what_to_run_then_what_to_stop(world):
 def test_workloads_found_on_the_cluster_become_custom_workloads_that_count(world):
     agent = world.api.as_token(world.agent_token)
     found = {"native_name": "pid-4242", "kind": "process", "command": "python train.py", "gpu": 3,
-             "cpu": 4000, "memory": 8 << 30, "project": "vision"}
+             "cpu": 4000, "memory": 8 << 30, "ephemeral_storage": 20 << 30, "project": "vision"}
     answer = agent.post("/api/v1/agent/found", json={"items": [found]}).json()["items"]
     assert answer[0]["workload_id"] and answer[0]["component_id"]
     again = agent.post("/api/v1/agent/found", json={"items": [found]}).json()["items"]
@@ -52,7 +52,8 @@ def test_workloads_found_on_the_cluster_become_custom_workloads_that_count(world
     assert any(e["kind"] == "discovered" for e in detail["events"])
     quota = world.alice.get("/api/v1/projects/vision/quotas/gpu-a").json()
     # It counts against the project's quota, with all it holds.
-    assert (quota["used"]["gpu"], quota["used"]["cpu"], quota["used"]["memory"]) == (3, 4000, 8 << 30)
+    used = quota["used"]
+    assert (used["gpu"], used["cpu"], used["memory"], used["ephemeral_storage"]) == (3, 4000, 8 << 30, 20 << 30)
     assert detail["resources"]["cpu"] == 4000 and detail["resources"]["memory"] == 8 << 30
     unknown = agent.post("/api/v1/agent/found", json={"items": [{"native_name": "pid-7", "project": "nope"}]})
     assert unknown.json()["items"][0]["workload_id"] is None  # no such project: not recorded
@@ -63,4 +64,4 @@ def test_workloads_found_on_the_cluster_become_custom_workloads_that_count(world
     agent.post("/api/v1/agent/component-statuses", json={"updates": [
         {"component_id": answer[0]["component_id"], "status": "Completed", "observed_at": observed}]})
     used = world.alice.get("/api/v1/projects/vision/quotas/gpu-a").json()["used"]
-    assert (used["gpu"], used["cpu"], used["memory"]) == (0, 0, 0)
+    assert (used["gpu"], used["cpu"], used["memory"], used["ephemeral_storage"]) == (0, 0, 0, 0)

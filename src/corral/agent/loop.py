@@ -110,6 +110,7 @@ class Agent:
             answers = self.client.found([{
                 "native_name": d.native_name, "kind": d.kind, "command": d.command[:4000],
                 "gpu": max(d.gpu, len(d.gpu_indices)), "cpu": d.cpu_millicores, "memory": d.memory_bytes,
+                "ephemeral_storage": d.ephemeral_storage_bytes,
                 "project": d.project,
                 **({"started_at": d.started_at.isoformat()} if d.started_at else {})} for d in new])
             self.found.update({a["native_name"]: a["component_id"] for a in answers if a.get("component_id")})

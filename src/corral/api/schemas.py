@@ -307,6 +307,7 @@ class FoundIn(_In):
     gpu: int = Field(0, ge=0, le=1024)
     cpu: int = Field(0, ge=0, le=MAX_MILLICORES, description="CPU it holds, in millicores")
     memory: int = Field(0, ge=0, le=MAX_BYTES, description="memory it holds, in bytes")
+    ephemeral_storage: int = Field(0, ge=0, le=MAX_BYTES, description="ephemeral storage it holds, in bytes")
     started_at: Timestamp | None = None
     project: str | None = Field(None, max_length=64)
 

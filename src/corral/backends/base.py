@@ -266,10 +266,12 @@ class Discovered:
     started_at: datetime | None = None
     project: str | None = None
     # What it holds, counted against its project's quota: GPUs where the cluster knows
-    # no device indices (Slurm), CPU and memory where the cluster knows them (0: unknown).
+    # no device indices (Slurm), CPU, memory and ephemeral storage where the cluster knows
+    # them (0: unknown).
     gpu: int = 0
     cpu_millicores: int = 0
     memory_bytes: int = 0
+    ephemeral_storage_bytes: int = 0
 
 
 @runtime_checkable

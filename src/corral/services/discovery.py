@@ -1,7 +1,7 @@
 """Workloads found on a cluster that Corral did not start: recorded as Custom workloads of
 the project that owns them (the cluster's namespace, partition or account; on the local
 cluster, which cannot tell, the default project), Running and admitted, so they count as
-their project's usage (gpu, cpu and memory, as far as the cluster tells). They are never
+their project's usage (gpu, cpu, memory and ephemeral storage, as far as the cluster tells). They are never
 preemption victims (recorded non-preemptible): Corral did not start them and cannot put
 them back. When the agent no longer sees one it reports its component Completed, which
 releases the usage.
@@ -35,6 +35,7 @@ class Found:
     project: str | None
     cpu: int = 0  # millicores
     memory: int = 0  # bytes
+    ephemeral_storage: int = 0  # bytes
 
 
 def record_found(conn: Connection, cluster: Any, found: list[Found], default_project: str) -> list[dict[str, Any]]:
@@ -66,7 +67,8 @@ def record_found(conn: Connection, cluster: Any, found: list[Found], default_pro
     rows = [{
         "project_id": project_id, "cluster_id": cluster.id, "cluster_name": cluster.name, "created_by": actor,
         "created_by_id": None, "name": f"found {f.native_name}"[:128], "type": WorkloadType.CUSTOM.value,
-        "priority": 0, "preemptible": False, "gpu": f.gpu, "cpu": f.cpu, "memory": f.memory, "ephemeral_storage": 0,
+        "priority": 0, "preemptible": False, "gpu": f.gpu, "cpu": f.cpu, "memory": f.memory,
+        "ephemeral_storage": f.ephemeral_storage,
         "spec": {"type": "custom", "command": f.command[:4000], "discovered": True, "kind": f.kind},
         "status": WorkloadStatus.RUNNING.value, "status_reason": f"found running on cluster {cluster.name}",
         "status_changed_at": now, "created_at": f.started_at or now, "admitted_at": now,
@@ -77,10 +79,10 @@ def record_found(conn: Connection, cluster: Any, found: list[Found], default_pro
     comp_ids = insert_returning_ids(conn, components, [{
         "workload_id": wid, "kind": f.kind[:32], "name": f.native_name, "status": ComponentStatus.RUNNING.value,
         "reason": "found running (not started by Corral)", "observed_at": now, "placed": True, "gpu": f.gpu,
-        "cpu": f.cpu, "memory": f.memory, "ephemeral_storage": 0} for wid, (f, _) in zip(ids, new)])
+        "cpu": f.cpu, "memory": f.memory, "ephemeral_storage": f.ephemeral_storage} for wid, (f, _) in zip(ids, new)])
     add_counts(conn, [count_delta(pid, cluster.id, WorkloadType.CUSTOM.value, WorkloadStatus.RUNNING.value, 1)
                       for _, pid in new])
-    add_usage(conn, [usage_delta(pid, cluster.id, used=Resources(gpu=f.gpu, cpu=f.cpu, memory=f.memory))
+    add_usage(conn, [usage_delta(pid, cluster.id, used=Resources(f.gpu, f.cpu, f.memory, f.ephemeral_storage))
                      for f, pid in new])
     events.record_many(conn, [events.event_row(
         actor=actor, subject_type="workload", subject_id=wid, project_id=pid, kind="discovered",

@@ -90,7 +90,7 @@ def report_found(body: FoundBatch, cluster: AgentCluster, db: Db, settings: AppS
     """Workloads running on the cluster that Corral did not start: recorded as Custom
     workloads (once; the answer names each one's workload and component)."""
     found = [discovery.Found(i.native_name, i.kind, i.command, i.gpu, i.started_at, i.project, cpu=i.cpu,
-                             memory=i.memory) for i in body.items]
+                             memory=i.memory, ephemeral_storage=i.ephemeral_storage) for i in body.items]
     with write_tx(db) as conn:
         return {"items": discovery.record_found(conn, cluster, found, settings.default_project_name)}
 
