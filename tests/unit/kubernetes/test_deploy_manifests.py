@@ -57,7 +57,8 @@ def test_the_agent_may_do_what_the_backend_does_and_no_more() -> None:
         for verb in verbs:
             assert grants(rules, group, PLURALS[kind], verb), (group, kind, verb)
     for kind in WATCHED:  # the watches
-        group = {"Job": "batch", "Deployment": "apps", "StatefulSet": "apps", "Ingress": "networking.k8s.io"}.get(kind, "")
+        group = {"Job": "batch", "Deployment": "apps", "StatefulSet": "apps",
+                 "Ingress": "networking.k8s.io"}.get(kind, "")
         assert grants(rules, group, PLURALS[kind], "watch"), kind
     for kind, (_, group, _, _) in CUSTOM.items():
         assert grants(rules, group, PLURALS[kind], "watch"), kind

@@ -63,3 +63,10 @@ def test_dry_run_errors_are_clear(tmp_path: Path) -> None:
     assert done.returncode != 0 and "--backend kubernetes" in done.stderr
     done = corral("agent", "--token-file", str(good))  # not a dry run: the server is still required
     assert done.returncode != 0 and "CORRAL_SERVER" in done.stderr
+
+
+def test_the_agent_without_a_cluster_says_where_to_point_it(tmp_path: Path) -> None:
+    done = corral("agent", "--backend", "kubernetes", "--server", "http://127.0.0.1:9", "--state-dir",
+                  str(tmp_path / "state"), env={"KUBECONFIG": str(tmp_path / "missing"), "CORRAL_AGENT_TOKEN": "x"})
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "cannot find the Kubernetes API server" in " ".join(done.stderr.split())

@@ -35,7 +35,8 @@ SPECS: dict[str, dict[str, Any]] = {
                     "output_model": "tuned", "env": {"EPOCHS": "3"}},
     "evaluation": {"type": "evaluation", "model": "tuned", "tasks": ["mmlu", "gsm8k"], "image": "lm-eval:1"},
     "workspace": {"type": "workspace", "resources": {"gpu": 1}},
-    "workspace_command": {"type": "workspace", "image": "codercom/code-server:4", "command": ["code-server", "--bind-addr", "0.0.0.0:{port}"]},
+    "workspace_command": {"type": "workspace", "image": "codercom/code-server:4",
+                          "command": ["code-server", "--bind-addr", "0.0.0.0:{port}"]},
     "custom_command": {"type": "custom", "image": "busybox", "command": ["sh", "-c", "echo hi"]},
     "custom_script": {"type": "custom", "batch_script": "#!/bin/sh\necho hi\n"},
     "custom_service": {"type": "custom", "image": "python:3.12", "service": True,
@@ -224,7 +225,8 @@ def test_custom_manifest_is_confined_to_the_project() -> None:
     assert web["metadata"]["labels"]["app"] == "web" and web["metadata"]["labels"][L.COMPONENT] == "1"
     for bad, message in (({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
                            "metadata": {"name": "x"}}, "not allowed"),
-                         ({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "kube-system"}},
+                         ({"apiVersion": "v1", "kind": "ConfigMap",
+                           "metadata": {"name": "x", "namespace": "kube-system"}},
                           "not the project's"),
                          ({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}}, "metadata.name")):
         with pytest.raises(RecipeError, match=message):

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 from kubernetes import client
-from kubernetes.client import (CoreV1Event, V1Container, V1ContainerState, V1ContainerStateTerminated, V1ContainerStatus, V1Job,
+from kubernetes.client import (CoreV1Event, V1Container, V1ContainerState, V1ContainerStateTerminated,
+                               V1ContainerStatus, V1Job,
                                V1JobCondition, V1JobSpec, V1JobStatus, V1ObjectMeta, V1Pod, V1PodSpec, V1PodStatus,
                                V1ObjectReference, V1PodTemplateSpec, V1Secret)
 
@@ -105,7 +106,8 @@ def test_unreachable_keeps_the_last_status_with_a_reason(backend: KubernetesBack
     backend._collect({70}, everything=True)
     backend._mark_down(OSError("connection refused"))
     (kept,) = backend._collect(set(backend._dirty), everything=False)
-    assert kept.status is S.RUNNING and "(cluster unreachable since" in kept.reason and "connection refused" in kept.reason
+    assert kept.status is S.RUNNING and "(cluster unreachable since" in kept.reason
+    assert "connection refused" in kept.reason
     assert backend._collect({70}, everything=False) == []  # said once
     backend._mark_up()
     (back,) = backend._collect(set(backend._dirty), everything=False)
@@ -131,3 +133,19 @@ def test_pods_refused_to_a_job_show_as_its_reason(backend: KubernetesBackend) ->
     assert refused.status is S.PENDING
     assert refused.reason.startswith("the cluster refused to create its pods: Error creating: pods \"w7-job-x\" is "
                                      "forbidden: exceeded quota: gpu")
+
+
+def test_a_program_missing_from_the_image_says_what_to_install(backend: KubernetesBackend) -> None:
+    backend._records[70] = backend._record_type(7, "vision-w7-job", expect_active=True,
+                                                missing_hint="vllm is not installed: use an image with vllm")
+    put(backend, "Job", job(V1JobCondition(type="Failed", status="True", reason="BackoffLimitExceeded",
+                                           last_transition_time=T)))
+    broken = pod("Failed", 128)
+    broken.spec.containers[0].command = ["vllm", "serve"]
+    broken.status.container_statuses[0].state.terminated.reason = "StartError"
+    broken.status.container_statuses[0].state.terminated.message = 'exec: "vllm": executable file not found in $PATH'
+    put(backend, "Pod", broken)
+    (failed,) = backend._collect({70}, everything=False)
+    assert failed.status is S.FAILED and failed.exit_code == 127
+    assert failed.reason == ('failed: could not start vllm: exec: "vllm": executable file not found in $PATH; '
+                             'vllm is not installed: use an image with vllm')

@@ -39,7 +39,8 @@ def pod(phase: str = "Pending", statuses: list[V1ContainerStatus] | None = None,
         conditions: list[V1PodCondition] | None = None, reason: str | None = None, message: str | None = None,
         name: str = "p") -> V1Pod:
     return V1Pod(metadata=V1ObjectMeta(name=name, namespace="corral-vision", creation_timestamp=T),
-                 spec=V1PodSpec(containers=[V1Container(name="main", image="x")], node_name="gpu-1"),
+                 spec=V1PodSpec(containers=[V1Container(name="main", image="x", command=["no-such-program", "a"])],
+                                node_name="gpu-1"),
                  status=V1PodStatus(phase=phase, container_statuses=statuses, conditions=conditions, reason=reason,
                                     message=message))
 
@@ -59,11 +60,22 @@ POD_CASES = [
     ("crash loop out of memory", pod("Running", [cs(waiting("CrashLoopBackOff"), restarts=2,
                                                    last=ended(137, "OOMKilled"))]),
      S.FAILED, "out of memory (OOMKilled): container main was killed at its memory limit; restarted 2 times "
-               "(CrashLoopBackOff)", 137),
+               "(CrashLoopBackOff)", -9),
     ("unschedulable", pod(conditions=[UNSCHEDULABLE]),
      S.PENDING, "waiting for a node (Unschedulable): 0/4 nodes are available: 4 Insufficient nvidia.com/gpu.", None),
     ("out of memory", pod("Failed", [cs(ended(137, "OOMKilled"))]),
-     S.FAILED, "out of memory (OOMKilled): container main was killed at its memory limit", 137),
+     S.FAILED, "out of memory (OOMKilled): container main was killed at its memory limit", -9),
+    ("killed by a signal", pod("Failed", [cs(ended(137, "Error"))]),
+     S.FAILED, "failed: container was killed by SIGKILL (signal 9)", -9),
+    ("program not in the image", pod("Failed", [cs(ended(128, "StartError", 'failed to create containerd task: exec: '
+                                                  '"no-such-program": executable file not found in $PATH'))]),
+     S.FAILED, 'could not start no-such-program: failed to create containerd task: exec: "no-such-program": '
+               'executable file not found in $PATH', 127),
+    ("program not found before start", pod(statuses=[cs(waiting("CreateContainerError", 'exec: "nope": executable '
+                                                                 'file not found in $PATH'))]),
+     S.FAILED, 'could not start no-such-program: exec: "nope": executable file not found in $PATH', 127),
+    ("its last output line says why", pod("Failed", [cs(ended(3, "Error", "starting\nloading data\nabout to fail\n"))]),
+     S.FAILED, "failed: container exited with code 3: about to fail", 3),
     ("evicted", pod("Failed", reason="Evicted", message="The node was low on resource: memory."),
      S.FAILED, "evicted by its node: The node was low on resource: memory.", None),
     ("preempted", pod("Failed", conditions=[V1PodCondition(type="DisruptionTarget", status="True",
@@ -105,8 +117,9 @@ JOB_CASES = [
                                                                          "limit")),
      [pod("Failed", [cs(ended(1, "Error", "ValueError: bad"))])],
      S.FAILED, "failed: container exited with code 1: ValueError: bad", 1),
-    ("failed out of memory", job(cond("Failed", "BackoffLimitExceeded")), [pod("Failed", [cs(ended(137, "OOMKilled"))])],
-     S.FAILED, "failed: out of memory (OOMKilled): container main was killed at its memory limit", 137),
+    ("failed out of memory", job(cond("Failed", "BackoffLimitExceeded")),
+     [pod("Failed", [cs(ended(137, "OOMKilled"))])],
+     S.FAILED, "failed: out of memory (OOMKilled): container main was killed at its memory limit", -9),
     ("failed evicted", job(cond("Failed", "BackoffLimitExceeded")),
      [pod("Failed", reason="Evicted", message="The node had condition: [DiskPressure].")],
      S.FAILED, "failed: evicted by its node: The node had condition: [DiskPressure].", None),

@@ -89,6 +89,7 @@ class _Record:
     created: bool = False  # every object of the component was created (or found)
     expect_active: bool = False  # it has a Job, Deployment, ... (not only passive objects)
     failed: str | None = None  # the cluster refused one of its objects
+    missing_hint: str | None = None  # Launch.missing_hint: said when its program is not in the image
 
 
 class KubernetesBackend(Observing, Discovery, Output):
@@ -296,6 +297,7 @@ class KubernetesBackend(Observing, Discovery, Output):
             record = self._records.setdefault(launch.component_id, _Record(launch.workload_id, launch.native_name))
             self._dirty.add(launch.component_id)
         record.expect_active = any(obj["kind"] not in PASSIVE_KINDS for obj in objects)
+        record.missing_hint = launch.missing_hint
         try:
             for obj in objects:  # all of them, every try: what exists answers 409 (after a crash or an outage)
                 self._create(obj)

@@ -96,6 +96,8 @@ class Observing:
         result = state.result
         if state.status is S.COMPLETED and notes.get(RESULT_MODEL):
             result = {"model": notes[RESULT_MODEL], "path": f"/models/{notes[RESULT_MODEL]}"}
+        if "could not start " in state.reason and record.missing_hint:
+            state = replace(state, reason=f"{state.reason}; {record.missing_hint}")
         endpoint = notes.get(ENDPOINT_URL) if state.status is S.RUNNING else None
         return Observation(cid, name, state.status, state.reason, state.at or _now(), workload_id=record.workload_id,
                            exit_code=state.exit_code, endpoint_url=endpoint, result=result)

@@ -23,6 +23,7 @@ container ended, and when the state was reached on the cluster.
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -80,19 +81,51 @@ def _statuses(pod: Any) -> list[Any]:
     return [*(_get(status, "init_container_statuses") or ()), *(_get(status, "container_statuses") or ())]
 
 
-def _ended(state: Any) -> str:
+def exit_code(state: Any) -> int | None:
+    """A container's exit as ``subprocess`` says it: 128+N (the runtime's way of saying
+    "killed by signal N") becomes -N."""
     code = _get(state, "exit_code")
-    text = f"exited with code {code}"
+    if code is not None and 128 < code < 128 + 65:
+        return -(code - 128)
+    return code
+
+
+def _last_line(text: str | None) -> str:
+    """The last line of what a container left (FallbackToLogsOnError: the tail of its output)."""
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    return _short(lines[-1], 200) if lines else ""
+
+
+def _ended(state: Any) -> str:
+    code = exit_code(state)
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        text = f"was killed by {name} (signal {-code})"
+    else:
+        text = f"exited with code {code}"
     if _get(state, "reason") not in (None, "Error", "Completed"):
         text += f" ({_get(state, 'reason')})"
-    message = _short(_get(state, "message"), 200)
+    message = _last_line(_get(state, "message"))
     return f"{text}: {message}" if message else text
+
+
+def _not_started(pod: Any, cs: Any, message: str) -> Seen:
+    """The container's program could not be run (not in the image, not executable)."""
+    containers = _get(pod, "spec", "containers") or ()
+    command = next((_get(c, "command") for c in containers if _get(c, "name") == _get(cs, "name")), None)
+    program = (command or [None])[0] or _get(cs, "image")
+    return Seen(S.FAILED, f"could not start {program}: {_short(message, 200)}", 127)
 
 
 def _oom(name: str, state: Any) -> Seen:
     return Seen(S.FAILED, f"out of memory (OOMKilled): container {name} was killed at its memory limit",
-                _get(state, "exit_code") if _get(state, "exit_code") is not None else 137,
-                _get(state, "finished_at"))
+                exit_code(state) if _get(state, "exit_code") is not None else -9, _get(state, "finished_at"))
+
+
+_MISSING = ("executable file not found", "no such file or directory")
 
 
 def pod_problem(pod: Any) -> Seen | None:
@@ -112,6 +145,8 @@ def pod_problem(pod: Any) -> Seen | None:
                                    f"{_short(_get(waiting, 'message'), 240) or 'the registry refused it'}")
         if reason == "InvalidImageName":
             return Seen(S.FAILED, f"invalid image name {_get(cs, 'image')}: {_short(_get(waiting, 'message'))}")
+        if reason in CONFIG_ERRORS and any(m in (_get(waiting, "message") or "") for m in _MISSING):
+            return _not_started(pod, cs, _get(waiting, "message"))
         if reason in CONFIG_ERRORS:
             return Seen(S.PENDING, f"cannot start container {name} ({reason}): {_short(_get(waiting, 'message'))}")
         if reason == "CrashLoopBackOff":
@@ -121,11 +156,15 @@ def pod_problem(pod: Any) -> Seen | None:
                 return Seen(S.FAILED, f"{oom.reason}; restarted {_get(cs, 'restart_count') or 0} times "
                                       f"(CrashLoopBackOff)", oom.exit_code, oom.at)
             return Seen(S.FAILED, f"crashing (CrashLoopBackOff): container {name} {_ended(last)}; restarted "
-                                  f"{_get(cs, 'restart_count') or 0} times", _get(last, "exit_code"),
+                                  f"{_get(cs, 'restart_count') or 0} times", exit_code(last),
                         _get(last, "finished_at"))
         terminated = _get(cs, "state", "terminated")
         if _get(terminated, "reason") == "OOMKilled":
             return _oom(name, terminated)
+        message = _get(terminated, "message") or ""
+        if _get(terminated, "reason") in ("StartError", "ContainerCannotRun") \
+                or (_get(terminated, "exit_code") == 128 and any(m in message for m in _MISSING)):
+            return _not_started(pod, cs, message)
     unschedulable = _condition_false(pod, "PodScheduled")
     if unschedulable is not None and _get(unschedulable, "reason") == "Unschedulable":
         return Seen(S.PENDING, f"waiting for a node (Unschedulable): {_short(_get(unschedulable, 'message'))}")
@@ -146,8 +185,9 @@ def pod_status(pod: Any) -> Seen:
     if phase == "Failed":
         bad = next((t for t in terminated if _get(t, "exit_code")), None)
         if bad is None:
-            return Seen(S.FAILED, f"failed: {_short(_get(status, 'message')) or _get(status, 'reason') or 'pod failed'}")
-        return Seen(S.FAILED, f"failed: container {_ended(bad)}", _get(bad, "exit_code"), finished)
+            why = _short(_get(status, "message")) or _get(status, "reason") or "pod failed"
+            return Seen(S.FAILED, f"failed: {why}")
+        return Seen(S.FAILED, f"failed: container {_ended(bad)}", exit_code(bad), finished)
     if phase == "Running":
         if main and all(_get(cs, "ready") for cs in main):
             return Seen(S.RUNNING, f"running on {_get(pod, 'spec', 'node_name') or 'a node'}")

@@ -89,11 +89,13 @@ def _items(answer: Any) -> list[Any]:
 
 class Watcher(threading.Thread):
     """Lists, then watches one kind into ``cache``; calls ``on_change(objects)`` after
-    every change (the objects that changed, deleted ones as last seen), ``on_error(exc)`` when the API server cannot be reached and
-    ``on_ok()`` once it answers again."""
+    every change (the objects that changed, deleted ones as last seen), ``on_error(exc)``
+    when the API server cannot be reached and ``on_ok()`` once it answers again."""
 
-    def __init__(self, cache: ObjectCache, list_fn: Callable[..., Any], *, on_change: Callable[[list[Any]], None], on_error: Callable[[BaseException], None], on_ok: Callable[[], None],
-                 label_selector: str | None = None, timeout_s: int = 240, **list_kwargs: Any) -> None:
+    def __init__(self, cache: ObjectCache, list_fn: Callable[..., Any], *,
+                 on_change: Callable[[list[Any]], None], on_error: Callable[[BaseException], None],
+                 on_ok: Callable[[], None], label_selector: str | None = None, timeout_s: int = 240,
+                 **list_kwargs: Any) -> None:
         super().__init__(name=f"kube-watch-{cache.kind}", daemon=True)
         self.cache, self.list_fn = cache, list_fn
         self.on_change, self.on_error, self.on_ok = on_change, on_error, on_ok
