@@ -21,7 +21,7 @@ job instead of submitting a second one.
 
 Statuses come from ``squeue`` (one call per poll for every waiting or running job) and,
 once a job has left that list, from ``scontrol show job`` or ``sacct -c`` (see
-``states`` for the mapping).
+``states`` for the mapping, ``ended`` for how a job ended).
 Observations are reported only on change; Deleted is final. ``stop`` cancels with
 ``scancel``: Slurm sends SIGTERM, then SIGKILL after the cluster's KillWait (so
 ``grace_s`` is Slurm's to decide). With the controller unreachable, each component keeps
@@ -54,17 +54,17 @@ from corral.backends.local.workarea import WorkArea
 from corral.backends.local.workarea import default_root as default_work_root
 from corral.backends import output
 from corral.backends.slurm import cluster
-from corral.backends.slurm.commands import JobRow, SlurmCommands, SlurmUnavailable, parse_time
+from corral.backends.slurm.commands import JobRow, SlurmCommands, SlurmUnavailable
+from corral.backends.slurm.ended import how_it_ended
 from corral.backends.slurm.jobs import JobRecord, JobStore
 from corral.backends.slurm.script import (
-    MISSING_PREFIX,
     OUTPUT,
     SlurmSite,
     batch_script,
     sbatch_options,
     split_nodes,
 )
-from corral.backends.slurm.states import is_final, map_state, parse_exit_code
+from corral.backends.slurm.states import is_final, map_state
 from corral.domain.statuses import ComponentStatus as S
 
 
@@ -239,12 +239,17 @@ class SlurmBackend:
             return
         status, reason = map_state(row.state, row.reason, job_id=job_id)
         at = row.submitted or _now()
+        if status is S.PENDING and self._requeued(record):
+            reason = f"requeued by Slurm after it ran (its node failed or it was preempted); {reason}"
         url = None
         progress = self._progress.get(record.component_id)
         if status is S.RUNNING and progress:
             reason = progress_reason(progress) or reason
         if status is S.RUNNING:
             at = row.started or _now()
+            if record.requeued:
+                record.requeued = False
+                self.store.save(record)
             if record.kind == "server":
                 status, reason, url = cluster.service_state(record, row, self.work.component_dir(record.component_id),
                                                             self._nodes)
@@ -252,36 +257,19 @@ class SlurmBackend:
                                workload_id=record.workload_id, endpoint_url=url,
                                progress={k: v for k, v in progress.items() if k != "at"} if progress else None))
 
+    def _requeued(self, record: JobRecord) -> bool:
+        """The job ran and is waiting again (Slurm requeued it): remembered, so the reason
+        stays the same until it runs again."""
+        last = self._last.get(record.component_id)
+        if last is not None and last.status is S.RUNNING and not record.requeued:
+            record.requeued = True
+            self.store.save(record)
+        return record.requeued
+
     def _ended(self, record: JobRecord, row: JobRow | None) -> None:
         """The job finished (or left the controller's memory): its final status, once."""
-        assert record.job_id is not None
-        state, reason, ended, exit_code = (row.state, row.reason, row.ended, None) if row else ("", "", None, None)
-        detail = self.slurm.show_job(record.job_id)
-        if detail is not None:
-            state = state or detail.get("JobState", "")
-            reason = reason or detail.get("Reason", "")
-            exit_code = parse_exit_code(detail.get("ExitCode"))
-            ended = ended or parse_time(detail.get("EndTime"))
-        else:
-            accounted = self.slurm.accounting(record.job_id)
-            if accounted is not None:
-                state = state or accounted.get("State", "")
-                exit_code = parse_exit_code(accounted.get("ExitCode"))
-                ended = ended or parse_time(accounted.get("End"))
-        if not state:  # nothing anywhere knows how it ended
-            status, text = ((S.DELETED, f"Slurm job {record.job_id} cancelled") if record.stopping else
-                            (S.FAILED, f"Slurm job {record.job_id} is gone and no record says how it ended"))
-        else:
-            status, text = map_state(state, reason, exit_code, stopping=record.stopping, job_id=record.job_id)
-        if status is S.COMPLETED and record.kind == "server":  # a service that ends has failed, as on local
-            status, text = S.FAILED, f"the service exited with code 0 ({text})"
-        if status is S.FAILED:  # the last line of output often says why, as on local
-            last = output.last_line(self.work.component_dir(record.component_id) / OUTPUT)
-            if exit_code == 127 and last.startswith(MISSING_PREFIX):  # not on the node: say what to install
-                text = f"{last} (Slurm job {record.job_id}, exit code 127)" + (
-                    f"; {record.missing_hint}" if record.missing_hint else "")
-            elif last:
-                text += f"; last output: {last}"
+        status, text, exit_code, ended = how_it_ended(self.slurm, record, row,
+                                                      self.work.component_dir(record.component_id) / OUTPUT)
         result = self._report(record, "result.json") if status is S.COMPLETED else None
         self._finalize(record, status, text, exit_code, ended or _now(), result)
         self._progress.pop(record.component_id, None)

@@ -40,6 +40,7 @@ class JobRecord:
     submitted_at: str | None = None
     # Said after "could not start X" when the job's program is not on the node (Launch.missing_hint).
     missing_hint: str | None = None
+    requeued: bool = False  # it ran, and Slurm put it back in its queue (node failure, preemption)
 
     @classmethod
     def for_launch(cls, launch: Launch, uid: int | None) -> JobRecord:
