@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from corral.cli.tables import Col, FitTable
 from corral.client.errors import CorralAPIError, CorralError
 from corral.domain.resources import format_bytes, format_millicores
 
@@ -140,12 +141,10 @@ def resources_line(values: dict[str, Any], names: Iterable[str] = ("gpu", "cpu",
     return ", ".join(parts) or "-"
 
 
-def table(*columns: str, title: str | None = None, **kwargs: Any) -> Table:
-    result = Table(title=title, title_justify="left", header_style="bold", **kwargs)
-    for column in columns:
-        justify = "right" if column in ("ID", "GPU", "CPU", "Memory", "Count", "Queued", "Nodes") else "left"
-        result.add_column(column, justify=justify)  # type: ignore[arg-type]
-    return result
+def table(*columns: str | Col, title: str | None = None) -> FitTable:
+    """A table that fits the terminal it is printed in (corral.cli.tables): a plain header
+    (str) is more important the further left it is; Col gives a priority of its own."""
+    return FitTable(*columns, title=title)
 
 
 def cells(*values: Any) -> list[Text]:

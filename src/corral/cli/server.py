@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shlex
+import shutil
 import socket
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -168,10 +171,23 @@ def _client_url(settings: Settings) -> str:
     return f"http://{host}:{settings.port}"
 
 
+def corral_command() -> str:
+    """How to run this very `corral` from a shell: plain `corral` when that is what PATH
+    finds, else its full path (a virtual environment not activated), else `python -m`."""
+    script = Path(sys.argv[0]) if Path(sys.argv[0]).name == "corral" else Path(sys.executable).parent / "corral"
+    if not script.is_file():
+        return f"{shlex.quote(sys.executable)} -m corral.cli.main"
+    found = shutil.which("corral")
+    if found is not None and os.path.samefile(found, script):
+        return "corral"
+    return shlex.quote(str(script.absolute()))
+
+
 def _print_login_hint(settings: Settings, created_token_file: Path | None, admin_email: str | None) -> None:
     """How to log in; the token itself is never printed, only where it is."""
     url = _client_url(settings)
     token_file = settings.data_dir / "admin-token"
+    corral = corral_command()
     text = Text()
     if created_token_file is not None:
         text.append("First start: created the administrator admin@localhost.\n"
@@ -179,22 +195,22 @@ def _print_login_hint(settings: Settings, created_token_file: Path | None, admin
     text.append(f"Corral is starting on {url}\n", style="bold")
     if token_file.is_file():
         text.append("Log in with:\n")
-        text.append(f"  corral login --server {url} --token-file {token_file}\n", style="bold green")
+        text.append(f"  {corral} login --server {url} --token-file {token_file}\n", style="bold green")
     elif admin_email is not None:
         text.append("Log in with a token: create one on this machine with\n")
-        text.append(f"  TOKEN=$(corral tokens create {admin_email})\n", style="bold green")
-        text.append(f"  corral login --server {url} --token \"$TOKEN\"\n", style="bold green")
+        text.append(f"  TOKEN=$({corral} tokens create {admin_email})\n", style="bold green")
+        text.append(f"  {corral} login --server {url} --token \"$TOKEN\"\n", style="bold green")
     else:
         text.append("There is no administrator yet: create one on this machine with\n")
-        text.append("  corral users create EMAIL --admin && TOKEN=$(corral tokens create EMAIL)\n",
+        text.append(f"  {corral} users create EMAIL --admin && TOKEN=$({corral} tokens create EMAIL)\n",
                     style="bold green")
-        text.append(f"  corral login --server {url} --token \"$TOKEN\"\n", style="bold green")
+        text.append(f"  {corral} login --server {url} --token \"$TOKEN\"\n", style="bold green")
     password_file = settings.data_dir / "admin-password"
     if password_file.is_file():
         # Where the password is, never the password itself.
         text.append(f"Web UI: {url}/ (sign in as {ADMIN_EMAIL} with the password in {password_file})\n")
     else:
-        text.append(f"Web UI: {url}/ (set a password with: corral users set-password EMAIL)\n")
+        text.append(f"Web UI: {url}/ (set a password with: {corral} users set-password EMAIL)\n")
     text.append(f"Database: {_database_label(settings)}", style="dim")
     # Never wrapped: the command must stay copyable, also from a log file.
     output.out().print(text, soft_wrap=True)

@@ -12,6 +12,7 @@ import typer
 from rich.text import Text
 
 from corral.cli import config, output
+from corral.cli.tables import Col
 from corral.cli.output import (
     EXIT_USAGE,
     JsonOption,
@@ -70,8 +71,10 @@ def workloads_ls(
 
 
 def _workload_table(result: WorkloadPage, show_project: bool) -> Any:
-    columns = ["ID", "Name", "Type"] + (["Project"] if show_project else []) + [
-        "Cluster", "GPU", "CPU", "Memory", "Status", "Created by", "Created at", "Why"]
+    # In an 80-column terminal: ID, name, status and why first; then where and how big.
+    columns = [Col("ID"), Col("Name"), Col("Type", 4)] + ([Col("Project", 5)] if show_project else []) + [
+        Col("Cluster", 2), Col("GPU", 3), Col("CPU", 3), Col("Memory", 3), Col("Status"), Col("Created by", 7),
+        Col("Created at", 6), Col("Why", 1)]
     rows = table(*columns)
     for w in result.items:
         values: list[Any] = [w.id, w.name, w.type_label] + ([w.project] if show_project else [])
@@ -249,15 +252,28 @@ def workloads_submit(
         fail(str(exc), field="type", code=EXIT_USAGE)
     with config.client() as client:
         created = client.submit_workload(spec)
-    if json_:
-        print_json(created)
-        return
+        if json_:
+            print_json(created)
+            return
+        warning = _cluster_warning(client, created.cluster) if created.status in ("Added", "Pending") else None
     line = Text(f"Submitted workload {created.id} ({created.name!r}, {created.type_label}) to cluster "
                 f"{created.cluster} in project {created.project}: ")
     line.append_text(status_text(created.status, created.status_label))
     if created.status_reason:
         line.append(f" ({created.status_reason})")
     output.out().print(line)
+    if warning:
+        output.err().print(Text(f"Note: {warning}.", style="yellow"))
+
+
+def _cluster_warning(client: Any, cluster: str) -> str | None:
+    """Why a workload on ``cluster`` may wait for good: the cluster is not healthy."""
+    from corral.cli.clusters import health_warning
+
+    try:
+        return health_warning(client.get_cluster(cluster))
+    except CorralAPIError:
+        return None  # a cluster this user cannot see: the workload's reason speaks for it
 
 
 # --------------------------------------------------------------------------- delete
