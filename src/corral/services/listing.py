@@ -7,6 +7,7 @@ up to a bound, otherwise; the response says which.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,9 +128,29 @@ def _postgres_estimate(conn: Connection, query: Any) -> float:
     return float(plan[0]["Plan"]["Plan Rows"])
 
 
-def list_workloads(conn: Connection, principal: Principal, query: WorkloadQuery) -> dict[str, Any]:
+@dataclass
+class _Plan:
+    """A query's conditions and order, as both a page and an export read them."""
+
+    kept: list[Any]  # conditions the kept counts can answer
+    scope_and_status: int  # kept[:scope_and_status]: projects and statuses
+    extra: list[Any]  # conditions counted (or estimated) per request
+    name: _NameFilter | None
+    project_ids: list[int] | None
+    project_names: dict[int, str]
+    statuses: list[str]
+    types: list[str]
+    order: list[Any]
+
+    @property
+    def conditions(self) -> list[Any]:
+        return self.kept + self.extra
+
+
+def _plan(conn: Connection, principal: Principal, query: WorkloadQuery) -> _Plan | None:
+    """None when the caller sees no project at all."""
     types, statuses, (sort_column, descending) = _parse(query)
-    kept: list[Any] = []  # conditions that the kept counts can answer
+    kept: list[Any] = []
     project_names: dict[int, str] = {}
     if query.project is not None:
         project = project_service.resolve(conn, principal, query.project)
@@ -140,53 +161,81 @@ def list_workloads(conn: Connection, principal: Principal, query: WorkloadQuery)
     name = _name_filter(conn, query.name, project_ids) if query.name else None
     if project_ids is not None:
         if not project_ids:
-            return _page(query, [], 0, True)
+            return None
         # With a short list of ids to read, "+ 0" keeps SQLite from walking the
         # project's index instead (it cannot use an index on an expression).
         project_column = workloads.c.project_id + 0 if name is not None and name.by_id else workloads.c.project_id
         kept.append(project_column == project_ids[0] if len(project_ids) == 1
                     else project_column.in_(project_ids))
     kept.append(workloads.c.status.in_(statuses) if len(statuses) > 1 else workloads.c.status == statuses[0])
-    scope_and_status = len(kept)  # kept[:scope_and_status]: projects and statuses
+    scope_and_status = len(kept)
     if types:
         kept.append(workloads.c.type.in_(types) if len(types) > 1 else workloads.c.type == types[0])
     if query.cluster:
         kept.append(workloads.c.cluster_name == query.cluster)
-    extra: list[Any] = []  # conditions counted (or estimated) per request
+    extra: list[Any] = []
     if query.created_by:
         extra.append(workloads.c.created_by == query.created_by.strip().lower())
     if name is not None:
         extra.append(name.condition)
-    conditions = kept + extra
-
     # Sorted by the column, then by creation (newest first when descending): the same
     # order as the column's index, so a page is read from the index.
     direction = (lambda c: c.desc()) if descending else (lambda c: c.asc())
     order = [direction(c) for c in dict.fromkeys([sort_column, workloads.c.created_at, workloads.c.id])]
-    # Late row lookup: page through the index alone (ids), then read the page's rows, so
-    # a deep OFFSET skips index entries rather than whole rows.
-    page_ids = (
-        select(workloads.c.id).where(*conditions).order_by(*order)
-        .limit(query.page_size).offset((query.page - 1) * query.page_size)
-    ).subquery()
-    rows = conn.execute(
-        select(*_ROW_COLUMNS).join(page_ids, page_ids.c.id == workloads.c.id).order_by(*order)
-    ).all()
+    return _Plan(kept, scope_and_status, extra, name, project_ids, project_names, statuses, types, order)
 
-    total, exact = _total(conn, kept, scope_and_status, extra, name, project_ids, statuses, types, query.cluster)
 
-    missing = {r.project_id for r in rows} - project_names.keys()
+def _item(r: Any, project_names: dict[int, str]) -> dict[str, Any]:
+    return {"id": r.id, "name": r.name, "type": r.type, "project": project_names[r.project_id],
+            "cluster": r.cluster_name, "resources": {"gpu": r.gpu, "cpu": r.cpu, "memory": r.memory},
+            "status": r.status, "status_reason": r.status_reason, "created_by": r.created_by,
+            "created_at": r.created_at}
+
+
+def _name_projects(conn: Connection, project_names: dict[int, str], ids: set[int]) -> None:
+    missing = ids - project_names.keys()
     if missing:
         project_names.update(conn.execute(select(projects.c.id, projects.c.name)
                                           .where(projects.c.id.in_(missing))).all())
-    items = [
-        {"id": r.id, "name": r.name, "type": r.type, "project": project_names[r.project_id],
-         "cluster": r.cluster_name, "resources": {"gpu": r.gpu, "cpu": r.cpu, "memory": r.memory},
-         "status": r.status, "status_reason": r.status_reason, "created_by": r.created_by,
-         "created_at": r.created_at}
-        for r in rows
-    ]
-    return _page(query, items, total, exact)
+
+
+def list_workloads(conn: Connection, principal: Principal, query: WorkloadQuery) -> dict[str, Any]:
+    plan = _plan(conn, principal, query)
+    if plan is None:
+        return _page(query, [], 0, True)
+    # Late row lookup: page through the index alone (ids), then read the page's rows, so
+    # a deep OFFSET skips index entries rather than whole rows.
+    page_ids = (
+        select(workloads.c.id).where(*plan.conditions).order_by(*plan.order)
+        .limit(query.page_size).offset((query.page - 1) * query.page_size)
+    ).subquery()
+    rows = conn.execute(
+        select(*_ROW_COLUMNS).join(page_ids, page_ids.c.id == workloads.c.id).order_by(*plan.order)
+    ).all()
+
+    total, exact = _total(conn, plan.kept, plan.scope_and_status, plan.extra, plan.name, plan.project_ids,
+                          plan.statuses, plan.types, query.cluster)
+
+    _name_projects(conn, plan.project_names, {r.project_id for r in rows})
+    return _page(query, [_item(r, plan.project_names) for r in rows], total, exact)
+
+
+def stream_workloads(conn: Connection, principal: Principal, query: WorkloadQuery,
+                     batch: int = 1000) -> Iterator[dict[str, Any]]:
+    """Every row the query matches (all pages), in the table's order, read by one ordered
+    query in batches (a server-side cursor on PostgreSQL, so ``conn`` must be in a
+    transaction): the CSV export. Nothing else is read while the rows stream."""
+    plan = _plan(conn, principal, query)
+    if plan is None:
+        return
+    names = select(projects.c.id, projects.c.name)
+    if plan.project_ids is not None:
+        names = names.where(projects.c.id.in_(plan.project_ids))
+    plan.project_names.update(conn.execute(names).all())
+    result = conn.execution_options(stream_results=True, yield_per=batch).execute(
+        select(*_ROW_COLUMNS).where(*plan.conditions).order_by(*plan.order))
+    for r in result:
+        yield _item(r, plan.project_names)
 
 
 def _total(conn: Connection, kept: list[Any], scope_and_status: int, extra: list[Any], name: _NameFilter | None,

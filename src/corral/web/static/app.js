@@ -144,6 +144,8 @@
         if (input) { if (value) input.value = value; else input.remove(); }
       }
       $("#refresh").href = url;
+      const exportLink = $("#export-csv");  // the same view, as CSV
+      if (exportLink) exportLink.href = url.replace(/^\/workloads(?=\?|$)/, "/workloads.csv");
     };
 
     const summarise = () => {
