@@ -326,7 +326,7 @@ class KubernetesBackend(Observing, Discovery, Output):
                                   kind=kind)
             try:
                 self._call(f"deleting {kind} {name}", resource.delete, name=name, namespace=ns,
-                           body={"propagationPolicy": "Foreground", "gracePeriodSeconds": int(grace_s)})
+                           propagation_policy="Foreground", grace_period_seconds=int(grace_s))
             except ApiException as exc:
                 if exc.status != 404:
                     raise BackendError(f"cannot delete {kind} {name}: {_api_message(exc)}") from exc
