@@ -67,7 +67,8 @@ def world(slurm_cluster: SlurmCluster, tmp_path_factory: pytest.TempPathFactory)
                 [str(CORRAL_BIN), "agent", "--backend", "slurm", "--server", server.url, "--token-file", str(token),
                  "--state-dir", str(root / "agent"), "--workload-root", str(work_root_for(root / "agent")),
                  "--slurm-job-prefix", prefix, "--slurm-partition", "gpu", "--poll", "0.1",
-                 "--discover-interval", "0.5", "--heartbeat-interval", "0.5"],
+                 "--discover-interval", "0.5", "--heartbeat-interval", "0.5",
+                 "--slurm-project-sbatch-options", "default=--time=30;other=--time=5"],
                 env=clean_env(slurm_cluster.env), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         stack.callback(_stop, agent)
         stack.callback(lambda: slurm_cluster.scancel(*(i for i, _, _ in slurm_cluster.jobs(prefix))))
@@ -126,6 +127,8 @@ def test_a_workload_runs_as_a_slurm_job_of_the_projects_user(world):
     [(job_id, _, state)] = [j for j in world.slurm.jobs(world.prefix)
                             if j[1] == f"{world.prefix}{detail['components'][0]['id']}"]
     assert state == "COMPLETED"
+    # The project's own sbatch options (--slurm-project-sbatch-options) reached its job.
+    assert "TimeLimit=00:30:00" in world.slurm.run("scontrol", "show", "job", "-o", str(job_id))
 
 
 def test_a_failing_workload_fails_with_its_exit_code(world):
