@@ -49,7 +49,6 @@ import pwd
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -76,6 +75,7 @@ from corral.backends.base import (
 from corral.backends.identity import Identities, IdentityError, RunAs
 from corral.backends.local import files as f
 from corral.backends.local import gpus as gpu_detect
+from corral.backends.local.spawner import SupervisorSpawner, supervisor_env
 from corral.backends.local.workarea import SCRIPT, WorkArea, unreachable
 from corral.backends.local.workarea import default_root as default_work_root
 from corral.backends.progress import clean_progress, progress_reason
@@ -194,7 +194,7 @@ class LocalBackend:
         self._dirty: set[int] = set()
         self._last: dict[int, Observation] = {}
         self._ghosts: dict[int, Observation] = {}
-        self._spawners: list[subprocess.Popen[bytes]] = []
+        self._spawner = SupervisorSpawner(self.python, supervisor_env(), self.state_dir / "spawner.log")
         self._sweep: deque[int] = deque()
         self._seq = 0
         self._closed = False
@@ -412,22 +412,11 @@ class LocalBackend:
         raise BackendError("no free TCP port found")
 
     def _spawn(self, comp: _Component, mode: str) -> None:
-        """Start a supervisor; it detaches at once (the short-lived parent is reaped later)."""
-        src = str(Path(corral.__file__).resolve().parent.parent)
-        pythonpath = os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)
-        # No bytecode written: Corral's own tree stays as installed.
-        env = {"PATH": os.environ.get("PATH", os.defpath), "PYTHONPATH": pythonpath, "PYTHONDONTWRITEBYTECODE": "1"}
-        with open(comp.dir / f.SUPERVISOR_LOG, "ab") as log:
-            proc = subprocess.Popen(
-                # -S: no site-packages scan at start; PYTHONPATH has what the supervisor needs.
-                [self.python, "-S", "-m", "corral.backends.local.supervisor", mode, str(comp.dir)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=True, cwd=comp.dir, env=env,
-            )
-        self._spawners.append(proc)
+        """Start a supervisor (forked by the spawner's server); it detaches at once."""
+        self._spawner.spawn(mode, comp.dir)
 
     def _reap_spawners(self) -> None:
-        if self._spawners:
-            self._spawners = [p for p in self._spawners if p.poll() is None]
+        self._spawner.reap()
 
     # --- stop ------------------------------------------------------------------------
 
@@ -854,13 +843,7 @@ class LocalBackend:
             if self._closed:
                 return
             self._closed = True
-            deadline = time.monotonic() + 5
-            for proc in self._spawners:
-                try:
-                    proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    pass
-            self._spawners.clear()
+            self._spawner.close()
             self.work.close()
             os.close(self._lock_fd)
 

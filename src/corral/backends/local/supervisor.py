@@ -4,6 +4,7 @@ Usage (the backend runs it; nobody else needs to)::
 
     python -m corral.backends.local.supervisor run  <component dir>
     python -m corral.backends.local.supervisor reap <component dir>
+    python -m corral.backends.local.supervisor serve   # a fork server: "run DIR" / "reap DIR" lines on stdin
 
 ``run`` detaches (fork, then ``setsid``: the supervisor leads its own session, so killing
 the control plane, even with SIGKILL, leaves it running), takes ``supervisor.lock`` for its
@@ -31,7 +32,11 @@ touch of the component's event file. ``reap`` is for a component whose superviso
 it stops what is left of the process group and records that the exit code was lost.
 
 Standard library only, and few modules of it (no subprocess, pathlib, typing, dataclasses):
-one runs per component, so it must start fast and stay small (about 4 MB private memory).
+one runs per component, so it must start fast and stay small. ``serve`` is how the backend
+starts them: one process that has imported this module forks a supervisor per line it
+reads, so every supervisor shares that interpreter's pages (copy-on-write) instead of
+loading its own, and starts without an interpreter's start-up. A supervisor does not depend
+on the server: it detaches as before, and outlives it, the agent and the control plane.
 """
 
 from __future__ import annotations
@@ -513,12 +518,22 @@ def _lock(component_dir: str) -> int:
     return fd
 
 
+_PRCTL: Any = None
+
+
+def _prctl() -> Any:
+    global _PRCTL
+    if _PRCTL is None:
+        import ctypes
+
+        _PRCTL = ctypes.CDLL(None, use_errno=True).prctl
+    return _PRCTL
+
+
 def _become_subreaper() -> bool:
     """Orphans of the command become our children (and are reaped by us), not init's."""
     try:
-        import ctypes
-
-        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+        return _prctl()(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
     except (OSError, AttributeError, ImportError):
         return False
 
@@ -552,5 +567,42 @@ def main(argv: list[str]) -> int:
         raise
 
 
+def serve() -> int:
+    """The fork server: for each "run DIR" or "reap DIR" line on stdin, fork a supervisor
+    (which detaches at once); end at end of file. Forked children are reaped as they go."""
+    import gc
+
+    # What a supervisor may load later is loaded once here, shared by all of them.
+    for name in ("fcntl", "http.client", "socket", "stat", "traceback"):
+        __import__(name)
+    try:
+        _prctl()
+    except (OSError, AttributeError, ImportError):
+        pass
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the short-lived forks are reaped by the kernel
+    gc.collect()
+    gc.freeze()  # what is loaded now stays put: the collector never writes to those shared pages
+    for line in sys.stdin.buffer:
+        mode, _, component_dir = line.decode().rstrip("\n").partition(" ")
+        if mode not in ("run", "reap") or not component_dir:
+            print(f"supervisor serve: ignored {line!r}", file=sys.stderr, flush=True)
+            continue
+        if os.fork() == 0:
+            code = 1
+            try:
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the supervisor waits for its command
+                os.chdir(component_dir)
+                code = main([mode, component_dir])
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+            except BaseException:
+                import traceback
+
+                traceback.print_exc()
+            finally:
+                os._exit(code)
+    return 0
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(serve() if sys.argv[1:] == ["serve"] else main(sys.argv[1:]))
