@@ -75,3 +75,21 @@ def test_a_relist_replaces_the_cache_and_reports_what_changed() -> None:
     changed = cache.replace([_obj("c", "6")])
     assert {p.metadata.name for p in changed} == {"a", "c"}  # a vanished (reported as last seen), c changed
     assert [p.metadata.name for p in cache.items()] == ["c"]
+
+
+def test_the_cache_finds_a_components_objects_without_a_scan() -> None:
+    from corral.backends.kubernetes.labels import labels
+
+    def owned(name: str, cid: int, version: str) -> V1Pod:
+        return V1Pod(metadata=V1ObjectMeta(name=name, namespace="ns", resource_version=version,
+                                           labels=labels("p", 1, cid, "custom", "job")))
+
+    cache = ObjectCache("Pod")
+    cache.replace([owned("a", 1, "1"), owned("b", 2, "1"), _obj("theirs", "1")])
+    assert [p.metadata.name for p in cache.of_component(1)] == ["a"] and cache.components() == {1, 2}
+    cache.apply("MODIFIED", owned("a", 3, "2"))  # relabelled: it moves
+    assert cache.of_component(1) == [] and [p.metadata.name for p in cache.of_component(3)] == ["a"]
+    cache.apply("DELETED", owned("b", 2, "3"))
+    assert cache.components() == {3}
+    cache.replace([])
+    assert cache.components() == set()

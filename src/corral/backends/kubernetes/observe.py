@@ -46,12 +46,7 @@ class Observing:
     _record_type: Any
 
     def _objects_of(self, component_id: int) -> list[tuple[str, Any]]:
-        out = []
-        for kind, cache in self._caches.items():
-            for obj in cache.items():
-                if L.component_of(labels_of(obj)) == component_id:
-                    out.append((kind, obj))
-        return out
+        return [(kind, obj) for kind, cache in self._caches.items() for obj in cache.of_component(component_id)]
 
     def _observe_one(self, cid: int) -> Observation | None:
         objects = self._objects_of(cid)
@@ -154,7 +149,7 @@ class Observing:
         with self._lock:
             ids = set(self._records) | set(self._last)
             for cache in self._caches.values():
-                ids |= {c for c in (L.component_of(labels_of(o)) for o in cache.items()) if c is not None}
+                ids |= cache.components()
             self._dirty.clear()
             return self._collect(ids, everything=True)
 

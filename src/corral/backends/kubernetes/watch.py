@@ -16,6 +16,8 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from corral.backends.kubernetes.labels import component_of
+
 log = logging.getLogger("corral.backends.kubernetes")
 
 Key = tuple[str, str]  # (namespace, name)
@@ -40,8 +42,29 @@ class ObjectCache:
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._objects: dict[Key, Any] = {}
+        self._by_component: dict[int, set[Key]] = {}  # so a component's objects cost no scan
         self._lock = threading.Lock()
         self.synced = threading.Event()  # set after the first list
+
+    def _index(self, key: Key, obj: Any, add: bool) -> None:
+        cid = component_of(labels_of(obj))
+        if cid is None:
+            return
+        keys = self._by_component.setdefault(cid, set())
+        if add:
+            keys.add(key)
+        else:
+            keys.discard(key)
+            if not keys:
+                del self._by_component[cid]
+
+    def of_component(self, component_id: int) -> list[Any]:
+        with self._lock:
+            return [self._objects[k] for k in self._by_component.get(component_id, ())]
+
+    def components(self) -> set[int]:
+        with self._lock:
+            return set(self._by_component)
 
     def replace(self, items: Iterable[Any]) -> list[Any]:
         """A fresh list: the cache becomes exactly it. Returns the objects that changed
@@ -50,6 +73,9 @@ class ObjectCache:
         with self._lock:
             old = self._objects
             self._objects = fresh
+            self._by_component = {}
+            for key, obj in fresh.items():
+                self._index(key, obj, True)
         self.synced.set()
         changed = [old[k] for k in old.keys() - fresh.keys()]
         changed += [obj for k, obj in fresh.items() if k not in old or _version(obj) != _version(old[k])]
@@ -58,10 +84,12 @@ class ObjectCache:
     def apply(self, event_type: str, obj: Any) -> Any:
         key = key_of(obj)
         with self._lock:
-            if event_type == "DELETED":
-                self._objects.pop(key, None)
-            else:
+            previous = self._objects.pop(key, None)
+            if previous is not None:
+                self._index(key, previous, False)
+            if event_type != "DELETED":
                 self._objects[key] = obj
+                self._index(key, obj, True)
         return obj
 
     def get(self, key: Key) -> Any:
