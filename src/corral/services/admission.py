@@ -349,13 +349,19 @@ class Admitter(AdmissionMemory):
                     update(workloads)
                     .where(workloads.c.id.in_(chunk), workloads.c.admitted_at.is_(None),
                            workloads.c.status == _PENDING, workloads.c.delete_requested_at.is_(None))
-                    .values(admitted_at=now, status_reason=admitted_reason[c], preempted_for=None,
-                            cluster_id=c, cluster_name=self.cluster_names.get(c, str(c)),
-                            version=workloads.c.version + 1)
+                    .values(admitted_at=now, status_reason=admitted_reason[c], version=workloads.c.version + 1)
                 ).rowcount
+                # A victim admitted again holds nothing back any more (services.preemption).
+                # Apart, and only where set: an indexed column written for every admission
+                # would cost every admission an index write.
+                conn.execute(update(workloads).where(workloads.c.id.in_(chunk), workloads.c.preempted_for.is_not(None))
+                             .values(preempted_for=None))
             if written != len(ids):
                 raise RaceLost(f"{len(ids) - written} of {len(ids)} workloads to admit on cluster {c} "
                                "changed meanwhile (deleted?)")
+        for w, c in relocated:  # placed elsewhere than its tentative cluster (indexed columns: only these)
+            conn.execute(update(workloads).where(workloads.c.id == w.id)
+                         .values(cluster_id=c, cluster_name=self.cluster_names.get(c, str(c))))
         placed_on = {w.id: c for c, admitted in by_cluster.items() for w in admitted}
         for preemptor, held in victims_of.items():
             c = placed_on[preemptor]
