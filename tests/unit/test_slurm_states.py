@@ -71,8 +71,9 @@ def test_sizes_node_states_and_scontrol_lines():
 
 def test_squeue_rows_keep_free_text_last():
     line = SEP.join(["12", "corral-c3", "PENDING", "Priority", "alice", "ml", "gpu", "n/a",
-                     "2026-12-06T12:03:49", "N/A", "N/A", "a comment"])
-    [row] = parse_squeue(line + "\n" + SEP.join(["12_1", *["x"] * 11]))
+                     "2026-12-06T12:03:49", "N/A", "N/A", "1:00:00", "a comment"])
+    [row] = parse_squeue(line + "\n" + SEP.join(["12_1", *["x"] * 12]))
     assert (row.job_id, row.name, row.reason, row.comment, row.started) == (12, "corral-c3", "Priority", "a comment",
                                                                            None)
+    assert row.time_limit == "1:00:00"
     assert row.submitted is not None and row.submitted.tzinfo is not None

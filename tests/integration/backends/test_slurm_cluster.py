@@ -157,7 +157,7 @@ def test_a_job_asking_for_more_gpus_than_a_node_has_spans_nodes_with_srun(make_s
 
 
 def test_a_node_drained_mid_run_lets_its_job_finish_and_a_node_going_down_ends_its_job(make_slurm, slurm_cluster):
-    backend = make_slurm()
+    backend = make_slurm(time_limit="10")
     watcher = Watcher(backend)
     wait_for(lambda: len(backend.capacity().nodes) == 4)
     backend.start(job(1, "sleep 3; echo finished"))
@@ -172,7 +172,7 @@ def test_a_node_drained_mid_run_lets_its_job_finish_and_a_node_going_down_ends_i
         # A node that goes down under a running job: Slurm ends the job (NODE_FAIL) and,
         # batch jobs being requeued by default (JobRequeue=1), queues it again.
         backend.start(job(2, "sleep 60"))
-        watcher.wait(2, S.RUNNING)
+        assert watcher.wait(2, S.RUNNING).reason.endswith(", time limit 10:00")  # Slurm's limit, as it says it
         lost = backend.inspect(2)["job"]["BatchHost"]
         touched.append(lost)
         slurm_cluster.run("scontrol", "update", f"nodename={lost}", "state=down", "reason=corral-test")

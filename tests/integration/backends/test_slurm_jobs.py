@@ -35,7 +35,7 @@ def test_a_batch_job_waits_in_slurms_queue_runs_and_completes_with_its_output(ma
     assert pending.reason == "waiting in Slurm's queue: Resources" and pending.native_name == "proj-w10-job"
     backend.slurm.scancel(blocking)
     running = watcher.wait(1, S.RUNNING)
-    assert running.reason.startswith("running as Slurm job ") and running.workload_id == 10
+    assert running.reason == f"running as Slurm job {backend._jobs[1].job_id}" and running.workload_id == 10  # no limit
     done = watcher.wait(1, S.COMPLETED)
     seen = watcher.statuses(1)
     assert done.exit_code == 0 and sorted(set(seen), key=seen.index) == [S.PENDING, S.RUNNING, S.COMPLETED]

@@ -68,6 +68,9 @@ from corral.backends.slurm.states import is_final, map_state
 from corral.domain.statuses import ComponentStatus as S
 
 
+_NO_LIMIT = frozenset({"", "UNLIMITED", "INFINITE", "NOT_SET", "N/A"})
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -243,6 +246,8 @@ class SlurmBackend:
             reason = f"requeued by Slurm after it ran (its node failed or it was preempted); {reason}"
         url = None
         progress = self._progress.get(record.component_id)
+        if status is S.RUNNING and row.time_limit not in _NO_LIMIT:  # Slurm ends it then (Failed: its time limit)
+            reason += f", time limit {row.time_limit}"
         if status is S.RUNNING and progress:
             reason = progress_reason(progress) or reason
         if status is S.RUNNING:

@@ -29,8 +29,9 @@ from corral.backends.base import BackendError, BackendUnavailable
 from corral.backends.slurm.states import parse_kv
 
 SEP = "\x1f"  # between squeue's fields: no job name or comment holds it
-# id, name, state, reason, user, account, partition, batch host, submit, start, end, comment (free text: last)
-SQUEUE_FORMAT = SEP.join(["%i", "%j", "%T", "%r", "%u", "%a", "%P", "%B", "%V", "%S", "%e", "%k"])
+# id, name, state, reason, user, account, partition, batch host, submit, start, end, time limit,
+# comment (free text: last)
+SQUEUE_FORMAT = SEP.join(["%i", "%j", "%T", "%r", "%u", "%a", "%P", "%B", "%V", "%S", "%e", "%l", "%k"])
 SACCT_FIELDS = "JobID,JobName,State,ExitCode,Start,End"
 _UNREACHABLE = ("contact slurm controller", "timed out", "Connection refused", "Unable to establish")
 
@@ -55,6 +56,7 @@ class JobRow:
     submitted: datetime | None
     started: datetime | None
     ended: datetime | None
+    time_limit: str  # "1:00:00", "2-00:00:00", "UNLIMITED"
     comment: str
 
 
@@ -73,11 +75,11 @@ def parse_squeue(text: str) -> list[JobRow]:
     rows = []
     for line in text.splitlines():
         parts = line.split(SEP)
-        if len(parts) < 12 or not parts[0].strip().isdigit():
+        if len(parts) < 13 or not parts[0].strip().isdigit():
             continue  # array or het jobs ("12_3", "12+1") are not Corral's and not parsed here
-        p = [x.strip() for x in parts[:11]] + [SEP.join(parts[11:]).strip()]
+        p = [x.strip() for x in parts[:12]] + [SEP.join(parts[12:]).strip()]
         rows.append(JobRow(int(p[0]), p[1], p[2], p[3], p[4], p[5], p[6], p[7], parse_time(p[8]),
-                           parse_time(p[9]), parse_time(p[10]), p[11]))
+                           parse_time(p[9]), parse_time(p[10]), p[11], p[12]))
     return rows
 
 
