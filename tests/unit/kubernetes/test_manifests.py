@@ -14,6 +14,7 @@ from corral.backends.kubernetes import labels as L
 from corral.backends.kubernetes.dryrun import render_workload
 from corral.backends.kubernetes.render import JOBSET_CRD, PYTORCHJOB_CRD, pod_templates, to_yaml
 from corral.backends.kubernetes.settings import KubeSettings
+from corral.backends.base import BackendError
 from corral.backends.recipes import RecipeError
 
 VERSIONS = ("1.30.0", "1.34.0", "1.37.0")  # oldest and newest minor kubernetes-validate ships that we support
@@ -57,7 +58,7 @@ SETTINGS = {
                                 models_access_mode="ReadWriteOnce"),
     "ingress": KubeSettings(apps_domain="apps.example.com", ingress_class="nginx"),
     "httproute": KubeSettings(apps_domain="apps.example.com", gateway="gateways/public"),
-    "kueue": KubeSettings(queue_name="team-a"),
+    "kueue": KubeSettings(queue_name="team-a", priority_classes={"high": "corral-high", "low": "corral-low"}),
 }
 
 
@@ -243,3 +244,12 @@ def test_a_kueue_queue_labels_what_kueue_admits() -> None:
     assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
     deployment = _by_kind(render_workload(_spec("workspace"), SETTINGS["kueue"], workload_id=2))["Deployment"][0]
     assert deployment["spec"]["template"]["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
+
+
+def test_priorities_map_to_the_clusters_priority_classes() -> None:
+    high = render_workload({**_spec("training"), "priority": "high"}, SETTINGS["kueue"], workload_id=3)
+    assert _pod(_by_kind(high)["Job"][0])["priorityClassName"] == "corral-high"
+    medium = render_workload(_spec("training"), SETTINGS["kueue"], workload_id=3)  # no class configured for it
+    assert "priorityClassName" not in _pod(_by_kind(medium)["Job"][0])
+    with pytest.raises(BackendError, match="expected low, medium or high"):
+        KubeSettings(priority_classes={"urgent": "x"})

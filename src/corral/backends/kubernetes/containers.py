@@ -101,6 +101,7 @@ class Unit:
     result_model: str | None = None
     metrics: bool = False
     submitter: str | None = None
+    priority: str | None = None  # low | medium | high
 
 
 def model_path(reference: str) -> str:
@@ -127,7 +128,8 @@ def unit_for(launch: Launch, settings: KubeSettings, spec: Mapping[str, Any] | N
     script in ``runtime_image``, every variable kept in the Secret."""
     secret = dict(secret_env or {})
     base = dict(component_id=launch.component_id, workload_id=launch.workload_id, project=launch.project,
-                workload_type=launch.workload_type, role=launch.kind, submitter=submitter)
+                workload_type=launch.workload_type, role=launch.kind, submitter=submitter,
+                priority=(spec or {}).get("priority"))
     if launch.kind == "endpoint":
         return Unit(**base)
     replicas = int((spec or {}).get("replicas") or 1) if launch.kind == "server" else 1

@@ -190,6 +190,8 @@ def _pod_template(unit: Unit, settings: KubeSettings, extra_env: list[dict[str, 
         spec["imagePullSecrets"] = [{"name": name} for name in settings.image_pull_secrets]
     if subdomain:
         spec["subdomain"] = subdomain
+    if unit.priority and unit.priority in settings.priority_classes:
+        spec["priorityClassName"] = settings.priority_classes[unit.priority]
     meta = _meta(unit, settings, "")
     return {"metadata": {"labels": meta["labels"], "annotations": meta["annotations"]}, "spec": spec}
 

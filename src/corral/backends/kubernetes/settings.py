@@ -53,6 +53,9 @@ class KubeSettings:
     # A Kueue LocalQueue for every Job, JobSet, PyTorchJob and Deployment (label
     # kueue.x-k8s.io/queue-name): the cluster's own queue then admits them, after Corral's quota.
     queue_name: str | None = None
+    # Corral priority (low, medium, high) -> a PriorityClass the cluster has, for the
+    # kubelet's and the scheduler's own choices (eviction order, preemption by others).
+    priority_classes: Mapping[str, str] = field(default_factory=dict)
     # Multi-node training: use these operators' CRDs when the cluster has them.
     prefer_crds: bool = True
     # How long stop() waits for the objects to be gone before DeleteFailed.
@@ -70,6 +73,10 @@ class KubeSettings:
         object.__setattr__(self, "node_selector", {str(k): str(v) for k, v in dict(self.node_selector).items()})
         object.__setattr__(self, "tolerations", tuple(dict(t) for t in self.tolerations))
         object.__setattr__(self, "image_pull_secrets", tuple(self.image_pull_secrets))
+        unknown = set(self.priority_classes) - {"low", "medium", "high"}
+        if unknown:
+            raise BackendError(f"priority_classes: {', '.join(sorted(unknown))}: expected low, medium or high")
+        object.__setattr__(self, "priority_classes", {str(k): str(v) for k, v in dict(self.priority_classes).items()})
 
     @property
     def routes(self) -> str | None:
