@@ -44,6 +44,7 @@ def test_unreachable_api_server(backend: KubernetesBackend) -> None:
     with pytest.raises(BackendUnavailable):
         backend.start(launch)  # the agent's retry: still unavailable, not "already exists"
     assert backend.observe() == []  # nothing known yet, nothing invented
+    assert backend.discover() == []  # from the discovery watches' (empty) caches, without waiting
     assert time.monotonic() - began < 15
     watchers = [t for t in threading.enumerate() if t.name.startswith("kube-watch-")]
     assert watchers

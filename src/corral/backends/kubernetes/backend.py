@@ -353,6 +353,7 @@ class KubernetesBackend(Observing, Discovery, Output):
         for watcher in self._watchers:
             watcher.stop()
         self._watchers = []
+        self.stop_discovering()
         self.api.close()
 
 
