@@ -134,8 +134,12 @@ def test_capacity_and_discovery(kube: Any) -> None:
                 "metadata": {"labels": {"app": "theirs"}},
                 "spec": {"containers": [{"name": "c", "image": "busybox", "command": ["sleep", "3600"],
                                          "resources": {"requests": {"cpu": "100m", "memory": "32Mi"}}}]}}}}
+    kube.discover()  # its watches start
     kube.apps.create_namespaced_deployment(namespace, body)
-    found = {d.native_name: d for d in kube.discover()}
+    deadline = time.monotonic() + 60
+    while f"{namespace}/deployment/theirs" not in (found := {d.native_name: d for d in kube.discover()}):
+        assert time.monotonic() < deadline, found
+        time.sleep(0.5)
     theirs = found[f"{namespace}/deployment/theirs"]
     assert (theirs.project, theirs.cpu_millicores, theirs.memory_bytes) == ("live", 200, 64 << 20)
     assert not any(name.startswith(f"{namespace}/job/w5") for name in found)  # ours is not "found"
