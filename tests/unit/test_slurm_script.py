@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from corral.backends.base import Launch
-from corral.backends.slurm.script import SlurmSite, batch_script, sbatch_options, split_nodes
+from corral.backends.slurm.script import SlurmSite, batch_script, listening_on, sbatch_options, split_nodes
 
 
 @pytest.mark.parametrize(("gpu", "per_node", "nodes"), [
@@ -41,3 +41,13 @@ def test_a_job_spanning_nodes_asks_per_node_and_runs_its_command_with_srun():
     # The admin's node options win: Corral asks for none.
     site = SlurmSite(project_options={"p": ("--nodes=4",)})
     assert not {"--nodes=1", "--ntasks=1"} & set(sbatch_options(launch, site, Path("/w/1"), None))
+
+
+def test_a_services_loopback_bind_address_becomes_the_sites():
+    vllm = ("vllm", "serve", "m", "--host", "127.0.0.1", "--port", "{port}")
+    assert listening_on(vllm, "0.0.0.0") == ("vllm", "serve", "m", "--host", "0.0.0.0", "--port", "{port}")
+    jupyter = ("jupyter", "lab", "--ip", "127.0.0.1", "--ip=127.0.0.1", "--ServerApp.base_url=/")
+    assert listening_on(jupyter, "0.0.0.0") == ("jupyter", "lab", "--ip", "0.0.0.0", "--ip=0.0.0.0",
+                                                "--ServerApp.base_url=/")
+    mine = ("python", "serve.py", "127.0.0.1", "--bind", "127.0.0.1")  # a user's own: theirs to decide
+    assert listening_on(mine, "0.0.0.0") == mine

@@ -14,7 +14,10 @@ import time
 
 import uuid
 
+import httpx
+
 from corral.backends.base import Launch
+from corral.backends.recipes import ComponentRef, build_launches
 from corral.backends.slurm import SlurmSite
 from corral.backends.slurm.commands import SlurmUnavailable
 from corral.domain.statuses import ComponentStatus as S
@@ -188,3 +191,27 @@ def test_a_node_drained_mid_run_lets_its_job_finish_and_a_node_going_down_ends_i
     backend.stop(2)
     watcher.wait(2, S.DELETED, timeout=20)
     wait_for(lambda: len(backend.capacity().nodes) == 4, timeout=60)
+
+
+def test_a_workspace_on_a_node_listens_beyond_loopback_and_still_wants_its_token(make_slurm):
+    # The built-in recipes bind 127.0.0.1 (right on a local cluster); on a compute node the
+    # control plane's proxy connects from another host: the job binds 0.0.0.0 instead.
+    backend = make_slurm()
+    watcher = Watcher(backend)
+    token = "service-token-of-workload-42"
+    server, endpoint = build_launches(
+        workload_id=42, project="proj", workload_type="workspace",
+        spec={"type": "workspace", "name": "notebook", "project": "proj"},
+        components=[ComponentRef(1, "server", cpu_millicores=1000, memory_bytes=1 << 30), ComponentRef(2, "endpoint")],
+        work_root=backend.work.root, secret_env={"CORRAL_SERVICE_TOKEN": token})
+    backend.start(server)
+    backend.start(endpoint)
+    running = watcher.wait(1, S.RUNNING, timeout=90)
+    port = int(running.endpoint_url.rsplit(":", 1)[1].strip("/"))  # type: ignore[union-attr]
+    outside = next(a for a in subprocess.run(["hostname", "-I"], capture_output=True, text=True,
+                                             check=True).stdout.split() if "." in a and not a.startswith("127."))
+    url = f"http://{outside}:{port}/api/status"  # as from another host of the cluster's network
+    assert httpx.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=10).status_code == 200
+    assert httpx.get(url, timeout=10).status_code == 403  # without the token: nothing
+    backend.stop(1)
+    watcher.wait(1, S.DELETED, timeout=30)

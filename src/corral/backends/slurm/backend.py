@@ -137,7 +137,8 @@ class SlurmBackend:
                 directory = self.work.prepare_component(launch.component_id, run_as, launch.script)
                 nodes = self._nodes_for(launch)
                 script = batch_script(launch, component_dir=directory, home=home, run_as=run_as,
-                                      event_file=self.work.event_file(launch.component_id), nodes=nodes)
+                                      event_file=self.work.event_file(launch.component_id), nodes=nodes,
+                                      service_host=self.site.service_host)
                 try:
                     record.job_id = self.slurm.sbatch(script, sbatch_options(launch, self.site, directory, run_as,
                                                                              nodes))

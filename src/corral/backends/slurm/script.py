@@ -27,7 +27,7 @@ import os
 import re
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from corral.backends.base import BackendError, Launch
@@ -58,6 +58,9 @@ class SlurmSite:
     job_prefix: str = "corral-c"  # job name = prefix + component id
     project_from: str = "account"  # a discovered job's project: its "account" or "partition"
     time_limit: str | None = None  # sbatch --time for every job (none: the partition's default)
+    # Where a built-in service (inference, workspace) listens on its node: reachable from the
+    # control plane's proxy across the cluster's network (they require their service token).
+    service_host: str = "0.0.0.0"
 
     @classmethod
     def from_options(cls, *, partition: str | None = None, account: str | None = None, qos: str | None = None,
@@ -179,7 +182,7 @@ def _port(quoted: str) -> str:
 
 def batch_script(launch: Launch, *, component_dir: Path, home: Path, run_as: RunAs | None,
                  event_file: Path | None = None, path: str | None = None,
-                 base_env: Mapping[str, str] | None = None, nodes: int = 1) -> str:
+                 base_env: Mapping[str, str] | None = None, nodes: int = 1, service_host: str | None = None) -> str:
     service_port = launch.is_service and (launch.needs_port or launch.fixed_port)
     inline = split_shell_script(launch.script) if launch.script is not None and not launch.is_service else None
     lines = [inline[0] if inline else "#!/bin/bash", *(inline[1] if inline else []),
@@ -216,7 +219,8 @@ def batch_script(launch: Launch, *, component_dir: Path, home: Path, run_as: Run
     if nodes > 1 and not inline:  # one task per node, started by srun, as torchrun and its kin expect
         lines += [*SPAN_ENV, run_line(launch, component_dir, bool(service_port), span=True)]
     else:
-        lines.append(inline[2] if inline else run_line(launch, component_dir, bool(service_port)))
+        lines.append(inline[2] if inline else run_line(launch, component_dir, bool(service_port),
+                                                         service_host=service_host))
     return "\n".join(lines) + "\n"
 
 
@@ -265,14 +269,37 @@ def _directive(line: str) -> str:
     return line if option in SCRIPT_OPTIONS else f"# not applied by Corral: {line.strip()[1:]}"
 
 
-def run_line(launch: Launch, component_dir: Path, port_aware: bool, span: bool = False) -> str:
-    """The line that runs the command (``span``: with srun, once on each node of the job)."""
+_LOOPBACK = "127.0.0.1"
+_BIND_FLAGS = ("--host", "--ip")
+
+
+def listening_on(command: tuple[str, ...], host: str) -> tuple[str, ...]:
+    """A service's command with its loopback bind address (``--host 127.0.0.1``,
+    ``--ip=127.0.0.1``: what the built-in recipes say, for a local cluster where only this
+    host's proxy connects) replaced by ``host``: on a compute node the proxy connects from
+    elsewhere."""
+    out = list(command)
+    for i, word in enumerate(out):
+        if word == _LOOPBACK and i and out[i - 1] in _BIND_FLAGS:
+            out[i] = host
+        elif word in (f"{flag}={_LOOPBACK}" for flag in _BIND_FLAGS):
+            out[i] = f"{word.split('=')[0]}={host}"
+    return tuple(out)
+
+
+def run_line(launch: Launch, component_dir: Path, port_aware: bool, span: bool = False,
+             service_host: str | None = None) -> str:
+    """The line that runs the command (``span``: with srun, once on each node of the job;
+    ``service_host``: where a service binds instead of the loopback address)."""
+    if launch.command is not None and launch.is_service and service_host:
+        launch = replace(launch, command=listening_on(launch.command, service_host))
     if span:
         if launch.command is not None:
             words = [shlex.quote(word) for word in launch.command]
             return _IN_TASK + "exec \"$@\"' corral-task " + " ".join(_port(w) if port_aware else w for w in words)
         script = shlex.quote(str(component_dir / "command.sh"))
-        return _IN_TASK + "if head -c2 \"$0\" | grep -q \"#!\"; then exec \"$0\"; else exec /bin/sh \"$0\"; fi' " + script
+        return (_IN_TASK + "if head -c2 \"$0\" | grep -q \"#!\"; then exec \"$0\"; else exec /bin/sh \"$0\"; fi' "
+                + script)
     if launch.command is not None:
         words = [shlex.quote(word) for word in launch.command]
         program = words[0]
