@@ -41,9 +41,15 @@ class AgentClient:
             body["agent_url"] = agent_url
         return self._post("/agent/heartbeat", body)
 
-    def work(self, after: int | None) -> dict[str, Any]:
-        params = {} if after is None else {"after": after}
-        response = self._http.get("/agent/work", params=params)
+    def work(self, after: int | None, wait: float = 0.0) -> dict[str, Any]:
+        """The next batch of work; with ``wait`` (and a cursor) the server holds the request
+        until there is some or ``wait`` seconds have passed (its answer then says ``wait``)."""
+        params: dict[str, Any] = {} if after is None else {"after": after}
+        timeout = self._http.timeout
+        if wait > 0 and after is not None:
+            params["wait"] = wait
+            timeout = httpx.Timeout(self._http.timeout.connect, read=wait + 30.0, write=30.0, pool=30.0)
+        response = self._http.get("/agent/work", params=params, timeout=timeout)
         response.raise_for_status()
         return response.json()
 

@@ -1,13 +1,23 @@
 """The agent loop: one per cluster. `corral agent` runs it standalone; `corral serve` runs
 the same loop in a thread for the built-in local cluster, talking HTTP to itself.
 
-Every ``poll_s`` it asks the control plane for work (what should run or stop since its
-cursor), applies it through the backend (idempotent starts and stops), and reports what
-changed on the cluster in one batch. Every ``heartbeat_s`` it sends a heartbeat with the
-cluster's capacity and nodes, and the address and key of its log API. Every ``resync_s``
-it asks for the full desired state and removes what should not run (level-triggered: a
-missed event costs one resync). Reports that fail are kept and sent again; the control
-plane ignores stale ones, so sending twice is harmless.
+Two threads, neither of which polls while nothing happens:
+
+- work: asks the control plane for work (what should run or stop since its cursor) with
+  a long poll (``GET /agent/work?wait=25``: the server holds it until there is work for
+  this cluster), applies it through the backend (idempotent starts and stops) and
+  reports what changed. Every ``resync_s`` it asks for the full desired state instead and
+  removes what should not run (level-triggered: a missed event costs one resync). Against
+  a server that does not hold polls it asks every ``poll_s``.
+- observe: waits for the backend to say something changed (``wait_for_changes``: the
+  local backend's supervisors write an event file, seen through inotify; a backend
+  without it is polled every ``poll_s``) and reports the changes at once, in one batch;
+  every ``heartbeat_s`` it sends a heartbeat with the cluster's capacity and nodes, and
+  the address and key of its log API; every ``discover_s`` it looks for what runs here
+  unstarted by Corral; every ``sweep_s`` it observes anyway (silent deaths).
+
+Reports that fail are kept and sent again; the control plane ignores stale ones, so
+sending twice is harmless. ``step()`` does one round of both, without waiting.
 """
 
 from __future__ import annotations
@@ -31,14 +41,20 @@ PREEMPTED_REASON = "preempted: removed from the cluster; waits in the queue to b
 _DONE = {"Completed", "Failed", "Deleted", "DeleteFailed"}
 
 
+LONG_POLL_S = 25.0  # how long the server may hold a poll for work
+SWEEP_S = 1.0  # the backend is observed at least this often, changes or not
+
+
 class Agent:
     def __init__(self, client: AgentClient, backend: Backend, *, work_root: Path, poll_s: float = 0.1,
                  heartbeat_s: float = 10.0, resync_s: float = 60.0, grace_s: float = 30.0, discover_s: float = 30.0,
-                 logs_url: str | None = None) -> None:
+                 logs_url: str | None = None, long_poll_s: float = LONG_POLL_S, sweep_s: float = SWEEP_S) -> None:
         self.client = client
         self.backend = backend
         self.work_root = work_root  # where workloads keep their files (models, runs, workspaces)
         self.poll_s = poll_s
+        self.long_poll_s = long_poll_s
+        self.sweep_s = sweep_s
         self.heartbeat_s = heartbeat_s
         self.resync_s = resync_s
         self.grace_s = grace_s
@@ -53,27 +69,64 @@ class Agent:
         self._next_heartbeat = 0.0
         self._next_resync = 0.0
         self._stop = threading.Event()
+        self._lock = threading.RLock()  # the backend calls and the queue of reports, between the two threads
 
     # -- running ------------------------------------------------------------------------
 
     def stop(self) -> None:
         self._stop.set()
+        wake = getattr(self.backend, "wake", None)
+        if wake is not None:
+            wake()
 
     def stopped(self, wait_s: float = 0.0) -> bool:
         """True once stop() was called (waiting up to ``wait_s`` for it)."""
         return self._stop.wait(wait_s)
 
     def run(self) -> None:
+        """Both loops until stop(): work in a thread of its own, observe in this one."""
+        worker = threading.Thread(target=self._work_loop, name="agent-work", daemon=True)
+        worker.start()
+        try:
+            self._observe_loop()
+        finally:
+            self._stop.set()
+            # A held poll ends when the server answers (at most long_poll_s): not waited for.
+            worker.join(timeout=1.0)
+
+    def step(self) -> None:
+        """One round of both loops, without waiting: heartbeat, work, changes, discovery."""
+        self._heartbeat_if_due(time.monotonic())
+        self.work_step(wait=0.0)
+        self.observe_step()
+
+    # -- the observe loop ---------------------------------------------------------------
+
+    def _observe_loop(self) -> None:
+        waiter = getattr(self.backend, "wait_for_changes", None)
         while not self._stop.is_set():
             try:
-                self.step()
+                self.observe_step()
             except Exception:  # noqa: BLE001 - the control plane may be restarting; try again
                 log.warning("agent step failed; retrying", exc_info=log.isEnabledFor(logging.DEBUG))
                 self._stop.wait(1.0)
-            self._stop.wait(self.poll_s)
+                continue
+            if waiter is None:
+                self._stop.wait(self.poll_s)
+                continue
+            now = time.monotonic()
+            waiter(max(0.0, min(self._next_heartbeat, self._next_discover, now + self.sweep_s) - now))
 
-    def step(self) -> None:
+    def observe_step(self) -> None:
         now = time.monotonic()
+        self._heartbeat_if_due(now)
+        with self._lock:
+            self.report(self.backend.observe())
+            if now >= self._next_discover:
+                self._next_discover = now + self.discover_s
+                self.discover()
+
+    def _heartbeat_if_due(self, now: float) -> None:
         if now >= self._next_heartbeat:
             try:
                 capacity = self.backend.capacity()
@@ -82,24 +135,43 @@ class Agent:
             else:
                 self.client.heartbeat(capacity, agent_url=self.logs_url, version=__version__)
             self._next_heartbeat = now + self.heartbeat_s
+
+    # -- the work loop ------------------------------------------------------------------
+
+    def _work_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                held = self.work_step(wait=self.long_poll_s)
+            except Exception:  # noqa: BLE001 - the control plane may be restarting; try again
+                log.warning("agent work poll failed; retrying", exc_info=log.isEnabledFor(logging.DEBUG))
+                self._stop.wait(1.0)
+                continue
+            if not held:
+                self._stop.wait(self.poll_s)
+
+    def work_step(self, wait: float) -> bool:
+        """Ask for work (held up to ``wait`` s until the next resync), apply it, report what
+        changed; whether the server held the poll (or answered with work)."""
+        now = time.monotonic()
         full = now >= self._next_resync
-        work = self.client.work(None if full else self.cursor)
-        if full:
-            self._next_resync = now + self.resync_s
-            everything = self.backend.all_observations()
-            try:
-                self.apply(work, everything)
-            finally:  # even when the cluster is unreachable: its statuses say so
-                self.report(everything)
-        else:
-            try:
-                self.apply(work)
-            finally:
-                self.report(self.backend.observe())
-        self.cursor = work["cursor"]
-        if now >= self._next_discover:
-            self._next_discover = now + self.discover_s
-            self.discover()
+        wait = 0.0 if full else min(wait, max(0.0, self._next_resync - now))
+        work = self.client.work(None if full else self.cursor, wait=wait) if wait > 0 else \
+            self.client.work(None if full else self.cursor)
+        with self._lock:
+            if full:
+                self._next_resync = now + self.resync_s
+                everything = self.backend.all_observations()
+                try:
+                    self.apply(work, everything)
+                finally:  # even when the cluster is unreachable: its statuses say so
+                    self.report(everything)
+            else:
+                try:
+                    self.apply(work)
+                finally:
+                    self.report(self.backend.observe())
+            self.cursor = work["cursor"]
+        return full or bool(work["items"]) or "wait" in work
 
     def discover(self) -> None:
         """Tell the control plane what runs here that Corral did not start, and what of it

@@ -16,6 +16,7 @@ from corral.api.host_dispatch import HostDispatch
 from corral.api.responses import FastJSONResponse
 from corral.api.routes import bulk_delete, clusters, identity, metrics, projects, proxy, workloads
 from corral.db.engine import make_engine
+from corral.scheduler import wakeup
 from corral.services.app_origins import AppOrigins
 from corral.services.submit_batcher import SubmitBatcher
 from corral.services.writer import SubmissionWriter
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     )
     app.state.settings = settings
     app.state.engine = engine
+    wakeup.for_engine(engine, cross_process=False)  # commits that write events wake waiters (NOTIFY)
     # Set when the server is asked to stop (corral serve): long streams such as log follow end.
     app.state.shutting_down = threading.Event()
     app.state.submission_writer = SubmissionWriter(engine)

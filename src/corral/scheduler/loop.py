@@ -1,13 +1,16 @@
 """The admission loop: its own process beside the HTTP server (`corral serve` starts it),
 so that a pass over a long queue never competes with requests for the interpreter.
 
-Level-triggered: every ``poll_s`` it reads the newest event id (every change that matters
-to admission, a submission, a deletion, a finished workload, a quota or capacity change,
-writes an event) and runs a pass when it moved or when the ``Admitter`` has work of its
-own (a cluster due for a full pass, reasons still to write), plus one pass a minute as a
-safety net. The ``Admitter`` keeps its state in memory and reads only what changed, so an
-idle poll is one indexed read and a pass after one submission a few milliseconds. A missed
-change or a crash costs one poll. The process runs at a lower CPU priority (nice 5), so
+Level-triggered: it reads the newest event id (every change that matters to admission, a
+submission, a deletion, a finished workload, a quota or capacity change, writes an event)
+and runs a pass when it moved or when the ``Admitter`` has work of its own (a cluster due
+for a full pass, reasons still to write), plus one pass a minute as a safety net. Between
+reads it waits for a wake-up (``corral.scheduler.wakeup``: a commit that wrote events, in
+this process or another) or ``idle_poll_s`` (1 s), so an idle scheduler costs nothing;
+while the ``Admitter`` has work of its own it looks every ``poll_s`` (20 ms). The
+``Admitter`` keeps its state in memory and reads only what changed, so a read is one
+indexed query and a pass after one submission a few milliseconds. A missed wake-up or a
+crash costs one ``idle_poll_s``. The process runs at a lower CPU priority (nice 5), so
 on a busy machine requests are served first. Loops of several replicas take turns: a pass
 locks the cluster rows.
 """
@@ -24,17 +27,22 @@ from sqlalchemy import Engine, func, select
 
 from corral.db.engine import make_engine, read_tx
 from corral.db.tables import events
+from corral.scheduler import wakeup
 from corral.services.admission import Admitter
 
 log = logging.getLogger(__name__)
 
 FORCED_PASS_EVERY_S = 60.0
+IDLE_POLL_S = 1.0
 
 
 class AdmissionLoop:
-    def __init__(self, engine: Engine, *, poll_s: float = 0.02, starvation_after_s: float = 300.0) -> None:
+    def __init__(self, engine: Engine, *, poll_s: float = 0.02, starvation_after_s: float = 300.0,
+                 idle_poll_s: float = IDLE_POLL_S) -> None:
         self._engine = engine
         self._poll_s = poll_s
+        self._idle_poll_s = max(idle_poll_s, poll_s)
+        self._wakeups = wakeup.for_engine(engine)
         self.admitter = Admitter(engine, starvation_after_s=starvation_after_s)
         self._stop = threading.Event()
         self._seen_event_id: int | None = None
@@ -43,6 +51,7 @@ class AdmissionLoop:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wakeups.changed()
 
     def _latest_event_id(self) -> int:
         with read_tx(self._engine) as conn:
@@ -50,12 +59,15 @@ class AdmissionLoop:
 
     def run(self) -> None:
         while not self._stop.is_set():
+            version = self._wakeups.version  # a change from now on wakes the wait below
             try:
                 self.step()
             except Exception:  # noqa: BLE001 - the next pass reloads and repairs whatever this one left
                 log.exception("admission pass failed; retrying")
                 self._stop.wait(1.0)
-            self._stop.wait(self._poll_s)
+            self._stop.wait(self._poll_s)  # passes at most every poll_s, as under a burst
+            if not self.admitter.wants_pass():
+                self._wakeups.wait(version, self._idle_poll_s - self._poll_s)
 
     def step(self) -> None:
         latest = self._latest_event_id()

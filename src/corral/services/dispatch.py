@@ -76,9 +76,11 @@ _ROW = (workloads.c.id, workloads.c.name, workloads.c.type, workloads.c.project_
         projects.c.name.label("project_name"))
 
 
-def work_for(conn: Connection, cluster_id: int, after: int | None, postgres: bool, keys: Keys) -> dict[str, Any]:
+def work_for(conn: Connection, cluster_id: int, after: int | None, postgres: bool, keys: Keys,
+             reread: bool = True) -> dict[str, Any]:
     """The agent's next batch: {cursor, full, items}; ``items`` carry the secrets their
-    workloads ask for, decrypted (the agent puts them in the environment)."""
+    workloads ask for, decrypted (the agent puts them in the environment). Without
+    ``reread``, only events after ``after`` count (is there news for a held poll?)."""
     newest = conn.execute(select(func.coalesce(func.max(events.c.id), 0))).scalar_one()
     base = select(*_ROW).join(projects, projects.c.id == workloads.c.project_id)
     if after is None:
@@ -86,7 +88,7 @@ def work_for(conn: Connection, cluster_id: int, after: int | None, postgres: boo
             workloads.c.cluster_id == cluster_id, workloads.c.status.not_in(_FINISHED),
             (workloads.c.admitted_at.is_not(None)) | (workloads.c.delete_requested_at.is_not(None)))).all()
         return {"cursor": newest, "full": True, "items": _items(conn, rows, keys)}
-    start = max(0, after - REREAD) if postgres else after
+    start = max(0, after - REREAD) if postgres and reread else after
     changed = conn.execute(
         select(events.c.id, events.c.subject_id)
         .join(workloads, and_(workloads.c.id == events.c.subject_id, workloads.c.cluster_id == cluster_id))

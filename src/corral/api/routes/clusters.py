@@ -3,7 +3,10 @@ the agent's endpoints, authenticated with the cluster's own token."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Response, status
+import time
+
+from fastapi import APIRouter, Query, Request, Response, status
+from starlette.concurrency import run_in_threadpool
 
 from corral.api.deps import AgentCluster, AppSettings, CurrentUser, Db
 from corral.api.routing import MAX_ID, ApiRoute
@@ -18,6 +21,7 @@ from corral.api.schemas import (
 )
 from corral.db.engine import read_tx, write_tx
 from corral.domain.statuses import ComponentStatus
+from corral.scheduler import wakeup
 from corral.services import clusters as cluster_service
 from corral.services import discovery, dispatch, keys
 from corral.services.principal import SYSTEM
@@ -95,13 +99,51 @@ def report_found(body: FoundBatch, cluster: AgentCluster, db: Db, settings: AppS
         return {"items": discovery.record_found(conn, cluster, found, settings.default_project_name)}
 
 
+MAX_WAIT_S = 60.0
+_SHUTDOWN_CHECK_S = 0.5  # a held poll notices the server stopping this soon
+
+
 @router.get("/agent/work", tags=["agent"])
-def agent_work(cluster: AgentCluster, db: Db, settings: AppSettings,
-               after: int | None = Query(None, ge=0, le=MAX_ID)) -> dict:
-    """What the agent should run or stop: changes since event ``after``, or everything."""
-    with read_tx(db) as conn:
-        return dispatch.work_for(conn, cluster.id, after, postgres=db.dialect.name == "postgresql",
-                                 keys=keys.for_settings(settings))
+async def agent_work(request: Request, cluster: AgentCluster, db: Db, settings: AppSettings,
+                     after: int | None = Query(None, ge=0, le=MAX_ID),
+                     wait: float = Query(0.0, ge=0, le=MAX_WAIT_S)) -> dict:
+    """What the agent should run or stop: changes since event ``after``, or everything.
+
+    With ``wait`` (seconds) and a cursor, a poll that finds nothing is held open until
+    there is something for this cluster (woken when events are written: see
+    ``corral.scheduler.wakeup``) or ``wait`` has passed; the answer says ``wait`` back, so
+    an agent knows the server held it (an older server ignores the parameter)."""
+    keyring = keys.for_settings(settings)
+    postgres = db.dialect.name == "postgresql"
+
+    def read(since: int | None, reread: bool = True) -> dict:
+        with read_tx(db) as conn:
+            return dispatch.work_for(conn, cluster.id, since, postgres=postgres, keys=keyring, reread=reread)
+
+    if wait <= 0 or after is None:
+        return await run_in_threadpool(read, after)
+    signal = wakeup.for_engine(db)
+    deadline = time.monotonic() + wait
+    stopping = request.app.state.shutting_down
+    version = signal.version
+    work = await run_in_threadpool(read, after)
+    if work["items"] and postgres:
+        # On PostgreSQL the answer repeats what recent events asked (late commits): only
+        # events after the agent's cursor are news that end a held poll.
+        news = await run_in_threadpool(read, after, False)
+        if news["items"]:
+            return {**work, "wait": wait}
+        work = news
+    while not work["items"]:
+        after = work["cursor"]
+        seen = version
+        while version == seen:  # read again only when events were written
+            left = deadline - time.monotonic()
+            if left <= 0 or stopping.is_set():
+                return {**work, "wait": wait}
+            version = await signal.wait_async(version, min(left, _SHUTDOWN_CHECK_S))
+        work = await run_in_threadpool(read, after, False)
+    return {**work, "wait": wait}
 
 
 @router.post("/agent/component-statuses", tags=["agent"])

@@ -2,7 +2,8 @@
 
     backend = LocalBackend(data_dir / "local-cluster")
     backend.start(launch)            # returns at once
-    for obs in backend.observe():    # poll every ~100 ms
+    backend.wait_for_changes(1.0)    # until a component changes (inotify), at most 1 s
+    for obs in backend.observe():
         ...
     backend.stop(component_id, grace_s=30)
     backend.close()                  # components keep running
@@ -17,10 +18,11 @@ Only one ``LocalBackend`` uses a state directory at a time (``backend.lock``).
 Why ``observe`` is cheap: a supervisor (or a job reporting progress) touches
 ``events/<component id>`` after each change it writes, and ``observe`` lists that one
 directory, unlinks what it found, and reads the files of those components only. An
-idle cluster costs one ``listdir`` of an empty directory per poll. A few components per
-poll (``sweep_per_poll``) also have their supervisor's lock probed in turn (no file is
-read unless it is dead), to notice a supervisor that died without a word (SIGKILL, OOM
-killer).
+idle cluster costs one ``listdir`` of an empty directory per poll, and a poll is needed
+only when ``wait_for_changes`` says so (inotify on the event directories; where inotify is
+missing it returns every 100 ms). A few components per 100 ms (``sweep_per_poll``) also
+have their supervisor's lock probed in turn (no file is read unless it is dead), to
+notice a supervisor that died without a word (SIGKILL, OOM killer).
 
 GPUs are whole devices, never shared: a component asking for N gets N free devices
 (lowest indices first) through ``CUDA_VISIBLE_DEVICES``, ``HIP_VISIBLE_DEVICES`` and
@@ -60,6 +62,7 @@ from pathlib import Path
 from typing import Any
 
 import corral
+from corral import fswatch
 from corral.backends import output
 from corral.backends.base import (
     BackendError,
@@ -93,6 +96,7 @@ DEFAULT_INHERITED_ENV: tuple[str, ...] = (
 # A workload that runs as a project's user gets its own HOME and user name instead of these.
 PER_USER_ENV: tuple[str, ...] = ("HOME", "USER", "LOGNAME", "SHELL", "TMPDIR", "XDG_*", "HF_HOME", "HF_HUB_CACHE")
 SUPERVISOR_START_TIMEOUT_S = 30.0  # a supervisor that wrote nothing by then did not start
+SWEEP_EVERY_S = 0.1  # sweep_per_poll components are probed per this much time
 DEFAULT_LOG_MAX_BYTES = 64 << 20  # output.log is cut to its newest half past this (see the supervisor)
 
 
@@ -127,7 +131,8 @@ class LocalBackend:
         inherit_env: names (``LC_*``: a prefix) of variables components inherit.
         node_name: the node's name in ``capacity()`` (default: the host name).
         nvidia_smi: the nvidia-smi executable used by ``discover`` and detection.
-        sweep_per_poll: components re-checked per ``observe`` for silent deaths.
+        sweep_per_poll: components re-checked for silent deaths per ``observe``, and per
+            100 ms since the previous one.
         identities: who each project's workloads run as (default: per-project OS users
             when this process is root, else its own user; see ``corral.backends.identity``).
         work_root: the work area, where workloads keep their files (see ``workarea``;
@@ -196,8 +201,15 @@ class LocalBackend:
         self._ghosts: dict[int, Observation] = {}
         self._spawner = SupervisorSpawner(self.python, supervisor_env(), self.state_dir / "spawner.log")
         self._sweep: deque[int] = deque()
+        self._swept_at = time.monotonic()
         self._seq = 0
         self._closed = False
+        self._watch: fswatch.DirWatch | None = None
+        self._woken = threading.Event()  # without inotify: wake() ends a wait
+        try:
+            self._watch = fswatch.DirWatch([self.events_dir, self.work.events_dir])
+        except OSError:
+            pass  # no inotify (or no work area events yet): wait_for_changes times out every 100 ms
         self._adopt()
 
     # --- the state directory -------------------------------------------------------
@@ -504,7 +516,10 @@ class LocalBackend:
             self._check_open()
             self._reap_spawners()
             ids = self._drain_events()
-            for _ in range(min(self.sweep_per_poll, len(self._sweep))):
+            now = time.monotonic()
+            due = max(self.sweep_per_poll, int((now - self._swept_at) / SWEEP_EVERY_S * self.sweep_per_poll))
+            self._swept_at = now
+            for _ in range(min(due, len(self._sweep))):
                 cid = self._sweep.popleft()
                 comp = self._components.get(cid)
                 if comp is not None and not comp.finished:
@@ -520,6 +535,26 @@ class LocalBackend:
                     self._last[cid] = ghost
                 self._ghosts.clear()
             return changed
+
+    def wait_for_changes(self, timeout: float) -> bool:
+        """Until a component may have changed (True: ``observe`` has news), ``wake()`` is
+        called or ``timeout`` passes. Costs nothing while nothing changes (inotify on the
+        event directories); without inotify it returns within 100 ms (True)."""
+        watch = self._watch
+        if watch is None:
+            woken = self._woken.wait(min(timeout, SWEEP_EVERY_S))
+            self._woken.clear()
+            return not woken
+        try:
+            return watch.wait(timeout)
+        except (OSError, ValueError):  # closed meanwhile
+            return False
+
+    def wake(self) -> None:
+        """End a ``wait_for_changes`` in another thread now."""
+        self._woken.set()
+        if self._watch is not None:
+            self._watch.wake()
 
     def all_observations(self) -> list[Observation]:
         """The current observation of every component in the state directory."""
@@ -844,6 +879,9 @@ class LocalBackend:
                 return
             self._closed = True
             self._spawner.close()
+            if self._watch is not None:
+                self._watch.wake()
+                self._watch.close()
             self.work.close()
             os.close(self._lock_fd)
 
