@@ -226,13 +226,24 @@ class Corral:
         return [p for p in descendants(self.proc.pid) if not self._is_supervisor(p)]
 
     def supervisor_pids(self) -> list[int]:
-        state = str(self.data / "local-cluster").encode()
+        """This instance's supervisor processes: one per running component, plus the fork
+        server they are forked from where there is one. Known by the state directory in
+        their command line (supervisors started the old way) or in their open files (the
+        fork server's log, each supervisor's lock)."""
+        state = str(self.data / "local-cluster")
         out = []
         for entry in Path("/proc").iterdir():
-            if entry.name.isdigit() and self._is_supervisor(int(entry.name)):
-                with contextlib.suppress(OSError):
-                    if state in (entry / "cmdline").read_bytes():
-                        out.append(int(entry.name))
+            if not (entry.name.isdigit() and self._is_supervisor(int(entry.name))):
+                continue
+            with contextlib.suppress(OSError):
+                if state.encode() in (entry / "cmdline").read_bytes():
+                    out.append(int(entry.name))
+                    continue
+                for fd in (entry / "fd").iterdir():
+                    with contextlib.suppress(OSError):
+                        if os.readlink(fd).startswith(state + "/"):
+                            out.append(int(entry.name))
+                            break
         return out
 
     @staticmethod

@@ -285,7 +285,8 @@ def table(r: dict[str, Any]) -> list[str]:
                  "<= Slurm", ex["corral"]["p50"] <= ex["slurm"]["p50"] and ex["corral"]["p99"] <= ex["slurm"]["p99"]))
     rows.append(("memory added per running job (PSS)",
                  f"{mem['slurm_mb']:.2f} MB (slurmstepd, {mem['slurm_processes']} for {RUNNING} jobs)",
-                 f"{mem['corral_mb']:.2f} MB (supervisor, {mem['corral_processes']} for {RUNNING} workloads)",
+                 f"{mem['corral_mb']:.2f} MB (supervisors, {mem['corral_processes']} processes for {RUNNING} "
+                 "workloads, their fork server included)",
                  ratio(mem["corral_mb"], mem["slurm_mb"]), "<= Slurm", mem["corral_mb"] <= mem["slurm_mb"]))
     rows.append((f"idle CPU of the control plane ({r['idle_s']:.0f} s, nothing to do)",
                  f"{idle['slurm_pct']:.2f}% of a core (slurmctld + {idle['slurm_processes'] - 1} slurmd)",
@@ -345,7 +346,7 @@ def main() -> None:
             print(f"   Corral ({corral.label}): {r['submit'][key]}", flush=True)
         sm, cm = r["submit"]["slurm"]["memory"], r["submit"]["corral"]["memory"]
         r["memory"] = {"slurm_mb": sm["pss_kib"] / 1024 / max(1, sm["processes"]), "slurm_processes": sm["processes"],
-                       "corral_mb": cm["pss_kib"] / 1024 / max(1, cm["processes"]),
+                       "corral_mb": cm["pss_kib"] / 1024 / RUNNING,
                        "corral_processes": cm["processes"]}
 
         corral = Corral(root / "idle")
