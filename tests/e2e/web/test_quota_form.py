@@ -8,7 +8,7 @@ import re
 
 from playwright.sync_api import Page, expect
 
-from tests.e2e.web.conftest import CLUSTER, World, screenshot, sign_in
+from tests.e2e.web.conftest import CLUSTER, SCREENSHOTS, World, screenshot, sign_in
 
 
 def _admin_password(world: World) -> str:
@@ -89,3 +89,28 @@ def test_an_administrator_is_not_told_they_are_a_member(page: Page, world: World
     page.goto(f"{world.url}/workloads")
     expect(page.get_by_role("main")).to_contain_text(re.compile(r"As an administrator you see every project \(\d+\)"))
     expect(page.get_by_role("main")).not_to_contain_text("You are a member of")
+
+
+def test_quota_use_is_drawn_as_bars(page: Page, world: World):
+    project = world.unique("bars")
+    assert world.admin.post("/api/v1/projects", json={"name": project}).status_code == 201
+    quota = world.admin.put(f"/api/v1/projects/{project}/quotas/{CLUSTER}", json={
+        "guaranteed": {"gpu": 2, "cpu": 16, "memory": "64Gi"}, "limit": {"gpu": 4, "cpu": None}})
+    assert quota.status_code == 200, quota.text
+    for i in range(3):  # 3 GPUs in use: 2 guaranteed, 1 borrowed
+        world.admitted(world.submit(project, f"gpu-job-{i}"))
+    sign_in(page, world.url, "admin@localhost", _admin_password(world))
+    page.goto(f"{world.url}/projects/{project}")
+    gpu = page.get_by_role("img", name="GPU: 3 used of 2 guaranteed (1 borrowed), limit 4")
+    expect(gpu).to_be_visible()
+    # Scaled to the largest of guarantee, use and limit (4 GPUs).
+    assert gpu.locator("rect.g").get_attribute("width") == "50.00%"
+    assert gpu.locator("rect.u").get_attribute("width") == "50.00%"
+    assert (gpu.locator("rect.b").get_attribute("x"), gpu.locator("rect.b").get_attribute("width")) == \
+        ("50.00%", "25.00%")
+    assert gpu.locator("rect.l").get_attribute("x") == "100.00%"
+    cpu = page.get_by_role("img", name="CPU: 6 cores used of 16 cores guaranteed, limit unbounded")
+    expect(cpu).to_be_visible()
+    assert cpu.locator("rect.l").count() == 0 and cpu.locator("rect.u").get_attribute("width") == "37.50%"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.locator("table.quotas").screenshot(path=str(SCREENSHOTS / "quota-bars.png"))

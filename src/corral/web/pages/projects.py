@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from corral.db.engine import read_tx, write_tx
-from corral.domain.resources import RESOURCE_NAMES, format_millicores, parse_bytes, parse_millicores
+from corral.domain.resources import RESOURCE_NAMES, format_millicores, format_quantity, parse_bytes, parse_millicores
 from corral.services import clusters as cluster_service, projects as project_service, quotas as quota_service
 from corral.services.errors import InvalidInput, NotFound
 from corral.services.projects import PREEMPTION_POLICIES
@@ -79,6 +79,27 @@ def quota_form_values(quota: dict[str, Any] | None, cluster: str) -> dict[str, s
     return values
 
 
+_LABELS = {"gpu": "GPU", "cpu": "CPU", "memory": "Memory", "ephemeral_storage": "Ephemeral storage"}
+
+
+def _pct(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.2f}%"
+
+
+def quota_bar(quota: dict[str, Any], n: str) -> dict[str, Any]:
+    """One resource of a quota as a bar: used within the guarantee, borrowed above it, the
+    guarantee's extent and the limit's mark, as percentages of the largest of them."""
+    guaranteed, used, limit = quota["guaranteed"][n], quota["used"][n], quota["limit"][n]
+    scale = max(guaranteed, used, limit or 0, 1)
+    within, borrowed = min(used, guaranteed), max(0, used - guaranteed)
+    words = (f"{_LABELS[n]}: {format_quantity(n, used)} used of {format_quantity(n, guaranteed)} guaranteed"
+             + (f" ({format_quantity(n, borrowed)} borrowed)" if borrowed else "")
+             + f", limit {format_quantity(n, limit)}")
+    return {"guaranteed": _pct(guaranteed, scale), "within": _pct(within, scale), "borrowed_x": _pct(within, scale),
+            "borrowed": _pct(borrowed, scale), "limit": None if limit is None else _pct(limit, scale),
+            "label": words}
+
+
 def _project(request: Request, session: Session, name: str, *, errors: dict[str, str] | None = None,
              values: dict[str, str] | None = None, status_code: int = 200) -> Response:
     settings = request.app.state.settings
@@ -96,6 +117,8 @@ def _project(request: Request, session: Session, name: str, *, errors: dict[str,
             editing = quotas[0]["cluster"] if quotas else names[0]
         current = next((q for q in quotas if q["cluster"] == editing), None)
         values = {**quota_form_values(current, editing), **(values or {})}
+    for q in quotas:
+        q["bars"] = {n: quota_bar(q, n) for n in RESOURCE_NAMES}
     return page(request, "project.html", {
         "project": project, "quotas": quotas, "members": members, "clusters": clusters,
         "resource_names": RESOURCE_NAMES, "policies": PREEMPTION_POLICIES, "errors": errors or {},
