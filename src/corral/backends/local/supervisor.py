@@ -279,6 +279,8 @@ class Supervisor:
                 else:
                     self.exit = {"code": os.WEXITSTATUS(status), "signal": None, "at": f.now_iso()}
                 phase = "stopping" if self.stop_requested is not None else "exiting"
+                if phase == "exiting" and not self.anything_left():
+                    continue  # nothing to end: the loop's finish() records the exit now, in one write
                 self.publish(phase=phase, exit=dict(self.exit, final=False))
 
     # --- readiness -------------------------------------------------------------------
@@ -419,9 +421,9 @@ class Supervisor:
         changes: dict[str, Any] = {"phase": "exited", "exit": record}
         if limits is not None:
             changes["limits"] = limits
+        self.publish(**changes)  # first: the exit is news; removing the cgroup may take a moment
         if not extra.get("delete_failed") and not extra.get("leftovers"):
             cgroups.remove(self.cgroup)
-        self.publish(**changes)
         return 0
 
     # --- reap (the supervisor died) --------------------------------------------------
