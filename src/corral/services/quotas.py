@@ -192,3 +192,22 @@ def delete_quota(conn: Connection, principal: Principal, project_name: str, clus
     events.record(conn, actor=principal.email, subject_type="quota", subject_id=cluster_id,
                   project_id=project["id"], kind="quota_deleted",
                   message=f"quota of {project_name} on {cluster_name} removed (was guaranteed {quota['guaranteed']})")
+
+
+def cluster_allocations(conn: Connection, principal: Principal) -> dict[str, dict[str, dict[str, int]]]:
+    """Per cluster (admins): what its projects are guaranteed and what their admitted
+    workloads hold, summed over projects (from the quotas and the kept usage)."""
+    principal.require_admin()
+    out: dict[str, dict[str, dict[str, int]]] = {}
+    guaranteed = conn.execute(select(clusters.c.name, *(func.coalesce(func.sum(c), 0) for c in _G))
+                              .join(quotas, quotas.c.cluster_id == clusters.c.id).group_by(clusters.c.name)).all()
+    for name, *values in guaranteed:
+        out.setdefault(name, {})["guaranteed"] = {n: int(v) for n, v in zip(RESOURCE_NAMES, values)}
+    used = conn.execute(select(clusters.c.name, *(func.coalesce(func.sum(project_usage.c[n]), 0)
+                                                  for n in RESOURCE_NAMES))
+                        .join(project_usage, project_usage.c.cluster_id == clusters.c.id).group_by(clusters.c.name)
+                        ).all()
+    for name, *values in used:
+        out.setdefault(name, {})["used"] = {n: int(v) for n, v in zip(RESOURCE_NAMES, values)}
+    zero = dict.fromkeys(RESOURCE_NAMES, 0)
+    return {name: {"guaranteed": v.get("guaranteed", zero), "used": v.get("used", zero)} for name, v in out.items()}

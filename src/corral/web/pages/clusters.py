@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from corral.db.engine import read_tx, write_tx
 from corral.domain.clusters import CLUSTER_KINDS
-from corral.domain.resources import Resources, parse_bytes, parse_millicores
-from corral.services import clusters as cluster_service
+from corral.domain.resources import RESOURCE_NAMES, Resources, format_quantity, parse_bytes, parse_millicores
+from corral.services import clusters as cluster_service, quotas as quota_service
 from corral.services.errors import InvalidInput
 from corral.web.http import CheckedForm, Session, WebRoute, page
 
@@ -20,10 +22,31 @@ def _clusters(request: Request, session: Session, *, created: dict | None = None
     settings = request.app.state.settings
     with read_tx(request.app.state.engine) as conn:
         clusters = cluster_service.list_clusters(conn, session.principal, settings.cluster_unhealthy_after_s)
+        allocations = (quota_service.cluster_allocations(conn, session.principal)
+                       if session.principal.is_admin else {})
+    for c in clusters:
+        if session.principal.is_admin:
+            c["bars"] = {n: allocation_bar(c, allocations.get(c["name"]), n) for n in RESOURCE_NAMES}
     return page(request, "clusters.html", {
         "clusters": clusters, "kinds": CLUSTER_KINDS, "created": created, "error": error, "values": values or {},
         "unhealthy_after_s": settings.cluster_unhealthy_after_s,
     }, status_code=status_code)
+
+
+_LABELS = {"gpu": "GPU", "cpu": "CPU", "memory": "Memory", "ephemeral_storage": "Ephemeral storage"}
+
+
+def allocation_bar(cluster: dict[str, Any], allocation: dict[str, dict[str, int]] | None, n: str) -> dict[str, Any]:
+    """One resource of a cluster as a bar: held by admitted workloads, and guaranteed to
+    projects, against its capacity (percentages of the largest of the three)."""
+    capacity = cluster["capacity"][n]
+    used = allocation["used"][n] if allocation else 0
+    guaranteed = allocation["guaranteed"][n] if allocation else 0
+    scale = max(capacity, used, guaranteed, 1)
+    label = (f"{_LABELS[n]}: {format_quantity(n, used)} allocated of {format_quantity(n, capacity)}, "
+             f"{format_quantity(n, guaranteed)} guaranteed to projects")
+    return {"capacity": f"{100 * capacity / scale:.2f}%", "guaranteed": f"{100 * guaranteed / scale:.2f}%",
+            "used": f"{100 * used / scale:.2f}%", "label": label}
 
 
 @router.get("/clusters")
