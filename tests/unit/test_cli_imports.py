@@ -61,9 +61,9 @@ def test_help_imports_no_command_and_no_client() -> None:
     assert code == 0
     assert loaded(modules, SERVER_SIDE) == []
     # Not even the client commands: the root help comes from the names in corral.cli.main.
-    assert loaded(modules, ("corral.cli.workloads", "corral.cli.remote", "corral.cli.admin", "corral.cli.server",
-                            "corral.cli.agent", "corral.cli.secrets", "corral.client", "httpx", "rich",
-                            "pydantic", "yaml")) == []
+    assert loaded(modules, ("corral.cli.workloads", "corral.cli.remote", "corral.cli.clusters", "corral.cli.admin",
+                            "corral.cli.server", "corral.cli.agent", "corral.cli.secrets", "corral.client", "httpx",
+                            "rich", "pydantic", "yaml")) == []
 
 
 @pytest.mark.parametrize("args", [
