@@ -128,10 +128,12 @@ def clusters_create(
     name: Annotated[str, typer.Argument(help="DNS label, 2-41 characters.")],
     kind: Annotated[str, typer.Option("--kind", help="local | kubernetes | slurm")],
     description: Annotated[str, typer.Option("--description", "-d")] = "",
-    gpu: Annotated[int | None, typer.Option("--gpu", min=0, help="Expected GPUs until the agent reports.")] = None,
-    cpu: Annotated[str | None, typer.Option("--cpu", help="Expected CPU cores (2, 0.5, 500m).")] = None,
-    memory: Annotated[str | None, typer.Option("--memory", help="Expected memory (512Gi).")] = None,
-    ephemeral_storage: Annotated[str | None, typer.Option("--ephemeral-storage")] = None,
+    gpu: Annotated[int | None, typer.Option("--gpu", min=0, metavar="N",
+                                            help="Expected GPUs until the agent reports.")] = None,
+    cpu: Annotated[str | None, typer.Option("--cpu", metavar="CPU", help="Expected CPU cores (2, 0.5, 500m).")] = None,
+    memory: Annotated[str | None, typer.Option("--memory", metavar="SIZE", help="Expected memory (512Gi).")] = None,
+    ephemeral_storage: Annotated[str | None, typer.Option("--ephemeral-storage", metavar="SIZE",
+                                                          help="Expected ephemeral storage (10Ti).")] = None,
     json_: JsonOption = False,
 ) -> None:
     """Register a cluster (admins). Prints its agent's token once, on stdout."""

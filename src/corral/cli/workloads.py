@@ -220,9 +220,10 @@ def workloads_submit(
     project: ProjectOption = None,
     cluster: Annotated[str | None, typer.Option("--cluster", "-c", help="Default: the first cluster with room "
                                                                         "in the project's quota.")] = None,
-    gpu: Annotated[int | None, typer.Option("--gpu", min=0, help="GPUs per replica.")] = None,
-    cpu: Annotated[str | None, typer.Option("--cpu", help="CPU per replica: cores or millicores (500m).")] = None,
-    memory: Annotated[str | None, typer.Option("--memory", help="Memory per replica (16Gi).")] = None,
+    gpu: Annotated[int | None, typer.Option("--gpu", min=0, metavar="N", help="GPUs per replica.")] = None,
+    cpu: Annotated[str | None, typer.Option("--cpu", metavar="CPU",
+                                            help="CPU per replica: cores or millicores (500m).")] = None,
+    memory: Annotated[str | None, typer.Option("--memory", metavar="SIZE", help="Memory per replica (16Gi).")] = None,
     image: Annotated[str | None, typer.Option("--image")] = None,
     command: Annotated[str | None, typer.Option("--command", help="The command to run.")] = None,
     priority: Annotated[str | None, typer.Option("--priority", help="low | medium | high")] = None,
