@@ -1,6 +1,6 @@
 """The Slurm backend's view of the cluster, against real daemons: capacity from the nodes
 (a drained node lowers it), jobs submitted outside Corral discovered with their
-resources, site options and jobs spanning nodes, a node drained or going down under a
+resources (job arrays too), site options and jobs spanning nodes, a node drained or going down under a
 job, slurmctld stopped and started again. (A service's
 endpoint and readiness: tests/conformance/.)"""
 
@@ -215,3 +215,19 @@ def test_a_workspace_on_a_node_listens_beyond_loopback_and_still_wants_its_token
     assert httpx.get(url, timeout=10).status_code == 403  # without the token: nothing
     backend.stop(1)
     watcher.wait(1, S.DELETED, timeout=30)
+
+
+def test_the_running_tasks_of_a_job_array_are_discovered_each_with_what_it_holds(make_slurm, slurm_cluster):
+    backend = make_slurm()
+    name = f"array-{uuid.uuid4().hex[:6]}"
+    first = slurm_cluster.sbatch("-J", name, "--array=0-1", "--account=vision", "--gres=gpu:1", "-c", "2",
+                                 "--mem=200M", "-o", "/dev/null")
+    try:
+        found = wait_for(lambda: len(tasks := [d for d in backend.discover() if d.command == name]) == 2 and tasks)
+        holds = [(d.project, d.gpu, d.cpu_millicores, d.memory_bytes) for d in found]  # type: ignore[union-attr]
+        assert holds == [("vision", 1, 2000, 200 << 20)] * 2
+        names = sorted((d.native_name for d in found),  # type: ignore[union-attr]
+                       key=lambda n: int(n.rsplit("-", 1)[1]))
+        assert len(set(names)) == 2 and names[0] == f"slurm-job-{first}", names  # each task: a job id of its own
+    finally:
+        slurm_cluster.scancel(first)
