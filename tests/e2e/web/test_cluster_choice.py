@@ -73,12 +73,23 @@ def test_the_cluster_select_shows_health_and_a_never_heard_from_choice_is_said(p
     expect(select).to_have_value("")  # left to Corral
     screenshot(page, "submit-cluster-health")
 
-    # Left to Corral: the silent cluster is passed over; the one never heard from is the
-    # first by name that is not silent, and the confirmation says what that means.
+    # Left to Corral: placed at admission where it fits (never on the silent cluster);
+    # the confirmation names the project, not a cluster.
     page.get_by_role("textbox", name="Name", exact=True).fill("auto-placed")
     page.get_by_role("textbox", name="Command", exact=True).fill("echo hi")
     page.get_by_role("button", name="Submit").click()
     expect(page).to_have_url(re.compile(r"/workloads/\d+$"))
+    flash = page.get_by_role("status")
+    expect(flash).to_contain_text(f"Submitted Custom workload 'auto-placed' in project {project}")
+    expect(flash).not_to_contain_text("never been heard from")
+    assert world.detail(int(page.url.rsplit("/", 1)[1]))["cluster"] != silent
+
+    # The cluster never heard from, chosen by hand: the confirmation says what that means.
+    page.goto(f"{world.url}/workloads/new?project={project}")
+    page.get_by_label("Cluster").select_option(new)
+    page.get_by_role("textbox", name="Name", exact=True).fill("on-new")
+    page.get_by_role("textbox", name="Command", exact=True).fill("echo hi")
+    page.get_by_role("button", name="Submit").click()
     flash = page.get_by_role("status")
     expect(flash).to_contain_text(f"to cluster {new}")
     expect(flash).to_contain_text(f"Cluster {new} has never been heard from: the workload waits until its agent "

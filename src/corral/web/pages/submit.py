@@ -255,12 +255,16 @@ def submit(request: Request, session: Session, form: CheckedForm) -> Response:
             errors.setdefault(_input_of(d["field"], kind), []).append(message)
     if errors:
         return _render(request, session, kind, values, errors, status_code=422)
-    flash = (f"Submitted {WorkloadType(created['type']).label} workload {created['name']!r} to "
-             f"cluster {created['cluster']}: {created['status_reason']}.")
+    # A named cluster is where it runs; otherwise admission places it where it fits.
+    where = f"to cluster {created['cluster']}" if spec.cluster is not None else f"in project {spec.project}"
+    flash = (f"Submitted {WorkloadType(created['type']).label} workload {created['name']!r} {where}: "
+             f"{created['status_reason']}.")
     with read_tx(request.app.state.engine) as conn:
         cluster = cluster_service.get_cluster(conn, session.principal, created["cluster"],
                                               request.app.state.settings.cluster_unhealthy_after_s)
     if cluster["status"] == ClusterHealth.VERIFYING.value:
+        # Chosen by Corral only when no cluster of the project where it fits is healthy.
         flash += (f" Cluster {cluster['name']} has never been heard from: the workload waits until its agent "
-                  "reports.")
+                  "reports" + ("." if spec.cluster is not None else ", or another of the project's clusters "
+                               "has room."))
     return redirect(request, f"/workloads/{created['id']}", flash=flash)
