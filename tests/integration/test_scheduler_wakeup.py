@@ -1,0 +1,37 @@
+"""The scheduler waits for wake-ups instead of polling: a submission made through the API
+(another engine, as from another process: inotify on SQLite's files, NOTIFY on
+PostgreSQL) is admitted long before the loop's slow timer would have looked."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from corral.db.engine import make_engine
+from corral.scheduler.loop import AdmissionLoop
+from tests.integration.conftest import submit
+
+
+def test_a_submission_wakes_an_idle_scheduler(world, db_url):
+    engine = make_engine(db_url, pool_size=2)
+    loop = AdmissionLoop(engine, idle_poll_s=60.0)
+    thread = threading.Thread(target=loop.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while loop.passes < 1 or loop.admitter.wants_pass():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(0.5)  # idle now: waiting for a wake-up, its timer 60 s away
+        passes = loop.passes
+        started = time.monotonic()
+        wid = submit(world.alice, name="woken", resources={"gpu": 1}).json()["id"]
+        while world.alice.get(f"/api/v1/workloads/{wid}").json()["admitted_at"] is None:
+            assert time.monotonic() - started < 30, "the submission did not wake the scheduler"
+            time.sleep(0.02)
+        assert loop.passes > passes
+    finally:
+        loop.stop()
+        thread.join(10)
+        engine.dispose()
+    assert not thread.is_alive()  # stop() ends the wait at once
