@@ -108,7 +108,9 @@ def agent(
                                         "plane calls (port 0: any free one).")] = "127.0.0.1:0",
     advertise_host: Annotated[str | None, typer.Option("--advertise-host", help="Host name the control plane "
                                                        "reaches the log API at (default: the listen host).")] = None,
-    poll_s: Annotated[float, typer.Option("--poll", min=0.01, help="Seconds between polls for work.")] = 0.1,
+    poll_s: Annotated[float, typer.Option("--poll", min=0.01, help="Seconds between polls for work when the "
+                                          "server does not hold them (it waits for work itself), and between "
+                                          "looks at a backend that cannot say when it changed (slurm).")] = 0.1,
     discover_s: Annotated[float, typer.Option("--discover-interval", min=0.1, help="Seconds between looks for "
                                               "workloads Corral did not start.")] = 30.0,
     heartbeat_s: Annotated[float, typer.Option("--heartbeat-interval", min=0.1, help="Seconds between heartbeats "
