@@ -31,6 +31,8 @@ def test_admin_creates_a_project_adds_a_member_and_sets_a_quota(page: Page, worl
     expect(page.locator("ul.members")).to_contain_text(member)
 
     page.get_by_label("Cluster").select_option(CLUSTER)
+    # Choosing a cluster shows its quota (the page reloads for it, unless it was shown already).
+    expect(page.locator("#q-cluster")).to_have_attribute("data-shown", CLUSTER)
     page.locator("#q-g-gpu").fill("4")
     page.locator("#q-g-cpu").fill("lots")
     page.get_by_role("button", name="Set quota").click()

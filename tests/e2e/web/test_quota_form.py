@@ -114,3 +114,21 @@ def test_quota_use_is_drawn_as_bars(page: Page, world: World):
     assert cpu.locator("rect.l").count() == 0 and cpu.locator("rect.u").get_attribute("width") == "37.50%"
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.locator("table.quotas").screenshot(path=str(SCREENSHOTS / "quota-bars.png"))
+
+
+def test_choosing_another_cluster_shows_its_quota(page: Page, world: World):
+    other = world.unique("zz-other")
+    assert world.admin.post("/api/v1/clusters", json={"name": other, "kind": "slurm",
+                                                      "capacity": {"gpu": 4}}).status_code == 201
+    project = world.unique("switch")
+    assert world.admin.post("/api/v1/projects", json={"name": project}).status_code == 201
+    assert world.admin.put(f"/api/v1/projects/{project}/quotas/{CLUSTER}",
+                           json={"guaranteed": {"gpu": 3}}).status_code == 200
+    assert world.admin.put(f"/api/v1/projects/{project}/quotas/{other}",
+                           json={"guaranteed": {"gpu": 1}}).status_code == 200
+    sign_in(page, world.url, "admin@localhost", _admin_password(world))
+    page.goto(f"{world.url}/projects/{project}")
+    expect(page.locator("#q-g-gpu")).to_have_value("3")  # the first cluster with a quota
+    page.get_by_label("Cluster", exact=True).select_option(other)
+    expect(page).to_have_url(re.compile(rf"\?cluster={other}#set-quota$"))
+    expect(page.locator("#q-g-gpu")).to_have_value("1")
