@@ -253,6 +253,7 @@ class WorkloadDetail(BaseModel):
     preemptible: bool
     resources: dict[str, int]
     spec: dict[str, Any]
+    time_limit: str | None = None  # spec.time_limit (seconds) as people write it: "2h", "1h30m"
     # The service's URL on the workload's own origin (API clients send their token there).
     endpoints: dict[str, Any]
     # Corral's page that opens the service in a browser (signs the viewer in to its origin).

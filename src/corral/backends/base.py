@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from corral.domain.durations import format_duration
 from corral.domain.resources import Resources
 from corral.domain.statuses import ComponentStatus
 
@@ -119,6 +120,13 @@ class Launch:
     Resources: ``gpu`` devices (exclusive; the component sees them through
     ``CUDA_VISIBLE_DEVICES``, ``HIP_VISIBLE_DEVICES`` and ``ROCR_VISIBLE_DEVICES``),
     ``cpu_millicores`` and ``memory_bytes`` (limits, 0 = none).
+
+    ``time_limit_s`` (the spec's ``time_limit``, whole seconds; None = no limit): how long
+    the command may run once started (a server: once started, ready or not). The backend
+    then ends it as ``stop`` would (SIGTERM, a hard kill after the cluster's grace period)
+    and reports it Failed with the reason ``time limit of <limit> reached`` (the limit as
+    ``time_limit_text`` writes it, "2h"): the local supervisor counts it, Slurm gets
+    ``--time`` (its TIMEOUT end), Kubernetes ``activeDeadlineSeconds`` (DeadlineExceeded).
     """
 
     component_id: int
@@ -141,6 +149,7 @@ class Launch:
     # What to install or configure when the command's program is not found on the host
     # ("vllm is not installed on this host: ..."): a backend adds it to that Failed reason.
     missing_hint: str | None = None
+    time_limit_s: int | None = None
 
     def __post_init__(self) -> None:
         if self.command is not None and not isinstance(self.command, tuple):
@@ -153,6 +162,19 @@ class Launch:
             raise BackendError(f"component {self.component_id}: the command is empty")
         if min(self.gpu, self.cpu_millicores, self.memory_bytes) < 0:
             raise BackendError(f"component {self.component_id}: negative resources")
+        if self.time_limit_s is not None and (isinstance(self.time_limit_s, bool) or
+                                              not isinstance(self.time_limit_s, int) or self.time_limit_s < 1):
+            raise BackendError(f"component {self.component_id}: the time limit must be a whole number of "
+                               f"seconds, at least 1")
+
+    @property
+    def time_limit_text(self) -> str | None:
+        """The time limit as people write it ("2h", "1h30m"), or None."""
+        return format_duration(self.time_limit_s) if self.time_limit_s else None
+
+    def time_limit_reason(self) -> str:
+        """The Failed reason of a component its time limit ended."""
+        return f"time limit of {self.time_limit_text} reached"
 
     @property
     def is_service(self) -> bool:

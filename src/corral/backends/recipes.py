@@ -64,8 +64,8 @@ What each type runs:
   (run by its ``#!`` line or ``/bin/sh``); ``service: true`` makes it a server (port as
   for Inference). ``manifest`` needs a kubernetes cluster.
 
-Every component also gets the spec's ``env`` and the resolved secrets. The control
-plane serves a service on the workload's own origin: a request for ``<path>`` there goes
+Every component also gets the spec's ``env`` and the resolved secrets, and the spec's
+``time_limit`` (``Launch.time_limit_s``). The control plane serves a service on the workload's own origin: a request for ``<path>`` there goes
 to ``<path>`` on the origin of the server's ``endpoint_url`` (whose path, like vLLM's
 ``/v1``, is part of the URLs shown to users).
 """
@@ -86,8 +86,9 @@ from urllib.parse import unquote, urlparse
 
 from corral.backends.base import Launch, Readiness
 from corral.backends.local import modelstore
+from corral.domain.durations import parse_duration
 
-__all__ = ["ComponentRef", "RecipeError", "build_launches", "default_model_name"]
+__all__ = ["ComponentRef", "RecipeError", "build_launches", "default_model_name", "time_limit_of"]
 
 
 class RecipeError(ValueError):
@@ -142,7 +143,7 @@ def build_launches(
         launches.append(Launch(
             component_id=ref.id, workload_id=workload_id, project=project, workload_type=kind,
             native_name=ctx.native_name(ref.kind), env=env, gpu=ref.gpu, cpu_millicores=ref.cpu_millicores,
-            memory_bytes=ref.memory_bytes, **main,
+            memory_bytes=ref.memory_bytes, time_limit_s=time_limit_of(spec), **main,
         ))
     return launches
 
@@ -189,6 +190,17 @@ class _Context:
         if isinstance(command, str):
             return ["/bin/sh", "-c", command]
         return [str(part) for part in command]
+
+
+def time_limit_of(spec: Mapping[str, Any]) -> int | None:
+    """The spec's ``time_limit`` in seconds (stored so; a spec written by hand may say "2h")."""
+    value = spec.get("time_limit")
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise RecipeError(f"time_limit: {exc}") from exc
 
 
 def default_model_name(source: str) -> str:

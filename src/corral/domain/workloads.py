@@ -9,6 +9,8 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from corral.domain.durations import EXAMPLES as DURATION_EXAMPLES
+from corral.domain.durations import parse_duration
 from corral.domain.names import WORKLOAD_NAME_RULE, check_workload_name
 from corral.domain.resources import Resources, parse_bytes, parse_millicores
 
@@ -22,6 +24,10 @@ def _cpu(value: Any) -> int:
 
 def _bytes(value: Any) -> int:
     return parse_bytes(value)
+
+
+def _time_limit(value: Any) -> int | None:
+    return None if value is None else parse_duration(value)
 
 
 class ResourceRequest(BaseModel):
@@ -75,6 +81,9 @@ class _Common(BaseModel):
     secrets: dict[str, str] = Field(
         default_factory=dict, description="environment variable name -> project secret name"
     )
+    # Stored as whole seconds; the cluster ends the workload (Failed) once it has run this long.
+    time_limit: Annotated[Any, AfterValidator(_time_limit)] = Field(
+        None, description=f"how long it may run, then it is stopped and Failed: {DURATION_EXAMPLES}")
 
     @field_validator("env", "secrets")
     @classmethod

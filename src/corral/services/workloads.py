@@ -12,6 +12,7 @@ from corral.db.dialect import insert_returning_ids
 from corral.db.tables import clusters, components, projects, quotas, workload_counts, workloads
 from corral.domain.clusters import ClusterHealth, cluster_health
 from corral.domain.deletion import delete_refusal
+from corral.domain.durations import format_duration
 from corral.domain.resources import Resources, format_quantity
 from corral.domain.statuses import ComponentState, ComponentStatus, WorkloadStatus, aggregate_status, elapsed_times
 from corral.domain.workloads import (
@@ -289,6 +290,7 @@ def get_workload(conn: Connection, principal: Principal, workload_id: int) -> di
         "resources": {"gpu": row.gpu, "cpu": row.cpu, "memory": row.memory,
                       "ephemeral_storage": row.ephemeral_storage},
         "spec": row.spec,
+        "time_limit": format_duration(row.spec["time_limit"]) if (row.spec or {}).get("time_limit") else None,
         "endpoints": row.endpoints,
         "delete_requested_at": row.delete_requested_at,
         "admitted_at": row.admitted_at,

@@ -378,6 +378,8 @@ class LocalBackend:
             "events_file": str(self.events_dir / str(comp.id)), "placed_at": f.now_iso(),
             "run_as": run_as.as_dict() if run_as else None, "log_max_bytes": self.log_max_bytes,
             "instance": self.instance,
+            "time_limit": {"seconds": launch.time_limit_s, "reason": launch.time_limit_reason()}
+            if launch.time_limit_s else None,
         }
         f.write_json_atomic(comp.dir / f.PLACEMENT, comp.placement)
 
@@ -747,6 +749,8 @@ class LocalBackend:
             limit = format_bytes(comp.launch.memory_bytes)
             return make(S.FAILED, f"killed: out of memory (limit {limit}){leftovers}", at, exit_code=exit_code)
         words = _exit_words(exit_)
+        if exit_.get("time_limit"):  # the supervisor ended it at its time limit
+            return make(S.FAILED, f"{exit_.get('cause')}; {words}", at, exit_code=exit_code)
         if exit_.get("stopped"):  # stopped, but not by Corral: someone signalled the supervisor
             return make(S.FAILED, f"stopped because {exit_.get('cause')}; {words}", at, exit_code=exit_code)
         if code == 0 and not comp.launch.is_service:

@@ -22,6 +22,10 @@ then sleeps in ``sigwaitinfo`` until:
   SIGTERM to the group, SIGKILL once the grace period is over, again every second, until
   no process of the component is left; after 10 s of SIGKILLs it gives up and records
   the survivors (the backend reports DeleteFailed);
+- the command's time limit (``time_limit`` in the placement) is reached: a stop as above,
+  with ``TIME_LIMIT_GRACE_S`` of grace, recorded with the limit's reason as its cause
+  (``time_limit: true``: the backend reports it Failed); a delete during that stop is
+  still a delete;
 - for a service not yet ready, every readiness interval: an HTTP GET or a TCP connect;
 - every ``LOG_CHECK_S`` while the command runs: ``output.log`` past ``log_max_bytes`` is
   cut to its newest half, behind a line that says how much was dropped.
@@ -62,6 +66,7 @@ STOP_POLL_S = 0.1
 PR_SET_CHILD_SUBREAPER = 36
 LOG_CHECK_S = 5.0  # output.log is looked at this often while quiet...
 LOG_CHECK_MIN_S = 0.25  # ...and this often while it grows fast
+TIME_LIMIT_GRACE_S = 30.0  # SIGTERM at the time limit, SIGKILL this long after (Slurm's KillWait, Kubernetes' default)
 
 
 class SpawnError(OSError):
@@ -92,6 +97,7 @@ class Supervisor:
         self.ready = False
         self.stop_requested: dict[str, Any] | None = None
         self.stop_deadline: float | None = None  # monotonic: SIGKILL at this time
+        self.time_limit_at: float | None = None  # monotonic: the command's time limit ends it then
         self.kill_started: float | None = None
         self.next_kill: float | None = None
         self.leftover_deadline: float | None = None
@@ -143,6 +149,9 @@ class Supervisor:
             return self.finish(code=code, sig=None, at=f.now_iso(), stopped=False, cause=None, error=error,
                                limits=limits)
         assert self.pid is not None
+        limit = self.placement.get("time_limit")
+        if limit:
+            self.time_limit_at = time.monotonic() + float(limit["seconds"])
         if self.cgroup and self.pid not in cgroups.members(self.cgroup):
             why = f"not enforced: the command could not join cgroup {self.cgroup}"
             limits.update({k: why for k in ("memory", "cpu") if limits[k]}, cgroup=None)
@@ -233,6 +242,12 @@ class Supervisor:
                     self.begin_stop(request, cause="deleted")
                 elif got != signal.SIGUSR1:
                     self.begin_stop({"grace_s": 10.0}, cause=f"the supervisor received {signal_name(got)}")
+            elif got == signal.SIGUSR1 and (self.stop_requested or {}).get("time_limit"):
+                self.delete_during_time_limit()
+            if self.time_limit_at is not None and self.stop_requested is None and self.exit is None \
+                    and time.monotonic() >= self.time_limit_at:
+                self.begin_stop({"grace_s": TIME_LIMIT_GRACE_S}, cause=str(self.placement["time_limit"]["reason"]),
+                                time_limit=True)
             if self.stop_requested is not None:
                 done = self.advance_stop()
                 if done is not None:
@@ -261,9 +276,12 @@ class Supervisor:
             return STOP_POLL_S
         if self.exit is not None:
             return 0.0
+        wait = self.log_interval
         if not self.ready and readiness is not None:
-            return float(readiness.get("interval_s") or 0.25)
-        return self.log_interval
+            wait = float(readiness.get("interval_s") or 0.25)
+        if self.time_limit_at is not None:
+            wait = min(wait, self.time_limit_at - time.monotonic())
+        return wait
 
     def reap_children(self) -> None:
         while True:
@@ -363,19 +381,33 @@ class Supervisor:
             except (ProcessLookupError, PermissionError):
                 pass
 
-    def begin_stop(self, request: dict[str, Any], cause: str) -> None:
+    def begin_stop(self, request: dict[str, Any], cause: str, time_limit: bool = False) -> None:
         grace = max(0.0, float(request.get("grace_s", 30.0)))
         self.stop_requested = {"cause": cause, "grace_s": grace, "requested_at": request.get("requested_at")
                                or f.now_iso()}
+        if time_limit:
+            self.stop_requested["time_limit"] = True
         self.stop_deadline = time.monotonic() + grace
         self.signal_all(signal.SIGTERM)
         self.publish(phase="stopping", stop=dict(self.stop_requested, signal_sent="SIGTERM"))
+
+    def delete_during_time_limit(self) -> None:
+        """The backend asks for a delete while the time limit's stop runs: it ends as a
+        delete (Deleted, not Failed), within the delete's grace period if that is shorter."""
+        request = f.read_json(self.path(f.STOP))
+        if request is None or self.stop_requested is None:
+            return
+        self.stop_requested.pop("time_limit", None)
+        self.stop_requested["cause"] = "deleted"
+        deadline = time.monotonic() + max(0.0, float(request.get("grace_s", 30.0)))
+        self.stop_deadline = min(self.stop_deadline or deadline, deadline)
 
     def advance_stop(self) -> int | None:
         assert self.stop_requested is not None
         now = time.monotonic()
         if not self.anything_left():
-            return self.finish_from_exit(stopped=True, cause=self.stop_requested["cause"])
+            return self.finish_from_exit(stopped=True, cause=self.stop_requested["cause"],
+                                         **({"time_limit": True} if self.stop_requested.get("time_limit") else {}))
         if self.stop_deadline is not None and now < self.stop_deadline:
             return None
         if self.kill_started is None:
