@@ -12,7 +12,7 @@ from corral.backends import output
 from corral.backends.slurm.commands import JobRow, SlurmCommands, parse_time
 from corral.backends.slurm.jobs import JobRecord
 from corral.backends.slurm.script import MISSING_PREFIX
-from corral.backends.slurm.states import map_state, parse_exit_code
+from corral.backends.slurm.states import base_state, map_state, parse_exit_code
 from corral.domain.statuses import ComponentStatus as S
 
 
@@ -38,6 +38,8 @@ def how_it_ended(slurm: SlurmCommands, record: JobRecord, row: JobRow | None,
                         (S.FAILED, f"Slurm job {record.job_id} is gone and no record says how it ended"))
     else:
         status, text = map_state(state, reason, exit_code, stopping=record.stopping, job_id=record.job_id)
+    if status is S.FAILED:
+        text = timeout_reason(record, state, text)
     if status is S.COMPLETED and record.kind == "server":  # a service that ends has failed, as on local
         status, text = S.FAILED, f"the service exited with code 0 ({text})"
     if status is S.FAILED:  # the last line of output often says why, as on local
@@ -48,3 +50,11 @@ def how_it_ended(slurm: SlurmCommands, record: JobRecord, row: JobRow | None,
         elif last:
             text += f"; last output: {last}"
     return status, text, exit_code, ended
+
+
+def timeout_reason(record: JobRecord, state: str, text: str) -> str:
+    """A job that Slurm ended at the time limit its workload asked for (TIMEOUT) says so
+    as every cluster does ("time limit of 2h reached"), with the job; other ends keep ``text``."""
+    if base_state(state) != "TIMEOUT" or not record.time_limit_reason:
+        return text
+    return f"{record.time_limit_reason} (Slurm job {record.job_id} ended in state TIMEOUT)"

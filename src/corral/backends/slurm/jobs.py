@@ -41,6 +41,9 @@ class JobRecord:
     # Said after "could not start X" when the job's program is not on the node (Launch.missing_hint).
     missing_hint: str | None = None
     requeued: bool = False  # it ran, and Slurm put it back in its queue (node failure, preemption)
+    # The Failed reason of a TIMEOUT end when the workload asked for a time limit
+    # (Launch.time_limit_reason: "time limit of 2h reached"); None: the site's or partition's limit.
+    time_limit_reason: str | None = None
 
     @classmethod
     def for_launch(cls, launch: Launch, uid: int | None) -> JobRecord:
@@ -50,7 +53,8 @@ class JobRecord:
         return cls(launch.component_id, launch.workload_id, launch.project, launch.native_name, launch.kind, uid=uid,
                    service_port=launch.is_service and bool(launch.needs_port or launch.fixed_port),
                    readiness=readiness, endpoint_path=launch.endpoint_path, submitted_at=f.now_iso(),
-                   missing_hint=launch.missing_hint)
+                   missing_hint=launch.missing_hint,
+                   time_limit_reason=launch.time_limit_reason() if launch.time_limit_s else None)
 
     def not_before(self, at: datetime) -> datetime:
         submitted = f.parse_iso(self.submitted_at)

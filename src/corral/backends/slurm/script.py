@@ -163,10 +163,20 @@ def sbatch_options(launch: Launch, site: SlurmSite, component_dir: Path, run_as:
     if launch.memory_bytes:
         options.append(f"--mem={math.ceil(launch.memory_bytes / (1 << 20) / nodes)}M")
     for flag, value in (("--partition", site.partition), ("--account", site.account_for(launch.project)),
-                        ("--qos", site.qos), ("--constraint", site.constraint), ("--time", site.time_limit)):
+                        ("--qos", site.qos), ("--constraint", site.constraint),
+                        ("--time", slurm_time(launch.time_limit_s) if launch.time_limit_s else site.time_limit)):
         if value:
             options.append(f"{flag}={value}")
     return [*options, *site.options_for(launch.project)]
+
+
+def slurm_time(seconds: int) -> str:
+    """A time limit as ``sbatch --time`` reads it, D-HH:MM:SS (Slurm counts whole minutes
+    and rounds seconds up: a 90 s limit ends the job after 2 minutes)."""
+    days, rest = divmod(int(seconds), 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{days}-{hours:02d}:{minutes:02d}:{secs:02d}"
 
 
 def _export(name: str, value: str, port_aware: bool) -> str:
