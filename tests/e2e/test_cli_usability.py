@@ -107,7 +107,8 @@ def _all_commands() -> list[tuple[str, ...]]:
     for name in group.commands:  # type: ignore[attr-defined]
         command = group.load(name)  # type: ignore[attr-defined]
         found.append((name,))
-        found += [(name, sub) for sub in getattr(command, "commands", {})]
+        if hasattr(command, "list_commands"):
+            found += [(name, sub) for sub in command.list_commands(None)]
     return found
 
 

@@ -2,8 +2,8 @@
 
 `corral --help` must not import the whole program, and `corral workloads ls` must not pay
 for the server's commands. The root group knows each command by name, module and help line
-(``Lazy``); it imports a command's module and builds its Typer parameters only when that
-command is run or asked for its own help.
+(``Lazy``); it imports a command's module only when that command is run or asked for its
+own help, and a group such as `corral workloads` builds only the command that runs.
 
 Options show human type names (TEXT, INTEGER, PATH, a|b|c) instead of Typer's Python ones
 (``<str>``, ``<list[str]>``, ``<int range>``), and arguments show their name once, in capitals.
@@ -11,6 +11,7 @@ Options show human type names (TEXT, INTEGER, PATH, a|b|c) instead of Typer's Py
 
 from __future__ import annotations
 
+import copy
 import importlib
 from typing import Any, NamedTuple
 
@@ -71,6 +72,42 @@ class _Placeholder(TyperCommand):
     """What the root's help lists for a command not loaded yet: its name and help line."""
 
 
+class _SubGroup(TyperGroup):
+    """A command group (`corral workloads`) that builds a command's parameters when that
+    command runs: `corral workloads ls` does not pay for `submit`, `logs`, ... (Typer
+    inspects each function's signature and builds a validator per parameter)."""
+
+    _infos: dict[str, CommandInfo]
+    _settings: dict[str, Any]
+
+    @classmethod
+    def of(cls, app: typer.Typer, name: str, *, suggest_commands: bool, **settings: Any) -> _SubGroup:
+        shell = copy.copy(app)
+        shell.registered_commands = []  # the group itself (help, callback), its commands come later
+        group = typer.main.get_group_from_info(TyperInfo(shell, name=name), suggest_commands=suggest_commands,
+                                               **settings)
+        group.__class__ = cls
+        group._infos = {info.name or typer.main.get_command_name(info.callback.__name__): info  # type: ignore
+                        for info in app.registered_commands}
+        group._settings = settings
+        return group  # type: ignore[return-value]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name not in self.commands and cmd_name in self._infos:
+            command = typer.main.get_command_from_info(self._infos[cmd_name], **self._settings)
+            self.commands[cmd_name] = humanise(command)
+        return self.commands.get(cmd_name)
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*self._infos, *(name for name in self.commands if name not in self._infos)]
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        if args and args[0] not in self._infos:  # a typo: build them all, to suggest the nearest
+            for name in self._infos:
+                self.get_command(ctx, name)
+        return super().resolve_command(ctx, args)
+
+
 class LazyGroup(TyperGroup):
     """A root group whose commands (``COMMANDS``: name -> Lazy) are loaded on first use."""
 
@@ -92,8 +129,7 @@ class LazyGroup(TyperGroup):
             settings: dict[str, Any] = {"pretty_exceptions_short": self.PRETTY_EXCEPTIONS_SHORT,
                                         "rich_markup_mode": self.rich_markup_mode}
             if isinstance(target, typer.Typer):
-                command = typer.main.get_group_from_info(TyperInfo(target, name=name),
-                                                         suggest_commands=self.suggest_commands, **settings)
+                command = _SubGroup.of(target, name, suggest_commands=self.suggest_commands, **settings)
             else:
                 command = typer.main.get_command_from_info(CommandInfo(name=name, callback=target), **settings)
             self.commands[name] = humanise(command)
