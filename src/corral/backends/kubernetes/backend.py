@@ -38,7 +38,7 @@ from corral.backends.kubernetes.render import JOBSET_CRD, PYTORCHJOB_CRD, compon
 from corral.backends.kubernetes.settings import KubeSettings
 from corral.backends.kubernetes.states import PASSIVE_KINDS
 from corral.backends.kubernetes.watch import ObjectCache, Watcher, labels_of
-from corral.backends.recipes import ComponentRef, RecipeError
+from corral.backends.recipes import ComponentRef, RecipeError, time_limit_of
 from corral.domain.statuses import ComponentStatus as S
 
 # kind -> (API group object, list-for-all-namespaces method)
@@ -266,7 +266,8 @@ class KubernetesBackend(Observing, Discovery, Output):
             role = ref.kind if ref.kind in ("job", "server", "endpoint") else "job"
             launch = Launch(ref.id, workload_id, project, kind, f"{project}-w{workload_id}-{role}", kind=role,
                             command=None if role == "endpoint" else ("(see the rendered objects)",), gpu=ref.gpu,
-                            cpu_millicores=ref.cpu_millicores, memory_bytes=ref.memory_bytes)
+                            cpu_millicores=ref.cpu_millicores, memory_bytes=ref.memory_bytes,
+                            time_limit_s=None if role == "endpoint" else time_limit_of(spec))
             unit_for(launch, self.settings, spec, secret_env)  # a spec that cannot run fails here
             with self._lock:
                 self._specs[ref.id] = (dict(spec), dict(secret_env or {}), int(spec.get("nodes") or 1), submitter)

@@ -27,6 +27,9 @@ pod spec, secrets in a Kubernetes Secret of the project's namespace) and a port.
   user's own objects, put in the project's namespace with Corral's labels);
   ``service: true`` makes it a Deployment.
 
+A ``time_limit`` is the batch objects' ``activeDeadlineSeconds`` (see ``render``); services
+and manifests refuse one (a Deployment's pods cannot carry it; a manifest says its own).
+
 A model named without a ``/`` is a model-store name (``/models/<name>``); anything else (a
 Hugging Face repo) is passed on as given.
 """
@@ -42,13 +45,17 @@ from typing import Any
 from corral.backends.base import Launch
 from corral.backends.kubernetes.settings import KubeSettings
 from corral.backends.local.modelstore import safe_name
-from corral.backends.recipes import VSCODE_UNSAFE, RecipeError, default_model_name
+from corral.backends.recipes import VSCODE_UNSAFE, RecipeError, default_model_name, time_limit_of
 
 MODELS_MOUNT = "/models"
 SERVICE_TOKEN = "CORRAL_SERVICE_TOKEN"
 DEFAULT_PORT = 8000
 JUPYTER_PORT = 8888
 METRICS_FILE = "/dev/termination-log"
+TIME_LIMIT_SERVICE = ("a time limit on a service is not available on kubernetes clusters (the pods of a Deployment "
+                      "cannot carry activeDeadlineSeconds): remove time_limit, or run it on a local or slurm cluster")
+TIME_LIMIT_MANIFEST = ("a time limit is not applied to a manifest's own objects: set activeDeadlineSeconds in the "
+                       "manifest instead of time_limit")
 
 DOWNLOAD_SCRIPT = """\
 import os, shutil, sys, urllib.request
@@ -102,6 +109,7 @@ class Unit:
     metrics: bool = False
     submitter: str | None = None
     priority: str | None = None  # low | medium | high
+    time_limit_s: int | None = None  # a Job's activeDeadlineSeconds (Launch.time_limit_s)
 
 
 def model_path(reference: str) -> str:
@@ -132,6 +140,12 @@ def unit_for(launch: Launch, settings: KubeSettings, spec: Mapping[str, Any] | N
                 priority=(spec or {}).get("priority"))
     if launch.kind == "endpoint":
         return Unit(**base)
+    limit = launch.time_limit_s or time_limit_of(spec or {})
+    if limit and launch.kind == "server":
+        raise RecipeError(TIME_LIMIT_SERVICE)
+    if limit and (spec or {}).get("manifest") is not None:
+        raise RecipeError(TIME_LIMIT_MANIFEST)
+    base["time_limit_s"] = limit
     replicas = int((spec or {}).get("replicas") or 1) if launch.kind == "server" else 1
     per_pod = dict(gpu=launch.gpu // replicas, cpu_millicores=launch.cpu_millicores // replicas,
                    memory_bytes=launch.memory_bytes // replicas, replicas=replicas)

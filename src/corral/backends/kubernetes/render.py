@@ -4,7 +4,9 @@
     print(to_yaml(project_objects("vision", settings) + objects))   # kubectl apply -f -
 
 - a batch component is a ``batch/v1`` Job (``backoffLimit: 0``: a failure is Failed, Corral
-  does not retry behind the user's back); multi-node (``nodes`` > 1) is a PyTorchJob when
+  does not retry behind the user's back; the workload's time limit is its
+  ``activeDeadlineSeconds``, ``runPolicy.activeDeadlineSeconds`` of a PyTorchJob, each
+  replicated Job's of a JobSet); multi-node (``nodes`` > 1) is a PyTorchJob when
   the Kubeflow training operator's CRD is installed, else a JobSet when its CRD is, else
   an Indexed Job with a headless Service for the pods' names (``MASTER_ADDR``,
   ``NODE_RANK``, ``WORLD_SIZE`` set for ``torchrun``);
@@ -198,7 +200,12 @@ def _pod_template(unit: Unit, settings: KubeSettings, extra_env: list[dict[str, 
 
 def _job(unit: Unit, settings: KubeSettings, template: dict[str, Any], **spec: Any) -> dict[str, Any]:
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": _result_meta(unit, settings),
-            "spec": {"backoffLimit": 0, **spec, "template": template}}
+            "spec": {"backoffLimit": 0, **_deadline(unit), **spec, "template": template}}
+
+
+def _deadline(unit: Unit) -> dict[str, Any]:
+    """The workload's time limit: the Job ends its pods past it (DeadlineExceeded: Failed)."""
+    return {"activeDeadlineSeconds": int(unit.time_limit_s)} if unit.time_limit_s else {}
 
 
 def _result_meta(unit: Unit, settings: KubeSettings) -> dict[str, Any]:
@@ -235,7 +242,7 @@ def _multi_node(unit: Unit, settings: KubeSettings, crds: frozenset[str]) -> lis
         template = _pod_template(unit, settings, container_name="pytorch")  # the operator's container name
         replica = {"restartPolicy": "Never", "template": template}
         return [{"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob", "metadata": meta,
-                 "spec": {"runPolicy": {"backoffLimit": 0, "cleanPodPolicy": "None"},
+                 "spec": {"runPolicy": {"backoffLimit": 0, "cleanPodPolicy": "None", **_deadline(unit)},
                           "pytorchReplicaSpecs": {"Master": {"replicas": 1, **replica},
                                                   "Worker": {"replicas": n - 1, **copy.deepcopy(replica)}}}}]
     if settings.prefer_crds and JOBSET_CRD in crds:
@@ -244,7 +251,7 @@ def _multi_node(unit: Unit, settings: KubeSettings, crds: frozenset[str]) -> lis
                  "spec": {"network": {"enableDNSHostnames": True}, "failurePolicy": {"maxRestarts": 0},
                           "replicatedJobs": [{"name": "node", "replicas": 1, "template": {"spec": {
                               "completionMode": "Indexed", "completions": n, "parallelism": n, "backoffLimit": 0,
-                              "template": template}}}]}}]
+                              **_deadline(unit), "template": template}}}]}}]
     headless = f"{name}-nodes"
     template = _pod_template(unit, settings, _rank_env(f"{name}-0.{headless}", n), subdomain=headless)
     service = {"apiVersion": "v1", "kind": "Service", "metadata": _meta(unit, settings, headless),

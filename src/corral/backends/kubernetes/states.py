@@ -12,6 +12,8 @@ container ended, and when the state was reached on the cluster.
 - a pod no node can take (``Unschedulable``) is Pending with the scheduler's message;
 - ``OOMKilled`` is Failed, "out of memory", exit code 137; an evicted or preempted pod is
   Failed with the kubelet's message (a Deployment replaces it, and only says so);
+- a Job (or pod, PyTorchJob, JobSet) past its ``activeDeadlineSeconds`` (the workload's
+  time limit; ``DeadlineExceeded``) is Failed, "time limit of 2h reached";
 - a Job is Completed or Failed by its ``Complete``/``Failed`` condition, Pending while
   suspended (a queue such as Kueue holds it) or while its pods wait;
 - a Deployment is Running once a replica is ready, Failed past its progress deadline,
@@ -29,6 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from corral.domain.durations import format_duration
 from corral.domain.statuses import ComponentStatus as S
 
 PASSIVE_KINDS = frozenset({"Service", "ConfigMap", "Secret", "Ingress", "HTTPRoute", "GRPCRoute",
@@ -74,6 +77,17 @@ def _condition_false(obj: Any, kind: str) -> Any:
         if _get(cond, "type") == kind and _get(cond, "status") == "False":
             return cond
     return None
+
+
+def _deadline(obj: Any, *path: str) -> int | None:
+    """``activeDeadlineSeconds`` under ``path`` (client models name it in snake case)."""
+    value = _get(obj, *path, "active_deadline_seconds")
+    return value if value is not None else _get(obj, *path, "activeDeadlineSeconds")
+
+
+def _time_limit_reached(seconds: int, detail: str = "") -> str:
+    text = f"time limit of {format_duration(seconds)} reached"
+    return f"{text} ({detail})" if detail else text
 
 
 def _statuses(pod: Any) -> list[Any]:
@@ -182,6 +196,8 @@ def pod_status(pod: Any) -> Seen:
     finished = max((t.finished_at for t in terminated if _get(t, "finished_at")), default=None)
     if phase == "Succeeded":
         return Seen(S.COMPLETED, "completed", 0, finished, _metrics(terminated))
+    if phase == "Failed" and _get(status, "reason") == "DeadlineExceeded" and _deadline(pod, "spec"):
+        return Seen(S.FAILED, _time_limit_reached(_deadline(pod, "spec"), "DeadlineExceeded"))
     if phase == "Failed":
         bad = next((t for t in terminated if _get(t, "exit_code")), None)
         if bad is None:
@@ -233,6 +249,10 @@ def job_status(job: Any, pods: Sequence[Any] = ()) -> Seen:
         why = {"BackoffLimitExceeded": "failed", "DeadlineExceeded": "ran past its deadline",
                "PodFailurePolicy": "failed"}.get(_get(failed, "reason"), f"failed ({_get(failed, 'reason')})")
         detail = cause.reason.removeprefix("failed: ") if cause else _short(_get(failed, "message"))
+        if _get(failed, "reason") == "DeadlineExceeded" and _deadline(job, "spec"):
+            return Seen(S.FAILED, _time_limit_reached(_deadline(job, "spec"), _short(_get(failed, "message"))
+                                                      or "DeadlineExceeded"),
+                        cause.exit_code if cause else None, _get(failed, "last_transition_time"))
         return Seen(S.FAILED, f"{why}: {detail}" if detail else why, cause.exit_code if cause else None,
                     _get(failed, "last_transition_time"))
     suspended = _condition(job, "Suspended")
@@ -292,11 +312,24 @@ def crd_status(obj: Mapping[str, Any], pods: Sequence[Any] = ()) -> Seen:
     if failed is not None:
         cause = next((s for s in (pod_status(p) for p in pods) if s.status is S.FAILED), None)
         detail = cause.reason.removeprefix("failed: ") if cause else _short(_get(failed, "message"))
+        limit = _crd_deadline(obj)
+        said = f"{_get(failed, 'reason') or ''} {_get(failed, 'message') or ''}".lower()
+        if limit and "deadline" in said:
+            return Seen(S.FAILED, _time_limit_reached(limit, _short(_get(failed, "message"))),
+                        cause.exit_code if cause else None, _get(failed, "lastTransitionTime"))
         return Seen(S.FAILED, f"failed: {detail}", cause.exit_code if cause else None,
                     _get(failed, "lastTransitionTime"))
     if _condition(obj, "Suspended") is not None:
         return Seen(S.PENDING, "suspended: waiting for the cluster's queue (e.g. Kueue) to admit it")
     return _from_pods(pods, f"waiting for the {kind}'s pods to be created")
+
+
+def _crd_deadline(obj: Mapping[str, Any]) -> int | None:
+    spec = obj.get("spec") or {}
+    if obj.get("kind") == "PyTorchJob":
+        return (spec.get("runPolicy") or {}).get("activeDeadlineSeconds")
+    jobs = spec.get("replicatedJobs") or [{}]
+    return ((jobs[0].get("template") or {}).get("spec") or {}).get("activeDeadlineSeconds")
 
 
 def passive_status(kind: str) -> Seen:
