@@ -42,10 +42,13 @@ from _common import free_port, machine_note
 CORRAL = Path(sys.executable).parent / "corral"
 
 
-def start_server(data_dir: Path) -> tuple[subprocess.Popen[bytes], str, str]:
+def start_server(data_dir: Path) -> tuple[subprocess.Popen[bytes], str, str, Path]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CORRAL_")}
-    env.update(CORRAL_DATA_DIR=str(data_dir), CORRAL_LOG_LEVEL="warning")
+    # Each server its own work area, reachable by the projects' OS users (the data dir is 0700).
+    work_root = Path(tempfile.mkdtemp(prefix="corral-cli-bench-work-"))
+    work_root.chmod(0o711)
+    env.update(CORRAL_DATA_DIR=str(data_dir), CORRAL_WORKLOAD_ROOT=str(work_root), CORRAL_LOG_LEVEL="warning")
     log = (data_dir / "server.log").open("ab")
     proc = subprocess.Popen([str(CORRAL), "serve", "--port", str(port)], env=env, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
@@ -63,7 +66,7 @@ def start_server(data_dir: Path) -> tuple[subprocess.Popen[bytes], str, str]:
     else:
         proc.kill()
         sys.exit("`corral serve` did not answer /healthz within 60 s")
-    return proc, url, (data_dir / "admin-token").read_text().strip()
+    return proc, url, (data_dir / "admin-token").read_text().strip(), work_root
 
 
 def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
@@ -114,7 +117,7 @@ def main() -> None:
     print(machine_note(), flush=True)
 
     data_dir = Path(tempfile.mkdtemp(prefix="corral-cli-bench-"))
-    proc, url, token = start_server(data_dir)
+    proc, url, token, work_root = start_server(data_dir)
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("CORRAL_") and k != "PYTHONPATH"}
     base_env.update(CORRAL_SERVER=url, CORRAL_TOKEN=token, CORRAL_CONFIG=str(data_dir / "cli-config.json"),
                     COLUMNS="80", NO_COLOR="1")
@@ -170,6 +173,7 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
         shutil.rmtree(data_dir, ignore_errors=True)
+        shutil.rmtree(work_root, ignore_errors=True)
 
 
 if __name__ == "__main__":
