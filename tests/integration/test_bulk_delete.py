@@ -246,3 +246,33 @@ def test_the_web_pages_delete_selected_with_one_confirmation(world):
     assert browser.post(url, data={"csrf_token": csrf}).status_code == 422
     assert browser.post(url, data={"csrf_token": csrf, "ids": "x"}).status_code == 422
     assert browser.post(url, data={"csrf_token": csrf, "ids": str(2**64)}).status_code == 422
+
+
+def test_write_statuses_refuses_a_row_changed_since_it_was_read(world):
+    """The many-row status write keeps the single write's guard: a row whose version moved
+    on is a conflict, and the transaction writes nothing."""
+    import pytest
+
+    from corral.db.engine import write_tx
+    from corral.domain.statuses import WorkloadStatus
+    from corral.services.clock import utcnow
+    from corral.services.errors import Conflict
+    from corral.services.status import STATE_COLUMNS, write_statuses
+
+    ids = _running(world, 3)
+    engine = world.api.engine
+    with engine.connect() as conn:
+        rows = conn.execute(select(*STATE_COLUMNS).where(workloads.c.id.in_(ids)).order_by(workloads.c.id)).all()
+    with write_tx(engine) as conn:  # someone else moves the middle one on
+        conn.execute(workloads.update().where(workloads.c.id == ids[1]).values(version=workloads.c.version + 1))
+    before = _snapshot(engine)
+    with pytest.raises(Conflict), write_tx(engine) as conn:
+        write_statuses(conn, [(r, WorkloadStatus.FAILED, "test") for r in rows], utcnow(), "test")
+    assert _snapshot(engine) == before
+    with write_tx(engine) as conn:  # read afresh: it goes through
+        fresh = conn.execute(select(*STATE_COLUMNS).where(workloads.c.id.in_(ids)).order_by(workloads.c.id)).all()
+        changes = write_statuses(conn, [(r, WorkloadStatus.FAILED, "test") for r in fresh], utcnow(), "test")
+    assert [(c.old, c.new) for c in changes] == [(WorkloadStatus.RUNNING, WorkloadStatus.FAILED)] * 3
+    stats = world.alice.get("/api/v1/workloads/stats", params={"project": "vision"}).json()["by_status"]
+    assert (stats["Failed"], stats["Running"]) == (3, 0)
+    assert world.alice.get("/api/v1/projects/vision/quotas/gpu-a").json()["used"]["cpu"] == 0
