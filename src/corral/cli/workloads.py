@@ -130,6 +130,8 @@ def workloads_get(workload_id: Annotated[int, typer.Argument(help="Workload id."
         ("Priority", f"{w.priority}, {'preemptible' if w.preemptible else 'not preemptible'}"),
         ("Resources", resources_line(w.resources, skip_zero=True)),
     ]
+    if w.time_limit:
+        rows.append(("Time limit", w.time_limit))
     if w.queue_position is not None:
         rows.append(("Queue position", f"{w.queue_position.position} of {w.queue_position.of}"))
     rows += [("Waited", duration(w.wait_seconds)), ("Ran", duration(w.run_seconds))]
@@ -227,6 +229,9 @@ def workloads_submit(
     image: Annotated[str | None, typer.Option("--image")] = None,
     command: Annotated[str | None, typer.Option("--command", help="The command to run.")] = None,
     priority: Annotated[str | None, typer.Option("--priority", help="low | medium | high")] = None,
+    time_limit: Annotated[str | None, typer.Option("--time-limit", metavar="DURATION",
+                                                   help="Stop it (Failed) after it ran this long: 2h, 90m, "
+                                                        "1h30m, 3600s.")] = None,
     sets: Annotated[list[str] | None, typer.Option("--set", help="Any other field: key=value, dotted for "
                                                                  "nested (repeatable): --set dataset=s3://b/d "
                                                                  "--set env.DEBUG=1.")] = None,
@@ -235,7 +240,7 @@ def workloads_submit(
     """Submit a workload, from a spec file, options, or both."""
     spec: dict[str, Any] = _read_spec_file(file) if file else {}
     for key, value in (("type", type_), ("name", name), ("project", project), ("cluster", cluster),
-                       ("image", image), ("command", command), ("priority", priority)):
+                       ("image", image), ("command", command), ("priority", priority), ("time_limit", time_limit)):
         if value is not None:
             spec[key] = value
     requested = {k: v for k, v in (("gpu", gpu), ("cpu", cpu), ("memory", memory)) if v is not None}
@@ -279,107 +284,10 @@ def _cluster_warning(client: Any, cluster: str) -> str | None:
 
 # --------------------------------------------------------------------------- delete
 
-@workloads_app.command("delete")
-@api_errors
-def workloads_delete(
-    workload_ids: Annotated[list[int] | None, typer.Argument(help="Workload ids (one or more).",
-                                                             show_default=False)] = None,
-    project: ProjectOption = None,
-    statuses: Annotated[list[str] | None, typer.Option("--status", "-s", help="Status (repeatable), e.g. Running; "
-                                                       "default: all but Deleted.")] = None,
-    types: Annotated[list[str] | None, typer.Option("--type", "-t", help="Workload type (repeatable).")] = None,
-    name: Annotated[str | None, typer.Option("--name", help="Name contains (case-insensitive).")] = None,
-    cluster: Annotated[str | None, typer.Option("--cluster", "-c", help="Cluster name.")] = None,
-    created_by: Annotated[str | None, typer.Option("--created-by", help="Creator's email.")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be deleted.")] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-    json_: JsonOption = False,
-) -> None:
-    """Delete workloads: by ids, or all matching filters (as `ls` takes them), in one request.
+# One workload or many (ids or filters): in a module of its own, this one being long.
+from corral.cli.workloads_delete import workloads_delete  # noqa: E402
 
-    Each is Deleting until its cluster removed every component, then Deleted. Asks once
-    for confirmation, listing what will be deleted, unless --yes; --dry-run only lists.
-    """
-    filters = {"project": project, "statuses": statuses, "types": types, "name": name, "cluster": cluster,
-               "created_by": created_by}
-    if workload_ids and any(filters.values()):
-        fail("give workload ids or filters (--project, --status, ...), not both", code=EXIT_USAGE)
-    if not workload_ids and not any(filters.values()):
-        fail("give workload ids, or at least one filter: --project, --status, --type, --name, --cluster, "
-             "--created-by", code=EXIT_USAGE)
-    if workload_ids and len(workload_ids) == 1 and not dry_run:
-        _delete_one(workload_ids[0], yes, json_)
-        return
-    with config.client() as client:
-        def bulk(dry: bool) -> Any:
-            if workload_ids:
-                return client.delete_workloads(workload_ids, dry_run=dry)
-            return client.delete_workloads(dry_run=dry, **filters)  # type: ignore[arg-type]
-
-        if dry_run:
-            _bulk_report(bulk(True), json_)
-            return
-        if not yes:
-            preview = bulk(True)
-            todo = preview.counts.get("done", 0)
-            if not todo:
-                _bulk_report(preview, json_)
-                return
-            console = output.err() if json_ else output.out()
-            console.print(_bulk_table(preview))
-            typer.confirm(f"Delete {todo} workload{'s' if todo != 1 else ''}?", abort=True, err=True)
-        result = bulk(False)
-    _bulk_report(result, json_)
-
-
-_BULK_WORDS = {"done": "deleted", "already_deleting": "already deleting", "already_deleted": "already deleted",
-               "not_found": "not found"}
-
-
-def _bulk_table(result: Any) -> Any:
-    rows = table("ID", "Name", "Project", "Status", "Result")
-    for item in result.items:
-        word = "would delete" if result.dry_run and item.result == "done" else _BULK_WORDS.get(item.result,
-                                                                                               item.result)
-        status = status_text(item.status, item.status_label) if item.status else None
-        rows.add_row(*cells(item.id, item.name, item.project, status,
-                            Text(word, style="red" if item.result == "not_found" else "")))
-    return rows
-
-
-def _bulk_report(result: Any, json_: bool) -> None:
-    """The per-workload results and their counts; exit 1 if an id was not found (as scancel)."""
-    if json_:
-        print_json(result)
-    else:
-        console = output.out()
-        if result.items:
-            console.print(_bulk_table(result))
-        words = {**_BULK_WORDS, "done": "would be deleted"} if result.dry_run else _BULK_WORDS
-        counts = ", ".join(f"{n} {words.get(k, k)}" for k, n in result.counts.items() if n)
-        prefix = "Dry run, nothing changed: " if result.dry_run else ""
-        console.print(Text(prefix + (counts or "no workload matches"), style="dim"))
-    if result.counts.get("not_found"):
-        raise typer.Exit(1)
-
-
-def _delete_one(workload_id: int, yes: bool, json_: bool) -> None:
-    with config.client() as client:
-        if not yes:
-            current = client.get_workload(workload_id)
-            typer.confirm(f"Delete workload {current.id} ({current.name!r}, {current.status_label}) "
-                          f"in project {current.project}?", abort=True, err=True)
-        deleted = client.delete_workload(workload_id)
-    if json_:
-        print_json(deleted)
-        return
-    line = Text(f"Workload {deleted.id} ({deleted.name!r}): ")
-    line.append_text(status_text(deleted.status, deleted.status_label))
-    if deleted.status_reason:
-        line.append(f" ({deleted.status_reason})")
-    output.out().print(line)
-
-
+workloads_app.command("delete")(workloads_delete)
 workloads_app.command("rm", hidden=True)(workloads_delete)
 
 

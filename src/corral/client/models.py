@@ -230,6 +230,7 @@ class WorkloadDetail(_Model):
     preemptible: bool
     resources: dict[str, int]
     spec: dict[str, Any] = Field(default_factory=dict)
+    time_limit: str | None = None  # spec.time_limit as people write it ("1h30m")
     endpoints: dict[str, Any] = Field(default_factory=dict)
     open_url: str | None = None  # Corral's page that opens the service in a browser
     delete_requested_at: datetime | None = None

@@ -45,6 +45,8 @@ class Field:
 _NAME = Field("name", "Name", required=True, hint=WORKLOAD_NAME_RULE, pattern=WORKLOAD_NAME_HTML_PATTERN)
 _IMAGE = Field("image", "Container image", hint="for example rocm/pytorch:latest")
 _COMMAND = Field("command", "Command", "textarea", hint="run by a shell in the container")
+_TIME_LIMIT = Field("time_limit", "Time limit", placeholder="none",
+                    hint="such as 2h, 90m or 1h30m: then it is stopped, and Failed")
 _IMAGE_OR_COMMAND = "Give a container image, a command, or both."
 _CUSTOM_WHAT = "Give exactly one of a command, a manifest or a batch script (or a container image alone)."
 
@@ -136,7 +138,7 @@ def body_from_form(kind: str, form: Any) -> dict[str, Any]:
             raise _FormError("spec", "the spec must be a mapping of fields (type, name, project, ...)")
         return body
     body: dict[str, Any] = {"type": kind}
-    for key in ("name", "project", "cluster", "priority", "image", "command"):
+    for key in ("name", "project", "cluster", "priority", "image", "command", "time_limit"):
         if form.get(key).strip():
             body[key] = form.get(key).strip() if key != "command" else form.get(key)
     if form.get("preemptible") in ("true", "false"):
@@ -210,6 +212,7 @@ def _render(request: Request, session: Session, kind: str, values: dict[str, str
     return page(request, "submit.html", {
         "kind": kind, "kinds": kinds, "fields": fields, "needs_image_or_command": needs_image_or_command or custom,
         "name_field": _NAME, "image_field": _IMAGE, "command_field": _COMMAND,
+        "time_limit_field": _TIME_LIMIT,
         "image_or_command": _CUSTOM_WHAT if custom else _IMAGE_OR_COMMAND,
         "resource_fields": RESOURCE_FIELDS, "values": values, "errors": errors, "projects": projects,
         "clusters": clusters, "example": _example(values.get("project")),
