@@ -22,6 +22,8 @@ class KubernetesEngine(Engine):
     name = "kubernetes"
     timeout = 180.0  # image pulls on a fresh cluster
     python = "python3"  # in the runtime image (python:3.12-slim)
+    bind_host = "0.0.0.0"  # the readiness probe connects to the pod's address, not its loopback
+    time_limit_s = 5  # activeDeadlineSeconds: counted in seconds from the Job's start
 
     def __init__(self, request, tmp_path) -> None:  # type: ignore[no-untyped-def]
         super().__init__(request, tmp_path)
@@ -47,6 +49,34 @@ class KubernetesEngine(Engine):
         from kubernetes import client, config
 
         return client.CoreV1Api(config.new_client_from_config(config_file=os.environ["KUBECONFIG"]))
+
+    def die_by_signal(self, signal_number: int) -> str:
+        # The command's shell is the container's PID 1, which the kernel guards from every
+        # signal it has no handler for, SIGKILL from inside the container included: a
+        # child dies instead, and PID 1 exits as it did (128 + the signal, read back as -N).
+        return f"sh -c 'kill -{signal_number} $$'; exit $?"
+
+    def http_get(self, backend: Backend, component_id: int, url: str) -> int:
+        """Cluster DNS names (``w101.<namespace>.svc.cluster.local``) do not resolve on the
+        test host: the GET goes through the API server's proxy to the component's pod."""
+        from urllib.parse import urlsplit
+
+        from kubernetes.client.exceptions import ApiException
+
+        from corral.backends.kubernetes import labels as L
+
+        parts = urlsplit(url)
+        namespace = (parts.hostname or "").split(".")[1]
+        core = self._core()
+        pods = core.list_namespaced_pod(namespace, label_selector=f"{L.COMPONENT}={component_id}").items
+        ready = [p for p in pods if p.status.phase == "Running"]
+        assert ready, f"no running pod of component {component_id} in {namespace}"
+        try:
+            core.connect_get_namespaced_pod_proxy_with_path(f"{ready[0].metadata.name}:{parts.port}", namespace,
+                                                            (parts.path or "/").lstrip("/"))
+        except ApiException as exc:
+            return int(exc.status or 0)
+        return 200
 
     @contextmanager
     def outsider(self) -> Iterator[Outsider]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import time
-import urllib.request
 
 from corral.backends.base import Launch, Observation, Readiness
 from corral.domain.statuses import ComponentStatus as S
@@ -28,7 +27,7 @@ def job(cid: int, shell: str, **extra: object) -> Launch:
 
 
 def server(engine: Engine, cid: int, shell_before: str = "", **extra: object) -> Launch:
-    serve = f"exec {engine.python} -m http.server --bind 127.0.0.1 {{port}}"
+    serve = engine.serve_command()
     return Launch(cid, 100 + cid, "proj", "inference", f"proj-w{100 + cid}-server", kind="server",
                   command=("/bin/sh", "-c", f"{shell_before}{serve}"), needs_port=True, readiness=Readiness("/"),
                   cpu_millicores=500, memory_bytes=128 << 20, **extra)  # type: ignore[arg-type]
@@ -120,7 +119,7 @@ def test_exit_codes_signals_and_reasons_are_kept(engine: Engine):
     backend = engine.backend()
     watcher = Watcher(backend)
     backend.start(job(1, "echo about to fail; exit 3"))
-    backend.start(job(2, "kill -9 $$"))
+    backend.start(job(2, engine.die_by_signal(9)))
     backend.start(Launch(3, 103, "proj", "inference", "proj-w103-job", command=("no-such-program-anywhere", "x"),
                          missing_hint=HINT))
     backend.start(server(engine, 4, "exit 0; "))  # a service that ends has failed, whatever its code
@@ -143,13 +142,31 @@ def test_a_service_is_running_once_it_answers(engine: Engine):
     backend.start(server(engine, 1, 'test "$PORT" -gt 0 || exit 9; sleep 1; '))
     running = watcher.wait(1, S.RUNNING, timeout=engine.timeout)
     assert running.endpoint_url and re.fullmatch(r"http://[\w.\-]+:\d+/", running.endpoint_url)
-    with urllib.request.urlopen(running.endpoint_url, timeout=5) as response:
-        assert response.status == 200
+    assert engine.http_get(backend, 1, running.endpoint_url) == 200
     before = watcher.history[1][:-1]
     assert before and all(o.status is S.PENDING and o.endpoint_url is None for o in before)
     assert_only_changes(watcher.history[1])
     backend.stop(1, grace_s=2)
     watcher.wait(1, S.DELETED, timeout=engine.timeout)
+
+
+def test_a_time_limit_ends_the_command_which_fails_saying_so(engine: Engine):
+    backend = engine.backend()
+    watcher = Watcher(backend)
+    backend.start(job(1, "echo within its limit", time_limit_s=600))
+    assert watcher.wait(1, S.COMPLETED, timeout=engine.timeout).exit_code == 0
+    limit = engine.time_limit_s
+    started = time.monotonic()
+    backend.start(job(2, "sleep 300", time_limit_s=limit or 3600))
+    if limit is None:  # the cluster counts longer limits (Slurm: minutes): it runs under one, then is deleted
+        watcher.wait(2, S.RUNNING, timeout=engine.timeout)
+        backend.stop(2, grace_s=2)
+        watcher.wait(2, S.DELETED, timeout=engine.timeout)
+        return
+    failed = watcher.wait(2, S.FAILED, timeout=engine.timeout + limit)
+    assert time.monotonic() - started >= limit
+    assert failed.reason.startswith(f"time limit of {limit}s reached"), failed.reason
+    assert_only_changes(watcher.history[2])
 
 
 def test_what_corral_did_not_start_is_discovered_until_it_ends(engine: Engine):
