@@ -402,7 +402,8 @@ class Generator:
                 "delete_requested_at": delete_req, "admitted_at": admitted, "first_running_at": first_run,
                 "running_since": running_since, "run_seconds": run_s, "finished_at": finished, "endpoints": (
                     {"http": f"https://{cname}.example.com/wl-{wid}"} if status == "Running"
-                    and type_ in SERVICE_TYPES else {}), "version": version,
+                    and type_ in SERVICE_TYPES else {}), "version": version, "cluster_named": True,
+                "preempted_for": None,
             })
             if self.args.components:
                 for (kind, req), cst in zip(plans, comp_status):
