@@ -59,8 +59,11 @@ def _serve_with_a_workload(tmp_path: Path, stack: ExitStack,
             time.sleep(0.05)
     workload = next(p for p in psutil.process_iter(["cmdline"]) if marker in " ".join(p.info["cmdline"] or []))
     helpers = psutil.Process(server.process.pid).children(recursive=True)
-    # Workload supervisors detach (new session, reparented): they are never serve's children.
-    assert not [p for p in helpers if "corral.backends.local.supervisor" in " ".join(p.cmdline())]
+    # Workload supervisors detach (new session, reparented): they are never serve's
+    # descendants, though the fork server that starts them is one of its helpers.
+    supervisor = workload.parent()
+    assert supervisor is not None and "corral.backends.local.supervisor" in " ".join(supervisor.cmdline())
+    assert supervisor.pid not in {p.pid for p in helpers}
     assert helpers, "serve runs its scheduler in a process of its own"
     return server, workload.pid, helpers
 
