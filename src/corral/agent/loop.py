@@ -143,6 +143,8 @@ class Agent:
             try:
                 held = self.work_step(wait=self.long_poll_s)
             except Exception:  # noqa: BLE001 - the control plane may be restarting; try again
+                if self._stop.is_set():
+                    return  # stopping: the client was closed under a held poll
                 log.warning("agent work poll failed; retrying", exc_info=log.isEnabledFor(logging.DEBUG))
                 self._stop.wait(1.0)
                 continue
