@@ -119,7 +119,11 @@ class Launch:
 
     Resources: ``gpu`` devices (exclusive; the component sees them through
     ``CUDA_VISIBLE_DEVICES``, ``HIP_VISIBLE_DEVICES`` and ``ROCR_VISIBLE_DEVICES``),
-    ``cpu_millicores`` and ``memory_bytes`` (limits, 0 = none).
+    ``cpu_millicores`` and ``memory_bytes`` (limits, 0 = none); for a job spanning
+    ``nodes`` (> 1: the spec's ``nodes`` of a training type), the sum over its nodes, each
+    holding an equal share: Slurm allocates that many nodes and starts the command on each
+    with ``srun``, Kubernetes makes that many pods (indexed Job, PyTorchJob or JobSet), the
+    local cluster (one host) refuses it (Failed).
 
     ``time_limit_s`` (the spec's ``time_limit``, whole seconds; None = no limit): how long
     the command may run once started (a server: once started, ready or not). The backend
@@ -150,6 +154,7 @@ class Launch:
     # ("vllm is not installed on this host: ..."): a backend adds it to that Failed reason.
     missing_hint: str | None = None
     time_limit_s: int | None = None
+    nodes: int = 1
 
     def __post_init__(self) -> None:
         if self.command is not None and not isinstance(self.command, tuple):
@@ -162,6 +167,10 @@ class Launch:
             raise BackendError(f"component {self.component_id}: the command is empty")
         if min(self.gpu, self.cpu_millicores, self.memory_bytes) < 0:
             raise BackendError(f"component {self.component_id}: negative resources")
+        if isinstance(self.nodes, bool) or not isinstance(self.nodes, int) or self.nodes < 1:
+            raise BackendError(f"component {self.component_id}: nodes must be a whole number, at least 1")
+        if self.nodes > 1 and self.kind != "job":
+            raise BackendError(f"component {self.component_id}: only a job spans nodes, not a {self.kind}")
         if self.time_limit_s is not None and (isinstance(self.time_limit_s, bool) or
                                               not isinstance(self.time_limit_s, int) or self.time_limit_s < 1):
             raise BackendError(f"component {self.component_id}: the time limit must be a whole number of "

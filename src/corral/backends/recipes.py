@@ -65,7 +65,7 @@ What each type runs:
   for Inference). ``manifest`` needs a kubernetes cluster.
 
 Every component also gets the spec's ``env`` and the resolved secrets, and the spec's
-``time_limit`` (``Launch.time_limit_s``). The control plane serves a service on the workload's own origin: a request for ``<path>`` there goes
+``time_limit`` (``Launch.time_limit_s``) and ``nodes`` (``Launch.nodes``, for a job). The control plane serves a service on the workload's own origin: a request for ``<path>`` there goes
 to ``<path>`` on the origin of the server's ``endpoint_url`` (whose path, like vLLM's
 ``/v1``, is part of the URLs shown to users).
 """
@@ -143,7 +143,8 @@ def build_launches(
         launches.append(Launch(
             component_id=ref.id, workload_id=workload_id, project=project, workload_type=kind,
             native_name=ctx.native_name(ref.kind), env=env, gpu=ref.gpu, cpu_millicores=ref.cpu_millicores,
-            memory_bytes=ref.memory_bytes, time_limit_s=time_limit_of(spec), **main,
+            memory_bytes=ref.memory_bytes, time_limit_s=time_limit_of(spec),
+            nodes=max(1, int(spec.get("nodes") or 1)) if ref.kind == "job" else 1, **main,
         ))
     return launches
 

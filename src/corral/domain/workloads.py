@@ -114,6 +114,9 @@ class _Common(BaseModel):
     def replicas_count(self) -> int:
         return 1
 
+    def nodes_count(self) -> int:
+        return 1
+
 
 class _NeedsImageOrCommand(_Common):
     @model_validator(mode="after")
@@ -158,20 +161,31 @@ class InferenceSpec(_Common):
         return self.replicas
 
 
-class TrainingSpec(_NeedsImageOrCommand):
+class _MultiNode(_NeedsImageOrCommand):
+    """Training types may span nodes: ``resources`` are then each node's, and the job holds
+    ``nodes`` times them (Slurm: one task per node, started by srun; Kubernetes: an indexed
+    Job, PyTorchJob or JobSet of that many pods; the local cluster is one host and refuses)."""
+
+    nodes: int = Field(1, ge=1, le=64, description="how many nodes the job spans; resources are per node")
+
+    def nodes_count(self) -> int:
+        return self.nodes
+
+
+class TrainingSpec(_MultiNode):
     type: Literal[WorkloadType.TRAINING]
     dataset: str = Field(min_length=1, max_length=1024)
     base_model: str | None = Field(None, max_length=1024)
     output_model: str | None = Field(None, min_length=1, max_length=128)
 
 
-class PreTrainingSpec(_NeedsImageOrCommand):
+class PreTrainingSpec(_MultiNode):
     type: Literal[WorkloadType.PRE_TRAINING]
     dataset: str = Field(min_length=1, max_length=1024)
     output_model: str | None = Field(None, min_length=1, max_length=128)
 
 
-class FineTuningSpec(_NeedsImageOrCommand):
+class FineTuningSpec(_MultiNode):
     type: Literal[WorkloadType.FINE_TUNING]
     base_model: str = Field(min_length=1, max_length=1024)
     dataset: str = Field(min_length=1, max_length=1024)
@@ -249,7 +263,7 @@ class ComponentPlan:
 def plan_components(spec: _Common) -> list[ComponentPlan]:
     """The components a workload of this spec consists of.
 
-    Batch types are one job. Services are a server (all replicas) and an endpoint, a
+    Batch types are one job (holding every node's resources when it spans ``nodes``). Services are a server (all replicas) and an endpoint, a
     passive object (a network service) that counts as Completed once it exists.
     """
     per_replica = spec.resources.to_resources()
@@ -259,4 +273,4 @@ def plan_components(spec: _Common) -> list[ComponentPlan]:
             ComponentPlan("server", per_replica.scaled(spec.replicas_count())),
             ComponentPlan("endpoint", Resources()),
         ]
-    return [ComponentPlan("job", per_replica)]
+    return [ComponentPlan("job", per_replica.scaled(spec.nodes_count()))]

@@ -267,7 +267,8 @@ class KubernetesBackend(Observing, Discovery, Output):
             launch = Launch(ref.id, workload_id, project, kind, f"{project}-w{workload_id}-{role}", kind=role,
                             command=None if role == "endpoint" else ("(see the rendered objects)",), gpu=ref.gpu,
                             cpu_millicores=ref.cpu_millicores, memory_bytes=ref.memory_bytes,
-                            time_limit_s=None if role == "endpoint" else time_limit_of(spec))
+                            time_limit_s=None if role == "endpoint" else time_limit_of(spec),
+                            nodes=int(spec.get("nodes") or 1) if role == "job" else 1)
             unit_for(launch, self.settings, spec, secret_env)  # a spec that cannot run fails here
             with self._lock:
                 self._specs[ref.id] = (dict(spec), dict(secret_env or {}), int(spec.get("nodes") or 1), submitter)

@@ -15,7 +15,8 @@ pod spec, secrets in a Kubernetes Secret of the project's namespace) and a port.
 - **Training, Pre-Training, Fine-Tuning**: the spec's command in its image
   (``runtime_image`` if none) with ``CORRAL_DATASET``, ``CORRAL_BASE_MODEL``,
   ``CORRAL_MODEL_DIR`` and ``CORRAL_OUTPUT_DIR=/models/<output model>``: what it writes
-  there is the new model. ``nodes`` > 1 (given by the caller) makes it multi-node.
+  there is the new model. ``nodes`` > 1 (the spec's, or given by the caller) makes it
+  multi-node.
 - **Evaluation**: the command, with ``CORRAL_METRICS_FILE=/dev/termination-log``: the
   JSON object written there comes back in the pod's termination message and becomes the
   component's result.
@@ -147,8 +148,13 @@ def unit_for(launch: Launch, settings: KubeSettings, spec: Mapping[str, Any] | N
         raise RecipeError(TIME_LIMIT_MANIFEST)
     base["time_limit_s"] = limit
     replicas = int((spec or {}).get("replicas") or 1) if launch.kind == "server" else 1
-    per_pod = dict(gpu=launch.gpu // replicas, cpu_millicores=launch.cpu_millicores // replicas,
-                   memory_bytes=launch.memory_bytes // replicas, replicas=replicas)
+    # A Launch spanning nodes holds them all (Launch.nodes): each pod one node's share. (The
+    # dry run's ``nodes`` alone gives every pod the whole request, as it always did.)
+    share = replicas * launch.nodes
+    per_pod = dict(gpu=launch.gpu // share, cpu_millicores=launch.cpu_millicores // share,
+                   memory_bytes=launch.memory_bytes // share, replicas=replicas)
+    if launch.kind == "job":
+        per_pod["nodes"] = max(1, int(nodes), launch.nodes)
     if spec is None:
         return _from_launch(launch, settings, base, per_pod)
     recipe = _RECIPES.get(launch.workload_type)
@@ -159,8 +165,6 @@ def unit_for(launch: Launch, settings: KubeSettings, spec: Mapping[str, Any] | N
     env = {**plain, **made.pop("env", {})}
     for key in secret:
         env.pop(key, None)  # a secret never sits in the pod spec
-    if launch.kind == "job":
-        per_pod["nodes"] = max(1, int(nodes))
     return Unit(**base, **per_pod, env=env, secret_env=secret, **made)
 
 

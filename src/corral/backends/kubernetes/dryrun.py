@@ -43,7 +43,8 @@ def render_workload(spec: Mapping[str, Any], settings: KubeSettings | None = Non
     for index, plan in enumerate(plans, start=1):
         launch = Launch(index, workload_id, project, kind, f"{project}-w{workload_id}-{plan.kind}", kind=plan.kind,
                         command=None if plan.kind == "endpoint" else ("(rendered)",), gpu=plan.requests.gpu,
-                        cpu_millicores=plan.requests.cpu, memory_bytes=plan.requests.memory)
+                        cpu_millicores=plan.requests.cpu, memory_bytes=plan.requests.memory,
+                        nodes=parsed.nodes_count() if plan.kind == "job" else 1)
         unit = unit_for(launch, settings, data, secrets if plan.kind != "endpoint" else {}, nodes=nodes,
                         submitter=submitter)
         objects += component_objects(unit, settings, crds,

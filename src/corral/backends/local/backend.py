@@ -112,6 +112,10 @@ class _Component:
     finished: bool = False  # a final status was seen: resources are released
 
 
+LOCAL_ONE_NODE = ("asks for {nodes} nodes; the local cluster is one host: run it on a slurm or kubernetes "
+                  "cluster, or without nodes")
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -295,6 +299,8 @@ class LocalBackend:
                 self._finalize(comp, S.COMPLETED, "endpoint created (passive: served through its server's port)")
             elif launch.gpu > len(self.gpus):
                 self._finalize(comp, S.FAILED, f"asks for {launch.gpu} GPU(s); this host has {len(self.gpus)}")
+            elif launch.nodes > 1:
+                self._finalize(comp, S.FAILED, LOCAL_ONE_NODE.format(nodes=launch.nodes))
             else:
                 self._waiting.append(comp.id)
                 self._place_waiting()

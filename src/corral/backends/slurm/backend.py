@@ -150,8 +150,13 @@ class SlurmBackend:
             self._next_poll = 0.0
 
     def _nodes_for(self, launch: Launch) -> int:
-        """A job asking for more GPUs than a node has spans nodes (see ``script.split_nodes``)."""
-        if launch.kind != "job" or not launch.gpu or self.site.places_nodes(launch.project):
+        """A job spans the nodes its spec asks for (``Launch.nodes``), or, asking for more
+        GPUs than a node has, as many as they need (see ``script.split_nodes``)."""
+        if launch.kind != "job" or self.site.places_nodes(launch.project):
+            return 1
+        if launch.nodes > 1:
+            return launch.nodes
+        if not launch.gpu:
             return 1
         if self._gpus_per_node is None or launch.gpu > self._gpus_per_node:  # the nodes may have changed: look
             self.capacity()
