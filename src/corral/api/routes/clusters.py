@@ -3,6 +3,7 @@ the agent's endpoints, authenticated with the cluster's own token."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from fastapi import APIRouter, Query, Request, Response, status
@@ -101,6 +102,7 @@ def report_found(body: FoundBatch, cluster: AgentCluster, db: Db, settings: AppS
 
 MAX_WAIT_S = 60.0
 _SHUTDOWN_CHECK_S = 0.5  # a held poll notices the server stopping this soon
+_REREAD_S = 0.02  # a held poll reads again at most this often
 
 
 @router.get("/agent/work", tags=["agent"])
@@ -135,6 +137,7 @@ async def agent_work(request: Request, cluster: AgentCluster, db: Db, settings: 
             return {**work, "wait": wait}
         work = news
     while not work["items"]:
+        read_at = time.monotonic()
         after = work["cursor"]
         seen = version
         while version == seen:  # read again only when events were written
@@ -142,6 +145,8 @@ async def agent_work(request: Request, cluster: AgentCluster, db: Db, settings: 
             if left <= 0 or stopping.is_set():
                 return {**work, "wait": wait}
             version = await signal.wait_async(version, min(left, _SHUTDOWN_CHECK_S))
+        # While writes stream in (a burst of submissions), at most one read per _REREAD_S.
+        await asyncio.sleep(max(0.0, read_at + _REREAD_S - time.monotonic()))
         work = await run_in_threadpool(read, after, False)
     return {**work, "wait": wait}
 
