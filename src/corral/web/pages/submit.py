@@ -50,6 +50,9 @@ _TIME_LIMIT = Field("time_limit", "Time limit", placeholder="none",
 _IMAGE_OR_COMMAND = "Give a container image, a command, or both."
 _CUSTOM_WHAT = "Give exactly one of a command, a manifest or a batch script (or a container image alone)."
 
+_NODES = Field("nodes", "Nodes", "number", placeholder="1",
+               hint="spread over this many nodes (slurm, kubernetes); resources are per node")
+
 # The fields of each type besides the common ones (name, project, cluster, priority,
 # resources, advanced options); ``image_or_command``: the type needs one of the two.
 TYPE_FIELDS: dict[str, tuple[tuple[Field, ...], bool]] = {
@@ -69,15 +72,18 @@ TYPE_FIELDS: dict[str, tuple[tuple[Field, ...], bool]] = {
         Field("dataset", "Dataset", required=True),
         Field("base_model", "Base model", hint="optional: start from this model"),
         Field("output_model", "Output model name"),
+        _NODES,
     ), True),
     "pre_training": ((
         Field("dataset", "Dataset", required=True),
         Field("output_model", "Output model name"),
+        _NODES,
     ), True),
     "fine_tuning": ((
         Field("base_model", "Base model", required=True),
         Field("dataset", "Dataset", required=True),
         Field("output_model", "Output model name"),
+        _NODES,
     ), True),
     "evaluation": ((
         Field("model", "Model", required=True),
