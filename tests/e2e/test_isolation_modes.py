@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from corral.backends.identity import NOT_ISOLATED, user_name_for
-from corral.backends.local.backend import _probe_limits
+from corral.backends.local.host import probe_limits
 from tests.e2e.conftest import make_database, start_server, stop_server
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="per-project users need root (CI runs as root)")
@@ -65,7 +65,7 @@ def test_workloads_run_as_their_projects_user_or_corral_says_they_are_not_isolat
                 assert cluster["isolation"].startswith(NOT_ISOLATED)
                 assert f"Cluster local: {NOT_ISOLATED}" in server.log()  # said at start
             # Limits that cannot be enforced on this host are said once, on the cluster's line.
-            unenforced = _probe_limits(True, None, "e2e-isolation")
+            unenforced = probe_limits(True, None, "e2e-isolation")
             assert ("limits are not enforced on this host: " in cluster["isolation"]) == bool(unenforced), cluster
             assert cluster["isolation"].replace("'", "&#39;") in page  # and on the Clusters page
         finally:

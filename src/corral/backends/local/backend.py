@@ -75,27 +75,17 @@ from corral.backends.base import (
     OutputRead,
     UnknownComponent,
 )
-from corral.backends.identity import Identities, IdentityError, RunAs
+from corral.backends.identity import Identities, IdentityError
 from corral.backends.local import files as f
 from corral.backends.local import gpus as gpu_detect
+from corral.backends.local.derive import SUPERVISOR_START_TIMEOUT_S, age_s, exited, derive
+from corral.backends.local.environment import DEFAULT_INHERITED_ENV, component_environment
+from corral.backends.local.host import mem_total, probe_limits
 from corral.backends.local.spawner import SupervisorSpawner, supervisor_env
 from corral.backends.local.workarea import SCRIPT, WorkArea, unreachable
 from corral.backends.local.workarea import default_root as default_work_root
-from corral.backends.progress import clean_progress, progress_reason
-from corral.domain.resources import format_bytes
 from corral.domain.statuses import ComponentStatus as S
 
-DEFAULT_INHERITED_ENV: tuple[str, ...] = (
-    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "LC_*", "TZ", "TMPDIR", "TERM",
-    "http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
-    "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",
-    "LD_LIBRARY_PATH", "CUDA_HOME", "CUDA_PATH", "ROCM_PATH", "NCCL_*",
-    "HF_HOME", "HF_ENDPOINT", "HF_HUB_OFFLINE", "HF_HUB_CACHE", "XDG_CACHE_HOME", "XDG_CONFIG_HOME",
-    "XDG_DATA_HOME", "XDG_RUNTIME_DIR",
-)
-# A workload that runs as a project's user gets its own HOME and user name instead of these.
-PER_USER_ENV: tuple[str, ...] = ("HOME", "USER", "LOGNAME", "SHELL", "TMPDIR", "XDG_*", "HF_HOME", "HF_HUB_CACHE")
-SUPERVISOR_START_TIMEOUT_S = 30.0  # a supervisor that wrote nothing by then did not start
 SWEEP_EVERY_S = 0.1  # sweep_per_poll components are probed per this much time
 DEFAULT_LOG_MAX_BYTES = 64 << 20  # output.log is cut to its newest half past this (see the supervisor)
 
@@ -189,7 +179,7 @@ class LocalBackend:
         self.instance = hashlib.sha256(str(self.state_dir).encode()).hexdigest()[:10]
         self.cgroups = cgroups
         self.cgroup_parent = cgroup_parent
-        self.limits_notice = _probe_limits(cgroups, cgroup_parent, self.instance)
+        self.limits_notice = probe_limits(cgroups, cgroup_parent, self.instance)
         self.python = python
         self.inherit_env = tuple(inherit_env)
         self.node_name = node_name or socket.gethostname()
@@ -251,7 +241,7 @@ class LocalBackend:
             self._components[comp.id] = comp
             self._seq = max(self._seq, comp.seq)
             status = f.read_json(comp.dir / f.STATUS)
-            if comp.final is not None or _exited(status):
+            if comp.final is not None or exited(status):
                 comp.finished = True
             elif comp.placement is None:
                 self._waiting.append(comp.id)
@@ -369,7 +359,9 @@ class LocalBackend:
             argv = [sub(arg) for arg in launch.command or ()]
         # Made by the workload's own process once it runs as its user (see the supervisor).
         cwd = Path(launch.working_dir) if launch.working_dir else home
-        env = self._environment(comp, devices, port, sub, run_as, home, reports)
+        env = component_environment(comp.launch, comp.id, inherit=self.inherit_env, devices=devices, port=port,
+                                    sub=sub, run_as=run_as, home=home, reports=reports,
+                                    event_file=self.work.event_file(comp.id))
         readiness = None
         if launch.is_service and launch.readiness is not None and port:
             r = launch.readiness
@@ -388,39 +380,6 @@ class LocalBackend:
             if launch.time_limit_s else None,
         }
         f.write_json_atomic(comp.dir / f.PLACEMENT, comp.placement)
-
-    def _environment(self, comp: _Component, devices: list[int], port: int | None, sub: Any, run_as: RunAs | None,
-                     home: Path, reports: Path) -> dict[str, str]:
-        env: dict[str, str] = {}
-        for name in self.inherit_env:
-            if name.endswith("*"):
-                env.update({k: v for k, v in os.environ.items() if k.startswith(name[:-1])})
-            elif name in os.environ:
-                env[name] = os.environ[name]
-        if run_as is not None:  # nothing that points into Corral's own home or caches
-            for name in PER_USER_ENV:
-                for key in [k for k in env if k == name or (name.endswith("*") and k.startswith(name[:-1]))]:
-                    del env[key]
-            env.update({"HOME": str(home), "USER": run_as.user, "LOGNAME": run_as.user, "SHELL": "/bin/sh"})
-            # PATH entries the user cannot pass (Corral's own ~/bin) only turn "not found" into EACCES.
-            path = [p for p in env.get("PATH", os.defpath).split(os.pathsep) if p and unreachable(p) is None]
-            env["PATH"] = os.pathsep.join(path) or os.defpath
-        env.setdefault("PATH", os.defpath)
-        env["PYTHONUNBUFFERED"] = "1"
-        env.update({key: sub(value) for key, value in comp.launch.env.items()})
-        env.update(gpu_detect.visible_devices_env(devices))
-        env.update({
-            "CORRAL_COMPONENT_ID": str(comp.id),
-            "CORRAL_WORKLOAD_ID": str(comp.launch.workload_id),
-            "CORRAL_PROJECT": comp.launch.project,
-            "CORRAL_NATIVE_NAME": comp.launch.native_name,
-            f.ENV_PROGRESS_FILE: str(reports / f.PROGRESS),
-            f.ENV_RESULT_FILE: str(reports / f.RESULT),
-            f.ENV_EVENT_FILE: str(self.work.event_file(comp.id)),
-        })
-        if port:
-            env["PORT"] = str(port)
-        return env
 
     def _free_port(self) -> int:
         for _ in range(50):
@@ -465,7 +424,7 @@ class LocalBackend:
                 self._finalize(comp, S.DELETED, "deleted before it started")
                 return
             status = f.read_json(comp.dir / f.STATUS)
-            if _exited(status):
+            if exited(status):
                 exit_ = status["exit"]  # type: ignore[index]
                 if exit_.get("delete_failed") or exit_.get("leftovers"):
                     self._retry_kill(comp, status)  # type: ignore[arg-type]
@@ -473,7 +432,7 @@ class LocalBackend:
                     self._finalize(comp, S.DELETED, "deleted after it finished")
                 return
             alive = self._supervisor_alive(comp)
-            if status is None and not alive and _age_s((comp.placement or {}).get("placed_at")) > \
+            if status is None and not alive and age_s((comp.placement or {}).get("placed_at")) > \
                     SUPERVISOR_START_TIMEOUT_S:
                 self._finalize(comp, S.DELETED, "deleted (its supervisor never started)")
                 return
@@ -663,110 +622,11 @@ class LocalBackend:
         return obs
 
     def _derive_status(self, comp: _Component) -> Observation:
-        launch = comp.launch
-
-        def make(status: S, reason: str, at: datetime | str | None, **extra: Any) -> Observation:
-            when = f.parse_iso(at) if isinstance(at, str) else at
-            return Observation(comp.id, launch.native_name, status, reason, when or _now(),
-                               workload_id=launch.workload_id, **extra)
-
-        if comp.final is not None:
-            return make(S(comp.final["status"]), comp.final["reason"], comp.final["at"],
-                        exit_code=comp.final.get("exit_code"), result=self._report(comp, f.RESULT))
+        waiting = None
         if comp.id in self._waiting:
-            free = len(self._free_gpus())
-            return make(S.PENDING, f"waiting for {launch.gpu} GPU(s): {free} of {len(self.gpus)} free",
-                        comp.submitted_at)
-        status = f.read_json(comp.dir / f.STATUS)
-        placed_at = (comp.placement or {}).get("placed_at")
-        if status is None:
-            if not self._supervisor_alive(comp) and _age_s(placed_at) > SUPERVISOR_START_TIMEOUT_S \
-                    and not (comp.dir / f.STATUS).exists():
-                why = output.last_line(comp.dir / f.SUPERVISOR_LOG)
-                return make(S.FAILED, f"its supervisor did not start: {why}", None)
-            return make(S.PENDING, "starting", placed_at)
-        exit_ = status.get("exit")
-        if _exited(status):
-            return self._exit_observation(comp, status, make)
-        if not self._supervisor_alive(comp):
-            # It may have written its last word between our read and the probe: a
-            # supervisor writes status.json before it lets go of its lock, so read again.
-            status = f.read_json(comp.dir / f.STATUS) or status
-            exit_ = status.get("exit")
-            if _exited(status) or exit_ is not None:  # it died after the exit, before cleaning up: the code is known
-                return self._exit_observation(comp, status, make)
-            pid = status.get("pid")
-            if f.same_process(pid, status.get("pid_start")):
-                return make(S.UNKNOWN, f"the supervisor (pid {status.get('supervisor_pid')}) is gone; the command "
-                                       f"(pid {pid}) still runs, and its exit code will not be known", None)
-            return make(S.FAILED, "the supervisor died and the command is gone; its exit code was lost", None)
-        stop = status.get("stop")
-        started = status.get("started_at")
-        if status.get("phase") == "stopping" and stop:
-            after = f", SIGKILL after {stop['grace_s']:g}s" if stop.get("signal_sent") == "SIGTERM" else ""
-            state = S.RUNNING if status.get("ready") else S.PENDING
-            return make(state, f"stopping: {stop.get('signal_sent', 'SIGTERM')} sent{after}",
-                        status.get("updated_at"))
-        if exit_ is not None:  # the command exited; processes it left are being stopped
-            state = S.RUNNING if status.get("ready") else S.PENDING
-            return make(state, f"{_exit_words(exit_)}; stopping the processes it left behind",
-                        status.get("updated_at"))
-        if not status.get("ready"):
-            if status.get("pid") is None:
-                return make(S.PENDING, "starting", status.get("updated_at"))
-            reason = f"starting: waiting for {status.get('waiting_for')} to answer"
-            return make(S.PENDING, reason, started or status.get("updated_at"))
-        progress = self._report(comp, f.PROGRESS)
-        endpoint = None
-        if launch.is_service and status.get("port"):
-            endpoint = f"http://127.0.0.1:{status['port']}{launch.endpoint_path}"
-        reason = progress_reason(progress) or (f"serving at {endpoint}" if endpoint else "running")
-        at = max(filter(None, (f.parse_iso(status.get("ready_at") or started),
-                               f.parse_iso((progress or {}).get("at")))), default=None)
-        return make(S.RUNNING, reason, at, endpoint_url=endpoint,
-                    progress=clean_progress(progress))
-
-    def _exit_observation(self, comp: _Component, status: dict[str, Any], make: Any) -> Observation:
-        exit_ = status["exit"]
-        code, sig = exit_.get("code"), exit_.get("signal")
-        exit_code = code if code is not None else (-sig if sig else None)
-        at = exit_.get("at")
-        result = self._report(comp, f.RESULT)
-        progress = clean_progress(self._report(comp, f.PROGRESS))
-        if exit_.get("stopped") and exit_.get("cause") == "deleted":
-            at = exit_.get("ended_at") or at
-            if exit_.get("delete_failed"):
-                return make(S.DELETE_FAILED, exit_["delete_failed"], at, exit_code=exit_code)
-            how = ""
-            if (status.get("stop") or {}).get("signal_sent") == "SIGKILL":
-                how = f" (killed with SIGKILL after the {status['stop']['grace_s']:g}s grace period)"
-            elif exit_.get("never_started"):
-                how = " before it started"
-            return make(S.DELETED, "deleted" + how, at, exit_code=exit_code)
-        if exit_.get("error"):
-            error = exit_["error"]
-            if code == 127 and comp.launch.missing_hint and error.startswith("could not start "):
-                error += f"; {comp.launch.missing_hint}"  # its program is not on this host: say what to install
-            return make(S.FAILED, error, at, exit_code=exit_code)
-        if exit_.get("lost"):
-            return make(S.FAILED, "the supervisor died; the exit code of the command was lost", at)
-        leftovers = f"; {exit_['leftovers']}" if exit_.get("leftovers") else ""
-        if exit_.get("oom_kills"):
-            limit = format_bytes(comp.launch.memory_bytes)
-            return make(S.FAILED, f"killed: out of memory (limit {limit}){leftovers}", at, exit_code=exit_code)
-        words = _exit_words(exit_)
-        if exit_.get("time_limit"):  # the supervisor ended it at its time limit
-            return make(S.FAILED, f"{exit_.get('cause')}; {words}", at, exit_code=exit_code)
-        if exit_.get("stopped"):  # stopped, but not by Corral: someone signalled the supervisor
-            return make(S.FAILED, f"stopped because {exit_.get('cause')}; {words}", at, exit_code=exit_code)
-        if code == 0 and not comp.launch.is_service:
-            reason = "completed" + (f": {_result_words(result)}" if result else "")
-            return make(S.COMPLETED, reason + leftovers, at, exit_code=0, result=result, progress=progress)
-        reason = ("the service " if comp.launch.is_service else "") + words
-        tail = output.last_line(comp.dir / f.OUTPUT)
-        if tail:
-            reason += f"; last output: {tail}"
-        return make(S.FAILED, reason + leftovers, at, exit_code=exit_code, result=result)
+            waiting = f"waiting for {comp.launch.gpu} GPU(s): {len(self._free_gpus())} of {len(self.gpus)} free"
+        return derive(comp, waiting=waiting, alive=lambda: self._supervisor_alive(comp),
+                      report=lambda name: self._report(comp, name))
 
     # --- capacity and discovery --------------------------------------------------------
 
@@ -777,7 +637,7 @@ class LocalBackend:
             cpus = len(os.sched_getaffinity(0))
         except (AttributeError, OSError):
             cpus = os.cpu_count() or 1
-        return Capacity((NodeCapacity(self.node_name, cpus * 1000, _mem_total(), self.gpus,
+        return Capacity((NodeCapacity(self.node_name, cpus * 1000, mem_total(), self.gpus,
                                       shutil.disk_usage(self.state_dir).total),), isolation=self.isolation)
 
     def discover(self) -> list[Discovered]:
@@ -850,7 +710,7 @@ class LocalBackend:
     def _is_over(self, comp: _Component) -> bool:
         if comp.final is not None or (comp.dir / f.FINAL).exists():
             return True
-        return _exited(f.read_json(comp.dir / f.STATUS))
+        return exited(f.read_json(comp.dir / f.STATUS))
 
     # --- housekeeping ------------------------------------------------------------------
 
@@ -905,67 +765,3 @@ class LocalBackend:
         if self._closed:
             raise BackendError("this LocalBackend is closed")
 
-
-# --- helpers -----------------------------------------------------------------------------
-
-
-def _exited(status: dict[str, Any] | None) -> bool:
-    return bool(status) and status.get("phase") == "exited" and bool(status.get("exit"))  # type: ignore[union-attr]
-
-
-def _age_s(iso: str | None) -> float:
-    when = f.parse_iso(iso)
-    return (_now() - when).total_seconds() if when else 0.0
-
-
-def _exit_words(exit_: dict[str, Any]) -> str:
-    if exit_.get("signal") is not None:
-        name = exit_.get("signal_name") or _signal_name(exit_["signal"])
-        return f"killed by {name}"
-    return f"exited with code {exit_.get('code')}"
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
-
-
-def _result_words(result: dict[str, Any]) -> str:
-    if result.get("model"):
-        return f"model {result['model']} registered"
-    if result.get("metrics") is not None:
-        return "metrics recorded"
-    return "result recorded"
-
-
-def _probe_limits(enabled: bool, parent: str | None, instance: str) -> str:
-    """Whether memory and CPU limits can be enforced here, tried once with a probe cgroup:
-    "" when they can, else one line saying why not (for the cluster's isolation line; a
-    component's own outcome stays in its status.json ``limits``, see ``inspect``)."""
-    from corral.backends.local import cgroups
-
-    setup = cgroups.setup_component_cgroup(0, 1 << 30, 1000, parent=parent, enabled=enabled,
-                                           instance=f"{instance}-probe")
-    cgroups.remove(setup.path)
-    whys = [text.removeprefix("not enforced: ") for text in (setup.memory, setup.cpu)
-            if text.startswith("not enforced")]
-    if not whys:
-        return ""
-    if len(whys) == 2 and whys[0] != whys[1]:
-        return f"memory and CPU limits are not enforced on this host: memory: {whys[0]}; CPU: {whys[1]}"
-    which = "memory and CPU limits are" if len(whys) == 2 else \
-        ("the memory limit is" if setup.memory.startswith("not enforced") else "the CPU limit is")
-    return f"{which} not enforced on this host: {whys[0]}"
-
-
-def _mem_total() -> int:
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemTotal:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
