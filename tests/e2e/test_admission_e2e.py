@@ -57,5 +57,5 @@ def test_over_quota_waits_then_is_admitted_when_capacity_frees(live_server, tmp_
     admitted = _wait_for(lambda: detail(waiting_id), lambda d: d["admitted_at"])
     assert admitted["admitted_at"], admitted
     assert time.monotonic() - started < 5, "a deletion wakes the scheduler; no need to wait for its timer"
-    assert [e["kind"] for e in admitted["events"]][-1] == "admitted"
+    assert "admitted" in [e["kind"] for e in admitted["events"]]  # (it may be running already)
     client.delete(f"/api/v1/workloads/{waiting_id}")

@@ -49,6 +49,10 @@ def _on_screen(page: Page, locator) -> None:  # type: ignore[no-untyped-def]
 def test_every_page_fits_400px_and_the_workloads_are_cards(phone: Page, world: World):
     page = phone
     project = world.project("phone")
+    # A cluster never heard from: the submit form's cluster list says so at length.
+    created = world.admin.post("/api/v1/clusters", json={"name": world.unique("quiet-cluster"), "kind": "slurm",
+                                                         "capacity": {"gpu": 8, "cpu": 64, "memory": "1Ti"}})
+    assert created.status_code == 201, created.text
     long_name = "fine-tune-llama-3.1-70b-instruct-on-the-whole-support-archive-v2"
     ids = [world.submit(project, long_name, type="fine_tuning"), world.submit(project, "Alpha"),
            world.submit(project, "small-job")]
