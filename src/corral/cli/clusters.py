@@ -26,7 +26,7 @@ from corral.cli.output import (
     when,
 )
 from corral.cli.tables import Col
-from corral.client import Cluster, CorralAPIError, Quota
+from corral.client import Cluster, Quota
 from corral.domain.resources import RESOURCE_NAMES
 
 clusters_app = typer.Typer(help="Clusters workloads run on.", no_args_is_help=True)
@@ -220,11 +220,6 @@ quotas_app.command("list", hidden=True)(quotas_ls)
 _UNBOUNDED = ("unbounded", "none", "null", "-")
 
 
-def _api_amount(name: str, value: int | None) -> int | str | None:
-    """A stored amount as the API reads it: cpu in millicores as "500m" (a bare number is cores)."""
-    return f"{value}m" if name == "cpu" and value is not None else value
-
-
 @quotas_app.command("set")
 @api_errors
 def quotas_set(
@@ -264,29 +259,13 @@ def quotas_set(
                                       "ephemeral_storage": limit_ephemeral_storage}.items() if v is not None}
     if unbounded and (given_limits or hard):
         fail("give --unbounded, --hard or --limit-* options, not several", code=EXIT_USAGE)
+    guaranteed = {name: value.strip() for name, value in given_guarantee.items() if value is not None}
+    limit: dict[str, Any] | str | None = "unbounded" if unbounded else {
+        name: None if text.strip().lower() in _UNBOUNDED else text.strip() for name, text in given_limits.items()}
     with config.client() as client:
-        try:
-            current: Quota | None = client.get_quota(project, cluster)
-        except CorralAPIError as exc:
-            if exc.status_code != 404:
-                raise
-            current = None  # a new quota (or no such project or cluster: the PUT says which)
-        guaranteed: dict[str, Any] = {}
-        limit: dict[str, Any] | str = "unbounded" if unbounded else {}
-        for name in RESOURCE_NAMES:
-            if given_guarantee[name] is not None:
-                guaranteed[name] = given_guarantee[name].strip()
-            elif current is not None:
-                guaranteed[name] = _api_amount(name, current.guaranteed.get(name, 0))
-            if isinstance(limit, str):
-                continue
-            if name in given_limits:
-                text = given_limits[name].strip()
-                limit[name] = None if text.lower() in _UNBOUNDED else text
-            elif current is not None and not hard and current.limit.get(name) != current.guaranteed.get(name):
-                limit[name] = _api_amount(name, current.limit.get(name))
-            # else left out: the server makes it equal to the (new) guarantee
-        quota = client.set_quota(project, cluster, guaranteed, limit)
+        # Only what was given is sent: the server keeps the rest in the same transaction as
+        # the write (no read-then-write here that a concurrent change could slip between).
+        quota = client.update_quota(project, cluster, guaranteed, limit or None, hard=hard)
     if json_:
         print_json(quota)
         return

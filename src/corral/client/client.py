@@ -241,6 +241,21 @@ class CorralClient:
         return _parse(Quota, self._request("PUT", f"/projects/{_segment(project)}/quotas/{_segment(cluster)}",
                                            json=body))
 
+    def update_quota(self, project: str, cluster: str, guaranteed: dict[str, Any] | None = None,
+                     limit: dict[str, Any] | Literal["unbounded"] | None = None, *, hard: bool = False) -> Quota:
+        """Change only what is given of a project's quota on a cluster (creating it if there
+        is none), read and written by the server in one transaction: two admins changing
+        different dimensions at once both keep theirs. Amounts as in ``set_quota``; in
+        ``limit`` a dimension given as None is unbounded; ``"unbounded"`` lifts them all;
+        ``hard``: each limit not given equals its guarantee."""
+        body: dict[str, Any] = {"hard": hard}
+        if guaranteed:
+            body["guaranteed"] = guaranteed
+        if limit is not None:
+            body["limit"] = limit
+        return _parse(Quota, self._request("PATCH", f"/projects/{_segment(project)}/quotas/{_segment(cluster)}",
+                                           json=body))
+
     # ------------------------------------------------------------------ project secrets
 
     def list_secrets(self, project: str) -> list[Secret]:
