@@ -97,3 +97,27 @@ def test_a_victim_never_started_on_the_cluster_holds_nothing_back(world):
     owner = submit(world.bob, name="owner", project="speech", resources={"gpu": 8}).json()["id"]
     assert run_pass(world.api.engine).preempted == 1
     assert (owner, "run") in _work(agent, cursor)[1]
+
+
+def test_a_victim_admitted_again_loses_its_mark(world):
+    """A victim that never ran on the cluster is Pending at once (no report clears its mark):
+    admitted again, it is unmarked, and holds nothing back."""
+    from sqlalchemy import select
+
+    from corral.db.tables import workloads
+    from corral.services.preemption import held
+
+    world.admin.put("/api/v1/projects/vision/quotas/gpu-a",
+                    json={"guaranteed": {"gpu": 8, "cpu": 64, "memory": "512Gi"}, "limit": "unbounded"})
+    victim = submit(world.alice, name="big", resources={"gpu": 12}).json()["id"]
+    assert run_pass(world.api.engine).admitted == 1
+    owner = submit(world.bob, name="owner", project="speech", resources={"gpu": 8}).json()["id"]
+    assert run_pass(world.api.engine).preempted == 1
+    with world.api.engine.connect() as conn:
+        assert conn.execute(select(workloads.c.preempted_for).where(workloads.c.id == victim)).scalar_one() == owner
+    assert world.bob.delete(f"/api/v1/workloads/{owner}").status_code == 202  # never placed: Deleted at once
+    assert run_pass(world.api.engine).admitted == 1
+    assert _detail(world.alice, victim)["admitted_at"] is not None
+    with world.api.engine.connect() as conn:
+        assert conn.execute(select(workloads.c.preempted_for).where(workloads.c.id == victim)).scalar_one() is None
+        assert held(conn, [owner]) == set()

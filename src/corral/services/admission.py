@@ -186,6 +186,7 @@ class Admitter(AdmissionMemory):
         for p in d.preemptions:
             since = self.since.get(p.workload_id, now)
             a = self._release(p.workload_id)
+            self.marked_victims.add(a.id)
             # Back in the queue of the cluster it ran on (it stays there: its components
             # are still being removed by that cluster's agent).
             self.unnamed.discard(a.id)
@@ -351,11 +352,12 @@ class Admitter(AdmissionMemory):
                            workloads.c.status == _PENDING, workloads.c.delete_requested_at.is_(None))
                     .values(admitted_at=now, status_reason=admitted_reason[c], version=workloads.c.version + 1)
                 ).rowcount
-                # A victim admitted again holds nothing back any more (services.preemption).
-                # Apart, and only where set: an indexed column written for every admission
-                # would cost every admission an index write.
-                conn.execute(update(workloads).where(workloads.c.id.in_(chunk), workloads.c.preempted_for.is_not(None))
-                             .values(preempted_for=None))
+            # A victim admitted again holds nothing back any more (services.preemption):
+            # its mark is cleared apart, for the few known to carry one (an indexed column
+            # in every admission's UPDATE would cost each an index write).
+            marked = [i for i in ids if i in self.marked_victims]
+            if marked:
+                conn.execute(update(workloads).where(workloads.c.id.in_(marked)).values(preempted_for=None))
             if written != len(ids):
                 raise RaceLost(f"{len(ids) - written} of {len(ids)} workloads to admit on cluster {c} "
                                "changed meanwhile (deleted?)")

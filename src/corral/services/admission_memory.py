@@ -80,6 +80,7 @@ class AdmissionMemory:
         self.reasons_fresh_at: dict[int, float] = {}
         self.stale: set[int] = set()  # clusters whose waiting reasons may carry old numbers
         self.busy_at = 0.0  # when newcomers were last decided (reasons are refreshed when idle)
+        self.marked_victims: set[int] = set()  # waiting with a preempted_for mark to clear at admission
         self.unnamed: set[int] = set()  # waiting or holding, placed by admission (they named no cluster)
         self.eligible: dict[int, tuple[int, ...]] = {}  # project -> clusters it may be placed on
         self._load_config(conn)
@@ -137,7 +138,7 @@ class AdmissionMemory:
     def _load_workloads(self, conn: Connection, ids: list[int] | None) -> None:
         """Read workloads (all that wait or hold resources, or the given ids) and reconcile."""
         columns = (*_W, workloads.c.status, workloads.c.status_reason, workloads.c.admitted_at,
-                   workloads.c.delete_requested_at, workloads.c.cluster_named)
+                   workloads.c.delete_requested_at, workloads.c.cluster_named, workloads.c.preempted_for)
         if ids is None:
             for r in conn.execute(select(*columns).where(
                     workloads.c.admitted_at.is_not(None), workloads.c.status.not_in(_FINISHED))):
@@ -163,6 +164,8 @@ class AdmissionMemory:
         if wid in self.queued and not should_wait:
             self._unqueue(wid)
             self.dirty.add(c)  # its queue's head may have changed
+        if r.preempted_for is not None and should_wait:
+            self.marked_victims.add(wid)
         if not r.cluster_named and (should_wait or should_hold):
             self.unnamed.add(wid)
         else:
@@ -245,6 +248,7 @@ class AdmissionMemory:
 
     def _unqueue(self, wid: int) -> QueuedWorkload:
         w = self.queued.pop(wid)
+        self.marked_victims.discard(wid)
         for c in w.clusters or (w.cluster_id,):
             self.queued_on[c].discard(wid)
         self.new.discard(wid)

@@ -38,7 +38,9 @@ def _live_victims(conn: Connection, preemptor_ids: list[int]) -> dict[int, set[i
         select(workloads.c.preempted_for, workloads.c.id).distinct()
         .join(components, components.c.workload_id == workloads.c.id)
         .where(workloads.c.preempted_for.in_(preemptor_ids), components.c.placed.is_(True),
-               components.c.status.not_in(_OVER))).all()
+               components.c.status.not_in(_OVER),
+               # admitted again since: it holds nothing back any more (whoever clears the mark)
+               workloads.c.admitted_at.is_(None))).all()
     live: dict[int, set[int]] = {}
     for r in rows:
         live.setdefault(r.preempted_for, set()).add(r.id)
