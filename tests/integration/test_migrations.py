@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -12,6 +13,9 @@ from sqlalchemy import inspect, text
 from corral.db.engine import make_engine
 from corral.db.migrate import current_revision, downgrade, head_revision, include_object, upgrade
 from corral.db.tables import Base
+from corral.domain.resources import Resources
+from corral.services import clusters, projects, users
+from corral.services.principal import Principal
 from tests.conftest import fresh_postgres_database
 
 
@@ -60,4 +64,41 @@ def test_downgrade_to_nothing_and_up_again(empty_url):
     assert not {t.name for t in Base.metadata.sorted_tables} & set(inspect(engine).get_table_names())
     upgrade(engine)
     assert _diff(engine) == []
+    engine.dispose()
+
+
+def test_postgres_updates_a_reason_in_place(empty_url):
+    """Workloads pages keep room for HOT updates (migration 0008): a reason or status change
+    rewrites no index entry (PostgreSQL's own statistics say how each update was done)."""
+    if not empty_url.startswith("postgresql"):
+        return  # SQLite has no such thing: rows are updated in place
+    engine = make_engine(empty_url)
+    upgrade(engine)
+    with engine.begin() as conn:
+        options = conn.execute(text("SELECT reloptions FROM pg_class WHERE relname = 'workloads'")).scalar_one()
+        assert "fillfactor=70" in options
+        admin = users.create_user(conn, email="a@x.org", display_name=None, role="admin", actor="test")
+        principal = Principal(admin["id"], admin["email"], "admin")
+        projects.create_project(conn, principal, name="p1", preemption_policy="never")
+        clusters.create_cluster(conn, principal, name="c1", kind="local", capacity=Resources(gpu=1),
+                                unhealthy_after_s=90)
+        conn.execute(text(
+            "INSERT INTO workloads (project_id, cluster_id, cluster_name, created_by, name, type, priority, "
+            "preemptible, gpu, cpu, memory, ephemeral_storage, spec, status, status_reason, status_changed_at, "
+            "created_at, run_seconds, endpoints, version) SELECT p.id, c.id, 'c', 'a@x', 'w' || g, 'custom', 0, "
+            "true, 0, 0, 0, 0, '{}', 'Pending', 'queued', now(), now(), 0, '{}', 0 "
+            "FROM projects p, clusters c, generate_series(1, 200) g"))
+    with engine.begin() as conn:
+        # A pass changes some of the reasons at a time (500 of 100,000 at most per pass).
+        conn.execute(text("UPDATE workloads SET status_reason = 'waiting: position ' || id, version = version + 1 "
+                          "WHERE id % 5 = 0"))
+    with engine.connect() as conn:
+        for _ in range(50):  # the statistics collector reports a moment later
+            hot, total = conn.execute(text("SELECT n_tup_hot_upd, n_tup_upd FROM pg_stat_user_tables "
+                                           "WHERE relname = 'workloads'")).one()
+            if total:
+                break
+            conn.rollback()
+            time.sleep(0.1)
+    assert total == 40 and hot >= 36, (hot, total)
     engine.dispose()
