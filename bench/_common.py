@@ -200,3 +200,55 @@ def save_json(name: str, data: Any) -> Path:
 
 def engine_for(url: str, pool_size: int = 5) -> Engine:
     return make_engine(url, pool_size=pool_size)
+
+
+def submit(client: Any, name: str, command: str) -> int:
+    """A trivial custom workload in the default project; its id."""
+    r = client.post("/api/v1/workloads", json={"type": "custom", "name": name, "project": "default",
+                                               "command": command, "resources": {"cpu": "1m", "memory": "1Mi"}})
+    r.raise_for_status()
+    return r.json()["id"]
+
+
+def wait_for(client: Any, wid: int, statuses: set[str], timeout: float = 60) -> tuple[dict, float]:
+    """Poll the workload every 5 ms until its status is one of ``statuses``; it and when."""
+    deadline = time.monotonic() + timeout
+    while True:
+        d = client.get(f"/api/v1/workloads/{wid}").json()
+        if d["status"] in statuses:
+            return d, time.time()
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"workload {wid} still {d['status']}: {d['status_reason']}")
+        time.sleep(0.005)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def start_serve(data_dir: Path, database_url: str | None = None) -> tuple[subprocess.Popen[bytes], str, str]:
+    """`corral serve` on a fresh data directory (and work area of its own: two instances
+    may not share one), ready: its process, URL and admin token."""
+    import tempfile
+
+    corral = Path(sys.executable).parent / "corral"
+    port = free_port()
+    work = Path(tempfile.mkdtemp(prefix="corral-bench-work-"))
+    work.chmod(0o711)  # workload users pass through to their project's directory
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CORRAL_")}
+    env.update(CORRAL_DATA_DIR=str(data_dir), CORRAL_LOG_LEVEL="warning", CORRAL_WORKLOAD_ROOT=str(work))
+    if database_url:
+        env["CORRAL_DATABASE_URL"] = database_url
+    proc = subprocess.Popen([str(corral), "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    time.sleep(2)  # the scheduler's first pass and the agent's first heartbeat
+    return proc, url, (data_dir / "admin-token").read_text().strip()

@@ -15,8 +15,6 @@
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,49 +23,8 @@ from pathlib import Path
 
 import httpx
 
-from _common import children_of, free_port, machine_note, rss_kib, summary
+from _common import children_of, cpu_seconds, machine_note, rss_kib, start_serve, submit, summary, wait_for
 
-CORRAL = Path(sys.executable).parent / "corral"
-
-
-def start(data_dir: Path) -> tuple[subprocess.Popen[bytes], str, str]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CORRAL_")}
-    env.update(CORRAL_DATA_DIR=str(data_dir), CORRAL_LOG_LEVEL="warning")
-    proc = subprocess.Popen([str(CORRAL), "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    time.sleep(2)  # the scheduler's first pass and the agent's first heartbeat
-    return proc, url, (data_dir / "admin-token").read_text().strip()
-
-
-def submit(client: httpx.Client, name: str, command: str) -> int:
-    r = client.post("/api/v1/workloads", json={"type": "custom", "name": name, "project": "default",
-                                               "command": command, "resources": {"cpu": "1m", "memory": "1Mi"}})
-    r.raise_for_status()
-    return r.json()["id"]
-
-
-def wait_for(client: httpx.Client, wid: int, statuses: set[str], timeout: float = 60) -> tuple[dict, float]:
-    deadline = time.monotonic() + timeout
-    while True:
-        d = client.get(f"/api/v1/workloads/{wid}").json()
-        if d["status"] in statuses:
-            return d, time.time()
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"workload {wid} still {d['status']}: {d['status_reason']}")
-        time.sleep(0.005)
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def supervisors_rss_kib(state_dir: Path) -> tuple[int, int]:
@@ -92,7 +49,7 @@ def main() -> None:
     args = parser.parse_args()
     print(machine_note(), flush=True)
     data_dir = Path(tempfile.mkdtemp(prefix="corral-agent-bench-"))
-    proc, url, token = start(data_dir)
+    proc, url, token = start_serve(data_dir)
     client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
     try:
         to_running = []
