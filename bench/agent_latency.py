@@ -28,16 +28,16 @@ from _common import children_of, cpu_seconds, machine_note, rss_kib, start_serve
 
 
 def supervisors_rss_kib(state_dir: Path) -> tuple[int, int]:
+    """RSS of the live supervisors (each writes its pid into its component's lock file;
+    forked by one server, they no longer name the state directory on their command line)."""
     total = count = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for lock in (state_dir / "components").glob("*/supervisor.lock"):
         try:
-            cmdline = (entry / "cmdline").read_bytes()
-            if b"corral.backends.local.supervisor" in cmdline and str(state_dir).encode() in cmdline:
-                total += rss_kib(int(entry.name))["VmRSS"]
+            pid = int(lock.read_text())
+            if b"corral.backends.local.supervisor" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                total += rss_kib(pid)["VmRSS"]
                 count += 1
-        except (OSError, KeyError):
+        except (OSError, ValueError, KeyError):
             pass
     return total, count
 
