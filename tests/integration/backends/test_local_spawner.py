@@ -61,3 +61,14 @@ def test_a_closed_backend_leaves_no_server_and_its_components_running(backend: L
     backend.close()
     assert server is not None and not alive(server)
     assert alive(supervisor)
+
+
+def test_a_workload_inherits_no_descriptor_of_the_fork_server(backend: LocalBackend, watcher: Watcher):
+    """The fork server (root) starts a supervisor for any "run DIR" line on its stdin: a
+    workload holding that pipe could have one started for a directory of its choosing."""
+    backend.start(Launch(1, 101, "proj", "custom", "proj-w101-job",
+                         command=("/bin/sh", "-c", "ls -l /proc/$$/fd; for f in /proc/$$/fd/*; do readlink $f; done; true")))
+    assert watcher.wait(1, S.COMPLETED)
+    out = backend.logs(1)
+    assert "pipe:" not in out and "socket:" not in out, out
+    assert backend._spawner.server_pid is not None
