@@ -221,6 +221,9 @@ class Component(Base):
     cpu: Mapped[int] = mapped_column(BigInteger, default=0)
     memory: Mapped[int] = mapped_column(BigInteger, default=0)
     ephemeral_storage: Mapped[int] = mapped_column(BigInteger, default=0)
+    # What the component left behind when it finished, as its agent reported it and the
+    # server validated it (services/results.py): {"model": ...} or {"metrics": {...}}.
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class Event(Base):
@@ -307,3 +310,36 @@ class ProjectSecret(Base):
 
 
 project_secrets = ProjectSecret.__table__
+
+
+# --------------------------------------------------------------------------- model store
+
+class Model(Base):
+    """A model in a project's store on a cluster, as the cluster's agent last reported the
+    store's inventory (services/models.py): a model removed or replaced on disk is removed
+    or replaced here at the next report."""
+
+    __tablename__ = "models"
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    cluster_id: Mapped[int] = mapped_column(ForeignKey("clusters.id", ondelete="CASCADE"))
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    revision: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    base_model: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    dataset: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    # The workload that produced it, when that workload is of the same project (checked
+    # at write: the manifest is written by the project's own workloads).
+    workload_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    files: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    reported_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    __table_args__ = (
+        UniqueConstraint("cluster_id", "project_id", "name"),
+        Index("ix_models_project_name", "project_id", "name"),
+    )
+
+
+models = Model.__table__
