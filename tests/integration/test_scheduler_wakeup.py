@@ -35,3 +35,30 @@ def test_a_submission_wakes_an_idle_scheduler(world, db_url):
         thread.join(10)
         engine.dispose()
     assert not thread.is_alive()  # stop() ends the wait at once
+
+
+def test_news_cuts_the_rest_after_a_long_pass_short(world, db_url):
+    """After a long pass (a backlog of reasons) the loop rests; a submission meanwhile is
+    news to act on at once, while wake-ups without news (the loop's own commits, a write
+    to SQLite's file) do not end the rest."""
+    engine = make_engine(db_url, pool_size=2)
+    loop = AdmissionLoop(engine)
+    try:
+        started = time.monotonic()
+        loop._rest(0.3)
+        assert 0.25 <= time.monotonic() - started < 5  # nothing new: the full rest
+
+        resting = threading.Thread(target=loop._rest, args=(60.0,), daemon=True)
+        resting.start()
+        for _ in range(5):  # wake-ups that bring no event
+            loop._wakeups.changed()
+            time.sleep(0.05)
+        assert resting.is_alive()
+        submitted = time.monotonic()
+        submit(world.alice, name="news", resources={"gpu": 1})
+        resting.join(10)
+        assert not resting.is_alive(), "a submission did not end the rest"
+        assert time.monotonic() - submitted < 10
+    finally:
+        loop.stop()
+        engine.dispose()

@@ -10,7 +10,9 @@ this process or another) or ``idle_poll_s`` (1 s), so an idle scheduler costs no
 while the ``Admitter`` has work of its own it looks every ``poll_s`` (20 ms). The
 ``Admitter`` keeps its state in memory and reads only what changed, so a read is one
 indexed query and a pass after one submission a few milliseconds. A missed wake-up or a
-crash costs one ``idle_poll_s``. The process runs at a lower CPU priority (nice 5), so
+crash costs one ``idle_poll_s``. After a long pass (over 50 ms: the first load, a backlog of
+reasons written a budget at a time) it rests up to 100 ms, unless another writer's event
+comes meanwhile. The process runs at a lower CPU priority (nice 5), so
 on a busy machine requests are served first. Loops of several replicas take turns: a pass
 locks the cluster rows.
 """
@@ -34,6 +36,8 @@ log = logging.getLogger(__name__)
 
 FORCED_PASS_EVERY_S = 60.0
 IDLE_POLL_S = 1.0
+LONG_PASS_S = 0.05  # a pass longer than this is followed by a rest ...
+MAX_REST_S = 0.1  # ... of twice its length, at most this, cut short by news
 
 
 class AdmissionLoop:
@@ -60,20 +64,24 @@ class AdmissionLoop:
     def run(self) -> None:
         while not self._stop.is_set():
             version = self._wakeups.version  # a change from now on wakes the wait below
+            rest = 0.0
             try:
-                self.step()
+                rest = self.step()
             except Exception:  # noqa: BLE001 - the next pass reloads and repairs whatever this one left
                 log.exception("admission pass failed; retrying")
                 self._stop.wait(1.0)
+            if rest:
+                self._rest(rest)
             self._stop.wait(self._poll_s)  # passes at most every poll_s, as under a burst
             if not self.admitter.wants_pass():
                 self._wakeups.wait(version, self._idle_poll_s - self._poll_s)
 
-    def step(self) -> None:
+    def step(self) -> float:
+        """One pass if there is news or work left; returns how long to rest after it."""
         latest = self._latest_event_id()
         due = time.monotonic() - self._last_pass_at >= FORCED_PASS_EVERY_S
         if latest == self._seen_event_id and not due and not self.admitter.wants_pass():
-            return
+            return 0.0
         started = time.monotonic()
         result = self.admitter.run_pass()
         took = time.monotonic() - started
@@ -85,10 +93,29 @@ class AdmissionLoop:
             log.info("admission pass: %d admitted, %d preempted, %d decided waiting, %d clusters in full, "
                      "%d reasons left, in %.0f ms", result.admitted, result.preempted, result.waiting,
                      result.full_clusters, result.reasons_left, took * 1000)
-        if took > 0.05:
-            # A short breath after a long pass; the process also runs at a lower CPU
-            # priority (run_process), so requests come first on a busy machine.
-            self._stop.wait(min(2 * took, 0.1))
+        # A short breath after a long pass (a backlog of reasons is written a budget per
+        # pass); the process also runs at a lower CPU priority (run_process), so requests
+        # come first on a busy machine.
+        return min(2 * took, MAX_REST_S) if took > LONG_PASS_S else 0.0
+
+    def _rest(self, seconds: float) -> None:
+        """Rest, unless another writer's event comes meanwhile (a submission, a finished
+        workload): that is news to act on now, not after the breath. Wake-ups also come
+        from this process's own commits (and on SQLite from any write to the file), so a
+        wake-up is checked against the newest event id as the pass left it."""
+        version = self._wakeups.version
+        mark = self._latest_event_id()
+        deadline = time.monotonic() + seconds
+        while not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            now = self._wakeups.wait(version, left)
+            if now == version:
+                return  # rested in full
+            version = now
+            if self._latest_event_id() != mark:
+                return
 
 
 def run_process(database_url: str, poll_s: float, starvation_after_s: float, *,
