@@ -26,6 +26,14 @@ Contract every backend keeps (the agent relies on it):
 - Deleted is final: after a component is reported Deleted the backend never reports it
   in another status.
 
+Optional: ``usage() -> list[Usage]``, what the running components use now (CPU over the
+interval since the previous call, memory, GPUs where the cluster's tools tell). The agent
+calls it every few seconds when the backend has it; a backend without it reports none.
+The local backend implements it (cgroup v2 files or /proc, nvidia-smi / rocm-smi). Not
+yet: Slurm (``sstat --format=JobID,AveCPU,MaxRSS`` on the running steps, or the job's
+cgroup on each node) and Kubernetes (the metrics API, ``metrics.k8s.io`` PodMetrics per
+pod, GPUs from DCGM exporter): they report no usage until someone adds it.
+
 This module imports only the standard library and ``corral.domain`` (pure), so the
 supervisor processes that import the package stay small.
 """
@@ -55,6 +63,7 @@ __all__ = [
     "OutputRead",
     "Readiness",
     "UnknownComponent",
+    "Usage",
 ]
 
 
@@ -233,6 +242,23 @@ class Observation:
         return other is not None and (
             self.status, self.reason, self.exit_code, self.endpoint_url, self.progress, self.result
         ) == (other.status, other.reason, other.exit_code, other.endpoint_url, other.progress, other.result)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What one running component uses, sampled at ``sampled_at`` (timezone-aware UTC).
+
+    ``cpu_millicores``: the mean over the interval since the previous sample (the first:
+    since the component started); ``memory_bytes``: resident now; ``gpu_utilization``:
+    percent (0-100), the mean over its devices; ``gpu_memory_bytes``: used on its devices.
+    None: the cluster cannot tell."""
+
+    component_id: int
+    sampled_at: datetime
+    cpu_millicores: int | None = None
+    memory_bytes: int | None = None
+    gpu_utilization: float | None = None
+    gpu_memory_bytes: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

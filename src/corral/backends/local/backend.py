@@ -74,6 +74,7 @@ from corral.backends.base import (
     Observation,
     OutputRead,
     UnknownComponent,
+    Usage,
 )
 from corral.backends.identity import Identities, IdentityError
 from corral.backends.local import files as f
@@ -82,6 +83,7 @@ from corral.backends.local.derive import SUPERVISOR_START_TIMEOUT_S, age_s, exit
 from corral.backends.local.environment import DEFAULT_INHERITED_ENV, component_environment
 from corral.backends.local.host import mem_total, probe_limits
 from corral.backends.local.spawner import SupervisorSpawner, supervisor_env
+from corral.backends.local.usage import Target, UsageSampler
 from corral.backends.local.workarea import SCRIPT, WorkArea, unreachable
 from corral.backends.local.workarea import default_root as default_work_root
 from corral.domain.statuses import ComponentStatus as S
@@ -193,6 +195,7 @@ class LocalBackend:
         self._dirty: set[int] = set()
         self._last: dict[int, Observation] = {}
         self._ghosts: dict[int, Observation] = {}
+        self._usage = UsageSampler(nvidia_smi)
         self._spawner = SupervisorSpawner(self.python, supervisor_env(), self.state_dir / "spawner.log")
         self._sweep: deque[int] = deque()
         self._swept_at = time.monotonic()
@@ -639,6 +642,27 @@ class LocalBackend:
             cpus = os.cpu_count() or 1
         return Capacity((NodeCapacity(self.node_name, cpus * 1000, mem_total(), self.gpus,
                                       shutil.disk_usage(self.state_dir).total),), isolation=self.isolation)
+
+    def usage(self) -> list[Usage]:
+        """What each running component uses now (see ``usage``): its cgroup's counters, or
+        its processes' in /proc; its GPUs' by nvidia-smi / rocm-smi where installed."""
+        targets = []
+        vendor = {g.index: g.vendor for g in self.gpus}
+        with self._mutex:
+            self._check_open()
+            for comp in self._components.values():
+                if comp.finished or comp.placement is None:
+                    continue
+                status = f.read_json(comp.dir / f.STATUS) or {}
+                if not status.get("pid") or status.get("exit"):
+                    continue  # not started, or over
+                devices = tuple(comp.placement.get("gpus") or ())
+                targets.append(Target(
+                    comp.id, (status.get("limits") or {}).get("cgroup"), status.get("supervisor_pid"),
+                    status.get("supervisor_start"), status.get("pid"), devices,
+                    vendor.get(devices[0]) if devices else None))
+        self._usage.forget_except({t.component_id for t in targets})
+        return self._usage.sample(targets)  # outside the mutex: reading /proc takes a moment
 
     def discover(self) -> list[Discovered]:
         """GPU processes that nvidia-smi sees and no component owns (a process is owned
