@@ -59,15 +59,24 @@ class AgentClient:
     def report(self, updates: list[dict[str, Any]]) -> dict[str, Any]:
         return self._post("/agent/component-statuses", {"updates": updates})
 
+    def models(self, entries: list[dict[str, Any]]) -> dict[str, Any]:
+        """The cluster's model stores, whole: replaces what the control plane knew."""
+        response = self._http.put("/agent/models", json={"models": entries})
+        response.raise_for_status()
+        return response.json()
+
 
 def update(component_id: int, status: str, reason: str, observed_at: datetime, *,
-           native_name: str | None = None, endpoint_url: str | None = None, removed: bool = False) -> dict[str, Any]:
+           native_name: str | None = None, endpoint_url: str | None = None, removed: bool = False,
+           result: dict[str, Any] | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"component_id": component_id, "status": status, "reason": reason[:4000],
                             "observed_at": observed_at.isoformat()}
     if native_name:
         body["native_name"] = native_name
     if endpoint_url:
         body["endpoint_url"] = endpoint_url
+    if result is not None:
+        body["result"] = result  # already normalised (domain/results.py)
     if removed:
         body["removed"] = True  # gone from the cluster (preempted): what it made room for may start
     return body

@@ -29,10 +29,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from corral import __version__
 from corral.agent.client import AgentClient, update
-from corral.backends.base import Backend, BackendError, BackendUnavailable, Observation
+from corral.backends.base import Backend, BackendError, BackendUnavailable, Observation, model_inventory
 from corral.backends.recipes import ComponentRef, RecipeError, build_launches
+from corral.domain.results import normalise_model_entry, normalise_result
 from corral.domain.statuses import ComponentStatus
 
 log = logging.getLogger(__name__)
@@ -65,6 +68,7 @@ class Agent:
         self.gone: set[int] = set()  # reported Deleted by the backend: forgotten once the report is accepted
         self.discover_s = discover_s
         self.found: dict[str, int] = {}  # native name -> component id, of what runs here unstarted by Corral
+        self._models_sent: list[dict[str, Any]] | None = None  # the model inventory last accepted
         self._next_discover = 0.0
         self._next_heartbeat = 0.0
         self._next_resync = 0.0
@@ -135,6 +139,7 @@ class Agent:
             else:
                 self.client.heartbeat(capacity, agent_url=self.logs_url, version=__version__)
             self._next_heartbeat = now + self.heartbeat_s
+            self.send_models()
 
     # -- the work loop ------------------------------------------------------------------
 
@@ -244,7 +249,23 @@ class Agent:
 
     # -- reporting ----------------------------------------------------------------------
 
+    def send_models(self) -> None:
+        """Report the model stores' inventory when it changed since the last one accepted
+        (a model made, removed or replaced on disk); nothing for a backend that cannot list it."""
+        try:
+            found = model_inventory(self.backend)
+            if found is None:
+                return
+            entries = [e for e in map(normalise_model_entry, found) if e is not None]
+            if entries != self._models_sent:
+                self.client.models(entries)
+                self._models_sent = entries
+        except (httpx.HTTPError, OSError, BackendError) as exc:  # tried again at the next heartbeat
+            log.warning("could not report the model store: %s", exc)
+
     def report(self, observations: list[Observation]) -> None:
+        if any(obs.result and obs.result.get("model") for obs in observations):
+            self.send_models()  # before the status: a finished download's model is listed when it shows Complete
         for obs in observations:
             status, reason = obs.status.value, obs.reason
             removed = False
@@ -252,8 +273,9 @@ class Agent:
                 if self.stop_as.get(obs.component_id) == "Pending":
                     status, reason, removed = "Pending", PREEMPTED_REASON, True
                 self.gone.add(obs.component_id)
+            result = normalise_result(obs.result) if obs.status.value in _DONE else None
             self._queue(update(obs.component_id, status, reason, obs.observed_at, native_name=obs.native_name,
-                               endpoint_url=obs.endpoint_url, removed=removed))
+                               endpoint_url=obs.endpoint_url, removed=removed, result=result))
         if self.unsent:
             self.client.report(list(self.unsent.values()))
             self.unsent.clear()

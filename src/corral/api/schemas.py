@@ -16,6 +16,7 @@ from corral.domain.resources import (
     parse_bytes,
     parse_millicores,
 )
+from corral.domain.results import check_result
 
 
 class _In(BaseModel):
@@ -226,6 +227,9 @@ class ComponentOut(BaseModel):
     reason: str
     observed_at: AwareDatetime
     resources: dict[str, int]
+    # What it left when it finished: a model it registered ({"model": ..., "bytes": ...}),
+    # evaluation metrics ({"metrics": {...}}), or {"error": why it was refused}.
+    result: dict[str, Any] | None = None
 
 
 class EventOut(BaseModel):
@@ -266,6 +270,8 @@ class WorkloadDetail(BaseModel):
     run_seconds: float
     queue_position: dict[str, int] | None
     components: list[ComponentOut]
+    # An evaluation's metrics (its components' results together), None until it reported any.
+    metrics: dict[str, Any] | None = None
     events: list[EventOut]
 
 
@@ -299,6 +305,8 @@ class ComponentStatusIn(_In):
     native_name: str | None = Field(None, max_length=253)
     endpoint_url: str | None = Field(None, max_length=2048, pattern=r"^https?://")
     removed: bool = False  # gone from the cluster after a preemption
+    # What a finished component left (domain/results.py: at most 16 KiB, metrics numbers or short texts).
+    result: Annotated[dict[str, Any] | None, AfterValidator(check_result)] = None
 
 
 class FoundIn(_In):

@@ -331,6 +331,16 @@ class Discovered:
     ephemeral_storage_bytes: int = 0
 
 
+def model_inventory(backend: Any) -> list[dict[str, Any]] | None:
+    """What the cluster's model stores hold: one dict per model with ``project``, ``name``
+    and its manifest's fields (``kind``, ``source``, ``revision``, ``base_model``,
+    ``dataset``, ``files``, ``bytes``, ``created_at``, ``workload_id``), from a backend's
+    optional ``model_inventory()`` method. None (the default): the backend cannot list its
+    store, and the control plane knows its models only from finished components' results."""
+    method = getattr(backend, "model_inventory", None)
+    return method() if method is not None else None
+
+
 @runtime_checkable
 class Backend(Protocol):
     """What the agent calls. See the module docstring for the contract."""

@@ -28,6 +28,7 @@ from corral.domain.statuses import (
     is_stale,
 )
 from corral.services import events
+from corral.services import models as model_service
 from corral.services.clock import utcnow
 from corral.services.errors import Conflict
 from corral.services.preemption import release_preemptors
@@ -201,6 +202,7 @@ class ComponentUpdate:
     native_name: str | None = None
     endpoint_url: str | None = None  # where a ready service answers (reachable from the control plane)
     removed: bool = False  # gone from the cluster after a preemption: no longer placed
+    result: dict[str, Any] | None = None  # what a finished component left (domain/results.py), checked
 
 
 def apply_component_updates(
@@ -240,6 +242,7 @@ def apply_component_updates(
             latest[u.component_id] = u
     applied, touched = 0, {}
     endpoints: dict[int, dict[str, str]] = {}
+    made: list[tuple[int, dict[str, Any]]] = []
     for cid, u in sorted(latest.items()):
         row = current[cid]
         # A future time stored before reports were clamped is no reason to ignore this one.
@@ -252,6 +255,11 @@ def apply_component_updates(
                                   "placed": not u.removed}
         if u.native_name:
             values["name"] = u.native_name
+        if u.result is not None and row.status != u.status.value:
+            # Once, as it finishes: a resync repeats the result, which must not bring back a
+            # model removed from the store since (services/models.py).
+            values["result"] = u.result
+            made.append((row.workload_id, u.result))
         conn.execute(update(components).where(components.c.id == cid).values(**values))
         if u.endpoint_url:
             endpoints.setdefault(row.workload_id, {})[row.kind] = u.endpoint_url
@@ -261,6 +269,7 @@ def apply_component_updates(
         known = conn.execute(select(workloads.c.endpoints).where(workloads.c.id == workload_id)).scalar_one() or {}
         if {**known, **found} != known:
             conn.execute(update(workloads).where(workloads.c.id == workload_id).values(endpoints={**known, **found}))
+    model_service.record_results(conn, made)
     for workload_id, at in sorted(touched.items()):
         recompute(conn, workload_id, at, actor)
     if touched:

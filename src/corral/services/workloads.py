@@ -14,6 +14,7 @@ from corral.domain.clusters import ClusterHealth, cluster_health
 from corral.domain.deletion import delete_refusal
 from corral.domain.durations import format_duration
 from corral.domain.resources import Resources, format_quantity
+from corral.domain.results import merged_metrics
 from corral.domain.statuses import ComponentState, ComponentStatus, WorkloadStatus, aggregate_status, elapsed_times
 from corral.domain.workloads import (
     ComponentPlan,
@@ -269,7 +270,7 @@ def get_workload(conn: Connection, principal: Principal, workload_id: int) -> di
     comps = conn.execute(
         select(components.c.id, components.c.kind, components.c.name, components.c.status, components.c.reason,
                components.c.observed_at, components.c.gpu, components.c.cpu, components.c.memory,
-               components.c.ephemeral_storage)
+               components.c.ephemeral_storage, components.c.result)
         .where(components.c.workload_id == workload_id).order_by(components.c.id)
     ).all()
     return {
@@ -302,9 +303,11 @@ def get_workload(conn: Connection, principal: Principal, workload_id: int) -> di
         "components": [
             {"id": c.id, "kind": c.kind, "name": c.name, "status": c.status, "reason": c.reason,
              "observed_at": c.observed_at,
-             "resources": {"gpu": c.gpu, "cpu": c.cpu, "memory": c.memory, "ephemeral_storage": c.ephemeral_storage}}
+             "resources": {"gpu": c.gpu, "cpu": c.cpu, "memory": c.memory, "ephemeral_storage": c.ephemeral_storage},
+             "result": c.result}
             for c in comps
         ],
+        "metrics": merged_metrics(c.result for c in comps)[0],
         "events": events.list_for_subject(conn, "workload", workload_id),
     }
 

@@ -155,7 +155,7 @@ async def agent_work(request: Request, cluster: AgentCluster, db: Db, settings: 
 def report_component_statuses(body: ComponentStatusBatch, cluster: AgentCluster, db: Db) -> dict:
     """A batch of component statuses from the cluster; stale and foreign updates are ignored."""
     updates = [ComponentUpdate(u.component_id, ComponentStatus(u.status), u.reason, u.observed_at, u.native_name,
-                               u.endpoint_url, u.removed) for u in body.updates]
+                               u.endpoint_url, u.removed, u.result) for u in body.updates]
     with write_tx(db) as conn:
         result = apply_component_updates(conn, updates, actor=f"{SYSTEM}:agent:{cluster.name}", cluster_id=cluster.id)
     return result

@@ -79,6 +79,7 @@ from corral.backends.base import (
 from corral.backends.identity import Identities, IdentityError
 from corral.backends.local import files as f
 from corral.backends.local import gpus as gpu_detect
+from corral.backends.local import modelstore
 from corral.backends.local.derive import SUPERVISOR_START_TIMEOUT_S, age_s, exited, derive
 from corral.backends.local.environment import DEFAULT_INHERITED_ENV, component_environment
 from corral.backends.local.host import mem_total, probe_limits
@@ -758,6 +759,11 @@ class LocalBackend:
                 os.unlink(self.events_dir / str(component_id))
             except FileNotFoundError:
                 pass
+
+    def model_inventory(self) -> list[dict[str, Any]]:
+        """Every project's model store in the work area, from the manifests on disk (see
+        ``base.model_inventory``)."""
+        return modelstore.inventory(self.work.root)
 
     def inspect(self, component_id: int) -> dict[str, Any]:
         """Debugging aid: the supervisor's status.json (pids, phase, limits, exit) and the

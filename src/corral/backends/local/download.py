@@ -168,7 +168,7 @@ def run(source: str, dest: Path, revision: str | None, project: str | None) -> d
         shutil.rmtree(assembled, ignore_errors=True)
         raise
     progress.update(force=True, phase="downloaded")
-    result = {"model": manifest["name"], "path": str(dest), "bytes": manifest["bytes"], "files": manifest["files"]}
+    result = modelstore.result_of(manifest, dest)
     f.write_result(result)
     return result
 

@@ -64,7 +64,7 @@ def register(output_dir: Path, store: Path, name: str, manifest: dict[str, Any])
     written = modelstore.install(output_dir, dest, manifest)
     print(f"registered model {written['name']} ({written['files']} files, {written['bytes']} bytes) at {dest}",
           flush=True)
-    return {"model": written["name"], "path": str(dest), "bytes": written["bytes"], "files": written["files"]}
+    return modelstore.result_of(written, dest)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -79,6 +79,52 @@ def list_models(work_root: str | os.PathLike[str], project: str) -> list[dict[st
     return models
 
 
+# The manifest's fields a component's result carries (domain/results.py), so that a
+# backend that cannot list its store still tells the control plane what was made.
+_RESULT_FIELDS = ("kind", "source", "revision", "base_model", "dataset", "created_at")
+MAX_PER_PROJECT = 1000  # models listed per project store (inventory); more are left out
+
+
+def result_of(manifest: dict[str, Any], dest: Path) -> dict[str, Any]:
+    """The job's result for a model just installed at ``dest``."""
+    return {"model": manifest["name"], "path": str(dest), "bytes": manifest["bytes"], "files": manifest["files"],
+            **{k: manifest[k] for k in _RESULT_FIELDS if manifest.get(k) is not None}}
+
+
+def inventory(work_root: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Every project's models under the work area (``<root>/<project>/models/*``): the
+    manifest's fields with ``project`` (the directory's name, not the manifest's, which the
+    project's workloads write) and ``name``. Read by the agent, possibly root, inside
+    directories projects own: never through a link, at most MAX_PER_PROJECT per project."""
+    root = Path(work_root)
+    found: list[dict[str, Any]] = []
+    try:
+        projects = sorted(e.name for e in os.scandir(root) if e.is_dir(follow_symlinks=False)
+                          and not e.name.startswith("."))
+    except OSError:
+        return []
+    for project in projects:
+        store = store_dir(root, project)
+        try:
+            if store.is_symlink() or not store.is_dir():
+                continue
+            entries = sorted((e for e in os.scandir(store) if e.is_dir(follow_symlinks=False)
+                              and not e.name.startswith(".")), key=lambda e: e.name)
+        except OSError:
+            continue
+        listed = 0
+        for entry in entries:
+            if listed >= MAX_PER_PROJECT:
+                break
+            manifest = read_manifest(entry.path)
+            if manifest is None:
+                continue
+            item = {k: manifest.get(k) for k in (*_RESULT_FIELDS, "files", "bytes", "workload_id")}
+            found.append({**item, "project": project, "name": entry.name})
+            listed += 1
+    return found
+
+
 def incoming_dir(dest: Path) -> Path:
     """A fresh hidden directory next to ``dest`` to assemble a model in."""
     dest.parent.mkdir(parents=True, exist_ok=True)
