@@ -107,3 +107,33 @@ def test_a_newcomer_admitted_while_older_reasons_wait_for_the_budget(world):
     assert (result.admitted, result.reasons_left) == (0, 0)
     assert [_detail(world.alice, wid)["status_reason"].rsplit("; ", 1)[1] for wid in ids[1:]] == [
         "position 1 of 2", "position 2 of 2"]
+
+
+def test_the_reason_budget_shrinks_to_what_a_short_pass_can_write(world):
+    """A backlog of changed reasons is written a budget per pass, and the budget is what
+    fits in a short pass at the rate reasons were last written: a submission arriving
+    meanwhile waits for that pass only (issue 13: PostgreSQL's admission latency)."""
+    admitter = Admitter(world.api.engine, reason_budget=500)
+    assert submit(world.alice, name="big", resources={"gpu": 8}).status_code == 201
+    for i in range(110):
+        assert submit(world.alice, name=f"w{i}", resources={"gpu": 1}).status_code == 201
+    result = admitter.run_pass()
+    assert (result.admitted, result.waiting, result.reasons_left) == (1, 110, 0)  # 110 < 500: all written
+    measured = admitter.reason_cost_s
+    assert 0 < measured < 0.01
+
+    # Every reason changes (the limit in it; one more admitted moves the positions).
+    for project, gpu in (("speech", 7), ("vision", 9)):  # guarantees stay within the cluster's 16
+        changed = world.admin.put(f"/api/v1/projects/{project}/quotas/gpu-a",
+                                  json={"guaranteed": {"gpu": gpu, "cpu": 64, "memory": "512Gi"}})
+        assert changed.status_code == 200, changed.text
+    admitter.reason_cost_s = 0.01  # as if the last reasons took 10 ms each: 25 ms fits 2, the floor is 50
+    result = admitter.run_pass()
+    assert (result.admitted, result.reasons_left) == (1, 109 - 50)
+    assert admitter.reason_cost_s < 0.01  # measured again on this pass's 50
+    while admitter.run_pass().reasons_left:
+        pass
+    items = [w for page in (1, 2)
+             for w in world.alice.get("/api/v1/workloads", params={"page_size": 100, "page": page}).json()["items"]]
+    reasons = {w["status_reason"] for w in items if w["status_reason"].startswith("waiting")}
+    assert len(reasons) == 109 and all("(limit 9)" in r for r in reasons), sorted(reasons)[:3]
