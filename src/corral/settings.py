@@ -87,6 +87,15 @@ class Settings(BaseSettings):
     # A component's output.log is cut to its newest half past this.
     local_log_max_bytes: int = Field(64 << 20, ge=64 << 10)
 
+    # Use over time (services/usage.py): component samples kept this many days, and at most
+    # this many per component; quota use and allocation sampled at most every
+    # history_interval_s (on a cluster's heartbeat) and kept history_retention_days.
+    # The agents sample components every CORRAL_USAGE_INTERVAL_S (agent/usage.py).
+    usage_retention_days: float = Field(7.0, gt=0, le=3650)
+    usage_max_samples_per_component: int = Field(20_000, ge=10)
+    history_interval_s: float = Field(60.0, ge=1)
+    history_retention_days: float = Field(30.0, gt=0, le=3650)
+
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url

@@ -59,6 +59,10 @@ class AgentClient:
     def report(self, updates: list[dict[str, Any]]) -> dict[str, Any]:
         return self._post("/agent/component-statuses", {"updates": updates})
 
+    def usage(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
+        """What running components use (``corral.agent.usage``)."""
+        return self._post("/agent/usage", {"samples": samples})
+
     def models(self, entries: list[dict[str, Any]]) -> dict[str, Any]:
         """The cluster's model stores, whole: replaces what the control plane knew."""
         response = self._http.put("/agent/models", json={"models": entries})

@@ -33,6 +33,7 @@ import httpx
 
 from corral import __version__
 from corral.agent.client import AgentClient, update
+from corral.agent.usage import UsageReporter
 from corral.backends.base import Backend, BackendError, BackendUnavailable, Observation, model_inventory
 from corral.backends.recipes import ComponentRef, RecipeError, build_launches
 from corral.domain.results import normalise_model_entry, normalise_result
@@ -51,7 +52,8 @@ SWEEP_S = 1.0  # the backend is observed at least this often, changes or not
 class Agent:
     def __init__(self, client: AgentClient, backend: Backend, *, work_root: Path, poll_s: float = 0.1,
                  heartbeat_s: float = 10.0, resync_s: float = 60.0, grace_s: float = 30.0, discover_s: float = 30.0,
-                 logs_url: str | None = None, long_poll_s: float = LONG_POLL_S, sweep_s: float = SWEEP_S) -> None:
+                 logs_url: str | None = None, long_poll_s: float = LONG_POLL_S, sweep_s: float = SWEEP_S,
+                 usage_s: float | None = None) -> None:
         self.client = client
         self.backend = backend
         self.work_root = work_root  # where workloads keep their files (models, runs, workspaces)
@@ -72,6 +74,8 @@ class Agent:
         self._next_discover = 0.0
         self._next_heartbeat = 0.0
         self._next_resync = 0.0
+        # What running components use, every usage_s (None: CORRAL_USAGE_INTERVAL_S, 10 s; 0: never).
+        self.usage = UsageReporter(backend, client, usage_s)
         self._stop = threading.Event()
         self._lock = threading.RLock()  # the backend calls and the queue of reports, between the two threads
 
@@ -129,6 +133,7 @@ class Agent:
             if now >= self._next_discover:
                 self._next_discover = now + self.discover_s
                 self.discover()
+        self.usage.report_if_due(now)  # outside the lock: reading /proc takes a moment
 
     def _heartbeat_if_due(self, now: float) -> None:
         if now >= self._next_heartbeat:

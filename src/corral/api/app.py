@@ -15,6 +15,7 @@ from corral.api.body_limit import BodyLimit
 from corral.api.host_dispatch import HostDispatch
 from corral.api.responses import FastJSONResponse
 from corral.api.routes import bulk_delete, clusters, identity, metrics, models, projects, proxy, workloads
+from corral.api.routes import usage as usage_routes
 from corral.db.engine import make_engine
 from corral.scheduler import wakeup
 from corral.services.app_origins import AppOrigins
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.add_middleware(HostDispatch, state=app.state)
     for module in (identity, projects, clusters, workloads, bulk_delete, models):
         app.include_router(module.router, prefix="/api/v1")
+    app.include_router(usage_routes.router, prefix="/api/v1")  # use over time (issue 14)
     errors.document_errors(app)
     app.include_router(proxy.router)  # /proxy/{workload id}/...: off (404) unless CORRAL_PATH_PROXY_UNSAFE
     docs.install(app)  # /docs (Swagger UI) and /redoc (ReDoc), assets served by Corral

@@ -343,3 +343,73 @@ class Model(Base):
 
 
 models = Model.__table__
+
+
+# --------------------------------------------------------------------------- use over time
+
+class ComponentUsage(Base):
+    """What a running component used, sampled by its cluster's agent (services/usage.py).
+    Bounded: samples older than the retention go, and each component keeps its newest
+    ``usage_max_samples_per_component``."""
+
+    __tablename__ = "component_usage"
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    component_id: Mapped[int] = mapped_column(ForeignKey("components.id", ondelete="CASCADE"))
+    workload_id: Mapped[int] = mapped_column(BigInteger)  # the charts read a workload's samples
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    cpu: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # millicores
+    memory: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    gpu_utilization: Mapped[float | None] = mapped_column(Float, nullable=True)  # percent
+    gpu_memory: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    __table_args__ = (
+        Index("ix_component_usage_workload_at", "workload_id", "at"),
+        Index("ix_component_usage_component_at", "component_id", "at"),
+        Index("ix_component_usage_at", "at"),
+    )
+
+
+class QuotaHistory(Base):
+    """A project's quota on a cluster and what it used, sampled by the server."""
+
+    __tablename__ = "quota_history"
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    cluster_id: Mapped[int] = mapped_column(ForeignKey("clusters.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_gpu: Mapped[int] = mapped_column(BigInteger)
+    used_cpu: Mapped[int] = mapped_column(BigInteger)
+    used_memory: Mapped[int] = mapped_column(BigInteger)
+    guaranteed_gpu: Mapped[int] = mapped_column(BigInteger)
+    guaranteed_cpu: Mapped[int] = mapped_column(BigInteger)
+    guaranteed_memory: Mapped[int] = mapped_column(BigInteger)
+    limit_gpu: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    limit_cpu: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    limit_memory: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    __table_args__ = (
+        Index("ix_quota_history_project_at", "project_id", "cluster_id", "at"),
+        Index("ix_quota_history_at", "at"),
+    )
+
+
+class AllocationHistory(Base):
+    """A cluster's capacity, what admitted workloads hold and what projects are guaranteed."""
+
+    __tablename__ = "allocation_history"
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    cluster_id: Mapped[int] = mapped_column(ForeignKey("clusters.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    capacity_gpu: Mapped[int] = mapped_column(BigInteger)
+    capacity_cpu: Mapped[int] = mapped_column(BigInteger)
+    capacity_memory: Mapped[int] = mapped_column(BigInteger)
+    allocated_gpu: Mapped[int] = mapped_column(BigInteger)
+    allocated_cpu: Mapped[int] = mapped_column(BigInteger)
+    allocated_memory: Mapped[int] = mapped_column(BigInteger)
+    guaranteed_gpu: Mapped[int] = mapped_column(BigInteger)
+    guaranteed_cpu: Mapped[int] = mapped_column(BigInteger)
+    guaranteed_memory: Mapped[int] = mapped_column(BigInteger)
+    __table_args__ = (Index("ix_allocation_history_cluster_at", "cluster_id", "at"),)
+
+
+component_usage = ComponentUsage.__table__
+quota_history = QuotaHistory.__table__
+allocation_history = AllocationHistory.__table__

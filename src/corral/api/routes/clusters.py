@@ -25,6 +25,7 @@ from corral.domain.statuses import ComponentStatus
 from corral.scheduler import wakeup
 from corral.services import clusters as cluster_service
 from corral.services import discovery, dispatch, keys
+from corral.services import usage as usage_service
 from corral.services.principal import SYSTEM
 from corral.services.status import ComponentUpdate, apply_component_updates
 
@@ -87,6 +88,8 @@ def heartbeat(body: HeartbeatIn, cluster: AgentCluster, db: Db, settings: AppSet
             conn, cluster.id, capacity=body.capacity.to_domain() if body.capacity else None, nodes=nodes,
             unhealthy_after_s=settings.cluster_unhealthy_after_s, agent_url=body.agent_url,
             isolation=body.isolation)
+        # Quota use and allocation over time: sampled while the cluster's agent is heard from.
+        usage_service.record_history_if_due(conn, cluster.id, usage_service.Retention.of(settings))
     return result
 
 
