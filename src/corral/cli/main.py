@@ -8,6 +8,7 @@
     corral login|logout|whoami            remember a server and token
     corral projects|clusters|quotas|workloads ...   through the REST API
     corral secrets ls|set|rm -p PROJECT   project secrets (values from stdin, a prompt or a file); reencrypt
+    corral models ls|show [-p PROJECT]   models in the projects' stores; a model's evaluations side by side
 
 Commands with output take --json. Errors go to stderr, and the exit status is non-zero.
 
@@ -45,6 +46,7 @@ COMMANDS: dict[str, Lazy] = {
     "workloads": Lazy("corral.cli.workloads", "workloads_app", "Workloads: list, inspect, submit, delete."),
     "secrets": Lazy("corral.cli.secrets", "secrets_app",
                     "Project secrets: values workloads get as environment variables (write-only)."),
+    "models": Lazy("corral.cli.models", "models_app", "Models in your projects' stores, and their evaluations."),
 }
 
 app = typer.Typer(

@@ -153,11 +153,29 @@ def workloads_get(workload_id: Annotated[int, typer.Argument(help="Workload id."
                                  resource("gpu", c.resources.get("gpu", 0)), resource("cpu", c.resources.get("cpu", 0)),
                                  resource("memory", c.resources.get("memory", 0)), when(c.observed_at)))
         console.print(comps)
+    _print_results(w)
     if w.events:
         events = table("At", "By", "Event", "Message", title="Events")
         for e in w.events:
             events.add_row(*cells(when(e.at), e.actor, e.kind, e.message))
         console.print(events)
+
+
+def _print_results(w: Any) -> None:
+    """What the workload left: the model it registered, its metrics, a refused result."""
+    console = output.out()
+    for c in w.components:
+        result = c.result or {}
+        if result.get("model"):
+            console.print(key_values([("Model registered", f"{result['model']}  (corral models show {result['model']} "
+                                                           f"-p {w.project})")]))
+        if result.get("error"):
+            console.print(key_values([("Result", result["error"])]))
+    if w.metrics:
+        metrics = table("Metric", Col("Value", 0), title="Metrics")
+        for name, value in w.metrics.items():
+            metrics.add_row(*cells(name, f"{value:.6g}" if isinstance(value, float) else value))
+        console.print(metrics)
 
 
 # --------------------------------------------------------------------------- submit

@@ -8,9 +8,14 @@ from corral.client.models import (
     Cluster,
     ClusterCreated,
     Component,
+    Evaluation,
+    Evaluations,
     Event,
     Member,
     Membership,
+    Model,
+    ModelDetail,
+    ModelPage,
     Project,
     QueuePosition,
     Quota,
@@ -28,7 +33,8 @@ from corral.client.models import (
 
 __all__ = [
     "BulkDeleteItem", "BulkDeleteResult", "Cluster", "ClusterCreated", "Component", "CorralAPIError", "CorralClient", "CorralConnectionError",
-    "CorralError", "Event", "Member", "Membership", "Project", "QueuePosition", "Quota", "Secret", "Token",
+    "CorralError", "Evaluation", "Evaluations", "Event", "Member", "Membership", "Model", "ModelDetail", "ModelPage",
+    "Project", "QueuePosition", "Quota", "Secret", "Token",
     "TokenCreated", "User", "Workload", "WorkloadCreated", "WorkloadDetail", "WorkloadPage", "WorkloadRow",
     "WorkloadStats", "normalise_server",
 ]

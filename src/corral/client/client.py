@@ -27,8 +27,11 @@ from corral.client.models import (
     BulkDeleteResult,
     Cluster,
     ClusterCreated,
+    Evaluations,
     Member,
     Membership,
+    ModelDetail,
+    ModelPage,
     Project,
     Quota,
     Secret,
@@ -255,6 +258,24 @@ class CorralClient:
             body["limit"] = limit
         return _parse(Quota, self._request("PATCH", f"/projects/{_segment(project)}/quotas/{_segment(cluster)}",
                                            json=body))
+
+    # ------------------------------------------------------------------ models and evaluations
+
+    def list_models(self, project: str | None = None, *, cluster: str | None = None, name: str | None = None,
+                    page: int = 1, page_size: int = 50) -> ModelPage:
+        """Models in the stores of the caller's projects (or ``project``'s), by project and name."""
+        params: dict[str, Any] = {"page": page, "page_size": page_size}
+        params.update({k: v for k, v in (("project", project), ("cluster", cluster), ("name", name)) if v})
+        return self._get("/models", ModelPage, params=params)
+
+    def get_model(self, model_id: int) -> ModelDetail:
+        """One model and its evaluations (newest first), with ``metric_names`` to compare them."""
+        return self._get(f"/models/{int(model_id)}", ModelDetail)
+
+    def list_evaluations(self, project: str, *, model: str | None = None, cluster: str | None = None) -> Evaluations:
+        """A project's evaluations (of ``model`` if given), newest first, with their metrics."""
+        params = {k: v for k, v in (("project", project), ("model", model), ("cluster", cluster)) if v}
+        return self._get("/evaluations", Evaluations, params=params)
 
     # ------------------------------------------------------------------ project secrets
 

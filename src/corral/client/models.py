@@ -198,6 +198,8 @@ class Component(_Model):
     reason: str = ""
     observed_at: datetime
     resources: dict[str, int]
+    # What it left when it finished: {"model": ...}, {"metrics": {...}} or {"error": ...}.
+    result: dict[str, Any] | None = None
 
 
 class Event(_Model):
@@ -241,6 +243,7 @@ class WorkloadDetail(_Model):
     run_seconds: float = 0.0
     queue_position: QueuePosition | None = None
     components: list[Component] = Field(default_factory=list)
+    metrics: dict[str, Any] | None = None  # an evaluation's metrics, once reported
     events: list[Event] = Field(default_factory=list)
 
     def model_post_init(self, _context: Any) -> None:
@@ -284,3 +287,64 @@ __all__ = [
     "Secret", "Token", "TokenCreated", "User", "Workload", "WorkloadCreated", "WorkloadRow", "WorkloadDetail",
     "WorkloadPage", "WorkloadStats",
 ]
+
+
+# --------------------------------------------------------------------------- models
+
+class WorkloadRef(_Model):
+    id: int
+    name: str | None = None
+
+
+class Model(_Model):
+    """A model in a project's store on a cluster."""
+
+    id: int
+    name: str
+    project: str
+    cluster: str
+    kind: str
+    source: str | None = None
+    revision: str | None = None
+    base_model: str | None = None
+    dataset: str | None = None
+    files: int = 0
+    bytes: int = 0
+    workload: WorkloadRef | None = None  # the workload that produced it
+    created_at: datetime | None = None
+    reported_at: datetime
+
+
+class ModelPage(_Model):
+    items: list[Model]
+    page: int
+    page_size: int
+    total: int
+
+
+class Evaluation(_Model):
+    """An evaluation workload and its metrics (None until reported)."""
+
+    id: int
+    name: str
+    cluster: str
+    status: str
+    model: str | None = None
+    dataset: str | None = None
+    tasks: list[Any] | None = None
+    created_at: datetime
+    finished_at: datetime | None = None
+    metrics: dict[str, Any] | None = None
+    error: str | None = None
+
+
+class Evaluations(_Model):
+    evaluations: list[Evaluation] = Field(default_factory=list)
+    metric_names: list[str] = Field(default_factory=list)  # a column each, to compare
+
+
+class ModelDetail(Model):
+    """A model and its evaluations (newest first), metrics side by side."""
+
+    evaluations: list[Evaluation] = Field(default_factory=list)
+    metric_names: list[str] = Field(default_factory=list)
