@@ -98,6 +98,6 @@ def credentials() -> Credentials:
 def client() -> CorralClient:
     creds = credentials()
     try:
-        return CorralClient(creds.server, creds.token)
+        return CorralClient(creds.server, creds.token, light=True)  # one call, one process: no httpx
     except ValueError as exc:
         fail(str(exc))

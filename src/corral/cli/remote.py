@@ -59,7 +59,7 @@ def login(
     except ValueError as exc:
         fail(f"bad server URL {server!r}: {exc}", code=EXIT_USAGE)
     try:
-        client = CorralClient(url, token)
+        client = CorralClient(url, token, light=True)
     except ValueError as exc:
         fail(str(exc), code=EXIT_USAGE)
     with client:

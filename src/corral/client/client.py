@@ -9,20 +9,25 @@ Every method returns a model from ``corral.client.models``; an error answer rais
 ``CorralAPIError`` (status_code, code, message, field), an unreachable server
 ``CorralConnectionError``. The client speaks HTTP only: it imports nothing of the server.
 The token is sent as a bearer header and never logged, printed or kept in a repr.
+
+``light=True`` (what the `corral` command uses): plain requests through the standard
+library instead of httpx, whose import costs half a CLI call (corral.client.transport).
+The URL, headers, body and every error are made here, alike for both.
 """
 
 from __future__ import annotations
 
-import ssl
+import json as jsonlib
+import os
 from collections.abc import Iterator, Sequence
-from typing import Any, Literal, TypeVar
-from urllib.parse import quote
+from contextlib import contextmanager, nullcontext
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from urllib.parse import quote, urlencode
 
-import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from corral import __version__
-from corral.client.errors import CorralAPIError, CorralConnectionError
+from corral.client.errors import CorralAPIError
 from corral.client.models import (
     BulkDeleteResult,
     Cluster,
@@ -44,8 +49,12 @@ from corral.client.models import (
     WorkloadPage,
     WorkloadStats,
 )
+from corral.client.transport import Answer, HttpxSender, Sender, StdlibSender, timed_out, unreachable
 from corral.domain.statuses import WorkloadStatus
 from corral.domain.workload_types import WorkloadType
+
+if TYPE_CHECKING:
+    import httpx
 
 M = TypeVar("M", bound=BaseModel)
 API_PREFIX = "/api/v1"
@@ -83,30 +92,46 @@ def _normalised_status(value: str) -> str:
         return value
 
 
-def _trust_nothing() -> ssl.SSLContext:
-    """For a plain-http server: every request goes to it (no redirects are followed), so
-    no TLS is ever spoken and loading the CA bundle (~30-80 ms, a third of a CLI call) is
-    waste. Should TLS happen anyway, this context verifies against no CA: it fails closed."""
-    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+@contextmanager
+def _no_pydantic_plugins() -> Iterator[None]:
+    """Build a model's validator without looking for pydantic plugins (observability hooks):
+    finding them reads every installed package's metadata, 20-35 ms of a CLI call. Typer
+    does the same for the validators of its options."""
+    previous = os.environ.get("PYDANTIC_DISABLE_PLUGINS")
+    os.environ["PYDANTIC_DISABLE_PLUGINS"] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("PYDANTIC_DISABLE_PLUGINS", None)
+        else:
+            os.environ["PYDANTIC_DISABLE_PLUGINS"] = previous
 
 
 class CorralClient:
     def __init__(self, base_url: str, token: str, timeout: float = 30, *,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None, light: bool = False) -> None:
+        """``light``: for a one-shot process (the `corral` command): requests through the
+        standard library (no connection pool; logs still stream through httpx), and the
+        models' validators built without pydantic plugins. ``transport``: httpx's, not light."""
         token = (token or "").strip()
         if not token:
             raise ValueError("a token is required")
         if not token.isascii() or any(ch.isspace() or not ch.isprintable() for ch in token):
             raise ValueError("the token holds characters no API token has (is it the right file?)")
+        if light and transport is not None:
+            raise ValueError("a transport is httpx's: not with light=True")
         self.base_url = normalise_server(base_url)
-        self._http = httpx.Client(
-            base_url=self.base_url + API_PREFIX,
-            headers={"Authorization": f"Bearer {token}", "User-Agent": f"corral-client/{__version__}",
-                     "Accept": "application/json"},
-            timeout=timeout,
-            transport=transport,
-            verify=_trust_nothing() if self.base_url.startswith("http://") else True,
-        )
+        self._headers = {"Authorization": f"Bearer {token}", "User-Agent": f"corral-client/{__version__}",
+                         "Accept": "application/json"}
+        self._timeout = timeout
+        self._transport = transport
+        self._light = light
+        self._sender: Sender = StdlibSender(self.base_url, timeout) if light else self._httpx()
+        self._streamer: HttpxSender | None = None if light else self._sender  # type: ignore[assignment]
+
+    def _httpx(self) -> HttpxSender:
+        return HttpxSender(self.base_url, self._timeout, self._transport)
 
     def __repr__(self) -> str:
         return f"CorralClient({self.base_url!r})"
@@ -114,7 +139,9 @@ class CorralClient:
     # ------------------------------------------------------------------ plumbing
 
     def close(self) -> None:
-        self._http.close()
+        self._sender.close()
+        if self._streamer is not None and self._streamer is not self._sender:
+            self._streamer.close()
 
     def __enter__(self) -> CorralClient:
         return self
@@ -122,32 +149,39 @@ class CorralClient:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
-    def _request(self, method: str, path: str, *, params: Any = None, json: Any = None) -> httpx.Response:
-        try:
-            response = self._http.request(method, path, params=params, json=json)
-        except httpx.TimeoutException as exc:
-            raise CorralConnectionError(f"{self.base_url} did not answer in time ({type(exc).__name__})") from None
-        except httpx.HTTPError as exc:
-            raise CorralConnectionError(f"cannot reach {self.base_url}: {exc}") from None
-        if response.is_error:
-            raise _api_error(response)
-        return response
+    def _url(self, path: str, params: Any = None) -> str:
+        """The API's URL of ``path``; ``params`` a dict or (key, value) pairs."""
+        query = urlencode(params, doseq=True, quote_via=quote) if params else ""
+        return f"{self.base_url}{API_PREFIX}{path}" + (f"?{query}" if query else "")
+
+    def _request(self, method: str, path: str, *, params: Any = None, json: Any = None) -> Answer:
+        headers, body = self._headers, None
+        if json is not None:
+            headers = {**headers, "Content-Type": "application/json"}
+            body = jsonlib.dumps(json, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+        answer = self._sender.send(method, self._url(path, params), headers, body)
+        if answer.is_error:
+            raise _api_error(answer)
+        return answer
+
+    def _parse(self, model: type[M], answer: Answer) -> M:
+        with _no_pydantic_plugins() if self._light else nullcontext():
+            return _parse(model, answer)
 
     def _get(self, path: str, model: type[M], params: Any = None) -> M:
-        return _parse(model, self._request("GET", path, params=params))
+        return self._parse(model, self._request("GET", path, params=params))
 
     def _list(self, path: str, model: type[M], params: Any = None) -> list[M]:
-        return _parse_list(model, self._request("GET", path, params=params))
+        answer = self._request("GET", path, params=params)
+        with _no_pydantic_plugins() if self._light else nullcontext():
+            return _parse_list(model, answer)
 
     def health(self) -> dict[str, Any]:
         """The server's /healthz answer (no authentication needed)."""
-        try:
-            response = self._http.get(self.base_url + "/healthz")
-        except httpx.HTTPError as exc:
-            raise CorralConnectionError(f"cannot reach {self.base_url}: {exc}") from None
-        if response.is_error:
-            raise _api_error(response)
-        return response.json()
+        answer = self._sender.send("GET", self.base_url + "/healthz", self._headers, None)
+        if answer.is_error:
+            raise _api_error(answer)
+        return answer.json()
 
     # ------------------------------------------------------------------ identity
 
@@ -162,7 +196,7 @@ class CorralClient:
         body = {"email": email, "role": role}
         if display_name is not None:
             body["display_name"] = display_name
-        return _parse(User, self._request("POST", "/users", json=body))
+        return self._parse(User, self._request("POST", "/users", json=body))
 
     def list_tokens(self) -> list[Token]:
         return self._list("/tokens", Token)
@@ -171,10 +205,10 @@ class CorralClient:
         body: dict[str, Any] = {"name": name}
         if expires_in_days is not None:
             body["expires_in_days"] = expires_in_days
-        return _parse(TokenCreated, self._request("POST", "/tokens", json=body))
+        return self._parse(TokenCreated, self._request("POST", "/tokens", json=body))
 
     def revoke_token(self, token_id: int) -> Token:
-        return _parse(Token, self._request("DELETE", f"/tokens/{int(token_id)}"))
+        return self._parse(Token, self._request("DELETE", f"/tokens/{int(token_id)}"))
 
     # ------------------------------------------------------------------ projects
 
@@ -187,14 +221,14 @@ class CorralClient:
     def create_project(self, name: str, description: str = "", preemption_policy: str = "lower_priority"
                        ) -> Project:
         body = {"name": name, "description": description, "preemption_policy": preemption_policy}
-        return _parse(Project, self._request("POST", "/projects", json=body))
+        return self._parse(Project, self._request("POST", "/projects", json=body))
 
     def list_members(self, project: str) -> list[Member]:
         return self._list(f"/projects/{_segment(project)}/members", Member)
 
     def add_member(self, project: str, email: str) -> Membership:
         response = self._request("POST", f"/projects/{_segment(project)}/members", json={"email": email})
-        return _parse(Membership, response)
+        return self._parse(Membership, response)
 
     def remove_member(self, project: str, email: str) -> None:
         self._request("DELETE", f"/projects/{_segment(project)}/members/{_segment(email)}")
@@ -213,7 +247,7 @@ class CorralClient:
         body: dict[str, Any] = {"name": name, "kind": kind, "description": description}
         if capacity is not None:
             body["capacity"] = capacity
-        return _parse(ClusterCreated, self._request("POST", "/clusters", json=body))
+        return self._parse(ClusterCreated, self._request("POST", "/clusters", json=body))
 
     def delete_cluster(self, name: str) -> None:
         """Remove a registered cluster (admins); refused (409) while it has workloads."""
@@ -241,7 +275,7 @@ class CorralClient:
         body: dict[str, Any] = {"guaranteed": guaranteed}
         if limit is not None:
             body["limit"] = limit
-        return _parse(Quota, self._request("PUT", f"/projects/{_segment(project)}/quotas/{_segment(cluster)}",
+        return self._parse(Quota, self._request("PUT", f"/projects/{_segment(project)}/quotas/{_segment(cluster)}",
                                            json=body))
 
     def update_quota(self, project: str, cluster: str, guaranteed: dict[str, Any] | None = None,
@@ -256,7 +290,7 @@ class CorralClient:
             body["guaranteed"] = guaranteed
         if limit is not None:
             body["limit"] = limit
-        return _parse(Quota, self._request("PATCH", f"/projects/{_segment(project)}/quotas/{_segment(cluster)}",
+        return self._parse(Quota, self._request("PATCH", f"/projects/{_segment(project)}/quotas/{_segment(cluster)}",
                                            json=body))
 
     # ------------------------------------------------------------------ models and evaluations
@@ -288,7 +322,7 @@ class CorralClient:
         variable with ``secrets: {ENV_NAME: name}`` in their spec."""
         response = self._request("PUT", f"/projects/{_segment(project)}/secrets/{_segment(name)}",
                                  json={"value": value})
-        return _parse(Secret, response)
+        return self._parse(Secret, response)
 
     def delete_secret(self, project: str, name: str) -> None:
         self._request("DELETE", f"/projects/{_segment(project)}/secrets/{_segment(name)}")
@@ -300,7 +334,7 @@ class CorralClient:
         body = dict(spec)
         if isinstance(body.get("type"), str):
             body["type"] = _normalised_type(body["type"])
-        return _parse(WorkloadCreated, self._request("POST", "/workloads", json=body))
+        return self._parse(WorkloadCreated, self._request("POST", "/workloads", json=body))
 
     def list_workloads(
         self,
@@ -355,7 +389,7 @@ class CorralClient:
 
     def delete_workload(self, workload_id: int) -> WorkloadDetail:
         """Queue the workload for deletion; returns it (Deleting, or Deleted at once if never placed)."""
-        return _parse(WorkloadDetail, self._request("DELETE", f"/workloads/{int(workload_id)}"))
+        return self._parse(WorkloadDetail, self._request("DELETE", f"/workloads/{int(workload_id)}"))
 
     def delete_workloads(
         self,
@@ -384,7 +418,7 @@ class CorralClient:
             if types:
                 flt["type"] = [_normalised_type(t) for t in _as_list(types)]
             body["filter"] = flt
-        return _parse(BulkDeleteResult, self._request("POST", "/workloads/delete", json=body))
+        return self._parse(BulkDeleteResult, self._request("POST", "/workloads/delete", json=body))
 
     def workload_stats(self, project: str) -> WorkloadStats:
         return self._get("/workloads/stats", WorkloadStats, params={"project": project})
@@ -396,17 +430,21 @@ class CorralClient:
         params: dict[str, Any] = {"tail": tail, "follow": str(follow).lower()}
         if component is not None:
             params["component"] = component
+        import httpx  # streaming is httpx's, light or not
+
+        if self._streamer is None:
+            self._streamer = self._httpx()
+        url = self._url(f"/workloads/{int(workload_id)}/logs", params)
         try:
-            with self._http.stream("GET", f"/workloads/{int(workload_id)}/logs", params=params,
-                                   timeout=httpx.Timeout(30.0, read=None if follow else 30.0)) as response:
+            with self._streamer.client.stream("GET", url, headers=self._headers,
+                                              timeout=httpx.Timeout(30.0, read=None if follow else 30.0)) as response:
                 if response.is_error:
-                    response.read()
-                    raise _api_error(response)
+                    raise _api_error(Answer(response.status_code, response.reason_phrase, response.read()))
                 yield from response.iter_text()
         except httpx.TimeoutException as exc:
-            raise CorralConnectionError(f"{self.base_url} did not answer in time ({type(exc).__name__})") from None
+            raise timed_out(self.base_url, exc) from None
         except httpx.HTTPError as exc:
-            raise CorralConnectionError(f"cannot reach {self.base_url}: {exc}") from None
+            raise unreachable(self.base_url, exc) from None
 
 
 def _as_list(values: Sequence[str] | str | None) -> list[str]:
@@ -417,7 +455,7 @@ def _as_list(values: Sequence[str] | str | None) -> list[str]:
     return list(values)
 
 
-def _api_error(response: httpx.Response) -> CorralAPIError:
+def _api_error(response: Answer) -> CorralAPIError:
     try:
         error = response.json().get("error")
     except (ValueError, AttributeError):
@@ -429,7 +467,7 @@ def _api_error(response: httpx.Response) -> CorralAPIError:
     return CorralAPIError(response.status_code, f"http_{response.status_code}", text)
 
 
-def _json(response: httpx.Response) -> Any:
+def _json(response: Answer) -> Any:
     try:
         return response.json()
     except ValueError:
@@ -437,7 +475,7 @@ def _json(response: httpx.Response) -> Any:
                              f"the server's answer is not JSON: {response.text[:200]!r}") from None
 
 
-def _parse(model: type[M], response: httpx.Response) -> M:
+def _parse(model: type[M], response: Answer) -> M:
     try:
         return model.model_validate(_json(response))
     except ValidationError as exc:
@@ -445,7 +483,7 @@ def _parse(model: type[M], response: httpx.Response) -> M:
                              f"unexpected answer from the server for {model.__name__}: {exc}") from None
 
 
-def _parse_list(model: type[M], response: httpx.Response) -> list[M]:
+def _parse_list(model: type[M], response: Answer) -> list[M]:
     try:
         return TypeAdapter(list[model]).validate_python(_json(response))  # type: ignore[valid-type]
     except ValidationError as exc:
