@@ -24,7 +24,8 @@ def test_submit_from_a_form_shows_validation_errors_then_submits(page: Page, wor
     expect(page.get_by_label("Project")).to_have_value(project)
 
     field(page, "Name").fill("tune-llama")
-    field(page, "Base model").fill("meta-llama/Llama-3.1-8B")
+    # A combobox: it suggests the project's models (a datalist), and takes any other name.
+    page.get_by_role("combobox", name="Base model").fill("meta-llama/Llama-3.1-8B")
     field(page, "Dataset").fill("s3://data/alpaca")
     field(page, "Memory").fill("lots")
     page.get_by_role("button", name="Submit").click()

@@ -17,7 +17,8 @@ from corral.db.engine import read_tx
 from corral.domain.clusters import ClusterHealth
 from corral.domain.names import WORKLOAD_NAME_HTML_PATTERN, WORKLOAD_NAME_RULE
 from corral.domain.workloads import WorkloadType
-from corral.services import clusters as cluster_service, projects as project_service, workloads as workload_service
+from corral.services import clusters as cluster_service, models as model_service, projects as project_service
+from corral.services import workloads as workload_service
 from corral.services.errors import ServiceError
 from corral.web.http import CheckedForm, Session, WebRoute, page, redirect
 from corral.web.templating import fmt_time
@@ -39,6 +40,7 @@ class Field:
     choices: tuple[str, ...] = ()
     placeholder: str = ""
     pattern: str = ""  # the input's pattern attribute (the form is novalidate: the server's message shows)
+    models: bool = False  # offers the project's models (a datalist; any other name is accepted too)
 
 
 # The domain's rule, so that the hint says what the API, the CLI and this form enforce.
@@ -63,14 +65,15 @@ TYPE_FIELDS: dict[str, tuple[tuple[Field, ...], bool]] = {
         Field("model_name", "Name in the model store", hint="default: from the source"),
     ), False),
     "inference": ((
-        Field("model", "Model", required=True, hint="a model store name, Hugging Face repository or path"),
+        Field("model", "Model", required=True, hint="a model store name, Hugging Face repository or path",
+              models=True),
         Field("engine", "Engine", "select", choices=("vllm", "custom"), hint="custom needs an image or a command"),
         Field("replicas", "Replicas", "number", placeholder="1"),
         Field("port", "Port", "number", placeholder="8000"),
     ), False),
     "training": ((
         Field("dataset", "Dataset", required=True),
-        Field("base_model", "Base model", hint="optional: start from this model"),
+        Field("base_model", "Base model", hint="optional: start from this model", models=True),
         Field("output_model", "Output model name"),
         _NODES,
     ), True),
@@ -80,13 +83,14 @@ TYPE_FIELDS: dict[str, tuple[tuple[Field, ...], bool]] = {
         _NODES,
     ), True),
     "fine_tuning": ((
-        Field("base_model", "Base model", required=True),
+        Field("base_model", "Base model", required=True, models=True),
         Field("dataset", "Dataset", required=True),
         Field("output_model", "Output model name"),
         _NODES,
     ), True),
     "evaluation": ((
-        Field("model", "Model", required=True),
+        Field("model", "Model", required=True, hint="a model store name, Hugging Face repository or path",
+              models=True),
         Field("dataset", "Dataset", hint="a dataset, evaluation tasks, or both"),
         Field("tasks", "Tasks", hint="comma-separated, for example mmlu, hellaswag"),
     ), True),
@@ -212,6 +216,13 @@ def _render(request: Request, session: Session, kind: str, values: dict[str, str
         projects = project_service.list_projects(conn, session.principal)
         clusters = [cluster_choice(c) for c in
                     cluster_service.list_clusters(conn, session.principal, settings.cluster_unhealthy_after_s)]
+        # The models each project's store holds, for the model fields' suggestions.
+        models: dict[str, list[dict]] = {}
+        if any(f.models for f in TYPE_FIELDS.get(kind, ((), False))[0]):
+            for m in model_service.list_models(conn, session.principal, page_size=model_service.MAX_PAGE_SIZE)["items"]:
+                models.setdefault(m["project"], []).append(m)
+    if projects and not values.get("project"):
+        values = {**values, "project": projects[0]["name"]}  # what the select shows first
     kinds = [(t.value, t.label) for t in WorkloadType] + [(RAW, "Raw spec (YAML/JSON)")]
     fields, needs_image_or_command = TYPE_FIELDS.get(kind, ((), False))
     custom = kind == WorkloadType.CUSTOM.value  # its command is one of its main fields, not an advanced one
@@ -221,7 +232,7 @@ def _render(request: Request, session: Session, kind: str, values: dict[str, str
         "time_limit_field": _TIME_LIMIT,
         "image_or_command": _CUSTOM_WHAT if custom else _IMAGE_OR_COMMAND,
         "resource_fields": RESOURCE_FIELDS, "values": values, "errors": errors, "projects": projects,
-        "clusters": clusters, "example": _example(values.get("project")),
+        "clusters": clusters, "example": _example(values.get("project")), "models": models,
     }, status_code=status_code)
 
 

@@ -36,6 +36,14 @@
     location.assign(url.toString());
   });
 
+  // The submit form's model fields suggest the models of the project chosen.
+  document.addEventListener("change", (e) => {
+    if (e.target.id !== "f-project") return;
+    for (const input of e.target.form.querySelectorAll("input[data-models]")) {
+      input.setAttribute("list", "models-" + e.target.value);
+    }
+  });
+
   // Forms whose action is hard to undo ask first.
   document.addEventListener("submit", (e) => {
     const msg = e.target.getAttribute("data-confirm");
@@ -224,6 +232,7 @@
       const params = new URLSearchParams(location.search);
       params.set("page_size", e.target.value);
       params.delete("page");
+      params.delete("cursor");  // it belongs to the old page size
       load("/workloads?" + params.toString(), "push");
     });
     window.addEventListener("popstate", () => location.pathname === "/workloads" && load(location.href, null));
