@@ -4,9 +4,13 @@
     .venv/bin/python bench/slurm_observe.py --jobs 1000
 
 Submits ``--jobs`` held components through the backend (``sbatch --hold``: they stay
-PENDING), compares the submission rate with bare ``sbatch``, then measures what one poll
-(``observe()`` forced to call ``squeue``) costs in wall time and in the agent's CPU, and
-the agent's CPU share when polling every 0.5 s (the default). Everything is cancelled after.
+PENDING) the way the agent does (``start_many`` with the launches of ``--batch`` workloads
+at a time, as one answer to its work poll brings them), compares the submission rate
+with bare ``sbatch`` one after the other (before and after, the queue growing in
+between), and prints for reference the backend one ``start`` at a time and bare
+``sbatch`` as many at once as the backend runs. Then measures what one poll (``observe()``
+forced to call ``squeue``) costs in wall time and in the agent's CPU, and the agent's CPU
+share when polling every 0.5 s (the default). Everything is cancelled after.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from corral.backends.base import Launch
@@ -34,6 +39,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--polls", type=int, default=20)
+    parser.add_argument("--batch", type=int, default=100, help="workloads per start_many (one work answer)")
     args = parser.parse_args()
     env = {"SLURM_CONF": os.environ.get("SLURM_CONF", "/tmp/corral-slurm/slurm.conf")}
     prefix = f"bench{uuid.uuid4().hex[:6]}-c"
@@ -41,18 +47,37 @@ def main() -> None:
     os.chmod(root, 0o711)
     backend = SlurmBackend(root / "state", site=SlurmSite(job_prefix=prefix, extra_options=("--hold",)),
                            work_root=root / "work", slurm_env=env, poll_interval_s=0.5)
+    launches = [Launch(cid, cid, "bench", "custom", f"bench-w{cid}-job", command=("true",), cpu_millicores=100,
+                       memory_bytes=64 << 20) for cid in range(1, args.jobs + 1)]
+    sbatch = ["sbatch", "--hold", "-o", "/dev/null", "--wrap", "true"]
+    slurm_env = {**os.environ, **env}
+
+    def bare(tag: str, count: int, at_once: int = 1) -> float:
+        def one(i: int) -> None:
+            subprocess.run([*sbatch, "-J", f"{prefix}{tag}{i}"], env=slurm_env, capture_output=True, check=True)
+        started = time.perf_counter()
+        with ThreadPoolExecutor(at_once) as pool:
+            list(pool.map(one, range(count)))
+        return count / (time.perf_counter() - started)
+
     try:
         n = max(1, args.jobs // 10)
+        raw_rate = bare("raw", n)
         started = time.perf_counter()
-        for i in range(n):
-            subprocess.run(["sbatch", "--hold", "-J", f"{prefix}raw{i}", "-o", "/dev/null", "--wrap", "true"],
-                           env={**os.environ, **env}, capture_output=True, check=True)
-        raw_rate = n / (time.perf_counter() - started)
-        started = time.perf_counter()
-        for cid in range(1, args.jobs + 1):
-            backend.start(Launch(cid, cid, "bench", "custom", f"bench-w{cid}-job", command=("true",),
-                                 cpu_millicores=100, memory_bytes=64 << 20))
+        for first in range(0, len(launches), args.batch):
+            errors = backend.start_many(launches[first:first + args.batch])
+            assert not errors, errors
         rate = args.jobs / (time.perf_counter() - started)
+        raw_after = bare("rawafter", n)
+        one_by_one = [Launch(cid, cid, "bench", "custom", f"bench-w{cid}-job", command=("true",), cpu_millicores=100,
+                             memory_bytes=64 << 20) for cid in
+                      range(args.jobs + 1, args.jobs + n + 1)]
+        started = time.perf_counter()
+        for launch in one_by_one:
+            backend.start(launch)
+        serial_rate = n / (time.perf_counter() - started)
+        raw_parallel = bare("rawpar", n, backend.submit_concurrency)
+        cancel(f"{prefix}raw")  # the queue holds the backend's jobs only while polling
         backend.all_observations()
         walls, cpus = [], []
         for _ in range(args.polls):
@@ -63,20 +88,29 @@ def main() -> None:
             cpus.append(cpu_s() - cpu)
         walls.sort()
         cpu_per_poll = sum(cpus) / len(cpus)
-        print(f"jobs in the queue: {args.jobs + n}")
-        print(f"submissions/s: bare sbatch {raw_rate:.0f}, through the backend {rate:.0f} "
-              f"({rate / raw_rate:.0%})")
+        print(f"jobs in the queue while polling: {len(backend._jobs)} (the backend's)")
+        print(f"submissions/s: bare sbatch {raw_rate:.0f} (after: {raw_after:.0f}), through the backend "
+              f"{rate:.0f} ({rate / raw_rate:.0%}; {rate / raw_after:.0%} of after), {backend.submit_concurrency} "
+              f"sbatch at once, {args.batch} workloads per start_many")
+        print(f"for reference: the backend one start() at a time {serial_rate:.0f}/s ({serial_rate / raw_rate:.0%}), "
+              f"bare sbatch {backend.submit_concurrency} at once {raw_parallel:.0f}/s")
         print(f"one poll (squeue of every job + mapping): p50 {walls[len(walls) // 2] * 1000:.1f} ms, "
               f"max {walls[-1] * 1000:.1f} ms, CPU {cpu_per_poll * 1000:.1f} ms")
         print(f"agent CPU polling every {backend.poll_interval_s} s: "
               f"{cpu_per_poll / backend.poll_interval_s:.1%} of a core")
     finally:
-        listed = subprocess.run(["squeue", "-h", "-o", "%i %j"], env={**os.environ, **env}, capture_output=True,
-                                text=True, check=False).stdout.split("\n")
-        ids = [line.split()[0] for line in listed if line.split()[1:2] and line.split()[1].startswith(prefix)]
-        if ids:
-            subprocess.run(["scancel", *ids], env={**os.environ, **env}, check=False)
+        cancel(prefix)
         backend.close()
+
+
+def cancel(name_prefix: str) -> None:
+    """Cancels every job whose name starts with ``name_prefix``."""
+    env = {**os.environ, "SLURM_CONF": os.environ.get("SLURM_CONF", "/tmp/corral-slurm/slurm.conf")}
+    listed = subprocess.run(["squeue", "-h", "-o", "%i %j"], env=env, capture_output=True, text=True,
+                            check=False).stdout.split("\n")
+    ids = [line.split()[0] for line in listed if line.split()[1:2] and line.split()[1].startswith(name_prefix)]
+    if ids:
+        subprocess.run(["scancel", *ids], env=env, check=False)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,16 @@ def test_a_job_spanning_nodes_asks_per_node_and_runs_its_command_with_srun():
     assert not {"--nodes=1", "--ntasks=1"} & set(sbatch_options(launch, site, Path("/w/1"), None))
 
 
+def test_the_admins_options_that_place_a_projects_jobs_are_named_as_given():
+    site = SlurmSite.from_options(sbatch_options="--exclusive",
+                                  project_sbatch_options="a=--nodes=2; b=-N 3 --qos=x; c=-N3; d=--ntasks 4; e=--qos=x")
+    assert site.node_options("a") == ["--nodes=2"] and site.places_nodes("a")
+    assert site.node_options("b") == ["-N 3"]
+    assert site.node_options("c") == ["-N3"]
+    assert site.node_options("d") == ["--ntasks 4"]
+    assert site.node_options("e") == [] and not site.places_nodes("e")
+
+
 def test_a_services_loopback_bind_address_becomes_the_sites():
     vllm = ("vllm", "serve", "m", "--host", "127.0.0.1", "--port", "{port}")
     assert listening_on(vllm, "0.0.0.0") == ("vllm", "serve", "m", "--host", "0.0.0.0", "--port", "{port}")

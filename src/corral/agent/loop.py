@@ -34,7 +34,7 @@ import httpx
 from corral import __version__
 from corral.agent.client import AgentClient, update
 from corral.agent.usage import UsageReporter
-from corral.backends.base import Backend, BackendError, BackendUnavailable, Observation, model_inventory
+from corral.backends.base import Backend, BackendError, BackendUnavailable, Launch, Observation, model_inventory
 from corral.backends.recipes import ComponentRef, RecipeError, build_launches
 from corral.domain.results import normalise_model_entry, normalise_result
 from corral.domain.statuses import ComponentStatus
@@ -208,49 +208,86 @@ class Agent:
         """Run and stop what the work says; with the full desired state (``work["full"]``)
         also remove what runs here unwanted (``everything``: the backend's full state)."""
         wanted: set[int] = set()
+        runs: list[dict[str, Any]] = []  # run items in a row, and stops: each group goes to the backend at once
+        stops: list[tuple[int, str]] = []
         for item in work["items"]:
             action = item["action"]
+            if action != "run" and runs:  # in the order asked: what came first is applied first
+                self._run(runs)
+                runs = []
+            if action != "stop" and stops:
+                self._remove(stops)
+                stops = []
             if action == "run":
                 wanted.update(c["id"] for c in item["components"])
-                self._run(item)
+                runs.append(item)
             elif action == "stop":
-                for cid in item["component_ids"]:
-                    self._remove(cid, item["stop_as"])
+                stops += [(cid, item["stop_as"]) for cid in item["component_ids"]]
             elif action == "fail":
                 at = datetime.now(UTC)
                 for cid in item["component_ids"]:
                     self._queue(update(cid, "Failed", item["reason"], at))
+        self._run(runs)
+        self._remove(stops)
         if work["full"]:
             # Anything else this backend runs is no longer wanted here (preempted or deleted
             # while the agent was away): remove it, and say it waits again.
             named = {cid for item in work["items"] for cid in item["component_ids"]}
-            for obs in everything if everything is not None else self.backend.all_observations():
-                if obs.component_id not in wanted and obs.component_id not in named \
-                        and obs.status.value not in _DONE:
-                    self._remove(obs.component_id, "Pending")
+            self._remove([(obs.component_id, "Pending")
+                          for obs in (everything if everything is not None else self.backend.all_observations())
+                          if obs.component_id not in wanted and obs.component_id not in named
+                          and obs.status.value not in _DONE])
 
-    def _run(self, item: dict[str, Any]) -> None:
-        todo = [c for c in item["components"] if c["status"] not in _DONE and c["id"] not in self.stop_as]
-        if not todo:
+    def _run(self, items: list[dict[str, Any]]) -> None:
+        """Start the components of ``items``: a backend with ``start_many`` gets all their
+        launches at once (Slurm submits several at a time), else one ``start`` after the
+        other. A component that cannot start fails its workload's components."""
+        batch: list[tuple[list[dict[str, Any]], list[Launch]]] = []
+        for item in items:
+            todo = [c for c in item["components"] if c["status"] not in _DONE and c["id"] not in self.stop_as]
+            if not todo:
+                continue
+            refs = [ComponentRef(c["id"], c["kind"], gpu=c["gpu"], cpu_millicores=c["cpu"],
+                                 memory_bytes=c["memory"]) for c in todo]
+            try:
+                # A backend may bring its own recipes (Kubernetes: images, not host commands).
+                build = getattr(self.backend, "build_launches", build_launches)
+                batch.append((todo, build(workload_id=item["workload_id"], project=item["project"],
+                                          workload_type=item["type"], spec=item["spec"], components=refs,
+                                          work_root=self.work_root, secret_env=item.get("env") or {})))
+            except (RecipeError, BackendError) as exc:
+                self._failed(todo, exc)
+        start_many = getattr(self.backend, "start_many", None)
+        if start_many is not None and batch:
+            errors = start_many([launch for _, launches in batch for launch in launches])
+            for todo, launches in batch:
+                error = next((errors[la.component_id] for la in launches if la.component_id in errors), None)
+                if error is not None:
+                    self._failed(todo, error)
             return
-        refs = [ComponentRef(c["id"], c["kind"], gpu=c["gpu"], cpu_millicores=c["cpu"], memory_bytes=c["memory"])
-                for c in todo]
-        try:
-            # A backend may bring its own recipes (Kubernetes: images, not host commands).
-            build = getattr(self.backend, "build_launches", build_launches)
-            launches = build(workload_id=item["workload_id"], project=item["project"],
-                             workload_type=item["type"], spec=item["spec"], components=refs,
-                             work_root=self.work_root, secret_env=item.get("env") or {})
-            for launch in launches:
-                self.backend.start(launch)
-        except (RecipeError, BackendError) as exc:
-            at = datetime.now(UTC)
-            for c in todo:
-                self._queue(update(c["id"], "Failed", f"could not start: {exc}", at))
+        for todo, launches in batch:
+            try:
+                for launch in launches:
+                    self.backend.start(launch)
+            except BackendError as exc:
+                self._failed(todo, exc)
 
-    def _remove(self, component_id: int, stop_as: str) -> None:
-        self.stop_as[component_id] = stop_as
-        self.backend.stop(component_id, grace_s=self.grace_s)
+    def _failed(self, components: list[dict[str, Any]], exc: Exception) -> None:
+        at = datetime.now(UTC)
+        for c in components:
+            self._queue(update(c["id"], "Failed", f"could not start: {exc}", at))
+
+    def _remove(self, stops: list[tuple[int, str]]) -> None:
+        """Stop components (component id, what to report once removed: Deleted or Pending);
+        a backend with ``stop_many`` gets them all at once (Slurm: one ``scancel``)."""
+        for component_id, stop_as in stops:
+            self.stop_as[component_id] = stop_as
+        stop_many = getattr(self.backend, "stop_many", None)
+        if stop_many is not None and stops:
+            stop_many([cid for cid, _ in stops], grace_s=self.grace_s)
+        else:
+            for component_id, _ in stops:
+                self.backend.stop(component_id, grace_s=self.grace_s)
 
     # -- reporting ----------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ SEP = "\x1f"  # between squeue's fields: no job name or comment holds it
 # comment (free text: last)
 SQUEUE_FORMAT = SEP.join(["%i", "%j", "%T", "%r", "%u", "%a", "%P", "%B", "%V", "%S", "%e", "%l", "%k"])
 SACCT_FIELDS = "JobID,JobName,State,ExitCode,Start,End"
+SCANCEL_BATCH = 1000  # job ids per scancel call (one call for a bulk delete)
 _UNREACHABLE = ("contact slurm controller", "timed out", "Connection refused", "Unable to establish")
 
 
@@ -71,15 +72,25 @@ def parse_time(text: str | None) -> datetime | None:
     return value.astimezone(UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def parse_squeue(text: str) -> list[JobRow]:
-    rows = []
+def parse_squeue(text: str, known: dict[str, JobRow] | None = None) -> list[JobRow]:
+    """``known``: rows parsed before, by their line; a line seen last time (most are, from
+    one poll to the next) is not parsed again. It is updated to this text's lines."""
+    rows, seen = [], {}
     for line in text.splitlines():
+        if known is not None and line in known:
+            rows.append(known[line])
+            seen[line] = known[line]
+            continue
         parts = line.split(SEP)
         if len(parts) < 13 or not parts[0].strip().isdigit():
             continue  # array or het jobs ("12_3", "12+1") are not Corral's and not parsed here
         p = [x.strip() for x in parts[:12]] + [SEP.join(parts[12:]).strip()]
         rows.append(JobRow(int(p[0]), p[1], p[2], p[3], p[4], p[5], p[6], p[7], parse_time(p[8]),
                            parse_time(p[9]), parse_time(p[10]), p[11], p[12]))
+        seen[line] = rows[-1]
+    if known is not None:
+        known.clear()
+        known.update(seen)
     return rows
 
 
@@ -104,6 +115,7 @@ class SlurmCommands:
         self._retry_at = 0.0
         self._failure: SlurmUnavailable | None = None
         self._lock = threading.Lock()
+        self._polled: dict[str, JobRow] = {}  # the last poll's rows, by their line (parse_squeue)
 
     def _away(self, message: str) -> SlurmUnavailable:
         """The controller did not answer: back off (see the class docstring)."""
@@ -143,7 +155,8 @@ class SlurmCommands:
         args = ["squeue", "-h", "-a", *(["-t", "all"] if finished else []), "-o", SQUEUE_FORMAT]
         if name is not None:
             args += ["--name", name]
-        return parse_squeue(self.run(*args).stdout)
+        polled = name is None and not finished  # the backend's poll: mostly the same lines each time
+        return parse_squeue(self.run(*args).stdout, self._polled if polled else None)
 
     def show_job(self, job_id: int) -> dict[str, str] | None:
         """``scontrol show job -o``; None once the controller has forgotten the job."""
@@ -187,11 +200,19 @@ class SlurmCommands:
             raise BackendError(f"sbatch answered {result.stdout.strip()!r}, not a job id")
         return int(first)
 
-    def scancel(self, job_id: int) -> None:
-        result = self.run("scancel", str(job_id), check=False)
-        if result.returncode != 0 and "Invalid job id" not in result.stderr \
-                and "already completing or completed" not in result.stderr:
-            raise SlurmUnavailable(f"scancel {job_id}: {result.stderr.strip()}")
+    def scancel(self, *job_ids: int) -> None:
+        """Cancel jobs, up to ``SCANCEL_BATCH`` in one call; one already gone or ending is
+        not an error."""
+        for start in range(0, len(job_ids), SCANCEL_BATCH):
+            batch = [str(job_id) for job_id in job_ids[start:start + SCANCEL_BATCH]]
+            result = self.run("scancel", *batch, check=False)
+            if result.returncode == 0:
+                continue
+            errors = [line for line in result.stderr.strip().splitlines()
+                      if "Invalid job id" not in line and "already completing or completed" not in line]
+            if errors:
+                raise SlurmUnavailable(f"scancel {' '.join(batch) if len(batch) < 4 else f'of {len(batch)} jobs'}: "
+                                       f"{'; '.join(errors)}")
 
     # --- nodes --------------------------------------------------------------------------
 

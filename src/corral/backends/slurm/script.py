@@ -104,8 +104,21 @@ class SlurmSite:
         return (*self.extra_options, *self.project_options.get(project, ()))
 
     def places_nodes(self, project: str) -> bool:
-        """The admin's options decide the nodes and tasks (Corral then asks for none)."""
-        return any(o.split("=")[0] in NODE_OPTIONS for o in self.options_for(project))
+        """The admin's options decide the nodes and tasks (Corral then asks for none; a spec
+        asking for nodes too is refused: see ``SlurmBackend._nodes_for``)."""
+        return bool(self.node_options(project))
+
+    def node_options(self, project: str) -> list[str]:
+        """The admin's options for a project that place its jobs ("--nodes=2", "-N 2", "-N2")."""
+        options, found = self.options_for(project), []
+        for i, option in enumerate(options):
+            name = option.split("=")[0]
+            if name in NODE_OPTIONS:
+                separate = "=" not in option and i + 1 < len(options)
+                found.append(f"{option} {options[i + 1]}" if separate else option)
+            elif option[:2] in ("-N", "-n") and len(option) > 2 and option[2:3] != "-":  # -N2
+                found.append(option)
+        return found
 
     def account_for(self, project: str) -> str | None:
         return self.account_map.get(project) or self.account
