@@ -1,6 +1,6 @@
 """A time limit end to end: submitted through the API to `corral serve` with its built-in
 local cluster agent, the real command is stopped at its limit and the workload is Failed
-saying so; a training job asking for nodes is Failed on the one-host cluster, saying why."""
+saying so; a training job asking for nodes waits on the one-host cluster, saying why."""
 
 from __future__ import annotations
 
@@ -23,9 +23,17 @@ def test_a_workload_past_its_time_limit_is_stopped_and_failed(live_server):
     assert not _processes_with(marker)
 
 
-def test_a_job_spanning_nodes_fails_on_the_local_cluster_saying_why(live_server):
+def test_a_job_spanning_nodes_waits_on_the_one_host_cluster_saying_why(live_server):
+    """The local agent reports its one node: admission keeps a 2-node job waiting, never
+    admitted (the backend would refuse it at start), and says why."""
     client = _client(live_server)
     wid = _submit(client, type="training", name="wide", dataset="d", command="true", nodes=2)
-    detail, _ = _watch(client, wid, {"Complete", "Failed"})
-    assert detail["status"] == "Failed"
-    assert "asks for 2 nodes; the local cluster is one host" in detail["status_reason"], detail["status_reason"]
+    deadline = time.monotonic() + 30
+    while True:
+        detail = client.get(f"/api/v1/workloads/{wid}").json()
+        if detail["status_reason"].startswith("needs 2 nodes"):
+            break
+        assert time.monotonic() < deadline, detail
+        time.sleep(0.05)
+    assert detail["status"] == "Pending" and detail["admitted_at"] is None
+    assert "the cluster has 1 such (of 1 node)" in detail["status_reason"], detail["status_reason"]

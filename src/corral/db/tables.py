@@ -15,9 +15,11 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
+    false,
     func,
     true,
 )
@@ -169,6 +171,10 @@ class Workload(Base):
     # Set on a preempted workload: the workload it made room for, which starts only once
     # this one's components are gone from the cluster.
     preempted_for: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # How the request is split over the cluster's nodes (``domain.workloads.placement_units``):
+    # ``units`` equal parts, each on one node; ``spread``: each on a node of its own.
+    units: Mapped[int] = mapped_column(SmallInteger, default=1, server_default="1")
+    spread: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # Bumped by every status write, so concurrent writers can guard their update.
     version: Mapped[int] = mapped_column(Integer, default=0)
     __table_args__ = (

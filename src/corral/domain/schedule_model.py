@@ -26,6 +26,10 @@ class QueuedWorkload:
     # It named no cluster: it may be placed on any of these (rule 10), ``cluster_id`` being
     # the one whose queue position it reports. Empty: only ``cluster_id``.
     clusters: tuple[int, ...] = ()
+    # The request split into ``units`` equal parts, each on one node (``spread``: each on a
+    # node of its own): a multi-node job or a service's replicas (``domain.node_fit``).
+    units: int = 1
+    spread: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +42,8 @@ class AdmittedWorkload:
     preemptible: bool
     admitted_at: datetime
     discovered: bool = False  # found on the cluster: counts as usage, never preempted
+    units: int = 1  # as in QueuedWorkload: kept for when it is requeued
+    spread: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +74,9 @@ class Snapshot:
     # itself (an incremental scheduler): the pass then skips summing ``admitted``, which it
     # reads only to pick preemption victims. Must equal the sum of ``admitted``.
     usage: dict[tuple[int, int], tuple[int, int, int, int]] | None = None
+    # cluster_id -> what each of its nodes has (gpu, cpu, memory, ephemeral storage), where
+    # its agent reports nodes: a request no node can hold never fits (rule 3).
+    nodes: dict[int, tuple[tuple[int, int, int, int], ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

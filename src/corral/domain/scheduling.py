@@ -20,8 +20,9 @@ order the code applies them:
    decisions after it in the same pass.
 3. **No quota.** With no quota entry for (project, cluster) nothing of the project is
    admitted there. A workload that can never fit as things are configured (its request
-   alone exceeds the limit, the cluster's capacity or, if non-preemptible, the guarantee)
-   waits with a reason that says so.
+   alone exceeds the limit, the cluster's capacity or, if non-preemptible, the guarantee;
+   or no node of the cluster, as its agent reports them, can hold its parts: see
+   ``domain.node_fit``) waits with a reason that says so.
 4. **Best-effort FIFO and anti-starvation.** A workload that does not fit does not block
    the workloads behind it. The *head* of a project's queue on a cluster is the first
    workload of that queue, in queue order, that is not admitted in this pass (workloads that
@@ -105,6 +106,7 @@ from corral.domain.schedule_model import (  # the scheduler's vocabulary, re-exp
 __all__ = ["POLICY_LOWER_PRIORITY", "POLICY_NEVER", "PREEMPTION_POLICIES", "Admission", "AdmittedWorkload",
            "Decisions", "Preemption", "ProjectQuota", "QueuedWorkload", "Snapshot", "Waiting", "queue_key",
            "queue_order", "schedule"]
+from corral.domain.node_fit import node_shortfall
 from corral.domain.schedule_reasons import BORROWS, RECLAIM_SHORT, Reasons, seconds
 from corral.domain.schedule_victims import VictimBook, _Entry, _Victim, _Victims
 
@@ -137,6 +139,8 @@ class _Pass(Reasons, VictimBook):
         usage: dict[tuple[int, int], list[int]] = {}
         free: dict[int, list[int]] = {c: list(r.as_tuple()) for c, r in s.capacity.items()}
         self.cap = {c: r.as_tuple() for c, r in s.capacity.items()}
+        self.nodes = s.nodes
+        self.node_reasons: dict[tuple, str | None] = {}  # by cluster and shape
         if s.usage is not None:
             totals = [(key, list(u)) for key, u in s.usage.items()]
         else:
@@ -241,6 +245,12 @@ class _Pass(Reasons, VictimBook):
                 waiting.append((w.id, st, self._never_fits((r0, r1, r2, r3), w.preemptible, g, st[1], k, p),  st[8],
                                 "never_fits"))
                 continue
+            if c in self.nodes:
+                on_nodes = self._node_reason(c, (r0, r1, r2, r3), w)
+                if on_nodes is not None:
+                    st[8] += 1
+                    waiting.append((w.id, st, on_nodes, st[8], "never_fits"))
+                    continue
             if st[6] is not None:
                 st[8] += 1
                 waiting.append((w.id, st, st[6], st[8], "blocked"))
@@ -306,6 +316,13 @@ class _Pass(Reasons, VictimBook):
             self.states[key] = st
         return st
 
+    def _node_reason(self, c: int, r: tuple[int, int, int, int], w: QueuedWorkload) -> str | None:
+        """Why no node of cluster ``c`` can hold the workload's parts (rule 3), or None."""
+        key = (c, r, w.units, w.spread)
+        if key not in self.node_reasons:
+            self.node_reasons[key] = node_shortfall(r, w.units, w.spread, self.nodes[c])
+        return self.node_reasons[key]
+
     def _place(self, w: QueuedWorkload) -> None:
         """A workload that may run on any of several clusters (rule 10)."""
         p = w.project_id
@@ -325,6 +342,10 @@ class _Pass(Reasons, VictimBook):
             k = st[5]
             if any(r[d] > b[d] or r[d] > k[d] for d in _DIMS):
                 why[c] = (self._never_fits(r, w.preemptible, g, st[1], k, p), "never_fits")
+                continue
+            on_nodes = self._node_reason(c, r, w) if c in self.nodes else None
+            if on_nodes is not None:
+                why[c] = (on_nodes, "never_fits")
                 continue
             if st[6] is not None:
                 why[c] = (st[6], "blocked")

@@ -260,6 +260,15 @@ class ComponentPlan:
     requests: Resources
 
 
+def placement_units(spec: _Common) -> tuple[int, bool]:
+    """How the request is split over a cluster's nodes (``domain.node_fit``): so many equal
+    parts (``resources`` each), and whether each needs a node of its own. A multi-node job:
+    one part per node, each on its own node; a service: one per replica, which may share."""
+    if spec.type in SERVICE_TYPES or (isinstance(spec, CustomSpec) and spec.service):  # type: ignore[attr-defined]
+        return spec.replicas_count(), False
+    return spec.nodes_count(), spec.nodes_count() > 1
+
+
 def plan_components(spec: _Common) -> list[ComponentPlan]:
     """The components a workload of this spec consists of.
 

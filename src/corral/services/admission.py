@@ -175,7 +175,8 @@ class Admitter(AdmissionMemory):
                 quotas={k: q for k, q in self.quotas.items() if k[1] in involved},
                 admitted=admitted, queue=queue, preemption_policy=self.policy,
                 starvation_after_s=self.starvation_after_s, project_names=self.names, usage=usage,
-                cluster_names=self.cluster_names)
+                cluster_names=self.cluster_names,
+                nodes={c: self.node_capacity[c] for c in involved if c in self.node_capacity})
             decisions = schedule(snapshot)
         self._write(conn, decisions, now)
         self._remember(decisions, full, {w.id for w in partial}, now, mono)
@@ -197,13 +198,13 @@ class Admitter(AdmissionMemory):
             # are still being removed by that cluster's agent).
             self.unnamed.discard(a.id)
             self._enqueue(QueuedWorkload(a.id, a.project_id, a.cluster_id, a.priority, a.request, a.preemptible,
-                                         since))
+                                         since, units=a.units, spread=a.spread))
             self.stored_reason[a.id] = p.reason
         admitted_here: list[AdmittedWorkload] = []
         for adm in d.admissions:
             w = self._unqueue(adm.workload_id)
             a = AdmittedWorkload(w.id, w.project_id, adm.cluster_id or w.cluster_id, w.priority, w.request,
-                                 w.preemptible, now)
+                                 w.preemptible, now, units=w.units, spread=w.spread)
             self._hold(a, w.queued_since)
             admitted_here.append(a)
         preempted_now = {p.workload_id for p in d.preemptions}
@@ -498,7 +499,8 @@ def decide_afresh(engine: Engine, *, starvation_after_s: float = 300.0) -> Decis
     return schedule(Snapshot(
         now=utcnow(), capacity=fresh.capacity, quotas=fresh.quotas,
         admitted=[a for held in fresh.admitted.values() for a in held.values()], queue=list(fresh.queued.values()),
-        preemption_policy=fresh.policy, starvation_after_s=starvation_after_s, project_names=fresh.names))
+        preemption_policy=fresh.policy, starvation_after_s=starvation_after_s, project_names=fresh.names,
+        nodes=fresh.node_capacity))
 
 
 def run_pass(engine: Engine, *, starvation_after_s: float = 300.0, actor: str = SYSTEM) -> PassResult:

@@ -20,7 +20,7 @@ from corral.domain.scheduling import (
 from corral.domain.statuses import FINISHED_STATUSES, WorkloadStatus
 from corral.services.admission_sql import chunks
 from corral.services.clock import utcnow
-from corral.services.clusters import capacity_of
+from corral.services.clusters import capacity_of, node_amounts
 from corral.services.quotas import guaranteed_of, limit_of
 from corral.services.status import request_of
 
@@ -29,7 +29,7 @@ _FINISHED = [s.value for s in FINISHED_STATUSES]
 _PENDING = WorkloadStatus.PENDING.value
 _W = (workloads.c.id, workloads.c.project_id, workloads.c.cluster_id, workloads.c.priority,
       workloads.c.preemptible, workloads.c.gpu, workloads.c.cpu, workloads.c.memory,
-      workloads.c.ephemeral_storage, workloads.c.created_at)
+      workloads.c.ephemeral_storage, workloads.c.created_at, workloads.c.units, workloads.c.spread)
 _INF = float("inf")
 # Events whose subject is configuration, and whether they change the rules on every cluster.
 _CONFIG_EVENTS = {"quota_set": False, "quota_deleted": False, "capacity_changed": False,
@@ -92,8 +92,10 @@ class AdmissionMemory:
     def _load_config(self, conn: Connection) -> None:
         rows = conn.execute(select(clusters.c.id, clusters.c.name, clusters.c.capacity_gpu, clusters.c.capacity_cpu,
                                    clusters.c.capacity_memory, clusters.c.capacity_ephemeral_storage,
-                                   clusters.c.last_heartbeat_at)).all()
+                                   clusters.c.last_heartbeat_at, clusters.c.nodes)).all()
         self.capacity = {r.id: capacity_of(r) for r in rows}
+        # What each node has, where the agent reports nodes: a request no node holds never fits.
+        self.node_capacity = {r.id: node_amounts(r.nodes) for r in rows if r.nodes}
         self.cluster_names = {r.id: r.name for r in rows}
         self.quotas = {(r.project_id, r.cluster_id): ProjectQuota(guaranteed_of(r), limit_of(r))
                        for r in conn.execute(select(quotas))}
@@ -171,12 +173,12 @@ class AdmissionMemory:
         else:
             self.unnamed.discard(wid)
         if should_hold and held_on is None:
-            self._hold(AdmittedWorkload(wid, r.project_id, c, r.priority, request_of(r), r.preemptible, r.admitted_at),
-                       r.created_at)
+            self._hold(AdmittedWorkload(wid, r.project_id, c, r.priority, request_of(r), r.preemptible, r.admitted_at,
+                                        units=r.units, spread=r.spread), r.created_at)
         if should_wait and wid not in self.queued:
             self._enqueue(QueuedWorkload(wid, r.project_id, c, r.priority, request_of(r), r.preemptible,
                                          r.created_at, self._clusters_for(r.project_id, c) if wid in self.unnamed
-                                         else ()))
+                                         else (), units=r.units, spread=r.spread))
             self.stored_reason[wid] = r.status_reason
 
     def _catch_up(self, conn: Connection) -> None:

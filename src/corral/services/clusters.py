@@ -29,6 +29,16 @@ def capacity_of(row: Any) -> Resources:
     return Resources(row.capacity_gpu, row.capacity_cpu, row.capacity_memory, row.capacity_ephemeral_storage)
 
 
+def node_amounts(nodes: list[dict[str, Any]]) -> tuple[tuple[int, int, int, int], ...]:
+    """What each node the agent reported has: (gpu, cpu millicores, memory, ephemeral storage)."""
+    out = []
+    for node in nodes:
+        c = node.get("capacity") or {}
+        out.append((int(c.get("gpu", 0)), int(c.get("cpu", 0)), int(c.get("memory", 0)),
+                    int(c.get("ephemeral_storage", 0))))
+    return tuple(out)
+
+
 def _cluster_dict(row: Any, unhealthy_after_s: float) -> dict[str, Any]:
     return {
         "id": row.id,
@@ -183,4 +193,8 @@ def record_heartbeat(
     if capacity is not None and capacity != capacity_of(row):
         events.record(conn, actor=SYSTEM, subject_type="cluster", subject_id=cluster_id,
                       kind="capacity_changed", message=f"capacity reported: {capacity.as_dict()}")
+    elif nodes is not None and node_amounts(nodes) != node_amounts(row.nodes or []):
+        # The same total, other nodes (one drained, another back): what fits on a node changed.
+        events.record(conn, actor=SYSTEM, subject_type="cluster", subject_id=cluster_id,
+                      kind="capacity_changed", message=f"nodes reported: {len(nodes)}")
     return {"cluster": row.name, "status": ClusterHealth.HEALTHY.value}

@@ -22,6 +22,7 @@ from corral.domain.workloads import (
     WorkloadType,
     error_field,
     is_preemptible,
+    placement_units,
     plan_components,
 )
 from corral.services import clusters as cluster_service, events, projects as project_service
@@ -93,6 +94,8 @@ class PreparedSubmission:
     # False: the user named no cluster; ``cluster_id`` is only tentative, and admission
     # places it where it fits (quotas.md, "Placement").
     cluster_named: bool = True
+    units: int = 1  # how the request is split over the cluster's nodes (domain.workloads.placement_units)
+    spread: bool = False
 
 
 _CLUSTER_QUOTA = (
@@ -141,6 +144,7 @@ def prepare_submission(
         secret_service.check_references(conn, project["id"], spec.secrets, project["name"])
     # --- end project secrets
     plans = tuple(plan_components(spec))
+    units, spread = placement_units(spec)
     request = Resources.total([p.requests for p in plans])
     candidates = lookups.candidates(conn, project["id"])
     if spec.cluster is not None:
@@ -181,7 +185,7 @@ def prepare_submission(
         created_by=principal.email, created_by_id=principal.user_id, name=spec.name, type=spec.type.value,
         priority=spec.priority.value_int, preemptible=is_preemptible(spec), request=request,
         spec=spec.model_dump(mode="json", exclude_none=True), components=plans,
-        cluster_named=spec.cluster is not None,
+        cluster_named=spec.cluster is not None, units=units, spread=spread,
     )
 
 
@@ -201,7 +205,7 @@ def write_submissions(conn: Connection, items: list[PreparedSubmission]) -> list
             **item.request.as_dict(), "spec": item.spec, "status": status.value,
             "status_reason": (QUEUED_REASON.format(cluster=item.cluster_name) if item.cluster_named
                               else QUEUED_ANYWHERE_REASON), "status_changed_at": now,
-            "cluster_named": item.cluster_named,
+            "cluster_named": item.cluster_named, "units": item.units, "spread": item.spread,
             "created_at": now, "run_seconds": 0.0, "endpoints": {}, "version": 0,
         })
     ids = insert_returning_ids(conn, workloads, rows)
