@@ -13,7 +13,7 @@ from corral.services import workloads as workload_service
 from corral.services.errors import Conflict
 from corral.services.principal import Principal
 from corral.services.users import get_user_by_email
-from corral.services.writer import SubmissionWriter
+from corral.services.submit_batcher import SubmitBatcher
 
 
 def test_counts_stay_exact_under_concurrent_submits_and_deletes(world):
@@ -21,7 +21,7 @@ def test_counts_stay_exact_under_concurrent_submits_and_deletes(world):
     with read_tx(engine) as conn:
         alice = get_user_by_email(conn, "alice@example.com")
     principal = Principal(alice["id"], alice["email"], "member")
-    writer = SubmissionWriter(engine, max_batch=16)
+    writer = SubmitBatcher(engine, unhealthy_after_s=90, max_batch=16)
 
     def work(seed: int) -> int:
         rng = random.Random(seed)
@@ -29,9 +29,7 @@ def test_counts_stay_exact_under_concurrent_submits_and_deletes(world):
         for i in range(15):
             kind = rng.choice([{"type": "custom", "command": "x"}, {"type": "workspace"}])
             spec = workload_service.parse_spec({**kind, "name": f"t{seed}-{i}", "project": "vision"})
-            with read_tx(engine) as conn:
-                prepared = workload_service.prepare_submission(conn, principal, spec, unhealthy_after_s=90)
-            created.append(writer.submit(prepared)["id"])
+            created.append(writer.submit_as(principal, spec)["id"])
             if rng.random() < 0.4:
                 victim = rng.choice(created)
                 try:

@@ -20,7 +20,6 @@ from corral.db.engine import make_engine
 from corral.scheduler import wakeup
 from corral.services.app_origins import AppOrigins
 from corral.services.submit_batcher import SubmitBatcher
-from corral.services.writer import SubmissionWriter
 from corral.settings import Settings, get_settings
 
 
@@ -34,7 +33,6 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         # than a few dozen keep a 2-core machine from thrashing between them.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.http_threads
         yield
-        app.state.submission_writer.close()
         app.state.submit_batcher.close()
 
     app = FastAPI(
@@ -51,7 +49,6 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     wakeup.for_engine(engine, cross_process=False)  # commits that write events wake waiters (NOTIFY)
     # Set when the server is asked to stop (corral serve): long streams such as log follow end.
     app.state.shutting_down = threading.Event()
-    app.state.submission_writer = SubmissionWriter(engine)
     app.state.submit_batcher = SubmitBatcher(engine, unhealthy_after_s=settings.cluster_unhealthy_after_s)
     errors.install(app)
     metrics.install(app)  # GET /metrics, and the request latency histogram (inside the middlewares below)

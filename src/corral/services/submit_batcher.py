@@ -1,8 +1,9 @@
-"""Group commit for API submissions: checks and writes of concurrent requests in one transaction.
+"""Group commit for submissions: checks and writes of concurrent requests in one transaction.
 
 A request hands its caller's token (hashed) and its validated spec to one writer thread and
-waits on a future. The writer takes everything that queued while the last batch committed
-and, in ONE write transaction, authenticates every token of the batch in one query, checks
+waits on a future (the web form, whose session is checked per request, hands its
+principal instead: ``submit_as``). The writer takes everything that queued while the last
+batch committed and, in ONE write transaction, authenticates every token of the batch in one query, checks
 each submission (project visibility, quota limit, cluster health: project and quota rows
 read once per batch and caller), writes the accepted ones together and commits; only then
 is any request answered. Nothing is acknowledged before its commit, so a kill -9 of the
@@ -27,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 
 from corral.db.engine import write_tx
 from corral.services.errors import Conflict, ServiceError, Unauthenticated
+from corral.services.principal import Principal
 from corral.services.users import principals_by_token_hash
 from corral.services.workloads import SubmissionLookups, prepare_submission, write_submissions
 
@@ -35,9 +37,10 @@ INVALID_TOKEN = "invalid, expired or revoked token"
 
 @dataclass(slots=True)
 class Submission:
-    token_hash: str
+    token_hash: str | None  # an API caller's token, authenticated with the batch
     spec: Any  # a validated WorkloadSpec
     future: Future[dict[str, Any]]
+    principal: Principal | None = None  # or a caller already authenticated (a web session)
 
 
 class SubmitBatcher:
@@ -65,6 +68,14 @@ class SubmitBatcher:
 
     def submit(self, token_hash: str, spec: Any, timeout: float = 60.0) -> dict[str, Any]:
         return self.submit_async(token_hash, spec).result(timeout=timeout)
+
+    def submit_as(self, principal: Principal, spec: Any, timeout: float = 60.0) -> dict[str, Any]:
+        """For a caller authenticated otherwise (a web session): the created workload."""
+        if self._autostart:
+            self.start()
+        future: Future[dict[str, Any]] = Future()
+        self._queue.put(Submission(None, spec, future, principal))
+        return future.result(timeout=timeout)
 
     def close(self) -> None:
         with self._lock:
@@ -127,12 +138,12 @@ class SubmitBatcher:
                 submission.future.set_result(outcome)
 
     def _check_and_write(self, conn: Connection, batch: list[Submission]) -> list[Any]:
-        principals = principals_by_token_hash(conn, {s.token_hash for s in batch})
+        principals = principals_by_token_hash(conn, {s.token_hash for s in batch if s.token_hash is not None})
         lookups = SubmissionLookups()
         outcomes: list[Any] = []
         accepted: list[tuple[int, Any]] = []
         for index, submission in enumerate(batch):
-            principal = principals.get(submission.token_hash)
+            principal = submission.principal or principals.get(submission.token_hash)
             if principal is None:
                 outcomes.append(Unauthenticated(INVALID_TOKEN))
                 continue

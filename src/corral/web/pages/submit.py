@@ -261,11 +261,8 @@ def submit(request: Request, session: Session, form: CheckedForm) -> Response:
     try:
         body = body_from_form(kind, form)
         spec = workload_service.parse_spec(body)
-        with read_tx(request.app.state.engine) as conn:
-            prepared = workload_service.prepare_submission(
-                conn, session.principal, spec,
-                unhealthy_after_s=request.app.state.settings.cluster_unhealthy_after_s)
-        created = request.app.state.submission_writer.submit(prepared)
+        # Checked and written with the API's submissions of the moment, in one transaction.
+        created = request.app.state.submit_batcher.submit_as(session.principal, spec)
     except _FormError as exc:
         errors[exc.field] = [exc.message]
     except ServiceError as exc:
