@@ -41,10 +41,11 @@ def closed_port() -> int:
         return s.getsockname()[1]
 
 
-def run_cli(*args: str) -> tuple[int | None, set[str], str]:
+def run_cli(*args: str, server: str | None = None, token: str = "crl_test") -> tuple[int | None, set[str], str]:
     """Run `corral args` in a fresh interpreter: (exit code, modules loaded, stderr).
-    The server it is pointed at does not listen: the command gets as far as its request."""
-    env = {"CORRAL_SERVER": f"http://127.0.0.1:{closed_port()}", "CORRAL_TOKEN": "crl_test", "COLUMNS": "80",
+    Without ``server``, the one it is pointed at does not listen: the command gets as far
+    as its request."""
+    env = {"CORRAL_SERVER": server or f"http://127.0.0.1:{closed_port()}", "CORRAL_TOKEN": token, "COLUMNS": "80",
            "NO_COLOR": "1", "PATH": "/usr/bin:/bin", "CORRAL_CONFIG": "/nonexistent/corral.json",
            **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"}}
     result = subprocess.run([sys.executable, "-c", RUN, *args], capture_output=True, text=True, env=env, timeout=60)

@@ -4,10 +4,9 @@ cluster is, and what each project may use there (over HTTP, through ``corral.cli
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.text import Text
 
 from corral.cli import config, output
 from corral.cli.output import (
@@ -43,6 +42,10 @@ def _ago(at: datetime) -> str:
     return f"{seconds}s ago"
 
 
+if TYPE_CHECKING:  # rich is imported where people's output is made: not for --json
+    from rich.text import Text
+
+
 def health(cluster: Cluster) -> Text:
     """A cluster's health as people read it: healthy, unhealthy (since when), or never heard from."""
     if cluster.status == "verifying" and cluster.last_heartbeat_at is None:
@@ -74,6 +77,8 @@ def clusters_ls(json_: JsonOption = False) -> None:
     if json_:
         print_json(clusters)
         return
+    from rich.text import Text
+
     result = table("Name", Col("Kind", 3), Col("Health"), Col("GPU", 1), Col("CPU", 1), Col("Memory", 1),
                    Col("Nodes", 4), Col("Last heartbeat", 2))
     for c in clusters:
@@ -95,6 +100,8 @@ clusters_app.command("list", hidden=True)(clusters_ls)
 @api_errors
 def clusters_get(name: Annotated[str, typer.Argument(help="Cluster name.")], json_: JsonOption = False) -> None:
     """Show a cluster: health, capacity and nodes."""
+    from rich.text import Text
+
     with config.client() as client:
         cluster = client.get_cluster(name)
     if json_:
@@ -175,6 +182,8 @@ clusters_app.command("rm", hidden=True)(clusters_delete)
 # --------------------------------------------------------------------------- quotas
 
 def quota_table(quotas: list[Quota]) -> Any:
+    from rich.text import Text
+
     result = table("Cluster", "Resource", Col("Guaranteed", 1), Col("Limit", 1), Col("Used", 1), Col("Borrowed", 4),
                    Col("Available", 2), Col("Queued", 3), title="Quotas")
     for q in quotas:

@@ -1,4 +1,7 @@
-"""Output for people (rich tables on stdout, messages on stderr) and for scripts (--json)."""
+"""Output for people (rich tables on stdout, messages on stderr) and for scripts (--json).
+
+rich is imported by the functions that print for people: `--json` never loads it.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +10,19 @@ import json
 import sys
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from pydantic import BaseModel
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from corral.cli.tables import Col, FitTable
 from corral.client.errors import CorralAPIError, CorralError
 from corral.domain.resources import format_bytes, format_millicores
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -31,10 +36,14 @@ EXIT_USAGE = 2
 
 def out() -> Console:
     # Made per call: Typer's test runner swaps sys.stdout, and COLUMNS may change.
+    from rich.console import Console
+
     return Console(highlight=False)
 
 
 def err() -> Console:
+    from rich.console import Console
+
     return Console(stderr=True, highlight=False)
 
 
@@ -48,12 +57,16 @@ def print_json(data: Any) -> None:
 
 
 def info(message: str | Text) -> None:
+    from rich.text import Text
+
     err().print(message if isinstance(message, Text) else Text(message))
 
 
 def fail(message: str, *, field: str | None = None, details: list[Any] | None = None,
          code: int = EXIT_ERROR) -> NoReturn:
     """Print the error in red on stderr and exit non-zero."""
+    from rich.text import Text
+
     text = Text("Error: ", style="bold red")
     text.append(message, style="red")
     if field and field not in message:
@@ -149,10 +162,15 @@ def table(*columns: str | Col, title: str | None = None) -> FitTable:
 
 def cells(*values: Any) -> list[Text]:
     """Table cells as plain text: names typed by users are never read as rich markup."""
+    from rich.text import Text
+
     return [v if isinstance(v, Text) else Text("-" if v is None else str(v)) for v in values]
 
 
 def key_values(rows: Iterable[tuple[str, Any]]) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
@@ -169,4 +187,6 @@ STATUS_STYLES = {
 
 
 def status_text(status: str, label: str | None = None) -> Text:
+    from rich.text import Text
+
     return Text(label or status, style=STATUS_STYLES.get(status, ""))

@@ -12,10 +12,11 @@ a row stays a line and columns stay aligned.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from rich import box
-from rich.console import Console, ConsoleOptions, RenderResult
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # rich is imported when a table is filled, not for `--json` (CLI start-up time)
+    from rich.console import Console, ConsoleOptions, RenderResult
+    from rich.text import Text
 
 GAP = 2  # spaces between two columns
 RIGHT = frozenset({"ID", "GPU", "CPU", "Memory", "Count", "Queued", "Nodes"})
@@ -45,6 +46,8 @@ class FitTable:
         self.rows: list[tuple[list[Text], bool]] = []
 
     def add_row(self, *values: Text | str, end_section: bool = False) -> None:
+        from rich.text import Text
+
         self.rows.append(([v if isinstance(v, Text) else Text(str(v)) for v in values], end_section))
 
     def layout(self, width: int) -> tuple[list[int], list[int]]:
@@ -81,6 +84,10 @@ class FitTable:
         return shown, widths
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        from rich import box
+        from rich.table import Table
+        from rich.text import Text
+
         shown, widths = self.layout(options.max_width)
         table = Table(title=self.title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD,
                       show_edge=False, pad_edge=False, padding=(0, GAP - 1, 0, 0))  # + the divider: GAP

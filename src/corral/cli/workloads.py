@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.text import Text
 
 from corral.cli import config, output
 from corral.cli.tables import Col
@@ -64,6 +63,8 @@ def workloads_ls(
     if json_:
         print_json(result)
         return
+    from rich.text import Text  # not for --json (CLI start-up time)
+
     console = output.out()
     if result.items:
         console.print(_workload_table(result, show_project=project is None))
@@ -280,6 +281,8 @@ def workloads_submit(
             print_json(created)
             return
         warning = _cluster_warning(client, created.cluster) if created.status in ("Added", "Pending") else None
+    from rich.text import Text  # not for --json (CLI start-up time)
+
     line = Text(f"Submitted workload {created.id} ({created.name!r}, {created.type_label}) to cluster "
                 f"{created.cluster} in project {created.project}: ")
     line.append_text(status_text(created.status, created.status_label))

@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.text import Text
 
 from corral.cli import config, output
 from corral.cli.output import EXIT_USAGE, JsonOption, api_errors, cells, fail, print_json, status_text, table
+
+# rich (Text) is imported where people's output is made, not with this module: `corral
+# workloads ls --json` imports this module and never loads rich (CLI start-up time).
 
 ProjectOption = Annotated[str | None, typer.Option("--project", "-p", help="Project name.")]
 
@@ -70,6 +72,8 @@ _BULK_WORDS = {"done": "deleted", "already_deleting": "already deleting", "alrea
 
 
 def _bulk_table(result: Any) -> Any:
+    from rich.text import Text
+
     rows = table("ID", "Name", "Project", "Status", "Result")
     for item in result.items:
         word = "would delete" if result.dry_run and item.result == "done" else _BULK_WORDS.get(item.result,
@@ -85,6 +89,8 @@ def _bulk_report(result: Any, json_: bool) -> None:
     if json_:
         print_json(result)
     else:
+        from rich.text import Text
+
         console = output.out()
         if result.items:
             console.print(_bulk_table(result))
@@ -106,6 +112,8 @@ def _delete_one(workload_id: int, yes: bool, json_: bool) -> None:
     if json_:
         print_json(deleted)
         return
+    from rich.text import Text
+
     line = Text(f"Workload {deleted.id} ({deleted.name!r}): ")
     line.append_text(status_text(deleted.status, deleted.status_label))
     if deleted.status_reason:
