@@ -94,6 +94,8 @@ def test_sigterm_ends_serve_and_every_helper_but_not_the_workloads(tmp_path: Pat
         took = _wait_gone([serve, *helpers], timeout=15)  # well within CORRAL_SHUTDOWN_GRACE_S + cleanup
         assert server.process.wait(timeout=1) == 0  # a clean exit: the cleanup ran
         print(f"serve and {len(helpers)} helper(s) gone {took:.2f}s after SIGTERM")
+        # The built-in agent stops asking before the server goes: no failed poll logged.
+        assert "failed" not in server.log(), server.log()
         assert psutil.pid_exists(workload) and _alive(psutil.Process(workload)), "the workload must survive serve"
 
 

@@ -79,18 +79,41 @@ def serve(
                                     port=settings.port, workers=workers, log_level=settings.log_level,
                                     timeout_graceful_shutdown=settings.shutdown_grace_s)
             sock = config.bind_socket()
+            agent = local_agent
+
+            class Workers(Multiprocess):
+                # As for one worker (below): the agent stops asking before the workers go.
+                def handle_int(self) -> None:
+                    if agent is not None:
+                        agent.agent.stop()
+                    super().handle_int()
+
+                def handle_term(self) -> None:
+                    if agent is not None:
+                        agent.agent.stop()
+                    super().handle_term()
+
             try:
-                Multiprocess(config, sockets=[sock]).run()
+                Workers(config, sockets=[sock]).run()
             finally:
                 sock.close()  # before the agent stops: its calls are refused, not left waiting
         else:
             from corral.api.app import create_app
 
             app = create_app(settings, engine)
+            agent = local_agent
+
+            def on_stop() -> None:
+                app.state.shutting_down.set()
+                if agent is not None:
+                    # Its held poll is answered as the server stops: it must not ask again
+                    # (and log a failure) while the port closes. Workloads keep running.
+                    agent.agent.stop()
+
             server = _uvicorn_server(uvicorn.Config(app, host=settings.host, port=settings.port,
                                                     log_level=settings.log_level,
                                                     timeout_graceful_shutdown=settings.shutdown_grace_s),
-                                     on_stop=app.state.shutting_down.set)
+                                     on_stop=on_stop)
             server.run()
             if not server.started:
                 raise SystemExit(3)  # as uvicorn.run: startup failed (the port is taken, ...)

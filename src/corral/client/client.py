@@ -18,16 +18,12 @@ The URL, headers, body and every error are made here, alike for both.
 from __future__ import annotations
 
 import json as jsonlib
-import os
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote, urlencode
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
-
 from corral import __version__
-from corral.client.errors import CorralAPIError
+from corral.client.answers import M, api_error, parse, parse_list
 from corral.client.models import (
     BulkDeleteResult,
     Cluster,
@@ -56,7 +52,6 @@ from corral.domain.workload_types import WorkloadType
 if TYPE_CHECKING:
     import httpx
 
-M = TypeVar("M", bound=BaseModel)
 API_PREFIX = "/api/v1"
 
 
@@ -90,22 +85,6 @@ def _normalised_status(value: str) -> str:
         return WorkloadStatus.parse(value).value
     except ValueError:
         return value
-
-
-@contextmanager
-def _no_pydantic_plugins() -> Iterator[None]:
-    """Build a model's validator without looking for pydantic plugins (observability hooks):
-    finding them reads every installed package's metadata, 20-35 ms of a CLI call. Typer
-    does the same for the validators of its options."""
-    previous = os.environ.get("PYDANTIC_DISABLE_PLUGINS")
-    os.environ["PYDANTIC_DISABLE_PLUGINS"] = "1"
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop("PYDANTIC_DISABLE_PLUGINS", None)
-        else:
-            os.environ["PYDANTIC_DISABLE_PLUGINS"] = previous
 
 
 class CorralClient:
@@ -161,26 +140,23 @@ class CorralClient:
             body = jsonlib.dumps(json, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
         answer = self._sender.send(method, self._url(path, params), headers, body)
         if answer.is_error:
-            raise _api_error(answer)
+            raise api_error(answer)
         return answer
 
     def _parse(self, model: type[M], answer: Answer) -> M:
-        with _no_pydantic_plugins() if self._light else nullcontext():
-            return _parse(model, answer)
+        return parse(model, answer, light=self._light)
 
     def _get(self, path: str, model: type[M], params: Any = None) -> M:
         return self._parse(model, self._request("GET", path, params=params))
 
     def _list(self, path: str, model: type[M], params: Any = None) -> list[M]:
-        answer = self._request("GET", path, params=params)
-        with _no_pydantic_plugins() if self._light else nullcontext():
-            return _parse_list(model, answer)
+        return parse_list(model, self._request("GET", path, params=params), light=self._light)
 
     def health(self) -> dict[str, Any]:
         """The server's /healthz answer (no authentication needed)."""
         answer = self._sender.send("GET", self.base_url + "/healthz", self._headers, None)
         if answer.is_error:
-            raise _api_error(answer)
+            raise api_error(answer)
         return answer.json()
 
     # ------------------------------------------------------------------ identity
@@ -439,7 +415,7 @@ class CorralClient:
             with self._streamer.client.stream("GET", url, headers=self._headers,
                                               timeout=httpx.Timeout(30.0, read=None if follow else 30.0)) as response:
                 if response.is_error:
-                    raise _api_error(Answer(response.status_code, response.reason_phrase, response.read()))
+                    raise api_error(Answer(response.status_code, response.reason_phrase, response.read()))
                 yield from response.iter_text()
         except httpx.TimeoutException as exc:
             raise timed_out(self.base_url, exc) from None
@@ -453,39 +429,3 @@ def _as_list(values: Sequence[str] | str | None) -> list[str]:
     if isinstance(values, str):
         return [values]
     return list(values)
-
-
-def _api_error(response: Answer) -> CorralAPIError:
-    try:
-        error = response.json().get("error")
-    except (ValueError, AttributeError):
-        error = None
-    if isinstance(error, dict) and isinstance(error.get("message"), str):
-        return CorralAPIError(response.status_code, str(error.get("code") or "error"), error["message"],
-                              error.get("field"), error.get("details"))
-    text = response.text.strip()[:300] or response.reason_phrase
-    return CorralAPIError(response.status_code, f"http_{response.status_code}", text)
-
-
-def _json(response: Answer) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        raise CorralAPIError(response.status_code, "bad_response",
-                             f"the server's answer is not JSON: {response.text[:200]!r}") from None
-
-
-def _parse(model: type[M], response: Answer) -> M:
-    try:
-        return model.model_validate(_json(response))
-    except ValidationError as exc:
-        raise CorralAPIError(response.status_code, "bad_response",
-                             f"unexpected answer from the server for {model.__name__}: {exc}") from None
-
-
-def _parse_list(model: type[M], response: Answer) -> list[M]:
-    try:
-        return TypeAdapter(list[model]).validate_python(_json(response))  # type: ignore[valid-type]
-    except ValidationError as exc:
-        raise CorralAPIError(response.status_code, "bad_response",
-                             f"unexpected answer from the server for a list of {model.__name__}: {exc}") from None
