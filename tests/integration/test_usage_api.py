@@ -124,3 +124,17 @@ def test_quota_use_and_allocation_are_sampled_on_heartbeats(world):
     assert allocation["samples"] == 2
     assert allocation["gpu"] == {"capacity": [16, 16], "allocated": [0, 2], "guaranteed": [0, 16]}
     assert world.admin.get("/api/v1/clusters/nope/allocation-history").status_code == 404
+
+
+def test_the_charting_library_is_served_by_corral(api):
+    """uPlot is bundled (static/vendor/), served from Corral's origin, cached by its hash;
+    nothing outside the static files is reachable through the path."""
+    page = api.anonymous.get("/sign-in").text
+    assert "/static/vendor/" not in page  # only pages with charts load it
+    js = api.anonymous.get("/static/vendor/uPlot.iife.min.js")
+    assert js.status_code == 200 and "javascript" in js.headers["content-type"]
+    assert js.text.startswith("/*! https://github.com/leeoniya/uPlot (v1.6.32) */")
+    assert "MIT" in api.anonymous.get("/static/vendor/uPlot.LICENSE.txt").text
+    assert api.anonymous.get("/static/charts.js").status_code == 200
+    for path in ("/static/vendor/..%2F..%2Ftemplating.py", "/static/vendor/%2E%2E/app.css", "/static/vendor/nope.js"):
+        assert api.anonymous.get(path).status_code == 404, path

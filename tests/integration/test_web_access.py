@@ -24,7 +24,7 @@ from tests.integration.conftest import submit
 from tests.integration.conftest import WEB_PASSWORD, web_sign_in
 
 PASSWORD = WEB_PASSWORD
-PUBLIC = {("GET", "/sign-in"), ("POST", "/sign-in"), ("GET", "/static/{name}")}
+PUBLIC = {("GET", "/sign-in"), ("POST", "/sign-in"), ("GET", "/static/{name:path}")}
 
 # (method, path, form) -> expected status for: member of vision (alice), outsider (carol), admin.
 # {wid}: a workload of project vision; {tid}: a token of the caller's own.

@@ -81,10 +81,11 @@ def status_class(value: str) -> str:
 def _static_files() -> dict[str, StaticFile]:
     """Every file of static/, read once, with its gzip form and a content hash."""
     files = {}
-    for path in sorted(STATIC.iterdir()):
+    for path in sorted(STATIC.rglob("*")):  # vendor/: bundled third-party files, with their licences
         if not path.is_file():
             continue
-        files[path.name] = make_static_file(path.name, path.read_bytes())
+        name = path.relative_to(STATIC).as_posix()
+        files[name] = make_static_file(path.name, path.read_bytes())
     return files
 
 

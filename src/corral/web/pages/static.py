@@ -12,6 +12,6 @@ from corral.web.templating import static_file
 router = APIRouter(include_in_schema=False)
 
 
-@router.get("/static/{name}")
+@router.get("/static/{name:path}")
 async def static(name: str, request: Request) -> Response:
     return respond(static_file(name), request)
