@@ -100,6 +100,11 @@
       cursor: { drag: { x: false, y: false } },
       legend: { live: true },
       scales: { x: { time: true } },
+      // Away from the cursor the legend shows the latest sample.
+      hooks: {
+        ready: [(u) => u.setLegend({ idx: u.data[0].length - 1 })],
+        setCursor: [(u) => { if (u.cursor.idx == null) u.setLegend({ idx: u.data[0].length - 1 }); }],
+      },
       axes: [
         { stroke: "#555", grid: { stroke: "#eee" } },
         { stroke: "#555", grid: { stroke: "#eee" }, size: 72, values: (u, ticks) => ticks.map(fmt) },
