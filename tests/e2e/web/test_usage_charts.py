@@ -105,9 +105,18 @@ def test_charts_of_a_workload_a_project_and_the_clusters(page: Page, charts_worl
     expect(page.get_by_role("img", name="GPU utilisation, latest:", exact=False)).to_be_visible()
     _shot(page, "#usage", "workload-usage")
 
-    page.goto(f"{world.url}/workloads/{first}")  # it ran, but its cluster sent no samples
+    quiet = world.submit(project, "quiet")
+    world.report(quiet, "Running")
+    page.goto(f"{world.url}/workloads/{quiet}")  # running, nothing measured yet
     expect(page.locator("#usage-charts")).to_contain_text("No samples yet")
+    page.goto(f"{world.url}/workloads/{first}")  # it ran, but its cluster sent no samples
+    expect(page.locator("#usage-charts")).to_contain_text("No samples were recorded while it ran")
     expect(page.locator("#usage-charts canvas")).to_have_count(0)
+
+    world.report(busy, "Completed")  # finished: the charts show the hours up to its end
+    page.goto(f"{world.url}/workloads/{busy}")
+    expect(page.locator("#usage-charts figure.chart canvas")).to_have_count(4)
+    world.report(quiet, "Completed")
 
     page.goto(f"{world.url}/projects/{project}")
     expect(page.locator("#quota-charts figure.chart canvas")).to_have_count(3)  # gpu-a: GPUs, CPU, memory

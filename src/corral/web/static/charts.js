@@ -138,7 +138,7 @@
     const grid = el("div", "chart-grid");
     box.replaceChildren(grid);
     if (built.empty) {
-      grid.replaceWith(el("p", "muted chart-empty", built.empty));
+      grid.replaceWith(el("p", "muted chart-empty", box.dataset.empty || built.empty));
       return;
     }
     for (const chart of built.charts) draw(grid, chart);
