@@ -138,3 +138,22 @@ def test_the_charting_library_is_served_by_corral(api):
     assert api.anonymous.get("/static/charts.js").status_code == 200
     for path in ("/static/vendor/..%2F..%2Ftemplating.py", "/static/vendor/%2E%2E/app.css", "/static/vendor/nope.js"):
         assert api.anonymous.get(path).status_code == 404, path
+
+
+def test_a_steady_agent_stays_near_the_cap(world):
+    """One sample per component per post (the agent's way): the cap is checked now and then,
+    so a component overshoots it by a few posts' worth at most."""
+    _, cid = _running(world)
+    retention = usage_service.Retention(usage_days=1, max_samples_per_component=20)
+    start = datetime.now(UTC) - timedelta(hours=1)
+    with write_tx(world.api.engine) as conn:
+        gpu_a = conn.execute(select(clusters.c.id).where(clusters.c.name == "gpu-a")).scalar_one()
+        for i in range(2000):
+            usage_service.record_usage(conn, gpu_a, [usage_service.Sample(cid, start + timedelta(seconds=i), i, 1,
+                                                                         None, None)], retention)
+    with read_tx(world.api.engine) as conn:
+        kept = conn.execute(select(component_usage.c.cpu).where(component_usage.c.component_id == cid)).scalars().all()
+    # Past the cap by more than 16 x CAP_CHECK_ONE_IN posts only if 800 posts in a row were
+    # not checked: (49/50)^800 < 1e-7.
+    assert 20 <= len(kept) <= 20 + 16 * usage_service.CAP_CHECK_ONE_IN, len(kept)
+    assert max(kept) == 1999  # the newest stay

@@ -69,7 +69,8 @@ def _usage(component_id: int, minutes: int = 30) -> list[dict]:
         x = i / (minutes * 2)
         out.append({"component_id": component_id, "at": (now - timedelta(seconds=30 * (minutes * 2 - i))).isoformat(),
                     "cpu": int(1800 + 900 * math.sin(i / 3) ** 2), "memory": int((2 + 5 * x) * 2**30),
-                    "gpu_utilization": round(70 + 25 * math.sin(i / 5) ** 2, 1), "gpu_memory": int((30 + 40 * x) * 2**30)})
+                    "gpu_utilization": round(70 + 25 * math.sin(i / 5) ** 2, 1),
+                    "gpu_memory": int((30 + 40 * x) * 2**30)})
     return out
 
 
