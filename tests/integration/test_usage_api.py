@@ -157,3 +157,12 @@ def test_a_steady_agent_stays_near_the_cap(world):
     # not checked: (49/50)^800 < 1e-7.
     assert 20 <= len(kept) <= 20 + 16 * usage_service.CAP_CHECK_ONE_IN, len(kept)
     assert max(kept) == 1999  # the newest stay
+
+
+def test_ranges_at_the_edges_of_time_are_refused_or_answered(world):
+    wid, _ = _running(world)
+    for params, status in (({"until": "0001-01-01T01:00:00Z"}, 422), ({"since": "2026-01-01T00:00:00"}, 422),
+                           ({"since": "0001-01-01T00:00:00Z"}, 422),
+                           ({"since": "9999-12-31T00:00:00Z", "until": "9999-12-31T23:00:00Z"}, 200)):
+        answer = world.alice.get(f"/api/v1/workloads/{wid}/usage", params=params)
+        assert answer.status_code == status, (params, answer.text)

@@ -163,7 +163,11 @@ def time_range(since: datetime | None, until: datetime | None, now: datetime | N
     """The range asked for (default: the last DEFAULT_RANGE up to now); a clear error for
     a backwards or too long one."""
     until = until or now or utcnow()
-    since = since or until - DEFAULT_RANGE
+    if since is None:
+        try:
+            since = until - DEFAULT_RANGE
+        except OverflowError:  # until in the first hours of year 1
+            raise InvalidInput("until is too early", field="until") from None
     if since.tzinfo is None or until.tzinfo is None:
         raise InvalidInput("give since and until with a time zone (2026-12-06T17:00:00Z)", field="since")
     if since >= until:
