@@ -166,3 +166,12 @@ def test_ranges_at_the_edges_of_time_are_refused_or_answered(world):
                            ({"since": "9999-12-31T00:00:00Z", "until": "9999-12-31T23:00:00Z"}, 200)):
         answer = world.alice.get(f"/api/v1/workloads/{wid}/usage", params=params)
         assert answer.status_code == status, (params, answer.text)
+
+
+def test_a_sample_from_the_future_is_clamped_to_the_servers_clock(world):
+    wid, cid = _running(world)
+    agent = world.api.as_token(world.agent_token)
+    future = datetime.now(UTC) + timedelta(days=365)
+    assert agent.post("/api/v1/agent/usage", json={"samples": [_sample(cid, future)]}).json() == {"accepted": 1}
+    [comp] = world.alice.get(f"/api/v1/workloads/{wid}/usage").json()["components"]
+    assert comp["samples"] == 1 and comp["t"][0] <= datetime.now(UTC).timestamp()
