@@ -204,6 +204,8 @@ class WorkloadPage(BaseModel):
     page_size: int
     total: int
     total_exact: bool = Field(description="false: there are at least `total` matches (name/creator filters)")
+    next_cursor: str | None = Field(None, description="pass as `cursor` for the next page; null on the last")
+    prev_cursor: str | None = Field(None, description="pass as `cursor` for the previous page; null on the first")
 
 
 class WorkloadCreated(BaseModel):

@@ -167,6 +167,8 @@ class WorkloadPage(_Model):
     page_size: int
     total: int
     total_exact: bool = Field(description="false: there are at least `total` matches")
+    next_cursor: str | None = Field(None, description="`cursor` for the next page; None on the last")
+    prev_cursor: str | None = Field(None, description="`cursor` for the previous page; None on the first")
 
     @property
     def first_index(self) -> int:

@@ -3,6 +3,10 @@
 Rows are read as tuples from indexes made for each sort column. Totals come from the
 kept counts whenever the filters allow (project, type, status, cluster) and are counted,
 up to a bound, otherwise; the response says which.
+
+Each page returns cursors for the next and previous pages (keyset: the edge row's sort
+value, created_at and id, the order of the sort index), so paging on never walks an
+OFFSET; ``page`` stays for jumps.
 """
 
 from __future__ import annotations
@@ -11,12 +15,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, false, func, select, text
+from sqlalchemy import Connection, and_, case, func, literal, select, tuple_
 
 from corral.db.tables import clusters, projects, workload_counts, workloads
+from corral.domain import page_cursor
+from corral.domain.page_cursor import Cursor
 from corral.domain.statuses import DEFAULT_VISIBLE_STATUSES, WorkloadStatus
 from corral.domain.workloads import WorkloadType
-from corral.services import projects as project_service
+from corral.services import name_search, projects as project_service
 from corral.services.errors import InvalidInput
 from corral.services.principal import Principal
 
@@ -50,10 +56,18 @@ _ROW_COLUMNS = (
 )
 
 
+class InvalidCursor(InvalidInput):
+    """A cursor this server did not make, or made for another query: 400, not 422 (the
+    request's parameters are well-formed; the opaque token is not)."""
+
+    status_code = 400
+    code = "invalid_cursor"
+
+
 @dataclass
 class WorkloadQuery:
     project: str | None = None
-    page: int = 1
+    page: int | None = None  # None: 1, or the cursor's page
     page_size: int = 20
     sort: str = "-created_at"
     name: str | None = None
@@ -61,10 +75,11 @@ class WorkloadQuery:
     statuses: list[str] = field(default_factory=list)
     cluster: str | None = None
     created_by: str | None = None
+    cursor: str | None = None  # a next_cursor / prev_cursor of a page of the same query
 
 
 def _parse(query: WorkloadQuery) -> tuple[list[str], list[str], tuple[Any, bool]]:
-    if not 1 <= query.page <= MAX_PAGE:
+    if query.page is not None and not 1 <= query.page <= MAX_PAGE:
         raise InvalidInput(f"page must be between 1 and {MAX_PAGE}", field="page")
     if not 1 <= query.page_size <= MAX_PAGE_SIZE:
         raise InvalidInput(f"page_size must be between 1 and {MAX_PAGE_SIZE}", field="page_size")
@@ -86,48 +101,6 @@ def _parse(query: WorkloadQuery) -> tuple[list[str], list[str], tuple[Any, bool]
     return types, statuses, (SORT_COLUMNS[key], descending)
 
 
-def _like_pattern(term: str) -> str:
-    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
-@dataclass(frozen=True)
-class _NameFilter:
-    condition: Any
-    rare: bool  # few candidates: count them exactly
-    by_id: bool = False  # the condition is a list of ids: read those rows, not an index
-
-
-def _name_filter(conn: Connection, term: str, project_ids: list[int] | None) -> _NameFilter:
-    """"Name contains term", case-insensitive, planned by how common the term is."""
-    pattern = _like_pattern(term)
-    if conn.dialect.name == "sqlite":
-        like = workloads.c.name.like(pattern, escape="\\")  # SQLite's LIKE ignores ASCII case
-        if len(term) < 3:  # trigrams need three characters
-            return _NameFilter(like, rare=False)
-        phrase = '"' + term.replace('"', '""') + '"'
-        ids = conn.execute(
-            text("SELECT rowid FROM workload_names WHERE workload_names MATCH :q LIMIT :n"),
-            {"q": phrase, "n": RARE_NAME_MATCHES + 1},
-        ).scalars().all()
-        if len(ids) <= RARE_NAME_MATCHES:
-            # A literal id list: SQLite reads these rows by id instead of scanning the project.
-            return _NameFilter(workloads.c.id.in_(ids) if ids else false(), rare=True, by_id=True)
-        return _NameFilter(like, rare=False)
-    ilike = workloads.c.name.ilike(pattern, escape="\\")
-    # PostgreSQL: the planner's estimate (from its statistics) says how common the term
-    # is; it then chooses the trigram index or the sort index by itself.
-    scope = [] if project_ids is None else [workloads.c.project_id.in_(project_ids or [-1])]
-    estimate = _postgres_estimate(conn, select(workloads.c.id).where(*scope, ilike))
-    return _NameFilter(ilike, rare=estimate < RARE_NAME_MATCHES)
-
-
-def _postgres_estimate(conn: Connection, query: Any) -> float:
-    compiled = query.compile(conn, compile_kwargs={"render_postcompile": True})
-    plan = conn.exec_driver_sql("EXPLAIN (FORMAT JSON) " + compiled.string, compiled.params).scalar_one()
-    return float(plan[0]["Plan"]["Plan Rows"])
-
-
 @dataclass
 class _Plan:
     """A query's conditions and order, as both a page and an export read them."""
@@ -135,12 +108,17 @@ class _Plan:
     kept: list[Any]  # conditions the kept counts can answer
     scope_and_status: int  # kept[:scope_and_status]: projects and statuses
     extra: list[Any]  # conditions counted (or estimated) per request
-    name: _NameFilter | None
+    name: name_search.NameFilter | None
     project_ids: list[int] | None
     project_names: dict[int, str]
     statuses: list[str]
     types: list[str]
     order: list[Any]
+    key_columns: list[Any] = field(default_factory=list)  # the order's columns: a cursor's key
+    descending: bool = False
+    sort_key: str = "created_at"
+    fingerprint: str = ""
+    cursor: Cursor | None = None
 
     @property
     def conditions(self) -> list[Any]:
@@ -150,6 +128,19 @@ class _Plan:
 def _plan(conn: Connection, principal: Principal, query: WorkloadQuery) -> _Plan | None:
     """None when the caller sees no project at all."""
     types, statuses, (sort_column, descending) = _parse(query)
+    sort_key = query.sort.lstrip("-+")
+    fingerprint = page_cursor.fingerprint(
+        ("-" if descending else "") + sort_key, query.project, query.name, types, statuses, query.cluster,
+        query.created_by.strip().lower() if query.created_by else None, query.page_size)
+    cursor = None
+    if query.cursor is not None:
+        try:
+            cursor = page_cursor.decode(query.cursor, sort_key, fingerprint, MAX_PAGE)
+        except ValueError as exc:
+            raise InvalidCursor(str(exc), field="cursor") from None
+        if query.page is not None and query.page != cursor.page:
+            raise InvalidCursor(f"the cursor leads to page {cursor.page}, not {query.page}: give one or the other",
+                                field="cursor")
     kept: list[Any] = []
     project_names: dict[int, str] = {}
     if query.project is not None:
@@ -158,7 +149,7 @@ def _plan(conn: Connection, principal: Principal, query: WorkloadQuery) -> _Plan
         project_names[project["id"]] = project["name"]
     else:
         project_ids = project_service.visible_project_ids(conn, principal)
-    name = _name_filter(conn, query.name, project_ids) if query.name else None
+    name = name_search.name_filter(conn, query.name, project_ids, RARE_NAME_MATCHES) if query.name else None
     if project_ids is not None:
         if not project_ids:
             return None
@@ -181,8 +172,10 @@ def _plan(conn: Connection, principal: Principal, query: WorkloadQuery) -> _Plan
     # Sorted by the column, then by creation (newest first when descending): the same
     # order as the column's index, so a page is read from the index.
     direction = (lambda c: c.desc()) if descending else (lambda c: c.asc())
-    order = [direction(c) for c in dict.fromkeys([sort_column, workloads.c.created_at, workloads.c.id])]
-    return _Plan(kept, scope_and_status, extra, name, project_ids, project_names, statuses, types, order)
+    key_columns = list(dict.fromkeys([sort_column, workloads.c.created_at, workloads.c.id]))
+    order = [direction(c) for c in key_columns]
+    return _Plan(kept, scope_and_status, extra, name, project_ids, project_names, statuses, types, order,
+                 key_columns, descending, sort_key, fingerprint, cursor)
 
 
 def _item(r: Any, project_names: dict[int, str]) -> dict[str, Any]:
@@ -201,23 +194,78 @@ def _name_projects(conn: Connection, project_names: dict[int, str], ids: set[int
 
 def list_workloads(conn: Connection, principal: Principal, query: WorkloadQuery) -> dict[str, Any]:
     plan = _plan(conn, principal, query)
+    page = plan.cursor.page if plan and plan.cursor else query.page or 1
     if plan is None:
-        return _page(query, [], 0, True)
-    # Late row lookup: page through the index alone (ids), then read the page's rows, so
-    # a deep OFFSET skips index entries rather than whole rows.
-    page_ids = (
-        select(workloads.c.id).where(*plan.conditions).order_by(*plan.order)
-        .limit(query.page_size).offset((query.page - 1) * query.page_size)
-    ).subquery()
-    rows = conn.execute(
-        select(*_ROW_COLUMNS).join(page_ids, page_ids.c.id == workloads.c.id).order_by(*plan.order)
-    ).all()
-
+        return _page(query, page, [], 0, True)
     total, exact = _total(conn, plan.kept, plan.scope_and_status, plan.extra, plan.name, plan.project_ids,
                           plan.statuses, plan.types, query.cluster)
+    size, cursor = query.page_size, plan.cursor
+    rows: list[Any] = []
+    has_next = False
+    if cursor is not None and cursor.page > 1 and cursor.direction == "before":
+        rows = _read(conn, plan, size + 1, reverse=True, key=cursor.key)
+        if len(rows) <= size:  # nothing before these: this is the first page
+            page, cursor = 1, None
+        rows, has_next = rows[:size][::-1], True
+    elif cursor is not None and cursor.page > 1:
+        rows = _read(conn, plan, size + 1, key=cursor.key)
+        rows, has_next = rows[:size], len(rows) > size
+    else:
+        cursor = None  # the first page is read from the start (rows added since included)
+    if cursor is None:
+        rows, has_next = _read_page(conn, plan, page, size, total if exact else None)
 
     _name_projects(conn, plan.project_names, {r.project_id for r in rows})
-    return _page(query, [_item(r, plan.project_names) for r in rows], total, exact)
+    result = _page(query, page, [_item(r, plan.project_names) for r in rows], total, exact)
+    if rows:
+        if has_next:
+            result["next_cursor"] = _cursor(plan, "after", page + 1, rows[-1])
+        if page > 1:
+            result["prev_cursor"] = _cursor(plan, "before", page - 1, rows[0])
+    return result
+
+
+def _read_page(conn: Connection, plan: _Plan, page: int, size: int, total: int | None) -> tuple[list[Any], bool]:
+    """Page ``page`` by position (a jump): OFFSET over the sort index, from whichever end
+    is nearer when the total is exact (the last pages of a big project are read backwards
+    from the end rather than past every row before them)."""
+    offset = (page - 1) * size
+    if total is not None:
+        if offset >= total:
+            return [], False
+        from_end = total - offset - size
+        if from_end < offset:
+            limit = size + min(from_end, 0)
+            return _read(conn, plan, limit, reverse=True, offset=max(from_end, 0))[::-1], from_end > 0
+    rows = _read(conn, plan, size + 1, offset=offset)
+    return rows[:size], len(rows) > size
+
+
+def _read(conn: Connection, plan: _Plan, limit: int, *, reverse: bool = False, offset: int = 0,
+          key: tuple[Any, ...] | None = None) -> list[Any]:
+    """Up to ``limit`` rows in the table's order (``reverse``: the opposite), after ``key``
+    (the edge row's sort values) or skipping ``offset``."""
+    descending = plan.descending != reverse
+    direction = (lambda c: c.desc()) if descending else (lambda c: c.asc())
+    order = [direction(c) for c in plan.key_columns]
+    conditions = list(plan.conditions)
+    if key is not None:
+        # A row-value comparison on the sort index's own columns: a range scan of the index.
+        bound = tuple_(*(literal(v, c.type) for v, c in zip(key, plan.key_columns, strict=True)))
+        position = tuple_(*plan.key_columns)
+        conditions.append(position < bound if descending else position > bound)
+    # Late row lookup: page through the index alone (ids), then read the page's rows, so
+    # a deep OFFSET skips index entries rather than whole rows.
+    page_ids = select(workloads.c.id).where(*conditions).order_by(*order).limit(limit).offset(offset).subquery()
+    return conn.execute(
+        select(*_ROW_COLUMNS, plan.key_columns[0].label("sort_value"))
+        .join(page_ids, page_ids.c.id == workloads.c.id).order_by(*order)
+    ).all()
+
+
+def _cursor(plan: _Plan, direction: page_cursor.Direction, page: int, row: Any) -> str:
+    key = (row.sort_value,) + ((row.created_at, row.id) if plan.sort_key != "created_at" else (row.id,))
+    return page_cursor.encode(Cursor(direction, page, key), plan.sort_key, plan.fingerprint)
 
 
 def stream_workloads(conn: Connection, principal: Principal, query: WorkloadQuery,
@@ -238,7 +286,8 @@ def stream_workloads(conn: Connection, principal: Principal, query: WorkloadQuer
         yield _item(r, plan.project_names)
 
 
-def _total(conn: Connection, kept: list[Any], scope_and_status: int, extra: list[Any], name: _NameFilter | None,
+def _total(conn: Connection, kept: list[Any], scope_and_status: int, extra: list[Any],
+           name: name_search.NameFilter | None,
            project_ids: list[int] | None, statuses: list[str], types: list[str],
            cluster: str | None) -> tuple[int, bool]:
     """The number of matches, and whether it is exact.
@@ -265,8 +314,9 @@ def _total(conn: Connection, kept: list[Any], scope_and_status: int, extra: list
     return round(population * int(hits) / scanned), False
 
 
-def _page(query: WorkloadQuery, items: list[dict[str, Any]], total: int, exact: bool) -> dict[str, Any]:
-    return {"items": items, "page": query.page, "page_size": query.page_size, "total": total, "total_exact": exact}
+def _page(query: WorkloadQuery, page: int, items: list[dict[str, Any]], total: int, exact: bool) -> dict[str, Any]:
+    return {"items": items, "page": page, "page_size": query.page_size, "total": total, "total_exact": exact,
+            "next_cursor": None, "prev_cursor": None}
 
 
 def _kept_total(conn: Connection, project_ids: list[int] | None, statuses: list[str], types: list[str],

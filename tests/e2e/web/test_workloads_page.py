@@ -192,6 +192,7 @@ def test_paging_and_page_sizes(page: Page, world: World):
     page.get_by_role("link", name="Next").click()
     expect(summary).to_contain_text("Showing 21 to 40 of 45")
     expect(names(page).first).to_have_text("job-24")
+    expect(page).to_have_url(re.compile(r"cursor="))  # Next starts after the last row shown, no OFFSET
     page.get_by_role("link", name="Page 3").click()
     expect(summary).to_contain_text("Showing 41 to 45 of 45")
     expect(names(page)).to_have_text(["job-04", "job-03", "job-02", "job-01", "job-00"])
@@ -201,6 +202,14 @@ def test_paging_and_page_sizes(page: Page, world: World):
     expect(summary).to_contain_text("Showing 41 to 45 of 45")
     page.go_back()
     expect(summary).to_contain_text("Showing 21 to 40 of 45")
+    # A workload submitted meanwhile lands on page 1; Next still follows job-05, repeating nothing.
+    world.submit(project, "job-45")
+    page.get_by_role("link", name="Next").click()
+    expect(summary).to_contain_text("Showing 41 to 45 of 46")
+    expect(names(page)).to_have_text(["job-04", "job-03", "job-02", "job-01", "job-00"])
+    page.get_by_role("link", name="Previous").click()
+    expect(names(page).first).to_have_text("job-24")
+    expect(names(page).last).to_have_text("job-05")
 
     # A filter starts again at page 1 and keeps the page size.
     page.get_by_label("Name").fill("job-1")

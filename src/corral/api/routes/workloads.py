@@ -40,7 +40,10 @@ def list_workloads(
     principal: CurrentUser,
     db: Db,
     project: Annotated[str | None, Query(description="project name; default: every project you can see")] = None,
-    page: Annotated[int, Query(ge=1, le=listing.MAX_PAGE)] = 1,
+    page: Annotated[int | None, Query(ge=1, le=listing.MAX_PAGE, description="page number (a jump); "
+                                                                         "default 1, or the cursor's")] = None,
+    cursor: Annotated[str | None, Query(description="a page's next_cursor or prev_cursor (same sort, "
+                                                    "filters and page size): pages on without an OFFSET")] = None,
     page_size: Annotated[int, Query(ge=1, le=listing.MAX_PAGE_SIZE)] = 20,
     sort: Annotated[str, Query(description="column, '-' prefix for descending: "
                                            + ", ".join(listing.SORT_COLUMNS))] = "-created_at",
@@ -52,7 +55,8 @@ def list_workloads(
     created_by: Annotated[str | None, Query(max_length=254, description="creator's email")] = None,
 ) -> FastJSONResponse:
     query = listing.WorkloadQuery(project=project, page=page, page_size=page_size, sort=sort, name=name or None,
-                                  types=type, statuses=status_, cluster=cluster, created_by=created_by)
+                                  types=type, statuses=status_, cluster=cluster, created_by=created_by,
+                                  cursor=cursor)
     with read_tx(db) as conn:
         return FastJSONResponse(listing.list_workloads(conn, principal, query))
 

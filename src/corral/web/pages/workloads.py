@@ -70,6 +70,7 @@ class View:
     name: str = ""
     types: tuple[str, ...] = ()
     statuses: tuple[str, ...] = ()  # empty: the default, every status but Deleted
+    cursor: str = ""  # from a Next / Previous link: where that page starts (no OFFSET to walk)
 
     @classmethod
     def from_request(cls, request: Request) -> View:
@@ -86,6 +87,7 @@ class View:
             name=(q.get("name") or "").strip()[:128],
             types=tuple(dict.fromkeys(t for t in q.getlist("type") if t)),
             statuses=statuses,
+            cursor=(q.get("cursor") or "")[:1024],
         )
 
     @property
@@ -123,6 +125,8 @@ class View:
             out.append(("page_size", self.page_size))
         if self.page != 1:
             out.append(("page", self.page))
+        if self.cursor:
+            out.append(("cursor", self.cursor))
         return out
 
     def keep(self, *keys: str) -> list[tuple[str, Any]]:
@@ -130,10 +134,12 @@ class View:
         return [(k, v) for k, v in self.params() if k in keys]
 
     def without(self, *keys: str) -> list[tuple[str, Any]]:
-        return [(k, v) for k, v in self.params() if k not in keys]
+        """For a form that changes the view: the cursor never stays (it belongs to this view)."""
+        return [(k, v) for k, v in self.params() if k not in keys and k != "cursor"]
 
     def url(self, **changes: Any) -> str:
-        view = replace(self, **changes) if changes else self
+        """Any change drops the cursor unless it gives one (a cursor belongs to one view)."""
+        view = replace(self, **{"cursor": "", **changes}) if changes else self
         query = urlencode(view.params())
         return "/workloads" + (f"?{query}" if query else "")
 
@@ -164,6 +170,8 @@ class Table:
     total: int = 0
     exact: bool = True
     error: str | None = None
+    next_cursor: str | None = None
+    prev_cursor: str | None = None
 
     @property
     def first(self) -> int:
@@ -184,13 +192,16 @@ class Table:
 
 
 def _load_table(conn: Any, session: Session, view: View) -> Table:
-    query = listing.WorkloadQuery(project=view.project, page=view.page, page_size=view.page_size, sort=view.sort,
-                                  name=view.name or None, types=list(view.types), statuses=list(view.statuses))
+    # With a cursor, its page is the page (the URL's number is only what the link said).
+    query = listing.WorkloadQuery(project=view.project, page=None if view.cursor else view.page,
+                                  page_size=view.page_size, sort=view.sort, name=view.name or None,
+                                  types=list(view.types), statuses=list(view.statuses), cursor=view.cursor or None)
     try:
         result = listing.list_workloads(conn, session.principal, query)
     except InvalidInput as exc:
         return Table(view, error=exc.message)
-    return Table(view, items=result["items"], total=result["total"], exact=result["total_exact"])
+    return Table(replace(view, page=result["page"]), items=result["items"], total=result["total"],
+                 exact=result["total_exact"], next_cursor=result["next_cursor"], prev_cursor=result["prev_cursor"])
 
 
 @router.get("/workloads")
@@ -203,7 +214,7 @@ def workloads_page(request: Request, session: Session) -> Response:
         with read_tx(engine) as conn:
             project_service.resolve(conn, session.principal, view.project)
             table = _load_table(conn, session, view)
-        return page(request, "_workloads_table.html", {"table": table, "view": view, "columns": COLUMNS},
+        return page(request, "_workloads_table.html", {"table": table, "view": table.view, "columns": COLUMNS},
                     status_code=200 if table.error is None else 422)
     with read_tx(engine) as conn:
         projects = project_service.list_projects(conn, session.principal)
@@ -213,6 +224,8 @@ def workloads_page(request: Request, session: Session) -> Response:
         if view.project is not None:
             project = next((p for p in projects if p["name"] == view.project), None)
         table = _load_table(conn, session, view) if project is not None else None
+    if table is not None:
+        view = table.view  # the page a cursor led to
     status_code = 200
     if view.project is not None and project is None:
         status_code = 404

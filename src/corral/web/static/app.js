@@ -232,6 +232,7 @@
       const params = new URLSearchParams(location.search);
       params.set("page_size", e.target.value);
       params.delete("page");
+      params.delete("cursor");  // it belongs to the old page size
       load("/workloads?" + params.toString(), "push");
     });
     window.addEventListener("popstate", () => location.pathname === "/workloads" && load(location.href, null));
