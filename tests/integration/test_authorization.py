@@ -54,6 +54,11 @@ MATRIX = [
     ("POST", "/api/v1/agent/component-statuses", {"updates": []}, (401, 401, 401, 401)),
     ("GET", "/api/v1/agent/work", None, (401, 401, 401, 401)),
     ("POST", "/api/v1/agent/found", {"items": []}, (401, 401, 401, 401)),
+    ("PUT", "/api/v1/agent/models", {"models": []}, (401, 401, 401, 401)),
+    ("GET", "/api/v1/models", None, (401, 200, 200, 200)),  # each sees their projects' (test_models_api.py)
+    ("GET", "/api/v1/models?project=vision", None, (401, 404, 200, 200)),
+    ("GET", "/api/v1/models/{mid}", None, (401, 404, 200, 200)),  # {mid}: a model of project vision
+    ("GET", "/api/v1/evaluations?project=vision", None, (401, 404, 200, 200)),
     ("POST", "/api/v1/workloads", "SUBMIT", (401, 404, 201, 201)),
     ("GET", "/api/v1/workloads?project=vision", None, (401, 404, 200, 200)),
     ("GET", "/api/v1/workloads/stats?project=vision", None, (401, 404, 200, 200)),
@@ -88,7 +93,10 @@ def ids(world):
     token = world.bob.post("/api/v1/tokens", json={"name": "bob's"}).json()
     for role in ROLES:
         assert world.alice.put(f"/api/v1/projects/vision/secrets/s-{role}", json={"value": "x"}).status_code == 200
-    return {"wids": wids, "uid": bob["id"], "tid": token["id"]}
+    models = {"models": [{"project": "vision", "name": "m"}]}
+    assert world.api.as_token(world.agent_token).put("/api/v1/agent/models", json=models).status_code == 200
+    mid = world.admin.get("/api/v1/models").json()["items"][0]["id"]
+    return {"wids": wids, "uid": bob["id"], "tid": token["id"], "mid": mid}
 
 
 @pytest.mark.parametrize(("method", "path", "body", "expected"), MATRIX,
@@ -97,7 +105,7 @@ def test_matrix(world, ids, method, path, body, expected):
     clients = {"anonymous": world.api.anonymous, "outsider": world.carol, "member": world.alice,
                "admin": world.admin}
     for role, want in zip(ROLES, expected):
-        url = path.format(wid=ids["wids"][role], uid=ids["uid"], tid=ids["tid"], who=role)
+        url = path.format(wid=ids["wids"][role], uid=ids["uid"], tid=ids["tid"], who=role, mid=ids["mid"])
         payload = body
         if body == "SUBMIT":
             payload = {"type": "custom", "name": f"by-{role}", "project": "vision", "command": "true"}
@@ -120,7 +128,7 @@ def test_every_route_is_in_the_matrix(api):
             templated.add((method, path))
     normalise = {"{user_id}": "{uid}", "{token_id}": "{tid}", "{workload_id}": "{wid}", "{name}": "vision",
                  "{cluster}": "gpu-a", "{email}": "alice@example.com", "{secret}": "s-{who}",
-                 "{path:path}": "lab/tree"}
+                 "{path:path}": "lab/tree", "{model_id}": "{mid}"}
     missing = []
     for method, path in sorted(templated):
         concrete = path

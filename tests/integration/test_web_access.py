@@ -51,6 +51,10 @@ PAGES = [
     ("POST", "/projects/vision/members/remove", {"email": "dave@example.com"}, (403, 404, 303)),
     ("POST", "/projects/vision/quotas", {"cluster": "gpu-a", "guaranteed_gpu": "4"}, (403, 404, 303)),
     ("POST", "/projects/vision/quotas/delete", {"cluster": "gpu-a"}, (403, 404, 303)),
+    ("GET", "/models", None, (200, 200, 200)),
+    ("GET", "/models?project=vision", None, (200, 404, 200)),
+    ("GET", "/models/{mid}", None, (200, 404, 200)),  # {mid}: a model of project vision
+    ("GET", "/evaluations?project=vision", None, (200, 404, 200)),
     ("GET", "/clusters", None, (200, 200, 200)),
     ("POST", "/clusters", {"name": "c-{who}", "kind": "slurm"}, (403, 403, 201)),
     ("POST", "/clusters/gpu-a/agent-token", {}, (403, 403, 200)),
@@ -74,19 +78,22 @@ def browsers(world):  # type: ignore[no-untyped-def]
                "admin": _sign_in(api, "admin@example.com", "admin")}
     wid = submit(world.alice, name="page-target").json()["id"]
     assert submit(world.bob, project="speech").status_code == 201
-    return clients, wid
+    agent = api.as_token(world.agent_token)
+    assert agent.put("/api/v1/agent/models", json={"models": [{"project": "vision", "name": "m"}]}).status_code == 200
+    mid = world.admin.get("/api/v1/models").json()["items"][0]["id"]
+    return clients, wid, mid
 
 
 @pytest.mark.parametrize(("method", "path", "form", "expected"), PAGES, ids=[f"{m} {p}" for m, p, _, _ in PAGES])
 def test_pages(world, browsers, method, path, form, expected):  # type: ignore[no-untyped-def]
-    clients, wid = browsers
+    clients, wid, mid = browsers
     for who, want in zip(WHO, expected):
         client, csrf = clients[who]
         tid = ""
         if "{tid}" in path:
             created = client.post("/tokens", data={"name": "to-revoke", "csrf_token": csrf})
             tid = re.findall(r'action="/tokens/(\d+)/revoke"', created.text)[0]
-        url = path.format(wid=wid, tid=tid)
+        url = path.format(wid=wid, tid=tid, mid=mid)
         if method == "GET":
             response = client.get(url)
         else:
@@ -102,7 +109,7 @@ def test_pages(world, browsers, method, path, form, expected):  # type: ignore[n
 
 @pytest.mark.parametrize(("method", "path", "form", "expected"), PAGES, ids=[f"{m} {p}" for m, p, _, _ in PAGES])
 def test_pages_send_strangers_to_sign_in(api, method, path, form, expected):  # type: ignore[no-untyped-def]
-    url = path.format(wid=1, tid=1)
+    url = path.format(wid=1, tid=1, mid=1)
     response = api.client.request(method, url, data=form and {**form, "csrf_token": "x"}, follow_redirects=False)
     assert response.status_code == 303, f"{method} {url} -> {response.status_code}"
     assert response.headers["location"].startswith("/sign-in")
@@ -127,6 +134,7 @@ def test_every_web_route_is_in_the_table(api):  # type: ignore[no-untyped-def]
         if not isinstance(route, APIRoute) or not route.endpoint.__module__.startswith("corral.web."):
             continue
         path = (route.path.replace("{workload_id:int}", "{wid}").replace("{token_id}", "{tid}")
+                .replace("{model_id:int}", "{mid}")
                 .replace("{name}", "vision"))
         for method in route.methods:
             variants = {path, path.replace("/vision", "/speech"), path.replace("/vision", "/gpu-a")}
