@@ -6,11 +6,15 @@ real server: `corral serve`, or a small http.server for answers Corral never giv
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -181,3 +185,54 @@ def test_unreachable_and_silent_servers() -> None:
         plain, light = both(url, "crl_x", lambda c: [c.me], timeout=0.5)
     for result in (plain, light):
         assert result[0][0] == "connection error" and result[0][1].startswith(f"{url} did not answer in time (")
+
+
+# --------------------------------------------------------------------------- https
+
+def _certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (its own CA) and its key, as PEM files."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "corral-test")])
+    now = datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=1))
+            .not_valid_after(now + timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def test_https_is_verified_the_same_way(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An https server is verified against SSL_CERT_FILE when set (else certifi's CAs), both
+    ways: its own CA trusted, the call gets its answer; not trusted, a connection error."""
+    cert, key = _certificate(tmp_path)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"https://127.0.0.1:{server.server_address[1]}"
+    try:
+        monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        trusted, trusted_light = both(url, "crl_x", lambda c: [c.me])
+        assert trusted == trusted_light == [("api error", 502, "http_502", "<html>Bad gateway</html>", None, [])]
+
+        monkeypatch.delenv("SSL_CERT_FILE")  # certifi's CAs do not know this one
+        refused, refused_light = both(url, "crl_x", lambda c: [c.me])
+        for result in (refused, refused_light):
+            assert result[0][0] == "connection error" and "CERTIFICATE_VERIFY_FAILED" in result[0][1], result
+    finally:
+        server.shutdown()
+        server.server_close()
