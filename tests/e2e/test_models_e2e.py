@@ -165,3 +165,18 @@ def test_a_model_removed_from_the_disk_leaves_the_list(live_server: LiveServer, 
     while client.get("/api/v1/models", params={"name": "gone"}).json()["total"]:
         assert time.monotonic() < deadline, "the model removed from the store is still listed"
         time.sleep(0.5)
+
+
+def test_a_result_file_written_by_hand_cannot_wedge_the_agent_or_forge_a_model(live_server: LiveServer):
+    """Any job can write its result file itself: a list instead of an object, or a "model"
+    with fields of the wrong kind. The agent keeps reporting, the junk becomes an error."""
+    client = _client(live_server)
+    junk = _run(client, type="custom", name="junk-result", command="printf '[1, 2]' > \"$CORRAL_RESULT_FILE\"")
+    assert junk["status"] == "Complete", junk
+    assert junk["components"][0]["result"] == {"error": "result refused: it is not a JSON object"}
+    forged = _run(client, type="custom", name="forged-model",
+                  command="printf '{\"model\": \"forged\", \"bytes\": \"lots\"}' > \"$CORRAL_RESULT_FILE\"")
+    assert forged["components"][0]["result"]["error"].startswith("result refused: result.bytes")
+    assert client.get("/api/v1/models", params={"name": "forged"}).json()["total"] == 0
+    # And the agent still runs and reports what comes next.
+    assert _run(client, type="custom", name="after-junk", command="true")["status"] == "Complete"

@@ -47,6 +47,7 @@ _DONE = {"Completed", "Failed", "Deleted", "DeleteFailed"}
 
 LONG_POLL_S = 25.0  # how long the server may hold a poll for work
 SWEEP_S = 1.0  # the backend is observed at least this often, changes or not
+MAX_MODELS_REPORTED = 10_000  # what PUT /agent/models takes
 
 
 class Agent:
@@ -298,7 +299,7 @@ class Agent:
             found = model_inventory(self.backend)
             if found is None:
                 return
-            entries = [e for e in map(normalise_model_entry, found) if e is not None]
+            entries = [e for e in map(normalise_model_entry, found) if e is not None][:MAX_MODELS_REPORTED]
             if entries != self._models_sent:
                 self.client.models(entries)
                 self._models_sent = entries
@@ -306,7 +307,7 @@ class Agent:
             log.warning("could not report the model store: %s", exc)
 
     def report(self, observations: list[Observation]) -> None:
-        if any(obs.result and obs.result.get("model") for obs in observations):
+        if any(isinstance(obs.result, dict) and obs.result.get("model") for obs in observations):
             self.send_models()  # before the status: a finished download's model is listed when it shows Complete
         for obs in observations:
             status, reason = obs.status.value, obs.reason

@@ -117,7 +117,7 @@ def normalise_result(raw: Any) -> dict[str, Any] | None:
     if raw is None:
         return None
     if not isinstance(raw, Mapping):
-        return {"error": "the result is not a JSON object"}
+        return {"error": "result refused: it is not a JSON object"}
     result = {k: v for k, v in raw.items() if k in _RESULT_KEYS}
     if isinstance(result.get("metrics"), Mapping):
         result["metrics"] = flatten_metrics(result["metrics"])

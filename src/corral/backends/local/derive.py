@@ -14,6 +14,7 @@ from corral.backends.base import Observation
 from corral.backends.local import files as f
 from corral.backends.progress import clean_progress, progress_reason
 from corral.domain.resources import format_bytes
+from corral.domain.results import normalise_result
 from corral.domain.statuses import ComponentStatus as S
 
 SUPERVISOR_START_TIMEOUT_S = 30.0  # a supervisor that wrote nothing by then did not start
@@ -36,7 +37,7 @@ def derive(comp: Any, *, waiting: str | None, alive: Callable[[], bool], report:
 
     if comp.final is not None:
         return make(S(comp.final["status"]), comp.final["reason"], comp.final["at"],
-                    exit_code=comp.final.get("exit_code"), result=report(f.RESULT))
+                    exit_code=comp.final.get("exit_code"), result=_result(report))
     if waiting is not None:
         return make(S.PENDING, waiting, comp.submitted_at)
     status = f.read_json(comp.dir / f.STATUS)
@@ -93,7 +94,7 @@ def _exit_observation(comp: Any, status: dict[str, Any], make: Any, report: Call
     code, sig = exit_.get("code"), exit_.get("signal")
     exit_code = code if code is not None else (-sig if sig else None)
     at = exit_.get("at")
-    result = report(f.RESULT)
+    result = _result(report)
     progress = clean_progress(report(f.PROGRESS))
     if exit_.get("stopped") and exit_.get("cause") == "deleted":
         at = exit_.get("ended_at") or at
@@ -154,9 +155,18 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
 
 
+def _result(report: Callable[[str], Any]) -> dict[str, Any] | None:
+    """The result file, which the job may have written itself: anything but a JSON object
+    is said to be refused (the agent checks the rest, domain/results.py)."""
+    result = report(f.RESULT)
+    return result if result is None or isinstance(result, dict) else normalise_result(result)
+
+
 def _result_words(result: dict[str, Any]) -> str:
     if result.get("model"):
         return f"model {result['model']} registered"
     if result.get("metrics") is not None:
         return "metrics recorded"
+    if result.get("error"):
+        return "its result was refused"
     return "result recorded"
