@@ -8,7 +8,11 @@ machine hits all of them alike), and prints the median wall time, the median CPU
 (user + system, steadier than wall time on a shared machine) and the ratio of each to
 `python -c pass` run by the same interpreter (the venv's; the target is <= 5x):
 
-    python -c pass | corral --help | corral workloads ls | corral workloads submit ... | squeue
+    python -c pass | import typer | a Typer app | corral --help | corral workloads ls [--json]
+    | corral workloads submit ... | squeue
+
+`import typer` and "a Typer app" (one command, three options, run with one of them given:
+Typer 0.29 builds a pydantic validator per option) are the floor any Typer command pays.
 
 `squeue` is measured only when it is installed and a Slurm controller answers it (this
 script never starts Slurm). --compare-src DIR measures the same corral commands with
@@ -40,6 +44,15 @@ import httpx
 from _common import free_port, machine_note
 
 CORRAL = Path(sys.executable).parent / "corral"
+TYPER_APP = """
+import typer
+app = typer.Typer()
+@app.command()
+def ls(project: str | None = typer.Option(None), page: int = typer.Option(1),
+       json_: bool = typer.Option(False, "--json")) -> None:
+    print(project, page, json_)
+app()
+"""
 
 
 def start_server(data_dir: Path) -> tuple[subprocess.Popen[bytes], str, str, Path]:
@@ -129,9 +142,12 @@ def main() -> None:
                   "--command", "true", "--name"]
         commands: dict[str, tuple[list[str], dict[str, str]]] = {"python -c pass": ([sys.executable, "-c", "pass"],
                                                                                     base_env)}
+        commands["python -c 'import typer'"] = ([sys.executable, "-c", "import typer"], base_env)
+        commands["a Typer app, 3 options"] = ([sys.executable, "-c", TYPER_APP, "--project", "x"], base_env)
         for suffix, env in trees.items():
             commands[f"corral --help{suffix}"] = ([str(CORRAL), "--help"], env)
             commands[f"corral workloads ls{suffix}"] = ([str(CORRAL), "workloads", "ls"], env)
+            commands[f"corral workloads ls --json{suffix}"] = ([str(CORRAL), "workloads", "ls", "--json"], env)
             commands[f"corral workloads submit{suffix}"] = (submit, env)
         slurm = slurm_answers()
         if slurm is None:
