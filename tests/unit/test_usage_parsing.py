@@ -102,3 +102,24 @@ def test_gpu_use_is_the_mean_of_the_components_devices(tmp_path: Path):
     (tmp_path / "cpu.stat").write_text(CPU_STAT.replace("5213045", "9213045"))
     [again] = sampler.sample([target])  # 4 CPU seconds more, in far less time: a rate over 1 core
     assert again.cpu_millicores is not None and again.cpu_millicores > 1000
+
+
+def test_the_vendor_tools_are_run_when_installed(tmp_path: Path):
+    """The real subprocess path, with stand-ins printing the captured outputs above (this
+    machine has neither tool): each is asked only for its vendor, and a missing one is
+    skipped."""
+    calls = tmp_path / "calls"
+    for name, output in (("nvidia-smi", NVIDIA), ("rocm-smi", ROCM)):
+        tool = tmp_path / name
+        tool.write_text(f"#!/bin/sh\necho \"$0 $*\" >> {calls}\ncat <<'OUT'\n{output}\nOUT\n")
+        tool.chmod(0o755)
+    sampler = usage.UsageSampler(nvidia_smi=str(tmp_path / "nvidia-smi"), rocm_smi=str(tmp_path / "rocm-smi"))
+    got = sampler.gpu_readings({"nvidia"})
+    assert got == {("nvidia", 0): (97.0, 71342 * 2**20), ("nvidia", 1): (0.0, 4 * 2**20), ("nvidia", 2): (None, None)}
+    assert calls.read_text().split("\n")[0].endswith(
+        "nvidia-smi --query-gpu=index,utilization.gpu,memory.used --format=csv,noheader,nounits")
+    assert sampler.gpu_readings({"amd"}) == {("amd", 0): (88.0, 84_489_543_680), ("amd", 1): (0.0, 11_083_776)}
+    assert len(calls.read_text().splitlines()) == 2
+    assert sampler.gpu_readings({"fake"}) == {}
+    missing = usage.UsageSampler(nvidia_smi=str(tmp_path / "no-such-tool"))
+    assert missing.gpu_readings({"nvidia"}) == {}
