@@ -34,6 +34,11 @@ def name_filter(conn: Connection, term: str, project_ids: list[int] | None, rare
         like = workloads.c.name.like(pattern, escape="\\")  # SQLite's LIKE ignores ASCII case
         if len(term) < 3:  # trigrams need three characters
             return NameFilter(like, rare=False)
+        # A term found common stays common a while: its probe reads the longest doclists.
+        cache_key = (str(conn.engine.url), term, None)
+        known = _ESTIMATES.get(cache_key)
+        if known is not None and known > rare_bound:
+            return NameFilter(like, rare=False)
         phrase = '"' + term.replace('"', '""') + '"'
         ids = conn.execute(
             text("SELECT rowid FROM workload_names WHERE workload_names MATCH :q LIMIT :n"),
@@ -42,6 +47,7 @@ def name_filter(conn: Connection, term: str, project_ids: list[int] | None, rare
         if len(ids) <= rare_bound:
             # A literal id list: SQLite reads these rows by id instead of scanning the project.
             return NameFilter(workloads.c.id.in_(ids) if ids else false(), rare=True, by_id=True)
+        _ESTIMATES.put(cache_key, float(len(ids)))
         return NameFilter(like, rare=False)
     ilike = workloads.c.name.ilike(pattern, escape="\\")
     # PostgreSQL: the planner's estimate (from its statistics) says how common the term
