@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -104,6 +105,14 @@ def test_charts_of_a_workload_a_project_and_the_clusters(page: Page, charts_worl
     cpu_label = charts.first.get_attribute("aria-label") or ""
     assert cpu_label.startswith("CPU (cores), latest: ") and comp["name"] in cpu_label and " cores" in cpu_label
     expect(page.get_by_role("img", name="GPU utilisation, latest:", exact=False)).to_be_visible()
+    # Another range: asked for from the API, drawn again (the same four charts, not eight).
+    with page.expect_request(lambda r: "/usage?since=" in r.url) as asked:
+        page.get_by_label("Show the last").select_option("1 hour")
+    since = datetime.fromisoformat(parse_qs(urlsplit(asked.value.url).query)["since"][0])
+    assert abs((datetime.now(UTC) - since).total_seconds() - 3600) < 60, since
+    expect(page.locator("#usage-charts figure.chart canvas")).to_have_count(4)
+    page.get_by_label("Show the last").select_option("6 hours")
+    expect(page.locator("#usage-charts figure.chart canvas")).to_have_count(4)
     _shot(page, "#usage", "workload-usage")
 
     quiet = world.submit(project, "quiet")

@@ -117,23 +117,55 @@
     if (chart.unit === "percent") opts.scales.y = { range: [0, 100] };
     else opts.scales.y = { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] };
     const u = new uPlot(opts, data, plot);
-    new ResizeObserver(() => {
+    const resize = new ResizeObserver(() => {
       const w = Math.max(240, Math.floor(fig.clientWidth));
       if (Math.abs(w - u.width) > 4) u.setSize({ width: w, height: 180 });
-    }).observe(fig);
+    });
+    resize.observe(fig);
+    return () => { resize.disconnect(); u.destroy(); };
   }
 
-  async function load(box) {
-    const status = box.querySelector(".chart-status");
+  // The range: the last N seconds up to now, or up to the end the page gives (a finished
+  // workload's: until=... in data-src).
+  const RANGES = [["1 hour", 3600], ["6 hours", 21600], ["24 hours", 86400], ["7 days", 604800]];
+  const DEFAULT_RANGE = 21600;
+
+  function rangePicker(box) {
+    const label = el("label", "chart-range", "Show the last ");
+    const select = el("select");
+    for (const [text, seconds] of RANGES) {
+      const option = el("option", null, text);
+      option.value = String(seconds);
+      option.selected = seconds === DEFAULT_RANGE;
+      select.append(option);
+    }
+    select.addEventListener("change", () => load(box, Number(select.value)));
+    label.append(select);
+    box.before(label);
+  }
+
+  function rangeUrl(src, seconds) {
+    const url = new URL(src, location.origin);
+    const until = url.searchParams.get("until");
+    const end = until ? new Date(until) : new Date();
+    url.searchParams.set("since", new Date(end.getTime() - seconds * 1000).toISOString());
+    return url.pathname + url.search;
+  }
+
+  const drawn = new WeakMap();  // box -> what removes its charts
+
+  async function load(box, seconds = DEFAULT_RANGE) {
     let data;
     try {
-      const r = await fetch(box.dataset.src, { headers: { "X-Requested-With": "fetch" }, credentials: "same-origin" });
+      const r = await fetch(rangeUrl(box.dataset.src, seconds),
+                            { headers: { "X-Requested-With": "fetch" }, credentials: "same-origin" });
       if (!r.ok) throw new Error(`the server answered ${r.status}`);
       data = await r.json();
     } catch (err) {
-      if (status) status.textContent = `Could not load the samples: ${err.message}.`;
+      box.replaceChildren(el("p", "muted chart-status", `Could not load the samples: ${err.message}.`));
       return;
     }
+    for (const remove of drawn.get(box) || []) remove();
     const built = BUILD[box.dataset.chart](data);
     const grid = el("div", "chart-grid");
     box.replaceChildren(grid);
@@ -141,7 +173,7 @@
       grid.replaceWith(el("p", "muted chart-empty", box.dataset.empty || built.empty));
       return;
     }
-    for (const chart of built.charts) draw(grid, chart);
+    drawn.set(box, built.charts.map((chart) => draw(grid, chart)));
     if (built.note) box.append(el("p", "hint", built.note));
   }
 
@@ -153,7 +185,10 @@
       }
       return;
     }
-    for (const box of document.querySelectorAll("[data-chart][data-src]")) load(box);
+    for (const box of document.querySelectorAll("[data-chart][data-src]")) {
+      rangePicker(box);
+      load(box);
+    }
   }
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
