@@ -76,8 +76,11 @@ def test_model_download_from_http_lands_in_the_store_with_progress(backend: Loca
     assert partial, [(o.status, o.reason, o.progress) for o in watcher.history[1]]
     assert partial[0].progress["bytes_total"] == len(PAYLOAD)
     assert partial[0].reason.startswith("downloading: ") and partial[0].reason.endswith(" of 3.1 MB")
+    # The manifest's fields too, so a backend that cannot list its store still says what was made.
     assert done.result == {"model": "tiny-model", "path": str(data / "proj/models/tiny-model"),
-                           "bytes": len(PAYLOAD), "files": 1}
+                           "bytes": len(PAYLOAD), "files": 1, "kind": "download",
+                           "source": f"{file_server}/files/tiny-model.bin",
+                           "created_at": modelstore.read_manifest(data / "proj/models/tiny-model")["created_at"]}
     assert done.reason == "completed: model tiny-model registered"
     model = data / "proj" / "models" / "tiny-model"
     assert (model / "tiny-model.bin").read_bytes() == PAYLOAD
