@@ -51,6 +51,7 @@ from corral.backends.base import (
 )
 from corral.backends.identity import Identities
 from corral.backends.progress import progress_reason
+from corral.backends.local import modelstore
 from corral.backends.local.workarea import WorkArea
 from corral.backends.local.workarea import default_root as default_work_root
 from corral.backends import output
@@ -273,6 +274,11 @@ class SlurmBackend(submit.Submitting):
         return output.follow(read, poll_s, stop)
 
     # --- housekeeping ----------------------------------------------------------------------
+
+    def model_inventory(self) -> list[dict[str, Any]]:
+        """The projects' model stores in the shared work area, from their manifests
+        (``base.model_inventory``): the same store the local backend keeps."""
+        return modelstore.inventory(self.work.root)
 
     def forget(self, component_id: int) -> None:
         with self._lock:
