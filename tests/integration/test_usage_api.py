@@ -175,3 +175,23 @@ def test_a_sample_from_the_future_is_clamped_to_the_servers_clock(world):
     assert agent.post("/api/v1/agent/usage", json={"samples": [_sample(cid, future)]}).json() == {"accepted": 1}
     [comp] = world.alice.get(f"/api/v1/workloads/{wid}/usage").json()["components"]
     assert comp["samples"] == 1 and comp["t"][0] <= datetime.now(UTC).timestamp()
+
+
+def test_a_long_range_is_bucketed_to_at_most_max_points(world):
+    wid, cid = _running(world)
+    now = datetime.now(UTC)
+    samples = [usage_service.Sample(cid, now - timedelta(seconds=2 * (5000 - i)), 1000, i * 1000, 50.0, None)
+               for i in range(5000)]
+    with write_tx(world.api.engine) as conn:
+        gpu_a = conn.execute(select(clusters.c.id).where(clusters.c.name == "gpu-a")).scalar_one()
+        usage_service.record_usage(conn, gpu_a, samples, usage_service.Retention())
+    [comp] = world.alice.get(f"/api/v1/workloads/{wid}/usage").json()["components"]
+    # 2.8 hours of the 6 asked for, in buckets of 6 h / MAX_POINTS (10.8 s): about 930 points.
+    assert comp["samples"] == 5000 and 900 <= len(comp["t"]) <= 950
+    assert comp["t"] == sorted(comp["t"]) and set(comp["cpu"]) == {1000} and set(comp["gpu_utilization"]) == {50.0}
+    assert comp["memory"] == sorted(comp["memory"]) and comp["memory"][-1] > 4990 * 1000  # means, in order
+    assert comp["gpu_memory"] == [None] * len(comp["t"])
+    # A short range of the same samples: every one of them.
+    short = world.alice.get(f"/api/v1/workloads/{wid}/usage",
+                            params={"since": (now - timedelta(minutes=10)).isoformat()}).json()["components"][0]
+    assert short["samples"] == len(short["t"]) == 300 and short["memory"][-1] == 4999 * 1000

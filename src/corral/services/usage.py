@@ -9,8 +9,9 @@ and the previous sample of that cluster is ``history_interval_s`` old (a cluster
 agent is silent leaves a gap: nothing is known then), and kept ``history_retention_days``.
 
 Series are read with a time range (default: the last ``DEFAULT_RANGE``), at most
-``MAX_POINTS`` samples per series (the newest), authorised as the rest: a member sees
-the workloads and projects of their projects, allocation is for administrators.
+``MAX_POINTS`` points per series (a longer one is bucketed, see ``_series``), authorised
+as the rest: a member sees the workloads and projects of their projects, allocation is
+for administrators.
 """
 
 from __future__ import annotations
@@ -178,10 +179,28 @@ def time_range(since: datetime | None, until: datetime | None, now: datetime | N
     return since, until
 
 
-def _newest(conn: Connection, query: Any, at: Any) -> list[Any]:
-    rows = conn.execute(query.order_by(at.desc()).limit(MAX_POINTS)).all()
-    rows.reverse()
-    return rows
+def _series(conn: Connection, query: Any, at: Any, since: datetime, until: datetime, *,
+            mean: bool) -> tuple[int, list[dict[str, Any]]]:
+    """(samples in the range, at most MAX_POINTS points): past that many, the range is cut
+    into MAX_POINTS equal buckets, each one point: the mean of its samples (``mean``: usage
+    rates) or its last sample (quota and allocation: states)."""
+    rows = [dict(r) for r in conn.execute(query.order_by(at)).mappings()]
+    if len(rows) <= MAX_POINTS:
+        return len(rows), rows
+    width = (until - since) / MAX_POINTS
+    buckets: dict[int, list[dict[str, Any]]] = {}
+    for row in rows:
+        buckets.setdefault(int((row["at"] - since) / width), []).append(row)
+    points = []
+    for _, group in sorted(buckets.items()):
+        point = dict(group[-1])
+        if mean:
+            for key in point.keys() - {"at"}:
+                values = [g[key] for g in group if g[key] is not None]
+                average = sum(values) / len(values) if values else None
+                point[key] = average if average is None or isinstance(values[0], float) else round(average)
+        points.append(point)
+    return len(rows), points
 
 
 def _t(at: datetime) -> float:
@@ -199,12 +218,12 @@ def workload_usage(conn: Connection, principal: Principal, workload_id: int, sin
                                         .where(components.c.workload_id == workload_id)
                                         .order_by(components.c.id)).all():
         c = component_usage.c
-        rows = _newest(conn, select(c.at, c.cpu, c.memory, c.gpu_utilization, c.gpu_memory)
-                       .where(c.component_id == cid, c.at >= since, c.at <= until), c.at)
-        out.append({"component_id": cid, "kind": kind, "name": name, "samples": len(rows),
-                    "t": [_t(r.at) for r in rows], "cpu": [r.cpu for r in rows], "memory": [r.memory for r in rows],
-                    "gpu_utilization": [r.gpu_utilization for r in rows],
-                    "gpu_memory": [r.gpu_memory for r in rows]})
+        count, rows = _series(conn, select(c.at, c.cpu, c.memory, c.gpu_utilization, c.gpu_memory)
+                              .where(c.component_id == cid, c.at >= since, c.at <= until), c.at, since, until,
+                              mean=True)
+        out.append({"component_id": cid, "kind": kind, "name": name, "samples": count,
+                    "t": [_t(r["at"]) for r in rows],
+                    **{k: [r[k] for r in rows] for k in ("cpu", "memory", "gpu_utilization", "gpu_memory")}})
     return {"workload_id": workload_id, "since": since, "until": until, "components": out}
 
 
@@ -220,15 +239,16 @@ def project_quota_history(conn: Connection, principal: Principal, project_name: 
                                 .order_by(clusters.c.name)).all()
     out = []
     for cluster_id, cluster_name in cluster_rows:
-        rows = _newest(conn, select(quota_history).where(h.project_id == project["id"], h.cluster_id == cluster_id,
-                                                         h.at >= since, h.at <= until), h.at)
-        series: dict[str, Any] = {"cluster": cluster_name, "samples": len(rows), "t": [_t(r.at) for r in rows]}
+        count, rows = _series(conn, select(quota_history).where(
+            h.project_id == project["id"], h.cluster_id == cluster_id, h.at >= since, h.at <= until), h.at,
+            since, until, mean=False)
+        series: dict[str, Any] = {"cluster": cluster_name, "samples": count, "t": [_t(r["at"]) for r in rows]}
         for d in _DIMS:
-            used = [getattr(r, f"used_{d}") for r in rows]
-            guaranteed = [getattr(r, f"guaranteed_{d}") for r in rows]
+            used = [r[f"used_{d}"] for r in rows]
+            guaranteed = [r[f"guaranteed_{d}"] for r in rows]
             series[d] = {"used": used, "guaranteed": guaranteed,
                          "borrowed": [max(0, u - g) for u, g in zip(used, guaranteed)],
-                         "limit": [getattr(r, f"limit_{d}") for r in rows]}
+                         "limit": [r[f"limit_{d}"] for r in rows]}
         out.append(series)
     return {"project": project["name"], "since": since, "until": until, "clusters": out}
 
@@ -243,11 +263,11 @@ def cluster_allocation_history(conn: Connection, principal: Principal, cluster_n
         raise NotFound(f"cluster {cluster_name!r} not found", field="cluster")
     since, until = time_range(since, until)
     h = allocation_history.c
-    rows = _newest(conn, select(allocation_history).where(h.cluster_id == cluster_id, h.at >= since,
-                                                          h.at <= until), h.at)
-    out: dict[str, Any] = {"cluster": cluster_name, "since": since, "until": until, "samples": len(rows),
-                           "t": [_t(r.at) for r in rows]}
+    count, rows = _series(conn, select(allocation_history).where(h.cluster_id == cluster_id, h.at >= since,
+                                                                 h.at <= until), h.at, since, until, mean=False)
+    out: dict[str, Any] = {"cluster": cluster_name, "since": since, "until": until, "samples": count,
+                           "t": [_t(r["at"]) for r in rows]}
     for d in _DIMS:
-        out[d] = {k: [getattr(r, f"{k}_{d}") for r in rows] for k in ("capacity", "allocated", "guaranteed")}
+        out[d] = {k: [r[f"{k}_{d}"] for r in rows] for k in ("capacity", "allocated", "guaranteed")}
     return out
 
