@@ -92,7 +92,7 @@ class Settings(BaseSettings):
     # history_interval_s (on a cluster's heartbeat) and kept history_retention_days.
     # The agents sample components every CORRAL_USAGE_INTERVAL_S (agent/usage.py).
     usage_retention_days: float = Field(7.0, gt=0, le=3650)
-    usage_max_samples_per_component: int = Field(20_000, ge=10)
+    usage_max_samples_per_component: int = Field(61_000, ge=10)  # 7 days at 10 s
     history_interval_s: float = Field(60.0, ge=1)
     history_retention_days: float = Field(30.0, gt=0, le=3650)
 

@@ -52,7 +52,7 @@ _DIMS = ("gpu", "cpu", "memory")
 @dataclass(frozen=True)
 class Retention:
     usage_days: float = 7.0
-    max_samples_per_component: int = 20_000
+    max_samples_per_component: int = 61_000  # 7 days at 10 s
     history_interval_s: float = 60.0
     history_days: float = 30.0
 
