@@ -99,7 +99,7 @@ def test_a_downloaded_model_is_listed_and_its_evaluations_compared(live_server: 
     listed = json.loads(ok(cli.run("models", "ls", "-p", "default", "--json")))
     assert [(m["name"], m["cluster"], m["workload"]["id"]) for m in listed] == [("tiny", "local", download["id"])]
     table = ok(cli.with_env(COLUMNS="200").run("models", "ls", "-p", "default"))
-    assert "tiny" in table and "fetch-tiny" in table and "local" in table and "kB" in table
+    assert "tiny" in table and "fetch-tiny" in table and "local" in table and "Ki" in table
 
     # Two evaluations of it (the second writes nested metrics, as harnesses do), one of another model.
     first = _evaluate(client, "eval-a", "tiny", '{"accuracy": 0.5, "f1": 0.25}')

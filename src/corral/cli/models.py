@@ -18,13 +18,8 @@ ClusterOption = Annotated[str | None, typer.Option("--cluster", "-c", help="Only
 
 
 def size(value: int) -> str:
-    """Bytes for a person: 1.5 GB, 12 MB, 900 B."""
-    amount = float(value)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if amount < 1000 or unit == "TB":
-            return f"{amount:.0f} {unit}" if unit == "B" or amount >= 100 else f"{amount:.1f} {unit}"
-        amount /= 1000
-    return f"{value} B"  # pragma: no cover
+    """Bytes as the rest of Corral writes them (48.8Ki, 1.5Gi)."""
+    return output.memory(value)
 
 
 def produced_by(model: Any) -> str:
