@@ -361,14 +361,12 @@ class ComponentUsage(Base):
     __tablename__ = "component_usage"
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     component_id: Mapped[int] = mapped_column(ForeignKey("components.id", ondelete="CASCADE"))
-    workload_id: Mapped[int] = mapped_column(BigInteger)  # the charts read a workload's samples
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     cpu: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # millicores
     memory: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     gpu_utilization: Mapped[float | None] = mapped_column(Float, nullable=True)  # percent
     gpu_memory: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     __table_args__ = (
-        Index("ix_component_usage_workload_at", "workload_id", "at"),
         Index("ix_component_usage_component_at", "component_id", "at"),
         Index("ix_component_usage_at", "at"),
     )

@@ -80,12 +80,12 @@ def record_usage(conn: Connection, cluster_id: int, samples: Sequence[Sample], r
     if not samples:
         return {"accepted": 0}
     ids = sorted({s.component_id for s in samples})
-    owner = dict(conn.execute(
-        select(components.c.id, components.c.workload_id)
+    owner = set(conn.execute(
+        select(components.c.id)
         .join(workloads, workloads.c.id == components.c.workload_id)
-        .where(components.c.id.in_(ids), workloads.c.cluster_id == cluster_id)).all())
+        .where(components.c.id.in_(ids), workloads.c.cluster_id == cluster_id)).scalars())
     now = utcnow()  # a sample from the future is clamped to the server's clock (security.md)
-    rows = [{"component_id": s.component_id, "workload_id": owner[s.component_id], "at": min(s.at, now), "cpu": s.cpu,
+    rows = [{"component_id": s.component_id, "at": min(s.at, now), "cpu": s.cpu,
              "memory": s.memory, "gpu_utilization": s.gpu_utilization, "gpu_memory": s.gpu_memory}
             for s in samples if s.component_id in owner]
     if rows:

@@ -27,7 +27,6 @@ def upgrade() -> None:
         'component_usage',
         sa.Column('id', BigIntPK, nullable=False),
         sa.Column('component_id', BigIntPK, nullable=False),
-        sa.Column('workload_id', sa.BigInteger(), nullable=False),
         sa.Column('at', UTCDateTime(), nullable=False),
         sa.Column('cpu', sa.BigInteger(), nullable=True),
         sa.Column('memory', sa.BigInteger(), nullable=True),
@@ -37,7 +36,6 @@ def upgrade() -> None:
                                 name=op.f('fk_component_usage_component_id_components'), ondelete='CASCADE'),
         sa.PrimaryKeyConstraint('id', name=op.f('pk_component_usage')),
     )
-    op.create_index('ix_component_usage_workload_at', 'component_usage', ['workload_id', 'at'])
     op.create_index('ix_component_usage_component_at', 'component_usage', ['component_id', 'at'])
     op.create_index('ix_component_usage_at', 'component_usage', ['at'])
     op.create_table(
@@ -78,5 +76,4 @@ def downgrade() -> None:
     op.drop_table('quota_history')
     op.drop_index('ix_component_usage_at', table_name='component_usage')
     op.drop_index('ix_component_usage_component_at', table_name='component_usage')
-    op.drop_index('ix_component_usage_workload_at', table_name='component_usage')
     op.drop_table('component_usage')
