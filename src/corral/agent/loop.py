@@ -295,16 +295,19 @@ class Agent:
     def send_models(self) -> None:
         """Report the model stores' inventory when it changed since the last one accepted
         (a model made, removed or replaced on disk); nothing for a backend that cannot list it."""
-        try:
-            found = model_inventory(self.backend)
-            if found is None:
-                return
-            entries = [e for e in map(normalise_model_entry, found) if e is not None][:MAX_MODELS_REPORTED]
-            if entries != self._models_sent:
-                self.client.models(entries)
-                self._models_sent = entries
-        except (httpx.HTTPError, OSError, BackendError) as exc:  # tried again at the next heartbeat
-            log.warning("could not report the model store: %s", exc)
+        # Under the lock: the two threads' reports must not cross (an older inventory sent
+        # after a newer one would remove a model until the next heartbeat).
+        with self._lock:
+            try:
+                found = model_inventory(self.backend)
+                if found is None:
+                    return
+                entries = [e for e in map(normalise_model_entry, found) if e is not None][:MAX_MODELS_REPORTED]
+                if entries != self._models_sent:
+                    self.client.models(entries)
+                    self._models_sent = entries
+            except (httpx.HTTPError, OSError, BackendError) as exc:  # tried again at the next heartbeat
+                log.warning("could not report the model store: %s", exc)
 
     def report(self, observations: list[Observation]) -> None:
         if any(isinstance(obs.result, dict) and obs.result.get("model") for obs in observations):
