@@ -113,6 +113,12 @@ def test_charts_of_a_workload_a_project_and_the_clusters(page: Page, charts_worl
     expect(page.locator("#usage-charts figure.chart canvas")).to_have_count(4)
     page.get_by_label("Show the last").select_option("6 hours")
     expect(page.locator("#usage-charts figure.chart canvas")).to_have_count(4)
+    # Running: the charts follow new samples (every 10 s) without a reload.
+    newer = {**_usage(comp["id"])[-1], "at": datetime.now(UTC).isoformat(), "cpu": 3456}
+    assert world.agent.post("/api/v1/agent/usage", json={"samples": [newer]}).json() == {"accepted": 1}
+    expect(charts.first).to_have_attribute("aria-label", f"CPU (cores), latest: {comp['name']} 3.46 cores",
+                                           timeout=15_000)
+    expect(page.locator("#usage-charts figure.chart canvas")).to_have_count(4)
     _shot(page, "#usage", "workload-usage")
 
     quiet = world.submit(project, "quiet")

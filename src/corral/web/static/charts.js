@@ -142,6 +142,7 @@
     select.addEventListener("change", () => load(box, Number(select.value)));
     label.append(select);
     box.before(label);
+    return select;
   }
 
   function rangeUrl(src, seconds) {
@@ -186,8 +187,13 @@
       return;
     }
     for (const box of document.querySelectorAll("[data-chart][data-src]")) {
-      rangePicker(box);
+      const select = rangePicker(box);
       load(box);
+      // A running workload's charts follow its new samples (data-refresh: seconds).
+      const every = Number(box.dataset.refresh || 0);
+      if (every > 0) {
+        setInterval(() => { if (!document.hidden) load(box, Number(select.value)); }, every * 1000);
+      }
     }
   }
 
