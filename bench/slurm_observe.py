@@ -147,9 +147,9 @@ def status_latencies(backend: SlurmBackend, samples: int, env: dict[str, str]) -
     log = next(line.split("=", 1)[1].strip() for line in config.splitlines() if line.startswith("SlurmctldLogFile"))
     allocated = {}
     for line in Path(log).read_text(errors="replace").splitlines():
-        if "sched: Allocate JobId=" in line:
-            job_id = int(line.split("JobId=")[1].split()[0])
-            allocated[job_id] = datetime.fromisoformat(line[1:line.index("]")]).timestamp()  # local time, as Slurm's
+        job = line.split("sched: Allocate JobId=")[1].split()[0] if "sched: Allocate JobId=" in line else ""
+        if job.isdigit():  # (not an array task's "12_3(13)")
+            allocated[int(job)] = datetime.fromisoformat(line[1:line.index("]")]).timestamp()  # local, as Slurm's
     from_slurm = [seen[cid] - allocated[backend._jobs[cid].job_id] for cid in ids]
     return from_slurm, [seen[cid] - released[cid] for cid in ids]
 
