@@ -47,6 +47,7 @@ _DONE = {"Completed", "Failed", "Deleted", "DeleteFailed"}
 
 LONG_POLL_S = 25.0  # how long the server may hold a poll for work
 SWEEP_S = 1.0  # the backend is observed at least this often, changes or not
+START_CHUNK = 32  # launches per start_many call; what was observed is reported between them
 MAX_MODELS_REPORTED = 10_000  # what PUT /agent/models takes
 
 
@@ -260,7 +261,11 @@ class Agent:
                 self._failed(todo, exc)
         start_many = getattr(self.backend, "start_many", None)
         if start_many is not None and batch:
-            errors = start_many([launch for _, launches in batch for launch in launches])
+            every, errors = [launch for _, launches in batch for launch in launches], {}
+            for first in range(0, len(every), START_CHUNK):
+                if first:  # what changed meanwhile is not held back by a long batch (the observe loop waits)
+                    self._report_meanwhile()
+                errors.update(start_many(every[first:first + START_CHUNK]))
             for todo, launches in batch:
                 error = next((errors[la.component_id] for la in launches if la.component_id in errors), None)
                 if error is not None:
@@ -272,6 +277,12 @@ class Agent:
                     self.backend.start(launch)
             except BackendError as exc:
                 self._failed(todo, exc)
+
+    def _report_meanwhile(self) -> None:
+        try:
+            self.report(self.backend.observe())
+        except Exception:  # noqa: BLE001 - kept in unsent, sent with the step's own report
+            log.debug("report between submissions failed", exc_info=True)
 
     def _failed(self, components: list[dict[str, Any]], exc: Exception) -> None:
         at = datetime.now(UTC)

@@ -6,10 +6,11 @@ all the same, nothing submitted twice after a restart or with the state lost, on
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from corral.agent.loop import Agent
+from corral.agent.loop import START_CHUNK, Agent
 from corral.backends.base import BackendError
 from corral.backends.slurm import SlurmBackend
 from corral.domain.statuses import ComponentStatus as S
@@ -121,24 +122,40 @@ def test_the_spec_asking_for_nodes_where_the_admin_places_the_jobs_is_refused_cl
 RUN = {"action": "run", "project": "proj", "type": "custom", "spec": {"command": "sleep 60"}}
 
 
+class Reports:
+    """The control plane's side of the agent's reports (all apply() sends)."""
+
+    def __init__(self) -> None:
+        self.sent: list[list[dict[str, Any]]] = []
+
+    def report(self, updates: list[dict[str, Any]]) -> dict[str, Any]:
+        self.sent.append(list(updates))
+        return {}
+
+
 def test_the_agent_hands_its_work_to_the_backend_in_groups(make_slurm, slurm_cluster, tmp_path):
     bin_dir = counting_bin(tmp_path)
     backend = counted(make_slurm(), bin_dir)
-    agent = Agent(None, backend, work_root=work_root_for(tmp_path / "runs"))  # type: ignore[arg-type] - no client call
+    client = Reports()
+    agent = Agent(client, backend, work_root=work_root_for(tmp_path / "runs"))  # type: ignore[arg-type]
     items = [{**RUN, "workload_id": w, "component_ids": [w],
               "components": [{"id": w, "kind": "job", "status": "Pending", "gpu": 0, "cpu": 100,
-                              "memory": 64 << 20}]} for w in range(1, 9)]
-    bad = {**RUN, "workload_id": 9, "component_ids": [9],  # more memory than any node has: sbatch refuses it
-           "components": [{"id": 9, "kind": "job", "status": "Pending", "gpu": 0, "cpu": 0, "memory": 100 << 30}]}
-    agent.apply({"full": False, "items": [*items[:4], bad, *items[4:]]})
+                              "memory": 64 << 20}]} for w in range(1, 41)]
+    bad = {**RUN, "workload_id": 41, "component_ids": [41],  # more memory than any node has: sbatch refuses it
+           "components": [{"id": 41, "kind": "job", "status": "Pending", "gpu": 0, "cpu": 0, "memory": 100 << 30}]}
+    agent.apply({"full": False, "items": [*items[:20], bad, *items[20:]]})
     submitted = calls(bin_dir, "sbatch")
-    assert submitted.count("in") == 9 and most_at_once(submitted) > 1  # the refused one too
-    assert sorted(backend._jobs) == list(range(1, 9))
-    assert agent.unsent[9]["status"] == "Failed" and agent.unsent[9]["reason"].startswith(
+    assert submitted.count("in") == 41 and most_at_once(submitted) > 1  # the refused one too
+    assert sorted(backend._jobs) == list(range(1, 41))
+    assert agent.unsent[41]["status"] == "Failed" and agent.unsent[41]["reason"].startswith(
         "could not start: sbatch refused the job")
+    # Two start_many calls (START_CHUNK launches, then the rest): what the first one's jobs
+    # were observed doing was reported in between, not after the whole batch.
+    assert START_CHUNK == 32 and len(client.sent) == 1
+    assert client.sent[0] and {u["component_id"] for u in client.sent[0]} <= set(range(1, 32))
     # A bulk delete: a stop item per workload, one scancel for them all.
     agent.apply({"full": False, "items": [{"action": "stop", "stop_as": "Deleted", "workload_id": w,
-                                           "component_ids": [w]} for w in range(1, 9)]})
+                                           "component_ids": [w]} for w in range(1, 41)]})
     assert calls(bin_dir, "scancel") == ["in", "out"]
     wait_for(lambda: {state for _, name, state in slurm_cluster.jobs(make_slurm.prefix)
-                      if name != f"{make_slurm.prefix}9"} == {"CANCELLED"})
+                      if name != f"{make_slurm.prefix}41"} == {"CANCELLED"})
