@@ -74,6 +74,8 @@ def cases(project: str, v: dict[str, str], page_size: int) -> list[tuple[str, st
         ("page 5,001 by next_cursor from 5,000 (20)", "member", P + [("page_size", 20), ("cursor", "@next:5000")]),
         ("page 4,999 by prev_cursor from 5,000 (20)", "member", P + [("page_size", 20), ("cursor", "@prev:5000")]),
         ("last page (20)", "member", P + [("page_size", 20), ("page", "@last")]),
+        ("sort=name page 3,001 by next_cursor (20)", "member",
+         P + [("page_size", 20), ("sort", "name"), ("cursor", "@next:3000")]),
         ("status=Failed", "member", P + ps + [("status", "Failed")]),
         ("type=fine_tuning", "member", P + ps + [("type", "fine_tuning")]),
         (f"cluster={v['cluster']}", "member", P + ps + [("cluster", v["cluster"])]),

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, func, literal, select, tuple_
+from sqlalchemy import Column, Connection, and_, case, func, literal, select, tuple_
 
 from corral.db.tables import clusters, projects, workload_counts, workloads
 from corral.domain import page_cursor
@@ -254,6 +254,11 @@ def _read(conn: Connection, plan: _Plan, limit: int, *, reverse: bool = False, o
         bound = tuple_(*(literal(v, c.type) for v, c in zip(key, plan.key_columns, strict=True)))
         position = tuple_(*plan.key_columns)
         conditions.append(position < bound if descending else position > bound)
+        if not isinstance(plan.key_columns[0], Column):
+            # The sort expression alone too: SQLite ranges an index on an expression (lower(name))
+            # by a plain comparison only, not by a row value (it would read from the project's start).
+            first = literal(key[0], plan.key_columns[0].type)
+            conditions.append(plan.key_columns[0] <= first if descending else plan.key_columns[0] >= first)
     # Late row lookup: page through the index alone (ids), then read the page's rows, so
     # a deep OFFSET skips index entries rather than whole rows.
     page_ids = select(workloads.c.id).where(*conditions).order_by(*order).limit(limit).offset(offset).subquery()
