@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import httpx  # noqa: E402
 
 import _common as C  # noqa: E402
-from list_latency import cases, pick_filter_values  # noqa: E402
+from list_latency import cases, pick_filter_values, resolve  # noqa: E402
 
 TARGET_MB = 150.0
 
@@ -82,6 +82,11 @@ def main() -> None:
 
         time.sleep(1)
         snap("idle after start-up", 0)
+        # Cursor cases: their placeholders become real cursors (resolving is not counted).
+        resolving = {who: httpx.Client(base_url=server.base_url, timeout=120, headers=h) for who, h in headers.items()}
+        mix = [(label, who, resolve(resolving[who], params) or []) for label, who, params in mix]
+        for c in resolving.values():
+            c.close()
         sent = 0
         with httpx.Client(base_url=server.base_url, timeout=120) as client:
             for _ in range(args.rounds):
