@@ -188,10 +188,28 @@ def test_a_cursor_never_reaches_past_the_callers_projects(world):
 
 @pytest.mark.parametrize("sort", ["-created_at", "name"])
 def test_the_python_client_pages_by_cursor(world, sort):
-    from corral.client.models import WorkloadPage
+    import httpx
 
-    for i in range(7):
-        _submit(world, i)
-    body = world.alice.get("/api/v1/workloads", params={"project": "vision", "page_size": 3, "sort": sort}).json()
-    parsed = WorkloadPage.model_validate(body)
-    assert parsed.next_cursor == body["next_cursor"] and parsed.prev_cursor is None
+    from corral.client import CorralClient
+
+    class Recording(httpx.BaseTransport):
+        def __init__(self, inner):
+            self.inner, self.urls = inner, []
+
+        def handle_request(self, request):
+            self.urls.append(request.url)
+            answer = self.inner.handle_request(request)
+            return httpx.Response(answer.status_code, headers=answer.headers, content=answer.read())
+
+    original = {_submit(world, i) for i in range(7)}
+    transport = Recording(world.api.client._transport)
+    client = CorralClient("http://testserver", world.api.tokens["alice@example.com"], transport=transport)
+    seen = []
+    for workload in client.iter_workloads(project="vision", page_size=3, sort=sort, statuses=STATUSES):
+        seen.append(workload.id)
+        if len(seen) == 3:  # a workload added after the first page: no row comes twice
+            _submit(world, 100)
+    assert len(seen) == len(set(seen)) and original <= set(seen)
+    pages = [u for u in transport.urls if u.path == "/api/v1/workloads"]
+    assert len(pages) >= 3 and "cursor" not in pages[0].params
+    assert all("cursor" in u.params and "page" not in u.params for u in pages[1:])
