@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import re
 import resource
 import subprocess
 import tempfile
@@ -123,10 +124,15 @@ def main() -> None:
         backend.close()
 
 
+# A job started by the main scheduler or by backfill, in slurmctld's log.
+STARTED = re.compile(r"(?:sched: Allocate|sched/backfill: _start_job: Started) JobId=(\d+)\s")
+
+
 def status_latencies(backend: SlurmBackend, samples: int, env: dict[str, str]) -> tuple[list[float], list[float]]:
     """Held jobs (``sleep``) released one at a time, at a random moment of the poll cycle:
     from Slurm's change (its "sched: Allocate JobId=N" line in slurmctld's log, ms
-    precision) to the backend observing Running, and from the ``scontrol release``."""
+    precision; or backfill's "Started JobId=N") to the backend observing Running, and from
+    the ``scontrol release``."""
     first = max(backend._jobs) + 1
     ids = range(first, first + samples)
     assert not backend.start_many([Launch(cid, cid, "bench", "custom", f"bench-w{cid}-job", command=("sleep", "60"),
@@ -147,9 +153,9 @@ def status_latencies(backend: SlurmBackend, samples: int, env: dict[str, str]) -
     log = next(line.split("=", 1)[1].strip() for line in config.splitlines() if line.startswith("SlurmctldLogFile"))
     allocated = {}
     for line in Path(log).read_text(errors="replace").splitlines():
-        job = line.split("sched: Allocate JobId=")[1].split()[0] if "sched: Allocate JobId=" in line else ""
-        if job.isdigit():  # (not an array task's "12_3(13)")
-            allocated[int(job)] = datetime.fromisoformat(line[1:line.index("]")]).timestamp()  # local, as Slurm's
+        started = STARTED.search(line)  # (not an array task's "12_3(13)")
+        if started:
+            allocated[int(started.group(1))] = datetime.fromisoformat(line[1:line.index("]")]).timestamp()  # local
     from_slurm = [seen[cid] - allocated[backend._jobs[cid].job_id] for cid in ids]
     return from_slurm, [seen[cid] - released[cid] for cid in ids]
 
