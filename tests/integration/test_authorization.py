@@ -168,7 +168,8 @@ def test_member_list_without_project_shows_only_their_projects(world):
     names = {w["name"] for w in world.alice.get("/api/v1/workloads").json()["items"]}
     assert names == {"mine"}
     assert world.carol.get("/api/v1/workloads").json() == {
-        "items": [], "page": 1, "page_size": 20, "total": 0, "total_exact": True}
+        "items": [], "page": 1, "page_size": 20, "total": 0, "total_exact": True, "next_cursor": None,
+        "prev_cursor": None}
     admin_names = {w["name"] for w in world.admin.get("/api/v1/workloads").json()["items"]}
     assert admin_names == {"mine", "theirs"}
 
