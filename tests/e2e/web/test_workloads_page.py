@@ -210,6 +210,9 @@ def test_paging_and_page_sizes(page: Page, world: World):
     page.get_by_role("link", name="Previous").click()
     expect(names(page).first).to_have_text("job-24")
     expect(names(page).last).to_have_text("job-05")
+    # The neighbouring page numbers carry the cursors Previous and Next carry.
+    expect(page.get_by_role("link", name="Page 3")).to_have_attribute("href", re.compile(r"cursor="))
+    expect(page.get_by_role("link", name="Page 1")).to_have_attribute("href", re.compile(r"cursor="))
 
     # A filter starts again at page 1 and keeps the page size.
     page.get_by_label("Name").fill("job-1")
