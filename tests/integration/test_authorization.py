@@ -55,6 +55,11 @@ MATRIX = [
     ("GET", "/api/v1/agent/work", None, (401, 401, 401, 401)),
     ("POST", "/api/v1/agent/found", {"items": []}, (401, 401, 401, 401)),
     ("PUT", "/api/v1/agent/models", {"models": []}, (401, 401, 401, 401)),
+    ("POST", "/api/v1/agent/usage", {"samples": []}, (401, 401, 401, 401)),
+    ("GET", "/api/v1/workloads/{wid}/usage", None, (401, 404, 200, 200)),
+    ("GET", "/api/v1/projects/vision/quota-history", None, (401, 404, 200, 200)),
+    # Allocation over time: administrators only (a cluster's page of charts is theirs).
+    ("GET", "/api/v1/clusters/gpu-a/allocation-history", None, (401, 403, 403, 200)),
     ("GET", "/api/v1/models", None, (401, 200, 200, 200)),  # each sees their projects' (test_models_api.py)
     ("GET", "/api/v1/models?project=vision", None, (401, 404, 200, 200)),
     ("GET", "/api/v1/models/{mid}", None, (401, 404, 200, 200)),  # {mid}: a model of project vision

@@ -137,6 +137,7 @@ class CatchAll:
 # ----------------------------------------------------------------------------- OpenAPI
 
 _DESCRIPTIONS = {
+    400: "a page cursor this server did not make, or made for another sort, filter or page size",
     401: "no valid credentials",
     403: "not allowed to the caller (administrators only)",
     404: "not found, or not visible to the caller",
@@ -166,6 +167,8 @@ def _codes(path: str, method: str, operation: dict[str, Any]) -> set[int]:
         codes.add(413)
     if (path, method) == ("/api/v1/workloads", "post"):
         codes.add(503)  # its cluster is unhealthy
+    if (path, method) == ("/api/v1/workloads", "get"):
+        codes.add(400)  # a garbled or misused cursor (services.listing.InvalidCursor)
     if path.endswith("/logs"):
         codes |= {429, 503}  # too many followers; the cluster's agent does not answer
     return codes
