@@ -40,10 +40,12 @@ def test_a_submission_wakes_an_idle_scheduler(world, db_url):
 def test_news_cuts_the_rest_after_a_long_pass_short(world, db_url):
     """After a long pass (a backlog of reasons) the loop rests; a submission meanwhile is
     news to act on at once, while wake-ups without news (the loop's own commits, a write
-    to SQLite's file) do not end the rest."""
+    to SQLite's file) and the events its own pass wrote do not end the rest."""
     engine = make_engine(db_url, pool_size=2)
     loop = AdmissionLoop(engine)
     try:
+        submit(world.alice, name="first", resources={"gpu": 9})  # waits: its pass writes a waiting event
+        loop.step()  # a pass, as before a rest; what it wrote itself is no news
         started = time.monotonic()
         loop._rest(0.3)
         assert 0.25 <= time.monotonic() - started < 5  # nothing new: the full rest

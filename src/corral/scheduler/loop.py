@@ -30,7 +30,7 @@ from sqlalchemy import Engine, func, select
 from corral.db.engine import make_engine, read_tx
 from corral.db.tables import events
 from corral.scheduler import wakeup
-from corral.services.admission import Admitter
+from corral.services.admission import PASS_EVENT_KINDS, Admitter
 
 log = logging.getLogger(__name__)
 
@@ -99,14 +99,14 @@ class AdmissionLoop:
         return min(2 * took, MAX_REST_S) if took > LONG_PASS_S else 0.0
 
     def _rest(self, seconds: float) -> None:
-        """Rest, unless another writer's event comes meanwhile (a submission, a finished
-        workload): that is news to act on now, not after the breath. Wake-ups also come
-        from this process's own commits (and on SQLite from any write to the file), so a
-        wake-up is checked against the newest event id as the pass left it."""
+        """Rest, unless there is news meanwhile (a submission, a finished workload): news
+        is acted on now, not after the breath; that includes news that came during the
+        pass. Wake-ups also come from this scheduler's own commits (and on SQLite from any
+        write to the file), so each is checked against the events written since the pass
+        began, less those the pass writes itself."""
         version = self._wakeups.version
-        mark = self._latest_event_id()
         deadline = time.monotonic() + seconds
-        while not self._stop.is_set():
+        while not self._stop.is_set() and not self._news():
             left = deadline - time.monotonic()
             if left <= 0:
                 return
@@ -114,8 +114,16 @@ class AdmissionLoop:
             if now == version:
                 return  # rested in full
             version = now
-            if self._latest_event_id() != mark:
-                return
+
+    def _news(self) -> bool:
+        """An event since the last pass began that no pass writes (admission's own are
+        waiting, admitted and preempted)."""
+        seen = self._seen_event_id or 0
+        with read_tx(self._engine) as conn:
+            newest = conn.execute(select(func.coalesce(func.max(events.c.id), 0))).scalar_one()
+            return newest > seen and conn.execute(
+                select(events.c.id).where(events.c.id > seen, events.c.id <= newest,
+                                          events.c.kind.not_in(PASS_EVENT_KINDS)).limit(1)).first() is not None
 
 
 def run_process(database_url: str, poll_s: float, starvation_after_s: float, *,

@@ -69,6 +69,7 @@ from corral.services.status import add_usage, recompute, usage_delta
 
 ADMITTED_REASON = "admitted to cluster {cluster}; waiting for its agent to start it"
 ADMITTED_COMPONENT_REASON = "admitted; waiting for the cluster agent"
+PASS_EVENT_KINDS = ("waiting", "admitted", "preempted")  # what a pass writes: no news to the next one
 REASON_PASS_S = 0.025  # how long a pass writing the backlog of reasons should take
 MIN_REASON_BUDGET = 50
 _FINISHED = [s.value for s in FINISHED_STATUSES]

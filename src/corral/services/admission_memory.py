@@ -21,6 +21,7 @@ from corral.domain.statuses import FINISHED_STATUSES, WorkloadStatus
 from corral.services.admission_sql import chunks
 from corral.services.clock import utcnow
 from corral.services.clusters import capacity_of, node_amounts
+from corral.services.event_gaps import EventGaps
 from corral.services.quotas import guaranteed_of, limit_of
 from corral.services.status import request_of
 
@@ -61,7 +62,7 @@ class AdmissionMemory:
         self.cursor = max(0, newest - _PG_REREAD_ON_LOAD) if self.postgres else newest
         self.known_at_load: set[int] = set(conn.execute(select(events.c.id).where(
             events.c.id > self.cursor, events.c.id <= newest)).scalars()) if self.postgres else set()
-        self.gaps: dict[int, float] = {}
+        self.gaps = EventGaps(_PG_GAP_WINDOW_S)
         self.queued: dict[int, QueuedWorkload] = {}
         self.queued_on: dict[int, set[int]] = {}  # cluster -> queued ids
         self.admitted: dict[int, dict[int, AdmittedWorkload]] = {}  # cluster -> id -> workload
@@ -183,24 +184,23 @@ class AdmissionMemory:
 
     def _catch_up(self, conn: Connection) -> None:
         cols = (events.c.id, events.c.subject_type, events.c.subject_id, events.c.kind)
-        # In pages: with a LIMIT the plan is a walk of the primary key from the cursor, also
-        # when PostgreSQL's statistics lag behind a burst of inserts (without one it may
-        # choose to scan and sort the whole table).
+        # In ranges of ids up to the newest: a bounded range is a walk of the primary key
+        # whatever PostgreSQL's statistics say. An open one (id > cursor, even with a LIMIT)
+        # was planned as a scan and sort of the whole table while the table had never been
+        # analysed (a third of it estimated to match): 35 ms a pass with 400,000 events.
+        newest = conn.execute(select(func.coalesce(func.max(events.c.id), 0))).scalar_one()
         rows = []
-        while True:
-            start = rows[-1].id if rows else self.cursor
-            page = conn.execute(select(*cols).where(events.c.id > start).order_by(events.c.id)
-                                .limit(_CATCH_UP_PAGE)).all()
-            rows += page
-            if len(page) < _CATCH_UP_PAGE:
-                break
+        start = self.cursor
+        while start < newest:
+            end = min(start + _CATCH_UP_PAGE, newest)
+            rows += conn.execute(select(*cols).where(events.c.id > start, events.c.id <= end)
+                                 .order_by(events.c.id)).all()
+            start = end
         if self.gaps:
-            mono = time.monotonic()
-            self.gaps = {i: t for i, t in self.gaps.items() if mono - t < _PG_GAP_WINDOW_S}
+            self.gaps.expire(time.monotonic())
             if self.gaps:
-                late = conn.execute(select(*cols).where(events.c.id.in_(list(self.gaps)))).all()
-                for r in late:
-                    del self.gaps[r.id]
+                late = conn.execute(select(*cols).where(self.gaps.condition(events.c.id)).order_by(events.c.id)).all()
+                self.gaps.found([r.id for r in late])
                 rows = late + rows
         if rows and self.postgres:
             # Ids are taken in one order and committed in another: a skipped id may be an
@@ -209,8 +209,7 @@ class AdmissionMemory:
             mono = time.monotonic()
             for r in rows:
                 if r.id > self.cursor:
-                    for missing in range(expected, r.id):
-                        self.gaps[missing] = mono
+                    self.gaps.add(expected, r.id - 1, mono)
                     expected = r.id + 1
         if rows:
             self.cursor = max(self.cursor, rows[-1].id)

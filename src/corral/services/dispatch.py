@@ -92,7 +92,10 @@ def work_for(conn: Connection, cluster_id: int, after: int | None, postgres: boo
     changed = conn.execute(
         select(events.c.id, events.c.subject_id)
         .join(workloads, and_(workloads.c.id == events.c.subject_id, workloads.c.cluster_id == cluster_id))
-        .where(events.c.id > start, events.c.subject_type == "workload", events.c.kind.in_(_KINDS))
+        # Bounded on both sides: a walk of the primary key whatever the statistics say (an
+        # open range was planned as a scan of the whole table before its first ANALYZE).
+        .where(events.c.id > start, events.c.id <= newest, events.c.subject_type == "workload",
+               events.c.kind.in_(_KINDS))
         .order_by(events.c.id).limit(MAX_ITEMS)).all()
     if len(changed) == MAX_ITEMS:
         newest = changed[-1].id  # more to come: the agent asks again from here
