@@ -77,7 +77,7 @@ def test_clusters_page_shows_health(page: Page, world: World):
     expect(page.get_by_role("row", name=re.compile(CLUSTER)).locator(".st")).to_have_text("healthy")
     page.get_by_label("Name").fill(world.unique("far-away"))
     page.get_by_label("Kind").select_option("slurm")
-    page.get_by_label("GPUs").fill("8")
+    page.get_by_label("GPUs", exact=True).fill("8")  # not the allocation chart "GPUs, latest: ..."
     page.get_by_role("button", name="Register").click()
     expect(page.locator("#agent-token")).to_contain_text("crla_")
     expect(page.locator(".st-verifying").first).to_have_text("verifying")
