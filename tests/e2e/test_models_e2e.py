@@ -5,11 +5,8 @@ evaluations whose commands write metrics files; users see them through the API a
 
 from __future__ import annotations
 
-import http.server
 import json
 import shutil
-import socketserver
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,28 +16,16 @@ import httpx
 import pytest
 
 from tests.conftest import work_root_for
+from tests.e2e.bytes_server import serving
 from tests.e2e.conftest import Cli, LiveServer, failed, ok
 
 WEIGHTS = b"tiny model weights\n" * 1000
 
 
-class _Weights(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(WEIGHTS)))
-        self.end_headers()
-        self.wfile.write(WEIGHTS)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def weights_url() -> Iterator[str]:
-    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Weights) as httpd:
-        threading.Thread(target=httpd.serve_forever, daemon=True).start()
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/tiny-weights.bin"
-        httpd.shutdown()
+    with serving(WEIGHTS, "tiny-weights.bin") as url:
+        yield url
 
 
 def _client(server: LiveServer, token: str | None = None) -> httpx.Client:

@@ -4,30 +4,17 @@ really downloaded and evaluations really run by the server's built-in local clus
 
 from __future__ import annotations
 
-import http.server
-import socketserver
-import threading
 import time
 from typing import Any
 
 from playwright.sync_api import Browser, Page, expect
 
+from tests.e2e.bytes_server import serving
 from tests.e2e.web.conftest import World, screenshot, sign_in
 
 IVY = "ivy@example.com"
 OSCAR = "oscar@example.com"
 WEIGHTS = b"weights " * 4000
-
-
-class _Weights(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(WEIGHTS)))
-        self.end_headers()
-        self.wfile.write(WEIGHTS)
-
-    def log_message(self, *args: Any) -> None:
-        pass
 
 
 def _run(world: World, **body: Any) -> dict[str, Any]:
@@ -48,11 +35,8 @@ def test_models_and_evaluations_in_the_browser(page: Page, browser: Browser, wor
     project = world.project("models", world.user(IVY))
     quota = world.admin.put(f"/api/v1/projects/{project}/quotas/local", json={"guaranteed": {"cpu": 0, "memory": 0}, "limit": {"cpu": 1, "memory": "1Gi"}})
     assert quota.status_code == 200, quota.text
-    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Weights) as httpd:
-        threading.Thread(target=httpd.serve_forever, daemon=True).start()
-        url = f"http://127.0.0.1:{httpd.server_address[1]}/tiny-web.bin"
+    with serving(WEIGHTS, "tiny-web.bin") as url:
         download = _run(world, type="model_download", name="fetch-web", project=project, source=url)
-        httpd.shutdown()
     evaluations = [
         _run(world, type="evaluation", name=name, project=project, model="tiny-web", tasks=["qa"],
              command=f"printf '%s' '{metrics}' > \"$CORRAL_METRICS_FILE\"")
