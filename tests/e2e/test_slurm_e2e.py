@@ -69,7 +69,7 @@ def world(slurm_cluster: SlurmCluster, tmp_path_factory: pytest.TempPathFactory)
                  "--slurm-job-prefix", prefix, "--slurm-partition", "gpu", "--poll", "0.1",
                  "--discover-interval", "0.5", "--heartbeat-interval", "0.5",
                  "--slurm-project-sbatch-options", "default=--time=30;other=--time=5"],
-                env=clean_env(slurm_cluster.env), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                env=clean_env({**slurm_cluster.env, "CORRAL_USAGE_INTERVAL_S": "1"}), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         stack.callback(_stop, agent)
         stack.callback(lambda: slurm_cluster.scancel(*(i for i, _, _ in slurm_cluster.jobs(prefix))))
         deadline = time.monotonic() + 30
@@ -129,6 +129,24 @@ def test_a_workload_runs_as_a_slurm_job_of_the_projects_user(world):
     assert state == "COMPLETED"
     # The project's own sbatch options (--slurm-project-sbatch-options) reached its job.
     assert "TimeLimit=00:30:00" in world.slurm.run("scontrol", "show", "job", "-o", str(job_id))
+
+
+def test_a_slurm_jobs_memory_and_cpu_reach_its_charts(world):
+    # Holds 200 MiB and burns a core; Slurm gathers its use every 5 s (jobacct_gather/linux).
+    burn = ("python3 -c 'hold = bytearray(200 * 2**20)\nfor i in range(0, len(hold), 4096): hold[i] = 1\n"
+            "while True: pass'")
+    wid = _submit(world.client, name="burns", command=burn, resources={"cpu": 1, "memory": "1Gi"})
+    _watch(world, wid, {"Running"})
+    deadline = time.monotonic() + 30
+    while True:
+        [comp] = world.client.get(f"/api/v1/workloads/{wid}/usage").json()["components"]
+        cpu = [c for c in comp["cpu"] if c is not None]
+        if comp["memory"] and comp["memory"][-1] >= 200 << 20 and cpu and max(cpu) >= 300:
+            break
+        assert time.monotonic() < deadline, f"no sample with its memory and CPU in 30 s: {comp}"
+        time.sleep(0.5)
+    assert world.client.delete(f"/api/v1/workloads/{wid}").status_code == 202
+    _watch(world, wid, {"Deleted"})
 
 
 def test_a_failing_workload_fails_with_its_exit_code(world):

@@ -48,6 +48,7 @@ from corral.backends.base import (
     Observation,
     OutputRead,
     UnknownComponent,
+    Usage,
 )
 from corral.backends.identity import Identities
 from corral.backends.progress import progress_reason
@@ -56,6 +57,7 @@ from corral.backends.local.workarea import WorkArea
 from corral.backends.local.workarea import default_root as default_work_root
 from corral.backends import output
 from corral.backends.slurm import cluster, submit
+from corral.backends.slurm import usage as slurm_usage
 from corral.backends.slurm.commands import JobRow, SlurmCommands, SlurmUnavailable
 from corral.backends.slurm.ended import how_it_ended
 from corral.backends.slurm.jobs import JobRecord, JobStore
@@ -106,6 +108,7 @@ class SlurmBackend(submit.Submitting):
         self._rows: dict[int, JobRow] = {}  # component id -> its job's squeue row last time
         self._progress: dict[int, dict[str, Any] | None] = {}  # what running jobs last reported
         self._gpus_per_node: int | None = None  # the most GPUs a node that takes work has (capacity)
+        self._usage = slurm_usage.UsageSampler()
         for record in self._jobs.values():
             if record.final:
                 self._last[record.component_id] = record.final_observation()  # type: ignore[assignment]
@@ -240,6 +243,19 @@ class SlurmBackend(submit.Submitting):
         nodes = cluster.capacity_nodes(self.slurm.show_nodes(), self.site, self._nodes)
         self._gpus_per_node = max((len(node.gpus) for node in nodes), default=0)
         return Capacity(tuple(nodes), isolation=self.identities.notice)
+
+    def usage(self) -> list[Usage]:
+        """What each running job uses now, from one ``sstat`` call (see ``slurm.usage``)."""
+        with self._lock:
+            running = [slurm_usage.Running(cid, record.job_id, row.started or _now())
+                       for cid, record in self._jobs.items()
+                       if record.job_id is not None and not record.final
+                       and (row := self._rows.get(cid)) is not None and row.state == "RUNNING"]
+        if not running:
+            self._usage.samples([], {})  # forgets what ended
+            return []
+        totals = slurm_usage.parse_sstat(self.slurm.sstat([item.job_id for item in running]))
+        return self._usage.samples(running, totals)
 
     def discover(self) -> list[Discovered]:
         return cluster.discovered(self.slurm.show_jobs(), self.site)

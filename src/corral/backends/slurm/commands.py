@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 
 from corral.backends.base import BackendError, BackendUnavailable
 from corral.backends.slurm.states import parse_kv
+from corral.backends.slurm.usage import SSTAT_FIELDS
 
 SEP = "\x1f"  # between squeue's fields: no job name or comment holds it
 # id, name, state, reason, user, account, partition, batch host, submit, start, end, time limit,
@@ -213,6 +214,16 @@ class SlurmCommands:
             if errors:
                 raise SlurmUnavailable(f"scancel {' '.join(batch) if len(batch) < 4 else f'of {len(batch)} jobs'}: "
                                        f"{'; '.join(errors)}")
+
+    def sstat(self, job_ids: Sequence[int]) -> str:
+        """What the running steps of these jobs use so far (``usage.parse_sstat`` reads it),
+        up to ``SCANCEL_BATCH`` jobs a call. A job with no running step is left out."""
+        out = []
+        for start in range(0, len(job_ids), SCANCEL_BATCH):
+            ids = ",".join(str(job_id) for job_id in job_ids[start:start + SCANCEL_BATCH])
+            # rc 0 even when some jobs have no step; only the controller being away fails it
+            out.append(self.run("sstat", "-a", "-n", "-P", "-j", ids, "-o", SSTAT_FIELDS, check=False).stdout)
+        return "".join(out)
 
     # --- nodes --------------------------------------------------------------------------
 
