@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 import pytest
 from kubernetes.client import (V1Container, V1ContainerState, V1ContainerStateRunning, V1ContainerStateTerminated,
                                V1ContainerStateWaiting, V1ContainerStatus, V1Deployment, V1DeploymentCondition,
-                               V1DeploymentSpec, V1DeploymentStatus, V1Job, V1JobCondition, V1JobSpec, V1JobStatus,
-                               V1LabelSelector, V1ObjectMeta, V1Pod, V1PodCondition, V1PodSpec, V1PodStatus,
-                               V1PodTemplateSpec)
+                               V1DeploymentSpec, V1DeploymentStatus, V1EnvVar, V1Job, V1JobCondition, V1JobSpec,
+                               V1JobStatus, V1LabelSelector, V1ObjectMeta, V1Pod, V1PodCondition, V1PodSpec,
+                               V1PodStatus, V1PodTemplateSpec)
 
 from corral.backends.kubernetes.states import Seen, combine, object_status, pod_status
 from corral.domain.statuses import ComponentStatus as S
@@ -149,6 +149,7 @@ def test_jobs(case: str, obj: V1Job, pods: list[V1Pod], status: S, reason: str, 
 
 def test_evaluation_metrics_come_from_the_termination_message() -> None:
     done = pod("Succeeded", [cs(ended(0, "Completed", '{"mmlu": 0.71}'))])
+    done.spec.containers[0].env = [V1EnvVar(name="CORRAL_METRICS_FILE", value="/dev/termination-log")]  # as rendered
     assert object_status("Job", job(cond("Complete")), [done]).result == {"metrics": {"mmlu": 0.71}}
     assert object_status("Job", job(cond("Complete")), [done]).at == T  # when it happened, not when seen
 

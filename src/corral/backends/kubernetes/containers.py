@@ -19,7 +19,9 @@ pod spec, secrets in a Kubernetes Secret of the project's namespace) and a port.
   multi-node.
 - **Evaluation**: the command, with ``CORRAL_METRICS_FILE=/dev/termination-log``: the
   JSON object written there comes back in the pod's termination message and becomes the
-  component's result.
+  component's result (``{"metrics": {...}}``). Every other job gets
+  ``CORRAL_RESULT_FILE`` (the same path) for a result of its own; at most 4 KiB on
+  Kubernetes (see ``results``).
 - **Workspace**: JupyterLab in ``workspace_image`` on port 8888, token
   ``JUPYTER_TOKEN`` (the service token, which only Corral's proxy presents), notebooks on
   the model store under ``workspaces/<id>``. ``flavor: vscode`` is refused as on the
@@ -44,6 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from corral.backends.base import Launch
+from corral.backends.kubernetes.results import RESULT_FILE
 from corral.backends.kubernetes.settings import KubeSettings
 from corral.backends.local.modelstore import safe_name
 from corral.backends.recipes import VSCODE_UNSAFE, RecipeError, default_model_name, time_limit_of
@@ -52,7 +55,7 @@ MODELS_MOUNT = "/models"
 SERVICE_TOKEN = "CORRAL_SERVICE_TOKEN"
 DEFAULT_PORT = 8000
 JUPYTER_PORT = 8888
-METRICS_FILE = "/dev/termination-log"
+METRICS_FILE = RESULT_FILE  # the termination message (results.py)
 TIME_LIMIT_SERVICE = ("a time limit on a service is not available on kubernetes clusters (the pods of a Deployment "
                       "cannot carry activeDeadlineSeconds): remove time_limit, or run it on a local or slurm cluster")
 TIME_LIMIT_MANIFEST = ("a time limit is not applied to a manifest's own objects: set activeDeadlineSeconds in the "

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from corral.backends.base import Observation
+from corral.backends.results import result_words
 from corral.backends.kubernetes import labels as L
 from corral.backends.kubernetes.render import ENDPOINT_URL, RESULT_MODEL
 from corral.backends.kubernetes.states import PASSIVE_KINDS, Seen, combine, object_status
@@ -89,8 +90,10 @@ class Observing:
             state = Seen(S.DELETE_FAILED, f"still on the cluster {self.settings.delete_timeout_s:.0f} s after "
                                           f"deletion was asked ({', '.join(sorted({k for k, _ in objects}))})")
         result = state.result
-        if state.status is S.COMPLETED and notes.get(RESULT_MODEL):
-            result = {"model": notes[RESULT_MODEL], "path": f"/models/{notes[RESULT_MODEL]}"}
+        if state.status is S.COMPLETED and notes.get(RESULT_MODEL):  # the model it wrote; its own result beside
+            result = {**(result or {}), "model": notes[RESULT_MODEL], "path": f"/models/{notes[RESULT_MODEL]}"}
+        if state.status is S.COMPLETED and result and state.reason == "completed":
+            state = replace(state, reason=f"completed: {result_words(result)}")  # as on the local cluster
         if "could not start " in state.reason and record.missing_hint:
             state = replace(state, reason=f"{state.reason}; {record.missing_hint}")
         endpoint = notes.get(ENDPOINT_URL) if state.status is S.RUNNING else None

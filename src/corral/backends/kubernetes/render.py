@@ -30,7 +30,8 @@ from typing import Any
 
 from corral.backends.identity import kube_identity
 from corral.backends.kubernetes import labels as L
-from corral.backends.kubernetes.containers import MODELS_MOUNT, METRICS_FILE, Unit
+from corral.backends.kubernetes.containers import MODELS_MOUNT, Unit
+from corral.backends.kubernetes.results import ENV_RESULT_FILE, RESULT_FILE
 from corral.backends.kubernetes.settings import KubeSettings
 from corral.backends.recipes import RecipeError
 
@@ -155,10 +156,15 @@ def _container(unit: Unit, settings: KubeSettings, extra_env: list[dict[str, Any
     resources = _quantities(unit, settings)
     if resources:
         container["resources"] = resources
-    if unit.metrics:
-        container |= {"terminationMessagePath": METRICS_FILE, "terminationMessagePolicy": "File"}
-    else:
-        container["terminationMessagePolicy"] = "FallbackToLogsOnError"
+    # A job's result comes back in its termination message (see results.py): its result
+    # file (an evaluation's metrics file) is the message's path. Without a file written, a
+    # failed container's message is the tail of its output.
+    container["terminationMessagePolicy"] = "FallbackToLogsOnError"
+    if unit.role == "job":
+        container["terminationMessagePath"] = RESULT_FILE
+        if not unit.metrics:  # an evaluation's env already names it CORRAL_METRICS_FILE
+            container["env"] = [e for e in container["env"] if e["name"] != ENV_RESULT_FILE] + \
+                [{"name": ENV_RESULT_FILE, "value": RESULT_FILE}]
     if unit.port:
         container["ports"] = [{"name": "http", "containerPort": unit.port, "protocol": "TCP"}]
         probe: dict[str, Any] = ({"httpGet": {"path": unit.readiness_path, "port": "http"}}

@@ -15,7 +15,8 @@ container ended, and when the state was reached on the cluster.
 - a Job (or pod, PyTorchJob, JobSet) past its ``activeDeadlineSeconds`` (the workload's
   time limit; ``DeadlineExceeded``) is Failed, "time limit of 2h reached";
 - a Job is Completed or Failed by its ``Complete``/``Failed`` condition, Pending while
-  suspended (a queue such as Kueue holds it) or while its pods wait;
+  suspended (a queue such as Kueue holds it) or while its pods wait; a completed pod's
+  result is its termination message (``results``);
 - a Deployment is Running once a replica is ready, Failed past its progress deadline,
   Pending when the cluster refuses its pods (``ReplicaFailure``, e.g. a ResourceQuota);
 - passive objects (Service, ConfigMap, Secret, Ingress, HTTPRoute, PVC, ...) are
@@ -24,13 +25,13 @@ container ended, and when the state was reached on the cluster.
 
 from __future__ import annotations
 
-import json
 import signal
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from corral.backends.kubernetes.results import pod_result
 from corral.domain.durations import format_duration
 from corral.domain.statuses import ComponentStatus as S
 
@@ -195,7 +196,7 @@ def pod_status(pod: Any) -> Seen:
     terminated = [_get(cs, "state", "terminated") for cs in main if _get(cs, "state", "terminated") is not None]
     finished = max((t.finished_at for t in terminated if _get(t, "finished_at")), default=None)
     if phase == "Succeeded":
-        return Seen(S.COMPLETED, "completed", 0, finished, _metrics(terminated))
+        return Seen(S.COMPLETED, "completed", 0, finished, pod_result(pod))
     if phase == "Failed" and _get(status, "reason") == "DeadlineExceeded" and _deadline(pod, "spec"):
         return Seen(S.FAILED, _time_limit_reached(_deadline(pod, "spec"), "DeadlineExceeded"))
     if phase == "Failed":
@@ -217,18 +218,6 @@ def pod_status(pod: Any) -> Seen:
     if _condition(pod, "PodScheduled") is not None:
         return Seen(S.PENDING, f"starting on {_get(pod, 'spec', 'node_name') or 'a node'}")
     return Seen(S.PENDING, "waiting for the scheduler")
-
-
-def _metrics(terminated: Iterable[Any]) -> Mapping[str, Any] | None:
-    """A JSON object an evaluation wrote to its termination message (CORRAL_METRICS_FILE)."""
-    for state in terminated:
-        try:
-            value = json.loads(_get(state, "message") or "")
-        except ValueError:
-            continue
-        if isinstance(value, dict):
-            return {"metrics": value}
-    return None
 
 
 def _worst_pod(pods: Sequence[Any]) -> Seen | None:
@@ -307,7 +296,8 @@ def crd_status(obj: Mapping[str, Any], pods: Sequence[Any] = ()) -> Seen:
     kind = obj.get("kind")
     done = "Succeeded" if kind == "PyTorchJob" else "Completed"
     if _condition(obj, done) is not None:
-        return Seen(S.COMPLETED, "completed", 0, _get(_condition(obj, done), "lastTransitionTime"))
+        result = next((s.result for s in (pod_status(p) for p in pods) if s.result), None)
+        return Seen(S.COMPLETED, "completed", 0, _get(_condition(obj, done), "lastTransitionTime"), result)
     failed = _condition(obj, "Failed")
     if failed is not None:
         cause = next((s for s in (pod_status(p) for p in pods) if s.status is S.FAILED), None)

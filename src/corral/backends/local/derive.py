@@ -13,6 +13,7 @@ from corral.backends import output
 from corral.backends.base import Observation
 from corral.backends.local import files as f
 from corral.backends.progress import clean_progress, progress_reason
+from corral.backends.results import result_words
 from corral.domain.resources import format_bytes
 from corral.domain.results import normalise_result
 from corral.domain.statuses import ComponentStatus as S
@@ -123,7 +124,7 @@ def _exit_observation(comp: Any, status: dict[str, Any], make: Any, report: Call
     if exit_.get("stopped"):  # stopped, but not by Corral: someone signalled the supervisor
         return make(S.FAILED, f"stopped because {exit_.get('cause')}; {words}", at, exit_code=exit_code)
     if code == 0 and not comp.launch.is_service:
-        reason = "completed" + (f": {_result_words(result)}" if result else "")
+        reason = "completed" + (f": {result_words(result)}" if result else "")
         return make(S.COMPLETED, reason + leftovers, at, exit_code=0, result=result, progress=progress)
     reason = ("the service " if comp.launch.is_service else "") + words
     tail = output.last_line(comp.dir / f.OUTPUT)
@@ -160,13 +161,3 @@ def _result(report: Callable[[str], Any]) -> dict[str, Any] | None:
     is said to be refused (the agent checks the rest, domain/results.py)."""
     result = report(f.RESULT)
     return result if result is None or isinstance(result, dict) else normalise_result(result)
-
-
-def _result_words(result: dict[str, Any]) -> str:
-    if result.get("model"):
-        return f"model {result['model']} registered"
-    if result.get("metrics") is not None:
-        return "metrics recorded"
-    if result.get("error"):
-        return "its result was refused"
-    return "result recorded"
