@@ -29,10 +29,9 @@ Contract every backend keeps (the agent relies on it):
 Optional: ``usage() -> list[Usage]``, what the running components use now (CPU over the
 interval since the previous call, memory, GPUs where the cluster's tools tell). The agent
 calls it every few seconds when the backend has it; a backend without it reports none.
-The local backend implements it (cgroup v2 files or /proc, nvidia-smi / rocm-smi). Not
-yet: Slurm (``sstat --format=JobID,AveCPU,MaxRSS`` on the running steps, or the job's
-cgroup on each node) and Kubernetes (the metrics API, ``metrics.k8s.io`` PodMetrics per
-pod, GPUs from DCGM exporter): they report no usage until someone adds it.
+The local backend implements it (cgroup v2 files or /proc, nvidia-smi / rocm-smi), Slurm
+(``sstat`` on the running steps) and Kubernetes (the metrics API, ``metrics.k8s.io``
+PodMetrics: CPU and memory; GPUs would need DCGM exporter).
 
 This module imports only the standard library and ``corral.domain`` (pure), so the
 supervisor processes that import the package stay small.

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from corral.backends.base import BackendError, BackendUnavailable, Capacity, Launch, Observation
+from corral.backends.base import BackendError, BackendUnavailable, Capacity, Launch, Observation, Usage
 from corral.backends.kubernetes import cluster
 from corral.backends.kubernetes.discovery import Discovery
 from corral.backends.kubernetes.logs import Output
@@ -37,7 +37,8 @@ from corral.backends.kubernetes.containers import service_port, unit_for
 from corral.backends.kubernetes.render import JOBSET_CRD, PYTORCHJOB_CRD, component_objects, project_objects
 from corral.backends.kubernetes.settings import KubeSettings
 from corral.backends.kubernetes.states import PASSIVE_KINDS
-from corral.backends.kubernetes.watch import ObjectCache, Watcher, labels_of
+from corral.backends.kubernetes.usage import PodMetrics
+from corral.backends.kubernetes.watch import ObjectCache, Watcher, key_of, labels_of
 from corral.backends.recipes import ComponentRef, RecipeError, time_limit_of
 from corral.domain.statuses import ComponentStatus as S
 
@@ -132,6 +133,7 @@ class KubernetesBackend(Observing, Discovery, Output):
         self._dyn: Any = None
         self._changed = threading.Event()  # set by the watches; wait_for_changes waits on it
         self._record_type = _Record
+        self._metrics = PodMetrics(self.custom)
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -340,6 +342,17 @@ class KubernetesBackend(Observing, Discovery, Output):
                         isolation="each project is a Kubernetes namespace of its own; its workloads run under a "
                                   "service account granted no rights, and its secrets are Secrets of that "
                                   "namespace only")
+
+    def usage(self) -> list[Usage]:
+        """What each running component's pods use now, from the metrics API (see ``usage``):
+        CPU and memory; [] where the cluster has no metrics API (said once in the log)."""
+        self._ensure_watching()
+        pods = self._caches.get("Pod")
+        components = {key_of(pod): cid for pod in (pods.items() if pods is not None else ())
+                      if (cid := L.component_of(labels_of(pod))) is not None}
+        with self._lock:
+            forgotten = set(self._forgotten)
+        return self._metrics.sample(components, forgotten)
 
     def forget(self, component_id: int) -> None:
         with self._lock:
