@@ -92,6 +92,27 @@ def test_the_inventory_replaces_what_was_known(world):
     assert world.alice.get("/api/v1/models", params={"name": "b"}).json()["total"] == 0
 
 
+def test_an_inventory_page_replaces_its_own_range_only(world):
+    agent = world.api.as_token(world.agent_token)
+
+    def put(names: list[str], after: str | None, through: str | None):
+        return agent.put("/api/v1/agent/models", json={
+            "models": [{"project": "vision", "name": n} for n in names],
+            "after": ["vision", after] if after else None, "through": ["vision", through] if through else None})
+
+    assert put(["a", "b", "c", "d", "e"], None, None).json()["added"] == 5
+    # The page (b, d]: c gone, c2 new; a, b (before it) and e (after it) untouched.
+    assert put(["c2", "d"], "b", "d").json() == {"added": 1, "changed": 0, "removed": 1}
+    # The last page, (d, end): e gone.
+    assert put([], "d", None).json() == {"added": 0, "changed": 0, "removed": 1}
+    names = sorted(m["name"] for m in world.alice.get("/api/v1/models").json()["items"])
+    assert names == ["a", "b", "c2", "d"]
+    # A model outside the page's range is refused, and nothing of the page is stored.
+    refused = put(["a", "x"], "b", "d")
+    assert refused.status_code == 422 and "outside this page's range" in refused.text
+    assert sorted(m["name"] for m in world.alice.get("/api/v1/models").json()["items"]) == names
+
+
 def test_bad_results_and_inventories_are_refused(world):
     wid = submit(world.alice, type="evaluation", name="e", model="m", dataset="d", command="true").json()["id"]
     run_pass(world.api.engine)

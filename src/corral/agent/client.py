@@ -63,9 +63,11 @@ class AgentClient:
         """What running components use (``corral.agent.usage``)."""
         return self._post("/agent/usage", {"samples": samples})
 
-    def models(self, entries: list[dict[str, Any]]) -> dict[str, Any]:
-        """The cluster's model stores, whole: replaces what the control plane knew."""
-        response = self._http.put("/agent/models", json={"models": entries})
+    def models(self, entries: list[dict[str, Any]], after: tuple[str, str] | None = None,
+               through: tuple[str, str] | None = None) -> dict[str, Any]:
+        """The cluster's model stores, whole or the page between ``after`` and ``through``
+        (sorted by project and name): replaces what the control plane knew there."""
+        response = self._http.put("/agent/models", json={"models": entries, "after": after, "through": through})
         response.raise_for_status()
         return response.json()
 

@@ -33,6 +33,7 @@ import httpx
 
 from corral import __version__
 from corral.agent.client import AgentClient, update
+from corral.agent import inventory
 from corral.agent.usage import UsageReporter
 from corral.backends.base import Backend, BackendError, BackendUnavailable, Launch, Observation, model_inventory
 from corral.backends.recipes import ComponentRef, RecipeError, build_launches
@@ -48,7 +49,6 @@ _DONE = {"Completed", "Failed", "Deleted", "DeleteFailed"}
 LONG_POLL_S = 25.0  # how long the server may hold a poll for work
 SWEEP_S = 1.0  # the backend is observed at least this often, changes or not
 START_CHUNK = 32  # launches per start_many call; what was observed is reported between them
-MAX_MODELS_REPORTED = 10_000  # what PUT /agent/models takes
 
 
 class Agent:
@@ -313,12 +313,27 @@ class Agent:
                 found = model_inventory(self.backend)
                 if found is None:
                     return
-                entries = [e for e in map(normalise_model_entry, found) if e is not None][:MAX_MODELS_REPORTED]
+                unique = {(e["project"], e["name"]): e for e in map(normalise_model_entry, found) if e is not None}
+                entries = [unique[k] for k in sorted(unique)]
                 if entries != self._models_sent:
-                    self.client.models(entries)
+                    self._send_inventory(entries)
                     self._models_sent = entries
             except (httpx.HTTPError, OSError, BackendError) as exc:  # tried again at the next heartbeat
                 log.warning("could not report the model store: %s", exc)
+
+    def _send_inventory(self, entries: list[dict[str, Any]]) -> None:
+        """In pages; smaller ones where the server's body limit is lower than they are (a
+        page sent twice is harmless: each replaces its own range)."""
+        budget = inventory.MAX_PAGE_BYTES
+        while True:
+            try:
+                for page, after, through in inventory.pages(entries, max_bytes=budget):
+                    self.client.models(page, after, through)
+                return
+            except httpx.HTTPStatusError as exc:
+                if exc.response.status_code != 413 or budget <= inventory.MIN_PAGE_BYTES:
+                    raise
+                budget = max(inventory.MIN_PAGE_BYTES, budget // 4)
 
     def report(self, observations: list[Observation]) -> None:
         if any(isinstance(obs.result, dict) and obs.result.get("model") for obs in observations):

@@ -24,7 +24,7 @@ from corral.domain.results import MODEL_TEXT_FIELDS, merged_metrics
 from corral.domain.workloads import WorkloadType
 from corral.services import projects as project_service
 from corral.services.clock import utcnow
-from corral.services.errors import NotFound
+from corral.services.errors import InvalidInput, NotFound
 from corral.services.principal import Principal
 
 MAX_PAGE_SIZE = 500
@@ -63,10 +63,28 @@ def _same_project_workloads(conn: Connection, project_of: dict[int, int]) -> set
     return {r.id for r in rows if project_of.get(r.id) == r.project_id}
 
 
-def record_inventory(conn: Connection, cluster_id: int, entries: list[Mapping[str, Any]]) -> dict[str, int]:
-    """Replace what is known of the cluster's model stores with ``entries`` (its agent's
-    full inventory: each with ``project`` and ``name``). Entries of unknown projects are
-    ignored. Returns counts of models added, changed, removed."""
+Key = tuple[str, str]  # (project, model name): the order an inventory is paged in
+
+
+def in_range(key: Key, after: Key | None, through: Key | None) -> bool:
+    """Whether ``key`` lies in a page's range: after it (exclusive), up to through (inclusive)."""
+    return (after is None or key > after) and (through is None or key <= through)
+
+
+def record_inventory(conn: Connection, cluster_id: int, entries: list[Mapping[str, Any]], *,
+                     after: Key | None = None, through: Key | None = None) -> dict[str, int]:
+    """Replace what is known of the cluster's model stores, within one page's range, with
+    ``entries`` (each with ``project`` and ``name``). An agent sends its inventory in pages
+    ordered by (project, name): a page says "between ``after`` (exclusive) and ``through``
+    (inclusive) there are exactly these", so every page stands alone (no page is kept
+    waiting for the next, on this replica or another) and a model is removed only by the
+    page whose range holds it. Without a range: the whole inventory. Entries outside the
+    range, and of unknown projects, are refused / ignored. Returns counts of models added,
+    changed, removed."""
+    outside = [e for e in entries if not in_range((e["project"], e["name"]), after, through)]
+    if outside:
+        raise InvalidInput(f"model {outside[0]['project']}/{outside[0]['name']} is outside this page's range "
+                           f"(after {after}, through {through})", field="models")
     now = utcnow()
     names = {e["project"] for e in entries}
     project_ids = dict(conn.execute(select(projects.c.name, projects.c.id)
@@ -80,9 +98,12 @@ def record_inventory(conn: Connection, cluster_id: int, entries: list[Mapping[st
     for value in wanted.values():
         if value["workload_id"] not in trusted:
             value["workload_id"] = None
-    existing = {(r.project_id, r.name): r for r in conn.execute(
-        select(models.c.id, models.c.project_id, models.c.name, *(models.c[k] for k in _FIELDS))
-        .where(models.c.cluster_id == cluster_id).order_by(models.c.id).with_for_update())}
+    query = (select(models.c.id, models.c.project_id, models.c.name, projects.c.name.label("project"),
+                    *(models.c[k] for k in _FIELDS))
+             .join(projects, projects.c.id == models.c.project_id)
+             .where(models.c.cluster_id == cluster_id).order_by(models.c.id).with_for_update(of=models))
+    existing = {(r.project_id, r.name): r for r in conn.execute(query)
+                if in_range((r.project, r.name), after, through)}
     gone = [r.id for key, r in existing.items() if key not in wanted]
     if gone:
         conn.execute(delete(models).where(models.c.id.in_(gone)))

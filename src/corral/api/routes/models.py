@@ -36,8 +36,14 @@ class ModelEntryIn(BaseModel):
 
 
 class ModelInventoryIn(BaseModel):
+    """A page of a cluster's inventory: the models whose (project, name) lies after
+    ``after`` and up to ``through`` (both absent: the whole inventory; see
+    ``services.models.record_inventory``)."""
+
     model_config = ConfigDict(extra="forbid")
     models: list[ModelEntryIn] = Field(max_length=10_000)
+    after: tuple[str, str] | None = Field(None, description="(project, name) the page starts after; none: the start")
+    through: tuple[str, str] | None = Field(None, description="(project, name) the page ends at; none: the end")
 
 
 class WorkloadRef(BaseModel):
@@ -125,8 +131,9 @@ def list_evaluations(principal: CurrentUser, db: Db, project: str = Query(max_le
 
 @router.put("/agent/models", tags=["agent"])
 def report_models(body: ModelInventoryIn, cluster: AgentCluster, db: Db) -> dict:
-    """The cluster's model stores, whole (every project's): replaces what was known, so a
-    model removed or replaced on disk is removed or replaced here."""
+    """The cluster's model stores (every project's), whole or one page of them: replaces what
+    was known in the page's range, so a model removed or replaced on disk is removed or
+    replaced here."""
     entries = [m.model_dump() for m in body.models]
     with write_tx(db) as conn:
-        return model_service.record_inventory(conn, cluster.id, entries)
+        return model_service.record_inventory(conn, cluster.id, entries, after=body.after, through=body.through)
