@@ -142,6 +142,13 @@ def test_the_filter_takes_the_list_filters(world):
     assert [i["id"] for i in body["items"]] == [named]
     body = world.alice.post(URL, json={"filter": {"name": "%"}, "dry_run": True}).json()
     assert body["items"] == []  # a wildcard is a character, not a pattern
+    # The same workloads as the list shows for the same filters (one plan for both).
+    for filters, params in (({"name": "special-e"}, {"name": "special-e"}),
+                            ({"status": ["Pending", "running"]}, {"status": ["Pending", "Running"]}),
+                            ({"type": ["training"], "cluster": "gpu-a"}, {"type": "training", "cluster": "gpu-a"})):
+        body = world.alice.post(URL, json={"filter": filters, "dry_run": True}).json()
+        listed = world.alice.get("/api/v1/workloads", params={**params, "page_size": 100}).json()["items"]
+        assert sorted(i["id"] for i in body["items"]) == sorted(i["id"] for i in listed) != [], filters
     body = world.alice.post(URL, json={"filter": {"cluster": "gpu-a", "created_by": "ALICE@example.com"},
                                        "dry_run": True}).json()
     assert [i["id"] for i in body["items"]] == [*running, *other_type, named]

@@ -20,19 +20,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, false, select, update
 
 from corral.db.tables import components, projects, workloads
 from corral.domain.deletion import delete_refusal
 from corral.domain.statuses import (
-    DEFAULT_VISIBLE_STATUSES,
     ComponentState,
     ComponentStatus,
     WorkloadStatus,
     aggregate_status,
 )
-from corral.domain.workloads import WorkloadType
-from corral.services import events, projects as project_service
+from corral.services import events, listing, projects as project_service
 from corral.services.clock import utcnow
 from corral.services.errors import InvalidInput
 from corral.services.principal import Principal
@@ -83,10 +81,7 @@ def delete_many(conn: Connection, principal: Principal, *, ids: Sequence[int] | 
     else:
         assert filter is not None
         query = query.where(*_filter_conditions(conn, principal, filter))
-    visible = project_service.visible_project_ids(conn, principal)
-    if visible is not None:
-        query = query.where(workloads.c.project_id.in_(visible or [-1]))
-    query = query.order_by(workloads.c.id)
+    query = query.where(*project_service.visible_to(conn, principal, workloads.c.project_id)).order_by(workloads.c.id)
     if ids is None:
         query = query.limit(MAX_ITEMS + 1)
     if not dry_run:
@@ -124,30 +119,19 @@ def delete_many(conn: Connection, principal: Principal, *, ids: Sequence[int] | 
 
 
 def _filter_conditions(conn: Connection, principal: Principal, f: BulkFilter) -> list[Any]:
+    """What the list shows for the same filters (``listing.filter_conditions``): a dry run
+    and the Workloads page's "delete all matching" name the same workloads."""
     if f.is_empty():
         raise InvalidInput("the filter names no criterion: give at least one of project, status, type, name, "
                            "cluster, created_by", field="filter", code="empty_filter")
+    query = listing.WorkloadQuery(project=f.project, name=f.name, types=f.types, statuses=f.statuses,
+                                  cluster=f.cluster, created_by=f.created_by)
     try:
-        types = sorted({WorkloadType.parse(t).value for t in f.types})
-    except ValueError as exc:
-        raise InvalidInput(str(exc), field="filter.type") from None
-    try:
-        statuses = sorted({WorkloadStatus.parse(s).value for s in f.statuses})
-    except ValueError as exc:
-        raise InvalidInput(str(exc), field="filter.status") from None
-    conditions = [workloads.c.status.in_(statuses or [s.value for s in DEFAULT_VISIBLE_STATUSES])]
-    if f.project:
-        # A project the caller cannot see is 404, as in the list.
-        conditions.append(workloads.c.project_id == project_service.resolve(conn, principal, f.project)["id"])
-    if types:
-        conditions.append(workloads.c.type.in_(types))
-    if f.cluster:
-        conditions.append(workloads.c.cluster_name == f.cluster)
-    if f.created_by:
-        conditions.append(workloads.c.created_by == f.created_by.strip().lower())
-    if f.name:
-        conditions.append(workloads.c.name.icontains(f.name, autoescape=True))
-    return conditions
+        conditions = listing.filter_conditions(conn, principal, query)
+    except InvalidInput as exc:
+        exc.field = f"filter.{exc.field}" if exc.field else "filter"
+        raise
+    return [false()] if conditions is None else conditions
 
 
 def queue_deletion(conn: Connection, rows: Sequence[Any], at: datetime, actor: str) -> dict[int, str]:

@@ -178,6 +178,14 @@ def _plan(conn: Connection, principal: Principal, query: WorkloadQuery) -> _Plan
                  key_columns, descending, sort_key, fingerprint, cursor)
 
 
+def filter_conditions(conn: Connection, principal: Principal, query: WorkloadQuery) -> list[Any] | None:
+    """The conditions that pick the workloads this list query shows, the caller's scope
+    included, for another statement over the same rows (a bulk delete by filter); None
+    when the caller sees no project at all."""
+    plan = _plan(conn, principal, query)
+    return None if plan is None else plan.conditions
+
+
 def _item(r: Any, project_names: dict[int, str]) -> dict[str, Any]:
     return {"id": r.id, "name": r.name, "type": r.type, "project": project_names[r.project_id],
             "cluster": r.cluster_name, "resources": {"gpu": r.gpu, "cpu": r.cpu, "memory": r.memory},

@@ -165,9 +165,7 @@ def list_models(conn: Connection, principal: Principal, *, project: str | None =
     if project is not None:
         conditions.append(models.c.project_id == project_service.resolve(conn, principal, project)["id"])
     else:
-        ids = project_service.visible_project_ids(conn, principal)
-        if ids is not None:
-            conditions.append(models.c.project_id.in_(ids))
+        conditions += project_service.visible_to(conn, principal, models.c.project_id)
     if cluster is not None:
         conditions.append(clusters.c.name == cluster)
     if name is not None:
@@ -182,10 +180,7 @@ def list_models(conn: Connection, principal: Principal, *, project: str | None =
 
 def get_model(conn: Connection, principal: Principal, model_id: int) -> dict[str, Any]:
     """One model and the evaluations of it (same project, cluster and name), newest first."""
-    query = _query().where(models.c.id == model_id)
-    ids = project_service.visible_project_ids(conn, principal)
-    if ids is not None:
-        query = query.where(models.c.project_id.in_(ids))
+    query = _query().where(models.c.id == model_id, *project_service.visible_to(conn, principal, models.c.project_id))
     row = conn.execute(query).first()
     if row is None:
         raise NotFound(f"model {model_id} not found")

@@ -54,6 +54,13 @@ def visible_project_ids(conn: Connection, principal: Principal) -> list[int] | N
     ).scalars())
 
 
+def visible_to(conn: Connection, principal: Principal, project_id_column: Any) -> list[Any]:
+    """The condition that keeps a query to the caller's projects (none for an admin):
+    ``query.where(*visible_to(conn, principal, table.c.project_id))``."""
+    ids = visible_project_ids(conn, principal)
+    return [] if ids is None else [project_id_column.in_(ids)]
+
+
 def list_projects(conn: Connection, principal: Principal) -> list[dict[str, Any]]:
     query = select(*_COLUMNS).order_by(projects.c.name)
     if not principal.is_admin:

@@ -253,10 +253,7 @@ _DETAIL_COLUMNS = (
 
 def visible_workload(conn: Connection, principal: Principal, workload_id: int) -> Any:
     query = (select(*_DETAIL_COLUMNS).join(projects, projects.c.id == workloads.c.project_id)
-             .where(workloads.c.id == workload_id))
-    ids = project_service.visible_project_ids(conn, principal)
-    if ids is not None:
-        query = query.where(workloads.c.project_id.in_(ids))
+             .where(workloads.c.id == workload_id, *project_service.visible_to(conn, principal, workloads.c.project_id)))
     row = conn.execute(query).first()
     if row is None:
         raise NotFound(f"workload {workload_id} not found")
