@@ -43,3 +43,13 @@ def test_cpu_is_a_rate_between_samples_and_the_first_since_the_start():
     [second] = sampler.samples(running, later, at=started + timedelta(seconds=66))
     assert second.cpu_millicores == 500  # 10 s more in 20 s
     assert sampler.samples([], {}) == [] and sampler._last_cpu == {}  # an ended job is forgotten
+
+
+def test_each_sample_asks_about_a_bounded_number_of_jobs_those_asked_longest_ago_first():
+    started = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+    sampler = UsageSampler(max_jobs=2)
+    running = [Running(c, 100 + c, started) for c in (1, 2, 3, 4, 5)]
+    asked = [[r.component_id for r in sampler.due(running)] for _ in range(4)]
+    assert asked == [[1, 2], [3, 4], [5, 1], [2, 3]]  # every job in turn, none twice before the others
+    sampler.samples([], {}, still_running={2, 3})  # 1, 4 and 5 ended
+    assert [r.component_id for r in sampler.due(running[1:3])] == [2, 3]

@@ -78,6 +78,7 @@ class Agent:
         self._next_resync = 0.0
         # What running components use, every usage_s (None: CORRAL_USAGE_INTERVAL_S, 10 s; 0: never).
         self.usage = UsageReporter(backend, client, usage_s)
+        self._usage_in_thread = False  # run() samples in a thread of its own
         self._stop = threading.Event()
         self._lock = threading.RLock()  # the backend calls and the queue of reports, between the two threads
 
@@ -94,15 +95,24 @@ class Agent:
         return self._stop.wait(wait_s)
 
     def run(self) -> None:
-        """Both loops until stop(): work in a thread of its own, observe in this one."""
+        """Both loops until stop(): work in a thread of its own, observe in this one, and
+        usage samples in a third (a backend may take a while to read them: Slurm's sstat
+        asks every job's nodes, and no observation should wait for that)."""
         worker = threading.Thread(target=self._work_loop, name="agent-work", daemon=True)
         worker.start()
+        sampler = None
+        if self.usage.on:
+            self._usage_in_thread = True
+            sampler = threading.Thread(target=self.usage.run, args=(self._stop,), name="agent-usage", daemon=True)
+            sampler.start()
         try:
             self._observe_loop()
         finally:
             self._stop.set()
             # A held poll ends when the server answers (at most long_poll_s): not waited for.
             worker.join(timeout=1.0)
+            if sampler is not None:
+                sampler.join(timeout=1.0)
 
     def step(self) -> None:
         """One round of both loops, without waiting: heartbeat, work, changes, discovery."""
@@ -135,7 +145,8 @@ class Agent:
             if now >= self._next_discover:
                 self._next_discover = now + self.discover_s
                 self.discover()
-        self.usage.report_if_due(now)  # outside the lock: reading /proc takes a moment
+        if not self._usage_in_thread:  # step() without run(): one thread does everything
+            self.usage.report_if_due(now)
 
     def _heartbeat_if_due(self, now: float) -> None:
         if now >= self._next_heartbeat:

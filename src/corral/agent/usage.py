@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from typing import Any
 
@@ -51,6 +52,12 @@ class UsageReporter:
     @property
     def on(self) -> bool:
         return self.sample is not None and self.post is not None and self.interval_s > 0
+
+    def run(self, stop: threading.Event) -> None:
+        """Sample every ``interval_s`` until ``stop`` is set (the agent's usage thread)."""
+        while not stop.is_set():
+            self.report_if_due(time.monotonic())
+            stop.wait(max(0.05, self.next_at - time.monotonic()))
 
     def report_if_due(self, now: float) -> None:
         if not self.on or now < self.next_at:

@@ -251,11 +251,9 @@ class SlurmBackend(submit.Submitting):
                        for cid, record in self._jobs.items()
                        if record.job_id is not None and not record.final
                        and (row := self._rows.get(cid)) is not None and row.state == "RUNNING"]
-        if not running:
-            self._usage.samples([], {})  # forgets what ended
-            return []
-        totals = slurm_usage.parse_sstat(self.slurm.sstat([item.job_id for item in running]))
-        return self._usage.samples(running, totals)
+        asked = self._usage.due(running)  # a bounded number of jobs a sample (see slurm.usage)
+        totals = slurm_usage.parse_sstat(self.slurm.sstat([item.job_id for item in asked])) if asked else {}
+        return self._usage.samples(asked, totals, still_running={item.component_id for item in running})
 
     def discover(self) -> list[Discovered]:
         return cluster.discovered(self.slurm.show_jobs(), self.site)
