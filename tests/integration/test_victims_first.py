@@ -72,7 +72,11 @@ def test_the_preemptor_starts_only_once_its_victims_are_gone(world):
     released = _detail(world.bob, owner)
     assert any(e["kind"] == "victims_gone" for e in released["events"])
     assert released["status_reason"].startswith("admitted to cluster gpu-a; the workloads it preempted are gone")
-    assert _detail(world.alice, victim)["status"] == "Pending"
+    back = _detail(world.alice, victim)
+    assert back["status"] == "Pending"
+    # Back in the queue, its reason still says who preempted it (the agent only knows it was removed).
+    assert back["status_reason"] == (f"preempted by workload {owner} of project speech to reclaim its guaranteed "
+                                     "quota; removed from the cluster, waits in the queue to be admitted again")
 
 
 def test_a_victim_deleted_while_it_stops_releases_the_preemptor_when_gone(world):

@@ -15,6 +15,7 @@ from sqlalchemy import Connection, bindparam, select, update
 
 from corral.db.dialect import upsert_add
 from corral.db.tables import components, project_usage, workload_counts, workloads
+from corral.db.tables import events as event_log
 from corral.domain.resources import Resources
 from corral.domain.statuses import (
     FINISHED_STATUSES,
@@ -222,7 +223,7 @@ def apply_component_updates(
     ids = sorted({u.component_id for u in updates})
     query = (
         select(components.c.id, components.c.workload_id, components.c.kind, components.c.status,
-               components.c.observed_at)
+               components.c.observed_at, workloads.c.preempted_for)
         .join(workloads, workloads.c.id == components.c.workload_id)
         .where(components.c.id.in_(ids))
     )
@@ -253,6 +254,14 @@ def apply_component_updates(
             continue
         values: dict[str, Any] = {"status": u.status.value, "reason": u.reason, "observed_at": u.observed_at,
                                   "placed": not u.removed}
+        if u.removed and row.preempted_for is not None:
+            # The agent only knows it was removed; who preempted it is the scheduler's event
+            # ("preempted by workload 19 of project team-a ..."): the reason keeps saying so.
+            why = conn.execute(select(event_log.c.message).where(
+                event_log.c.subject_type == "workload", event_log.c.subject_id == row.workload_id,
+                event_log.c.kind == "preempted").order_by(event_log.c.id.desc()).limit(1)).scalar()
+            if why:
+                values["reason"] = f"{why}; removed from the cluster, waits in the queue to be admitted again"
         if u.native_name:
             values["name"] = u.native_name
         if u.result is not None and row.status != u.status.value:
