@@ -65,11 +65,28 @@ def parse_iso(text: str | None) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+def _encoder() -> Any:
+    """json.dumps(separators=(",", ":"), sort_keys=True), built once: a supervisor writes
+    its status through it, and each call of json.dumps would build an encoder in Python
+    code whose pages a supervisor forked from the fork server would then copy."""
+    encoder = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return encoder.encode
+    one_shot = make({}, encoder.default, json.encoder.encode_basestring_ascii, None, ":", ",", True, False, True)
+    return lambda data: "".join(one_shot(data, 0))
+
+
+_dumps = _encoder()
+_decode = json.JSONDecoder().decode
+
+
 def write_json_atomic(path: str | Path, data: Any) -> None:
     """Write ``data`` as JSON to ``path`` through a temporary file and a rename."""
-    head, name = os.path.split(os.fspath(path))
-    tmp = os.path.join(head, f".{name}.{os.getpid()}.tmp")
-    payload = json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
+    path = os.fspath(path)
+    head, sep, name = path.rpartition("/")
+    tmp = f"{head}{sep}.{name}.{os.getpid()}.tmp"
+    payload = _dumps(data).encode()
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.write(fd, payload)
@@ -83,10 +100,10 @@ def read_json(path: str | Path) -> Any | None:
     """The JSON in ``path``, or None if the file does not exist (or is unreadable)."""
     try:
         with open(path, "rb") as fh:
-            return json.loads(fh.read())
+            return _decode(fh.read().decode())
     except FileNotFoundError:
         return None
-    except (OSError, ValueError):
+    except (OSError, ValueError):  # UnicodeDecodeError included
         return None
 
 

@@ -45,7 +45,9 @@ on the server: it detaches as before, and outlives it, the agent and the control
 
 from __future__ import annotations
 
+import _signal
 import errno
+import fcntl
 import os
 import signal
 import sys
@@ -58,7 +60,10 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing, pathlib, subprocess, dataclasses: not loaded at run time
     from typing import Any
 
-SIGNALS = {signal.SIGCHLD, signal.SIGUSR1, signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+# Plain ints, and _signal rather than signal's wrappers around it: those turn every number
+# into an enum member, and running the enum machinery writes to pages of the fork server that
+# each supervisor would then own a copy of.
+SIGNALS = {int(s) for s in (signal.SIGCHLD, signal.SIGUSR1, signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
 LEFTOVER_GRACE_S = 2.0  # after the command exits, its group's other processes get this long
 KILL_RETRY_S = 1.0
 GIVE_UP_AFTER_KILL_S = 10.0
@@ -108,7 +113,7 @@ class Supervisor:
         self.log_size = 0
 
     def path(self, name: str) -> str:
-        return os.path.join(self.dir, name)
+        return f"{self.dir}/{name}"  # dir is absolute and normalised (main); posixpath.join is Python code
 
     # --- status ----------------------------------------------------------------------
 
@@ -188,8 +193,8 @@ class Supervisor:
                     except OSError:
                         pass  # runs without limits; the parent notices and says so
                 for sig in (signal.SIGPIPE, signal.SIGXFSZ, *SIGNALS):
-                    signal.signal(sig, signal.SIG_DFL)
-                signal.pthread_sigmask(signal.SIG_SETMASK, [])
+                    _signal.signal(sig, _signal.SIG_DFL)
+                _signal.pthread_sigmask(_signal.SIG_SETMASK, ())
                 null = os.open(os.devnull, os.O_RDONLY)
                 out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)  # Corral's file
                 run_as = self.placement.get("run_as")
@@ -310,23 +315,12 @@ class Supervisor:
             # Not (yet) the component's own server: nothing, or another user's process that
             # took the port first (it would get the proxy's traffic and the service token).
             return False
-        if readiness.get("kind") == "http":
-            import http.client
-
-            conn = http.client.HTTPConnection(host, port, timeout=2)
-            try:
-                conn.request("GET", readiness.get("path") or "/")
-                return 200 <= conn.getresponse().status < 400
-            except (OSError, http.client.HTTPException):
-                return False
-            finally:
-                conn.close()
         import socket
 
         try:
-            socket.create_connection((host, port), timeout=1).close()
-            return True
-        except OSError:
+            with socket.create_connection((host, port), timeout=2 if readiness.get("kind") == "http" else 1) as sock:
+                return readiness.get("kind") != "http" or _http_ok(sock, host, port, readiness.get("path") or "/")
+        except (OSError, ValueError):
             return False
 
     # --- stopping --------------------------------------------------------------------
@@ -511,6 +505,20 @@ def cap_log(path: str, max_bytes: int) -> int:
     return size
 
 
+def _http_ok(sock: Any, host: str, port: int, path: str) -> bool:
+    """A GET answered with 2xx or 3xx. By hand, not with http.client: that module (and the
+    email and random modules it loads) would sit in every supervisor's memory."""
+    sock.sendall(f"GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n".encode())
+    head = b""
+    while b"\n" not in head and len(head) < 4096:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        head += chunk
+    parts = head.split(b"\n", 1)[0].split()  # HTTP/1.x 200 OK
+    return len(parts) >= 2 and parts[0].startswith(b"HTTP/") and parts[1].isdigit() and 200 <= int(parts[1]) < 400
+
+
 def _alive(pid: int) -> bool:
     stat = f.proc_stat(pid)
     return stat is not None and stat[0] != "Z"
@@ -535,7 +543,7 @@ def _detach(component_dir: str) -> None:
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
-    log = os.open(os.path.join(component_dir, f.SUPERVISOR_LOG), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    log = os.open(f"{component_dir}/{f.SUPERVISOR_LOG}", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.dup2(log, 1)
     os.dup2(log, 2)
     os.close(log)
@@ -543,9 +551,7 @@ def _detach(component_dir: str) -> None:
 
 def _lock(component_dir: str) -> int:
     """Take the component's supervisor lock, waiting while another supervisor holds it."""
-    import fcntl
-
-    fd = os.open(os.path.join(component_dir, f.SUPERVISOR_LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fd = os.open(f"{component_dir}/{f.SUPERVISOR_LOCK}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     fcntl.flock(fd, fcntl.LOCK_EX)
     os.ftruncate(fd, 0)
     os.write(fd, str(os.getpid()).encode())
@@ -576,12 +582,14 @@ def main(argv: list[str]) -> int:
     if len(argv) != 2 or argv[0] not in ("run", "reap"):
         print(__doc__, file=sys.stderr)
         return 2
-    mode, component_dir = argv[0], os.path.abspath(argv[1])
+    mode, component_dir = argv[0], argv[1]
+    if not component_dir.startswith("/"):  # the backend passes an absolute path
+        component_dir = os.path.abspath(component_dir)
     _detach(component_dir)
     # Blocking: a duplicate waits for the first to end, then sees status.json and leaves;
     # the backend's liveness probe holds the lock only for an instant.
     _lock(component_dir)
-    signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+    _signal.pthread_sigmask(_signal.SIG_BLOCK, SIGNALS)
     subreaper = _become_subreaper()
     supervisor = Supervisor(component_dir)
     supervisor.subreaper = subreaper
@@ -601,21 +609,46 @@ def main(argv: list[str]) -> int:
         raise
 
 
-def serve() -> int:
-    """The fork server: for each "run DIR" or "reap DIR" line on stdin, fork a supervisor
-    (which detaches at once); end at end of file. Forked children are reaped as they go."""
+def _warm_up() -> None:
+    """Run, in the fork server, the pure parts of what every supervisor runs, enough times
+    for the interpreter to specialise their bytecode and fill its caches: done here once,
+    and shared, instead of written into each supervisor's own copy of those pages."""
+    me = os.getpid()
+    for _ in range(16):
+        status = {"phase": "running", "supervisor_pid": me, "supervisor_start": f.process_start_ticks(me),
+                  "session": me, "started_at": f.now_iso(), "ready": True, "pid": me, "pgid": me,
+                  "limits": {"memory": "", "cpu": "", "cgroup": None}, "port": None, "waiting_for": None}
+        status.update(updated_at=f.now_iso())
+        f._decode(f._dumps(status).encode().decode())
+        f.proc_stat(me)
+        f.read_json(f"/{f.STOP}")
+        cgroups.members("/nonexistent")
+        _signal.pthread_sigmask(_signal.SIG_BLOCK, ())
+        time.monotonic()
+        signal_name(signal.SIGTERM)
+
+
+def prepare_server() -> None:
+    """Make the fork server's memory what every supervisor shares: everything they load, warm."""
     import gc
 
     # What a supervisor may load later is loaded once here, shared by all of them.
-    for name in ("fcntl", "http.client", "socket", "stat", "traceback"):
+    for name in ("socket", "stat"):  # not http.client: see _http_ok
         __import__(name)
     try:
         _prctl()
     except (OSError, AttributeError, ImportError):
         pass
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the short-lived forks are reaped by the kernel
+    _signal.signal(_signal.SIGCHLD, _signal.SIG_IGN)  # the short-lived forks are reaped by the kernel
+    _warm_up()
     gc.collect()
     gc.freeze()  # what is loaded now stays put: the collector never writes to those shared pages
+
+
+def serve() -> int:
+    """The fork server: for each "run DIR" or "reap DIR" line on stdin, fork a supervisor
+    (which detaches at once); end at end of file. Forked children are reaped as they go."""
+    prepare_server()
     for line in sys.stdin.buffer:
         mode, _, component_dir = line.decode().rstrip("\n").partition(" ")
         if mode not in ("run", "reap") or not component_dir:
@@ -624,7 +657,7 @@ def serve() -> int:
         if os.fork() == 0:
             code = 1
             try:
-                signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the supervisor waits for its command
+                _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)  # the supervisor waits for its command
                 os.chdir(component_dir)
                 code = main([mode, component_dir])
             except SystemExit as exc:
