@@ -609,23 +609,48 @@ def main(argv: list[str]) -> int:
         raise
 
 
-def _warm_up() -> None:
-    """Run, in the fork server, the pure parts of what every supervisor runs, enough times
-    for the interpreter to specialise their bytecode and fill its caches: done here once,
-    and shared, instead of written into each supervisor's own copy of those pages."""
-    me = os.getpid()
-    for _ in range(16):
-        status = {"phase": "running", "supervisor_pid": me, "supervisor_start": f.process_start_ticks(me),
-                  "session": me, "started_at": f.now_iso(), "ready": True, "pid": me, "pgid": me,
-                  "limits": {"memory": "", "cpu": "", "cgroup": None}, "port": None, "waiting_for": None}
-        status.update(updated_at=f.now_iso())
-        f._decode(f._dumps(status).encode().decode())
-        f.proc_stat(me)
-        f.read_json(f"/{f.STOP}")
-        cgroups.members("/nonexistent")
-        _signal.pthread_sigmask(_signal.SIG_BLOCK, ())
-        time.monotonic()
-        signal_name(signal.SIGTERM)
+def _warm_up(rounds: int = 10) -> None:
+    """Supervise a few ``true`` commands in the fork server before it forks anything.
+
+    A supervisor owns a copy of every page it writes after the fork, and a Python function
+    run for the first times writes a lot: its bytecode is specialised in place, the
+    interpreter's attribute cache fills, lazily made objects are made. Run here, in a
+    throwaway directory (tmpfs where there is one: the status writes fsync) and without
+    cgroups, all that is done once in pages every supervisor shares. Best effort: a
+    warm-up that fails only leaves supervisors bigger."""
+    base = "/dev/shm" if os.path.isdir("/dev/shm") else "/tmp"
+    work = f"{base}/corral-supervisor-warm-up-{os.getpid()}-{os.urandom(4).hex()}"
+    mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, SIGNALS)
+    chld = _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)  # the supervisor waits for its command
+    try:
+        os.mkdir(work, 0o700)
+        f.write_json_atomic(f"{work}/{f.PLACEMENT}", {"component_id": 0, "argv": ["true"], "cgroups": False,
+                                                      "log_max_bytes": 1 << 20, "env": {"PATH": os.defpath}})
+        for _ in range(rounds):
+            try:
+                os.unlink(f"{work}/{f.STATUS}")
+            except FileNotFoundError:
+                pass
+            supervisor = Supervisor(work)
+            supervisor.subreaper = True  # as supervisors are: the scan reads its descendants
+            supervisor.run()
+            for _ in range(rounds):  # the steady state: a time-out, nothing to reap, the log
+                supervisor.exit = None
+                supervisor.next_timeout(None)
+                _signal.sigtimedwait(SIGNALS, 0)
+                supervisor.reap_children()
+                supervisor.watch_log()
+    except Exception as exc:  # noqa: BLE001 (best effort, said in the server's log)
+        print(f"supervisor serve: warm-up failed: {exc!r}", file=sys.stderr, flush=True)
+    finally:
+        _signal.signal(_signal.SIGCHLD, chld)
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)
+        try:
+            for name in os.listdir(work):
+                os.unlink(f"{work}/{name}")
+            os.rmdir(work)
+        except OSError:
+            pass
 
 
 def prepare_server() -> None:
