@@ -94,9 +94,41 @@ def test_every_page_fits_400px_and_the_workloads_are_cards(phone: Page, world: W
 
     # Every other page fits too.
     for path in (f"/workloads/{ids[0]}", "/workloads/new", f"/workloads/new?type=raw&project={project}",
-                 "/projects", f"/projects/{project}", "/clusters", "/tokens"):
+                 "/projects", f"/projects/{project}", "/clusters", "/tokens", "/models"):
         page.goto(world.url + path)
         expect(page.get_by_role("heading", level=1)).to_be_visible()
         assert _page_width(page) <= WIDTH, f"{path} is {_page_width(page)} px wide at {WIDTH} px: {_wide(page)}"
     page.goto(f"{world.url}/projects/{project}")
     screenshot(page, "project-400px")
+
+
+@pytest.mark.parametrize("width", [1024, 800])
+def test_the_workloads_page_fits_a_laptop_with_status_and_menu_on_screen(browser: Browser, world: World, width: int):
+    context = browser.new_context(viewport={"width": width, "height": 800}, locale="en-GB", timezone_id="UTC")
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    try:
+        project = world.project("laptop")
+        long_name = "fine-tune-llama-3.1-70b-instruct-on-the-whole-support-archive-v2"
+        long_id = world.submit(project, long_name, type="fine_tuning")
+        world.submit(project, "small-job")
+        world.report(long_id, "Running", "training: step 1200 of 50000, loss 1.93, 2.1 steps/s, about 6 hours left "
+                                          "at this rate on 8 GPUs")
+        sign_in(page, world.url, "admin@localhost", _admin_password(world))
+        page.goto(f"{world.url}/workloads?project={project}")
+        expect(page.locator("table.workloads tbody tr")).to_have_count(2)
+        wide = page.evaluate("""(w) => [...document.querySelectorAll('body *')]
+            .filter(e => e.getBoundingClientRect().right > w + .5)
+            .map(e => `${e.tagName.toLowerCase()}.${e.className}: ${Math.round(e.getBoundingClientRect().right)}`)
+            .slice(0, 10)""", width)
+        assert _page_width(page) <= width, wide
+        row = page.locator("table.workloads tbody tr", has_text=long_name)
+        for part in (row.get_by_role("link", name=long_name), row.locator("td.status .st"), row.locator("td.status .why"),
+                     row.locator("td time"), row.get_by_role("button", name=f"Actions for {long_name}")):
+            expect(part).to_be_visible()
+            box = part.bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width + 0.5, (part, box)
+        if width == 1024:
+            screenshot(page, "workloads-1024px")
+    finally:
+        context.close()
