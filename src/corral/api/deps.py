@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 
 from corral.services import clusters as cluster_service
@@ -15,12 +16,19 @@ from corral.services.web_sessions import session_cookie_name, session_for
 from corral.settings import Settings
 
 
-def _bearer(request: Request) -> str:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
+# Declared, so that the OpenAPI document says how to authenticate and /docs has its
+# "Authorize" button (its "Try it out" then sends the token); the errors stay Corral's own.
+_BEARER = HTTPBearer(auto_error=False, scheme_name="token",
+                     description="An API token (`corral tokens create`, or the web UI's API tokens page); "
+                                 "the agent endpoints take the cluster's agent token.")
+Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]
+
+
+def _bearer(credentials: HTTPAuthorizationCredentials | None) -> str:
+    token = credentials.credentials.strip() if credentials is not None else ""
+    if not token:
         raise Unauthenticated("missing credentials: send 'Authorization: Bearer <token>'")
-    return token.strip()
+    return token
 
 
 # Dependencies that do no I/O are async: a sync one costs a hop to the thread pool.
@@ -32,16 +40,16 @@ async def settings_of(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def current_principal(request: Request) -> Principal:
-    principal = authenticate(request.app.state.engine, _bearer(request))
+def current_principal(request: Request, credentials: Bearer) -> Principal:
+    principal = authenticate(request.app.state.engine, _bearer(credentials))
     if principal is None:
         raise Unauthenticated("invalid, expired or revoked token")
     return principal
 
 
-def current_cluster(request: Request) -> Any:
+def current_cluster(request: Request, credentials: Bearer) -> Any:
     """The cluster whose agent is calling (agent tokens, not user tokens)."""
-    token = _bearer(request)
+    token = _bearer(credentials)
     with request.app.state.engine.connect() as conn:
         row = cluster_service.cluster_for_agent(conn, token)
     if row is None:
@@ -59,7 +67,7 @@ def token_or_session(engine: Engine, authorization: str | None, session_token: s
     return session.principal if session is not None else None
 
 
-def current_reader(request: Request) -> Principal:
+def current_reader(request: Request, _documented: Bearer) -> Principal:
     """For reads a browser page makes itself (a workload's output on its details page): an
     API token, or the web UI's session cookie. Only for GETs: forms carry CSRF tokens."""
     principal = token_or_session(request.app.state.engine, request.headers.get("authorization"),

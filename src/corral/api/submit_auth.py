@@ -16,7 +16,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
-from corral.api.deps import _bearer
+from corral.api.deps import Bearer, _bearer
 from corral.services.errors import Unauthenticated
 from corral.services.users import TOKEN_PREFIX, authenticate, hash_token
 
@@ -40,9 +40,9 @@ class _SeenTokens:
             self._until[token_hash] = time.monotonic() + RECHECK_AFTER_S
 
 
-async def submit_token(request: Request) -> str:
+async def submit_token(request: Request, credentials: Bearer) -> str:
     """The hash of the caller's bearer token; 401 if it is missing or not a valid token."""
-    token = _bearer(request)
+    token = _bearer(credentials)
     if not token.startswith(TOKEN_PREFIX) or len(token) > 100:
         raise Unauthenticated("invalid, expired or revoked token")
     token_hash = hash_token(token)

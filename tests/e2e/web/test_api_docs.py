@@ -74,3 +74,24 @@ def test_the_assets_are_cached_and_compressed(world: World):
     assert redoc.status_code == 200 and b"cdn.redoc.ly" not in redoc.content
     assert world.admin.get("/docs/assets/../../etc/passwd").status_code == 404
     assert world.admin.get("/docs/assets/core.py").status_code == 404
+
+
+def test_swagger_ui_authorizes_with_a_token_and_try_it_out_answers(page: Page, world: World):
+    schema = world.admin.get("/openapi.json").json()
+    assert schema["components"]["securitySchemes"]["token"] == {
+        "type": "http", "scheme": "bearer", "description": schema["components"]["securitySchemes"]["token"]["description"]}
+    assert {"token": []} in schema["paths"]["/api/v1/projects"]["get"]["security"]
+    page.goto(f"{world.url}/docs")
+    page.get_by_role("button", name="Authorize").first.click()
+    page.locator(".modal-ux input[type=text]").fill(world.server.admin_token)
+    page.locator(".modal-ux .auth-btn-wrapper button.authorize").click()
+    expect(page.locator(".modal-ux").get_by_role("button", name="Remove authorization")).to_be_visible()
+    page.locator(".modal-ux .auth-btn-wrapper button.btn-done").click()
+    operation = page.locator("#operations-projects-list_projects_api_v1_projects_get")
+    operation.locator(".opblock-summary").click()
+    operation.get_by_role("button", name="Try it out").click()
+    operation.get_by_role("button", name="Execute").click()
+    answer = operation.locator(".responses-inner")
+    expect(answer).to_contain_text("Server response")
+    expect(answer.locator("pre.curl")).to_contain_text(f"Authorization: Bearer {world.server.admin_token}")
+    expect(answer).to_contain_text('"name": "default"')  # 200, the caller's projects (401 without the token)

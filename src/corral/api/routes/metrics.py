@@ -21,7 +21,7 @@ from prometheus_client.registry import Collector
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from corral.api.deps import current_principal
+from corral.api.deps import Bearer, current_principal
 from corral.db.engine import read_tx
 from corral.domain.clusters import ClusterHealth, cluster_health
 from corral.domain.resources import RESOURCE_NAMES
@@ -154,13 +154,13 @@ def install(app: FastAPI) -> None:
 
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
-def metrics(request: Request) -> Response:
+def metrics(request: Request, credentials: Bearer) -> Response:
     """Prometheus metrics. Send an administrator's API token, or CORRAL_METRICS_TOKEN."""
     scrape_token = request.app.state.settings.metrics_token
     header = request.headers.get("authorization", "")
     scheme, _, given = header.partition(" ")
     if not (scrape_token and scheme.lower() == "bearer"
             and hmac.compare_digest(given.strip().encode(), scrape_token.encode())):
-        current_principal(request).require_admin()
+        current_principal(request, credentials).require_admin()
     return Response(generate_latest(request.app.state.metrics_registry), media_type=CONTENT_TYPE_LATEST,
                     headers={"Cache-Control": "no-store"})
