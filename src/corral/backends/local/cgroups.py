@@ -23,7 +23,10 @@ import time
 
 DEFAULT_PARENT_NAME = "corral-local"
 ENV_PARENT = "CORRAL_LOCAL_CGROUP"
-_join_path = os.path.join
+
+
+def _join_path(head: str, name: str) -> str:  # os.path.join, less Python code run for two parts
+    return f"{head}{name}" if head.endswith("/") else f"{head}/{name}"
 
 
 class CgroupSetup:
@@ -40,10 +43,19 @@ class CgroupSetup:
         return f"CgroupSetup(path={self.path!r}, memory={self.memory!r}, cpu={self.cpu!r})"
 
 
+# Files are read and written in binary, without text-mode open: its decoder objects are
+# Python code, and a supervisor (forked from a shared fork server) owns a copy of every page
+# that code touches.
+
+_mount: list[str | None] = []  # see remember_mount
+
+
 def cgroup2_mount() -> str | None:
+    if _mount:
+        return _mount[0]
     try:
-        with open("/proc/self/mountinfo") as fh:
-            for line in fh:
+        with open("/proc/self/mountinfo", "rb") as fh:
+            for line in fh.read().decode(errors="replace").splitlines():
                 left, _, right = line.partition(" - ")
                 if right.split(" ", 1)[0] == "cgroup2":
                     return left.split()[4]
@@ -52,10 +64,16 @@ def cgroup2_mount() -> str | None:
     return None
 
 
+def remember_mount() -> None:
+    """Look up the cgroup v2 mount once here, for every process this one forks (the
+    supervisors' fork server) instead of once in each of them."""
+    _mount[:] = [cgroup2_mount()]
+
+
 def _read(path: str) -> str:
     try:
-        with open(path) as fh:
-            return fh.read().strip()
+        with open(path, "rb") as fh:
+            return fh.read().decode(errors="replace").strip()
     except OSError:
         return ""
 
@@ -63,8 +81,11 @@ def _read(path: str) -> str:
 def _write(path: str, value: str) -> str | None:
     """Write a control file; the error in words, or None."""
     try:
-        with open(path, "w") as fh:
-            fh.write(value)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+        try:
+            os.write(fd, value.encode())
+        finally:
+            os.close(fd)
         return None
     except OSError as exc:
         return f"writing {value!r} to {path} failed: {exc.strerror or exc}"
@@ -143,14 +164,17 @@ def setup_component_cgroup(
 
 def join(path: str, pid: int) -> None:
     """Move ``pid`` into the cgroup (raises OSError)."""
-    with open(os.path.join(path, "cgroup.procs"), "w") as fh:
-        fh.write(str(pid))
+    fd = os.open(_join_path(path, "cgroup.procs"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    try:
+        os.write(fd, str(pid).encode())
+    finally:
+        os.close(fd)
 
 
 def members(path: str) -> list[int]:
     try:
-        with open(os.path.join(path, "cgroup.procs")) as fh:
-            return [int(line) for line in fh if line.strip()]
+        with open(_join_path(path, "cgroup.procs"), "rb") as fh:
+            return [int(pid) for pid in fh.read().split()]
     except OSError:
         return []
 

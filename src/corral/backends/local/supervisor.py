@@ -665,6 +665,7 @@ def prepare_server() -> None:
     except (OSError, AttributeError, ImportError):
         pass
     _signal.signal(_signal.SIGCHLD, _signal.SIG_IGN)  # the short-lived forks are reaped by the kernel
+    cgroups.remember_mount()
     _warm_up()
     gc.collect()
     gc.freeze()  # what is loaded now stays put: the collector never writes to those shared pages
