@@ -7,7 +7,7 @@ import csv
 import io
 from datetime import UTC, datetime
 
-from corral.web.pages.export import HEADER, csv_row
+from corral.services.export import HEADER, csv_row
 from tests.integration.conftest import submit, web_sign_in
 
 
@@ -63,3 +63,28 @@ def test_text_that_a_spreadsheet_would_run_is_written_as_text():
                    "created_at": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)})
     assert row[1] == "'=HYPERLINK(\"http://evil\")" and row[9] == "'+cmd|' /C calc'!A0" and row[10] == "'@someone"
     assert row[6] == 2 and row[11] == "2026-01-02T03:04:05+00:00"
+
+
+def test_the_api_exports_the_same_csv_with_a_token(world):
+    """GET /api/v1/workloads.csv: for scripts (a bearer token, no browser session), the
+    list's filters, every matching row; another project's rows never."""
+    for i in range(3):
+        submit(world.admin, name=f"api-{i}", resources={"cpu": "250m"})
+    submit(world.admin, name="api-train", type="training", dataset="d")
+    submit(world.admin, name="their-secret", project="speech")
+    response = world.alice.get("/api/v1/workloads.csv", params={"project": "vision", "name": "api-", "sort": "name",
+                                                                "page_size": 1})
+    rows = _rows(response)
+    assert [r["name"] for r in rows] == ["api-0", "api-1", "api-2", "api-train"]  # every row, page_size ignored
+    assert rows[0]["cpu_cores"] == "0.25"
+    assert [r["name"] for r in _rows(world.alice.get("/api/v1/workloads.csv", params={
+        "project": "vision", "type": "Training"}))] == ["api-train"]
+    # Without a project: every project the caller sees (alice: vision only).
+    everything = world.alice.get("/api/v1/workloads.csv")
+    assert everything.status_code == 200 and "their-secret" not in everything.text
+    assert everything.headers["content-disposition"] == 'attachment; filename="workloads-all.csv"'
+    # Errors before any CSV: another project's export, a bad filter, no token.
+    assert world.alice.get("/api/v1/workloads.csv", params={"project": "speech"}).status_code == 404
+    bad = world.alice.get("/api/v1/workloads.csv", params={"project": "vision", "status": "Sleeping"})
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "status"
+    assert world.api.anonymous.get("/api/v1/workloads.csv", params={"project": "vision"}).status_code == 401

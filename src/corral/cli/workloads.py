@@ -311,6 +311,10 @@ from corral.cli.workloads_delete import workloads_delete  # noqa: E402
 workloads_app.command("delete")(workloads_delete)
 workloads_app.command("rm", hidden=True)(workloads_delete)
 
+from corral.cli.workloads_export import workloads_export  # noqa: E402
+
+workloads_app.command("export")(workloads_export)
+
 
 # --------------------------------------------------------------------------- stats
 

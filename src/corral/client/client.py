@@ -414,14 +414,30 @@ class CorralClient:
         params: dict[str, Any] = {"tail": tail, "follow": str(follow).lower()}
         if component is not None:
             params["component"] = component
+        return self._stream_text(f"/workloads/{int(workload_id)}/logs", params, endless=follow)
+
+    def export_workloads_csv(self, project: str | None = None, sort: str = "-created_at", name: str | None = None,
+                             types: Sequence[str] | None = None, statuses: Sequence[str] | None = None,
+                             cluster: str | None = None, created_by: str | None = None) -> Iterator[str]:
+        """Every workload the filters match (as ``list_workloads`` takes them; all pages) as
+        CSV text, in pieces as the server streams it."""
+        params: list[tuple[str, str | int]] = [("sort", sort)]
+        for key, value in (("project", project), ("name", name), ("cluster", cluster), ("created_by", created_by)):
+            if value:
+                params.append((key, value))
+        params += [("type", _normalised_type(t)) for t in _as_list(types)]
+        params += [("status", _normalised_status(s)) for s in _as_list(statuses)]
+        return self._stream_text("/workloads.csv", params)
+
+    def _stream_text(self, path: str, params: Any, endless: bool = False) -> Iterator[str]:
         import httpx  # streaming is httpx's, light or not
 
         if self._streamer is None:
             self._streamer = self._httpx()
-        url = self._url(f"/workloads/{int(workload_id)}/logs", params)
+        url = self._url(path, params)
         try:
             with self._streamer.client.stream("GET", url, headers=self._headers,
-                                              timeout=httpx.Timeout(30.0, read=None if follow else 30.0)) as response:
+                                              timeout=httpx.Timeout(30.0, read=None if endless else 30.0)) as response:
                 if response.is_error:
                     raise api_error(Answer(response.status_code, response.reason_phrase, response.read()))
                 yield from response.iter_text()

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Depends, Query, Request, status
 from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -17,7 +18,7 @@ from corral.api.schemas import WorkloadCreated, WorkloadDetail, WorkloadPage, Wo
 from corral.api.submit_auth import SubmitToken
 from corral.db.engine import read_tx, write_tx
 from corral.domain.workloads import WorkloadSpec
-from corral.services import app_origins, listing, reach, workloads as workload_service
+from corral.services import app_origins, export, listing, reach, workloads as workload_service
 
 router = APIRouter(tags=["workloads"], route_class=ApiRoute)
 
@@ -35,10 +36,7 @@ async def submit(spec: WorkloadSpec, token_hash: SubmitToken, request: Request) 
     return FastJSONResponse(created, status_code=status.HTTP_201_CREATED)
 
 
-@router.get("/workloads", response_model=WorkloadPage)
-def list_workloads(
-    principal: CurrentUser,
-    db: Db,
+def _list_query(
     project: Annotated[str | None, Query(description="project name; default: every project you can see")] = None,
     page: Annotated[int | None, Query(ge=1, le=listing.MAX_PAGE, description="page number (a jump); "
                                                                          "default 1, or the cursor's")] = None,
@@ -53,12 +51,35 @@ def list_workloads(
                                                                     "default: all but Deleted")] = [],  # noqa: B006
     cluster: Annotated[str | None, Query(max_length=64)] = None,
     created_by: Annotated[str | None, Query(max_length=254, description="creator's email")] = None,
-) -> FastJSONResponse:
-    query = listing.WorkloadQuery(project=project, page=page, page_size=page_size, sort=sort, name=name or None,
-                                  types=type, statuses=status_, cluster=cluster, created_by=created_by,
-                                  cursor=cursor)
+) -> listing.WorkloadQuery:
+    return listing.WorkloadQuery(project=project, page=page, page_size=page_size, sort=sort, name=name or None,
+                                 types=type, statuses=status_, cluster=cluster, created_by=created_by,
+                                 cursor=cursor)
+
+
+ListQuery = Annotated[listing.WorkloadQuery, Depends(_list_query)]
+
+
+@router.get("/workloads", response_model=WorkloadPage)
+def list_workloads(principal: CurrentUser, db: Db, query: ListQuery) -> FastJSONResponse:
+    """The Workloads table: one page (by number, or by a page's cursor), sorted and filtered."""
     with read_tx(db) as conn:
         return FastJSONResponse(listing.list_workloads(conn, principal, query))
+
+
+@router.get("/workloads.csv", response_class=StreamingResponse,
+            responses={200: {"content": {"text/csv": {}}, "description": "a header line, then one line a workload"}})
+def export_workloads_csv(principal: CurrentUser, db: Db, query: ListQuery) -> StreamingResponse:
+    """Every workload the filters match (all pages, not one), sorted as asked, as CSV
+    (what the Workloads page's Export CSV downloads): the list's parameters, without
+    ``page``, ``cursor`` and ``page_size``. Text a spreadsheet would run as a formula
+    starts with ``'``."""
+    query = replace(query, page=None, cursor=None, page_size=20)
+    export.check(db, principal, query)  # an error is an error, not a CSV cut short
+    filename = f"workloads-{query.project or 'all'}.csv"
+    return StreamingResponse(export.csv_lines(db, principal, query), media_type="text/csv; charset=utf-8",
+                             headers={"Content-Disposition": f'attachment; filename="{filename}"',
+                                      "Cache-Control": "no-store"})
 
 
 @router.get("/workloads/stats", response_model=WorkloadStats)
