@@ -235,6 +235,8 @@ class Admitter(AdmissionWrites):
                 position = older_ahead + rank[w.id] + 1
                 length = sum(counts.values())
             reason = f"{wt.reason}; position {position} of {length}"
+            if w.id in self.unnamed and w.project_id in self.skipped:
+                reason += f" (not placed on {self.skipped[w.project_id]})"
             if not length:
                 pass
             elif self.stored_reason.get(w.id) != reason:

@@ -84,6 +84,9 @@ class AdmissionMemory:
         self.marked_victims: set[int] = set()  # waiting with a preempted_for mark to clear at admission
         self.unnamed: set[int] = set()  # waiting or holding, placed by admission (they named no cluster)
         self.eligible: dict[int, tuple[int, ...]] = {}  # project -> clusters it may be placed on
+        # project -> its quota clusters placement skips, in words ("gpu-b: never heard from"):
+        # a waiting reason names them, or it would speak of the healthy ones alone.
+        self.skipped: dict[int, str] = {}
         self._load_config(conn)
         self.dirty: set[int] = set(self.capacity)
         self._load_workloads(conn, None)
@@ -113,11 +116,20 @@ class AdmissionMemory:
         (heard from, not silent) where it holds a quota, by name. A change moves them."""
         now, mono = utcnow(), time.monotonic()
         healthy, due = set(), _INF
+        sick: dict[int, str] = {}
         for r in cluster_rows:
-            if cluster_health(r.last_heartbeat_at, now, self.unhealthy_after_s) is ClusterHealth.HEALTHY:
+            health = cluster_health(r.last_heartbeat_at, now, self.unhealthy_after_s)
+            if health is ClusterHealth.HEALTHY:
                 healthy.add(r.id)
                 silent_in = self.unhealthy_after_s - (now - r.last_heartbeat_at).total_seconds()
                 due = min(due, mono + max(silent_in, 0.0) + 0.5)
+            else:
+                sick[r.id] = "never heard from" if health is ClusterHealth.VERIFYING else "its agent is silent"
+        skipped: dict[int, list[str]] = {}
+        for c in sorted(sick, key=lambda c: self.cluster_names[c]):
+            for (p, _) in self.quotas_on.get(c, ()):
+                skipped.setdefault(p, []).append(f"{self.cluster_names[c]}: {sick[c]}")
+        self.skipped = {p: "; ".join(parts) for p, parts in skipped.items()}
         self.health_due = min(due, mono + self.unhealthy_after_s)
         by_name = sorted(healthy, key=lambda c: self.cluster_names[c])
         eligible: dict[int, tuple[int, ...]] = {}
