@@ -204,14 +204,25 @@ def time_limit_of(spec: Mapping[str, Any]) -> int | None:
         raise RecipeError(f"time_limit: {exc}") from exc
 
 
+# File names that say nothing of the model (".../llama-7b/model.safetensors"): the
+# directory above names it instead.
+_GENERIC_STEMS = {"model", "pytorch_model", "weights", "checkpoint", "consolidated", "adapter_model", "download",
+                  "file", "index", "latest"}
+
+
 def default_model_name(source: str) -> str:
-    """The store name of a download when the spec gives none: the repo's or file's name."""
+    """The store name of a download when the spec gives none: the repo's or file's name
+    (the directory's, for a file named like every model's weights)."""
     if source.startswith(("http://", "https://", "s3://")):
-        base = os.path.basename(unquote(urlparse(source).path.rstrip("/"))) or urlparse(source).netloc
+        path = unquote(urlparse(source).path.rstrip("/"))
+        base = os.path.basename(path) or urlparse(source).netloc
         for suffix in (".tar.gz", ".tgz", ".zip", ".bin", ".safetensors", ".gguf", ".pt", ".pth", ".onnx"):
             if base.lower().endswith(suffix) and len(base) > len(suffix):
                 base = base[: -len(suffix)]
                 break
+        parent = os.path.basename(os.path.dirname(path))
+        if base.lower() in _GENERIC_STEMS and parent:
+            base = parent
         return modelstore.safe_name(base)
     return modelstore.safe_name(source.rsplit("/", 1)[-1])
 

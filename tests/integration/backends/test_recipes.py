@@ -232,6 +232,9 @@ def test_default_model_names():
     assert default_model_name("meta-llama/Llama-3.1-8B") == "Llama-3.1-8B"
     assert default_model_name("https://example.org/x/tiny%20model.gguf") == "tiny-model"
     assert default_model_name("s3://bucket/models/bert/") == "bert"
+    # A file named like every model's weights: the directory names the model.
+    assert default_model_name("https://example.org/llama-7b/model.safetensors") == "llama-7b"
+    assert default_model_name("https://example.org/pytorch_model.bin") == "pytorch_model"  # nothing better
 
 
 def test_inference_without_vllm_says_what_to_install(backend: LocalBackend, watcher: Watcher):
