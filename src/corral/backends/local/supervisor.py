@@ -69,6 +69,7 @@ KILL_RETRY_S = 1.0
 GIVE_UP_AFTER_KILL_S = 10.0
 STOP_POLL_S = 0.1
 PR_SET_CHILD_SUBREAPER = 36
+PR_GET_DUMPABLE = 3
 LOG_CHECK_S = 5.0  # output.log is looked at this often while quiet...
 LOG_CHECK_MIN_S = 0.25  # ...and this often while it grows fast
 TIME_LIMIT_GRACE_S = 30.0  # SIGTERM at the time limit, SIGKILL this long after (Slurm's KillWait, Kubernetes' default)
@@ -160,6 +161,10 @@ class Supervisor:
         if self.cgroup and self.pid not in cgroups.members(self.cgroup):
             why = f"not enforced: the command could not join cgroup {self.cgroup}"
             limits.update({k: why for k in ("memory", "cpu") if limits[k]}, cgroup=None)
+            try:
+                os.rmdir(self.cgroup)  # nobody will remove it later (a command that exited at once)
+            except OSError:
+                pass  # something is in it after all: left in place, as before
             self.cgroup = None
         readiness = self.placement.get("readiness")
         self.ready = readiness is None
@@ -615,22 +620,29 @@ def _warm_up(rounds: int = 10) -> None:
     A supervisor owns a copy of every page it writes after the fork, and a Python function
     run for the first times writes a lot: its bytecode is specialised in place, the
     interpreter's attribute cache fills, lazily made objects are made. Run here, in a
-    throwaway directory (tmpfs where there is one: the status writes fsync) and without
-    cgroups, all that is done once in pages every supervisor shares. Best effort: a
-    warm-up that fails only leaves supervisors bigger."""
+    throwaway directory (tmpfs where there is one: the status writes fsync), all that is
+    done once in pages every supervisor shares. Best effort: a warm-up that fails only
+    leaves supervisors bigger."""
+    supervisor = None
     base = "/dev/shm" if os.path.isdir("/dev/shm") else "/tmp"
     work = f"{base}/corral-supervisor-warm-up-{os.getpid()}-{os.urandom(4).hex()}"
     mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, SIGNALS)
     chld = _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)  # the supervisor waits for its command
     try:
         os.mkdir(work, 0o700)
-        f.write_json_atomic(f"{work}/{f.PLACEMENT}", {"component_id": 0, "argv": ["true"], "cgroups": False,
-                                                      "log_max_bytes": 1 << 20, "env": {"PATH": os.defpath}})
+        # With limits, in a cgroup of its own where the host allows (removed at its end, as
+        # every component's is), so that the cgroup code a supervisor runs is warm too.
+        f.write_json_atomic(f"{work}/{f.PLACEMENT}", {
+            "component_id": 0, "argv": ["true"], "cgroups": True, "instance": f"warm-up-{os.getpid()}",
+            "memory_bytes": 1 << 30, "cpu_millicores": 1000, "log_max_bytes": 1 << 20,
+            "env": {"PATH": os.defpath}})
         for _ in range(rounds):
             try:
                 os.unlink(f"{work}/{f.STATUS}")
             except FileNotFoundError:
                 pass
+            os.close(_lock(work))
+            _prctl()(PR_GET_DUMPABLE, 0, 0, 0, 0)  # a harmless prctl: _become_subreaper's call, warm
             supervisor = Supervisor(work)
             supervisor.subreaper = True  # as supervisors are: the scan reads its descendants
             supervisor.run()
@@ -645,6 +657,8 @@ def _warm_up(rounds: int = 10) -> None:
     finally:
         _signal.signal(_signal.SIGCHLD, chld)
         _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)
+        if supervisor is not None:
+            cgroups.remove(supervisor.cgroup)  # again: on a busy host the kernel can take a while
         try:
             for name in os.listdir(work):
                 os.unlink(f"{work}/{name}")
