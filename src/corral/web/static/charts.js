@@ -24,6 +24,8 @@
     count: (v) => (v == null ? "-" : v >= 10000 ? compact.format(v) : `${+v.toFixed(1)}`),
   };
   const SUFFIX = { cores: " cores", bytes: "", percent: "", count: "" };
+  // "1 core", "0.5 cores", "2 cores"
+  const withUnit = (unit, v) => `${units[unit](v)}${unit === "cores" && v === 1000 ? " core" : SUFFIX[unit]}`;
 
   // One chart: a title, a unit, x (Unix seconds) and series {label, values, color, dash}.
   function workloadCharts(data) {
@@ -86,7 +88,7 @@
   function draw(box, chart) {
     const fig = el("figure", "chart");
     const fmt = units[chart.unit];
-    const summary = chart.series.map((s, i) => `${s.label} ${fmt(latest(chart.tables[i][1]))}${SUFFIX[chart.unit]}`).join(", ");
+    const summary = chart.series.map((s, i) => `${s.label} ${withUnit(chart.unit, latest(chart.tables[i][1]))}`).join(", ");
     fig.setAttribute("role", "img");
     fig.setAttribute("aria-label", `${chart.title}, latest: ${summary}`);
     fig.append(el("figcaption", null, chart.title));
@@ -106,12 +108,12 @@
         setCursor: [(u) => { if (u.cursor.idx == null) u.setLegend({ idx: u.data[0].length - 1 }); }],
       },
       axes: [
-        { stroke: "#555", grid: { stroke: "#eee" } },
+        { stroke: "#555", grid: { stroke: "#eee" }, space: 80 },  // times ("8:15pm") never run together
         { stroke: "#555", grid: { stroke: "#eee" }, size: 72, values: (u, ticks) => ticks.map(fmt) },
       ],
       series: [{}, ...chart.series.map((s) => ({
         label: s.label, stroke: s.color, width: 2, dash: s.dash, spanGaps: false,
-        value: (u, v) => (v == null ? "-" : `${fmt(v)}${SUFFIX[chart.unit]}`),
+        value: (u, v) => (v == null ? "-" : withUnit(chart.unit, v)),
       }))],
     };
     if (chart.unit === "percent") opts.scales.y = { range: [0, 100] };
