@@ -81,6 +81,9 @@ def test_the_workloads_table_fits_80_columns(admin: Cli, waiting_workloads: list
 
     wide = ok(admin.with_env(COLUMNS="250").run("workloads", "ls"))
     assert "left out" not in wide
+    # Into a pipe with no COLUMNS (a script, `| grep`): not cut to 80 columns either.
+    piped = ok(admin.with_env(COLUMNS="").run("workloads", "ls"))
+    assert "left out" not in piped and all(name in piped for name in LONG_NAMES), piped
     assert all(name in wide for name in LONG_NAMES)
     for column in ("Type", "Project", "Cluster", "GPU", "CPU", "Memory", "Created by", "Created at"):
         assert column in lines(wide)[0]

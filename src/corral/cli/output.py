@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -34,11 +35,17 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 
 
+PIPED_WIDTH = 1000  # a table sent to a pipe or a file: as wide as its contents (no terminal to fit)
+
+
 def out() -> Console:
     # Made per call: Typer's test runner swaps sys.stdout, and COLUMNS may change.
     from rich.console import Console
 
-    return Console(highlight=False)
+    # Into a pipe or a file (grep, less, a log) nothing is cut to a terminal's width:
+    # rich would assume 80 columns there. COLUMNS still decides when it is set.
+    piped = not sys.stdout.isatty() and not os.environ.get("COLUMNS")
+    return Console(highlight=False, width=PIPED_WIDTH if piped else None)
 
 
 def err() -> Console:
