@@ -667,6 +667,63 @@ def _warm_up(rounds: int = 10) -> None:
             pass
 
 
+_PADDING: list[Any] = []
+
+
+def _fill_pools() -> None:
+    """Fill, for good, the free blocks of the server's partly used small-object pools.
+
+    A supervisor's new objects would otherwise land in those holes, left all over the
+    server's memory by what it loaded and freed: a few to a page, each page then copied. With
+    no hole left they are carved out of fresh pools, many to a page. How many blocks of each
+    size are free is what CPython's sys._debugmallocstats() prints; best effort elsewhere."""
+    free = _free_blocks()
+    _PADDING[:] = [None] * sum(free.values())  # one allocation, outside the pools
+    i = 0
+    for size, count in free.items():
+        for _ in range(count):
+            _PADDING[i] = _block_of(size)
+            i += 1
+
+
+def _free_blocks() -> dict[int, int]:
+    """{block size: free blocks in partly used pools}, read from sys._debugmallocstats()."""
+    stats = getattr(sys, "_debugmallocstats", None)
+    if stats is None:
+        return {}
+    read_end, write_end = os.pipe()  # its report goes to fd 2; a few KiB, well within a pipe
+    saved = os.dup(2)
+    try:
+        os.dup2(write_end, 2)
+        stats()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(write_end)
+    text = b""
+    while chunk := os.read(read_end, 65536):
+        text += chunk
+    os.close(read_end)
+    free = {}
+    table = text.split(b"avail blocks", 1)[-1].split(b"\n\n", 1)[0]
+    for line in table.splitlines():
+        fields = line.split()  # class, size, pools, blocks in use, avail blocks
+        if len(fields) == 5 and all(x.isdigit() for x in fields):
+            size, avail = int(fields[1]), int(fields[4])
+            if avail and 16 <= size <= 512 and size % 16 == 0:
+                free[size] = avail
+    return free
+
+
+def _block_of(size: int) -> Any:
+    """A new object that takes exactly one block of ``size`` bytes."""
+    if size == 16:
+        return object()
+    if size == 32:
+        return float(os.getpid()) + 0.5  # 24 bytes
+    return b"\0" * (size - 33)  # bytes: a 32-byte header and the terminating NUL
+
+
 def prepare_server() -> None:
     """Make the fork server's memory what every supervisor shares: everything they load, warm."""
     import gc
@@ -682,6 +739,7 @@ def prepare_server() -> None:
     cgroups.remember_mount()
     _warm_up()
     gc.collect()
+    _fill_pools()
     gc.freeze()  # what is loaded now stays put: the collector never writes to those shared pages
 
 
