@@ -95,6 +95,15 @@ def test_model_download_source_must_be_a_repo_or_url():
     assert SPEC.validate_python({**BASE, "type": "model_download", "source": "https://x.org/m.bin"})
 
 
+def test_evaluation_tasks_may_be_written_as_text():
+    spec = {**BASE, "type": "evaluation", "model": "m", "command": "lm-eval"}
+    assert SPEC.validate_python({**spec, "tasks": "hellaswag"}).tasks == ["hellaswag"]
+    assert SPEC.validate_python({**spec, "tasks": " hellaswag, arc_easy ,"}).tasks == ["hellaswag", "arc_easy"]
+    assert SPEC.validate_python({**spec, "tasks": ["mmlu"]}).tasks == ["mmlu"]
+    with pytest.raises(ValidationError, match="dataset or evaluation tasks"):
+        SPEC.validate_python({**spec, "tasks": " , "})
+
+
 def test_unknown_fields_are_refused():
     with pytest.raises(ValidationError, match="Extra inputs"):
         SPEC.validate_python({**BASE, "type": "workspace", "gpus": 1})

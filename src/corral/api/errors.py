@@ -159,6 +159,8 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 def _codes(path: str, method: str, operation: dict[str, Any]) -> set[int]:
     """The errors an operation can answer, from what it is: authenticated routes 401 (users'
     routes 403 and 404 too), writes 409, operations with a body 413, every one 422 and 500."""
+    if path == "/metrics":
+        return {401, 403, 500}  # an admin's token or the scrape token
     codes = {422, 500}
     codes |= {401} if path.startswith("/api/v1/agent/") else {401, 403, 404}
     if method in ("post", "put", "patch", "delete"):
@@ -188,7 +190,7 @@ def document_errors(app: FastAPI) -> None:
         components.update(error_schema.pop("$defs", {}))
         components["ErrorResponse"] = error_schema
         for path, item in schema.get("paths", {}).items():
-            if not path.startswith("/api/"):
+            if not path.startswith("/api/") and path != "/metrics":
                 continue
             for method, operation in item.items():
                 responses = operation.setdefault("responses", {})

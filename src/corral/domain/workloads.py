@@ -196,7 +196,16 @@ class EvaluationSpec(_NeedsImageOrCommand):
     type: Literal[WorkloadType.EVALUATION]
     model: str = Field(min_length=1, max_length=1024)
     dataset: str | None = Field(None, max_length=1024)
-    tasks: list[str] = Field(default_factory=list, max_length=100)
+    tasks: list[str] = Field(default_factory=list, max_length=100,
+                             description='harness tasks: a list, or one text "hellaswag" / "hellaswag,arc_easy"')
+
+    @field_validator("tasks", mode="before")
+    @classmethod
+    def _tasks_as_text(cls, value: Any) -> Any:
+        # `--set tasks=hellaswag,arc_easy` (and a form field) give text: as a person writes a list.
+        if isinstance(value, str):
+            return [task.strip() for task in value.split(",") if task.strip()]
+        return value
 
     @model_validator(mode="after")
     def _dataset_or_tasks(self):  # type: ignore[no-untyped-def]
