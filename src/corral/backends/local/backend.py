@@ -8,6 +8,8 @@
     backend.stop(component_id, grace_s=30)
     backend.close()                  # components keep running
 
+Starting (placement, GPUs, the supervisor's placement.json) is ``local.starting``.
+
 Each placed component runs under its own supervisor process
 (``corral.backends.local.supervisor``), detached in its own session, so components
 outlive the control plane, even a SIGKILLed one. A new ``LocalBackend`` on the same
@@ -56,7 +58,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -76,16 +78,17 @@ from corral.backends.base import (
     UnknownComponent,
     Usage,
 )
-from corral.backends.identity import Identities, IdentityError
+from corral.backends.identity import Identities
 from corral.backends.local import files as f
 from corral.backends.local import gpus as gpu_detect
 from corral.backends.local import modelstore
 from corral.backends.local.derive import SUPERVISOR_START_TIMEOUT_S, age_s, exited, derive
-from corral.backends.local.environment import DEFAULT_INHERITED_ENV, component_environment
+from corral.backends.local.environment import DEFAULT_INHERITED_ENV
 from corral.backends.local.host import mem_total, probe_limits
 from corral.backends.local.spawner import SupervisorSpawner, supervisor_env
 from corral.backends.local.usage import Target, UsageSampler
-from corral.backends.local.workarea import SCRIPT, WorkArea, unreachable
+from corral.backends.local.starting import Starting, _Component
+from corral.backends.local.workarea import WorkArea, unreachable
 from corral.backends.local.workarea import default_root as default_work_root
 from corral.domain.statuses import ComponentStatus as S
 
@@ -93,27 +96,11 @@ SWEEP_EVERY_S = 0.1  # sweep_per_poll components are probed per this much time
 DEFAULT_LOG_MAX_BYTES = 64 << 20  # output.log is cut to its newest half past this (see the supervisor)
 
 
-@dataclass
-class _Component:
-    id: int
-    dir: Path
-    launch: Launch
-    seq: int
-    submitted_at: str
-    placement: dict[str, Any] | None = None
-    final: dict[str, Any] | None = None  # final.json: a status decided by the backend alone
-    finished: bool = False  # a final status was seen: resources are released
-
-
-LOCAL_ONE_NODE = ("asks for {nodes} nodes; the local cluster is one host: run it on a slurm or kubernetes "
-                  "cluster, or without nodes")
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class LocalBackend:
+class LocalBackend(Starting):
     """Runs components as processes on this host. Thread-safe; see the module docstring.
 
     Arguments:
@@ -265,134 +252,6 @@ class LocalBackend:
                     comp.finished = True
             self._dirty.add(comp.id)
         self._place_waiting()
-
-    # --- start -----------------------------------------------------------------------
-
-    def start(self, launch: Launch) -> None:
-        """Create the component; idempotent by component id (a second call does nothing).
-
-        Returns at once. The component is Pending (starting, or waiting for GPUs) in the
-        next ``observe``, then goes on by itself. An endpoint (``kind="endpoint"``) is a
-        passive object: Completed at once.
-        """
-        with self._mutex:
-            self._check_open()
-            if launch.component_id in self._components:
-                return
-            if self._ghosts.pop(launch.component_id, None) or launch.component_id in self._last:
-                self._last.pop(launch.component_id, None)  # a "not on this cluster" answered earlier
-            directory = self.components_dir / str(launch.component_id)
-            directory.mkdir(exist_ok=True)
-            self._seq += 1
-            comp = _Component(launch.component_id, directory, launch, self._seq, f.now_iso())
-            f.write_json_atomic(directory / f.LAUNCH, {"launch": launch.to_dict(), "seq": comp.seq,
-                                                       "submitted_at": comp.submitted_at})
-            self._components[comp.id] = comp
-            self._dirty.add(comp.id)
-            if launch.kind == "endpoint":
-                self._finalize(comp, S.COMPLETED, "endpoint created (passive: served through its server's port)")
-            elif launch.gpu > len(self.gpus):
-                self._finalize(comp, S.FAILED, f"asks for {launch.gpu} GPU(s); this host has {len(self.gpus)}")
-            elif launch.nodes > 1:
-                self._finalize(comp, S.FAILED, LOCAL_ONE_NODE.format(nodes=launch.nodes))
-            else:
-                self._waiting.append(comp.id)
-                self._place_waiting()
-
-    def _finalize(self, comp: _Component, status: S, reason: str, exit_code: int | None = None) -> None:
-        comp.final = {"status": status.value, "reason": reason, "at": f.now_iso(), "exit_code": exit_code}
-        f.write_json_atomic(comp.dir / f.FINAL, comp.final)
-        self._dirty.add(comp.id)
-
-    def _free_gpus(self) -> list[int]:
-        return [g.index for g in self.gpus if g.index not in self._gpu_owner]
-
-    def _place_waiting(self) -> None:
-        """Start the waiting components that fit, oldest first."""
-        if not self._waiting:
-            return
-        still = []
-        for cid in self._waiting:
-            comp = self._components[cid]
-            free = self._free_gpus()
-            if comp.launch.gpu > len(free):
-                still.append(cid)
-                continue
-            self._place(comp, free[: comp.launch.gpu])
-        if len(still) != len(self._waiting):
-            self._dirty.update(still)  # their "N of M free" reason changed
-        self._waiting = still
-
-    def _place(self, comp: _Component, devices: list[int]) -> None:
-        try:
-            self._prepare(comp, devices)
-        except OSError as exc:
-            self._finalize(comp, S.FAILED, f"could not be created: {exc.strerror or exc}")
-            comp.finished = True
-            return
-        for index in devices:
-            self._gpu_owner[index] = comp.id
-        if comp.placement and comp.placement.get("port"):
-            self._ports[comp.placement["port"]] = comp.id
-        self._sweep.append(comp.id)
-        self._dirty.add(comp.id)
-        try:
-            self._spawn(comp, "run")
-        except OSError as exc:
-            self._finalize(comp, S.FAILED, f"could not start its supervisor: {exc.strerror or exc}")
-
-    def _prepare(self, comp: _Component, devices: list[int]) -> None:
-        """Decide who it runs as, the port, the final command and environment; make its
-        directories in the work area; write placement.json."""
-        launch = comp.launch
-        try:
-            run_as = self.identities.for_project(launch.project)
-        except IdentityError as exc:
-            raise OSError(str(exc)) from exc
-        home = self.work.prepare_project(launch.project, run_as)
-        port = None
-        if launch.is_service and (launch.needs_port or launch.fixed_port):
-            port = launch.fixed_port or self._free_port()
-        sub = (lambda text: text.replace("{port}", str(port))) if port else (lambda text: text)
-        script = sub(launch.script) if launch.script is not None else None
-        reports = self.work.prepare_component(comp.id, run_as, script)
-        if launch.script is not None:
-            path = str(reports / SCRIPT)
-            argv = [path] if launch.script.startswith("#!") else ["/bin/sh", path]
-        else:
-            argv = [sub(arg) for arg in launch.command or ()]
-        # Made by the workload's own process once it runs as its user (see the supervisor).
-        cwd = Path(launch.working_dir) if launch.working_dir else home
-        env = component_environment(comp.launch, comp.id, inherit=self.inherit_env, devices=devices, port=port,
-                                    sub=sub, run_as=run_as, home=home, reports=reports,
-                                    event_file=self.work.event_file(comp.id))
-        readiness = None
-        if launch.is_service and launch.readiness is not None and port:
-            r = launch.readiness
-            readiness = {"kind": r.kind, "host": "127.0.0.1", "port": port, "path": r.http_path,
-                         "interval_s": r.interval_s,
-                         "url": f"http://127.0.0.1:{port}{r.http_path}" if r.kind == "http" else
-                         f"tcp://127.0.0.1:{port}"}
-        comp.placement = {
-            "component_id": comp.id, "argv": argv, "env": env, "cwd": str(cwd), "port": port, "gpus": devices,
-            "readiness": readiness, "memory_bytes": launch.memory_bytes, "cpu_millicores": launch.cpu_millicores,
-            "cgroups": self.cgroups, "cgroup_parent": self.cgroup_parent,
-            "events_file": str(self.events_dir / str(comp.id)), "placed_at": f.now_iso(),
-            "run_as": run_as.as_dict() if run_as else None, "log_max_bytes": self.log_max_bytes,
-            "instance": self.instance,
-            "time_limit": {"seconds": launch.time_limit_s, "reason": launch.time_limit_reason()}
-            if launch.time_limit_s else None,
-        }
-        f.write_json_atomic(comp.dir / f.PLACEMENT, comp.placement)
-
-    def _free_port(self) -> int:
-        for _ in range(50):
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-                sock.bind(("127.0.0.1", 0))
-                port = sock.getsockname()[1]
-            if port not in self._ports:
-                return port
-        raise BackendError("no free TCP port found")
 
     def _spawn(self, comp: _Component, mode: str) -> None:
         """Start a supervisor (forked by the spawner's server); it detaches at once."""
