@@ -150,8 +150,8 @@ def with_serve(n: int, root: Path, settle: float) -> tuple[list[int], int | None
         corral.wait_count(h, n, "Running")
     time.sleep(settle)
     pids = corral.supervisor_pids()
-    server = [p for p in pids if Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")[-2:] == [b"serve", b""]
-              and os.getsid(p) != p]
+    # The fork server writes to spawner.log, each supervisor to its component's supervisor.log.
+    server = [p for p in pids if os.readlink(f"/proc/{p}/fd/1").endswith("/spawner.log")]
     sups = [p for p in pids if p not in server]
     return sups, (server[0] if server else None), corral.stop
 

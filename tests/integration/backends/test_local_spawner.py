@@ -72,3 +72,28 @@ def test_a_workload_inherits_no_descriptor_of_the_fork_server(backend: LocalBack
     out = backend.logs(1)
     assert "pipe:" not in out and "socket:" not in out, out
     assert backend._spawner.server_pid is not None
+
+
+def _private_kib(pid: int) -> int:
+    fields = {}
+    with open(f"/proc/{pid}/smaps_rollup") as fh:
+        for line in fh:
+            key, _, rest = line.partition(":")
+            if rest.strip().endswith("kB"):
+                fields[key] = int(rest.split()[0])
+    return fields["Private_Dirty"] + fields["Private_Clean"]
+
+
+def test_a_supervisor_owns_little_memory_of_its_own(backend: LocalBackend, watcher: Watcher):
+    """What a forked supervisor owns alone is what it wrote after the fork (issue 13: the
+    memory per running job, bench/supervisor_memory.py). 1,680 KiB before the fork server
+    warmed up and filled its pools, ~950 after; this bound catches a large step back (a
+    module such as http.client loaded into every supervisor again, say)."""
+    ids = range(1, 9)
+    for cid in ids:
+        backend.start(_job(cid))
+    for cid in ids:
+        watcher.wait(cid, S.RUNNING)
+    time.sleep(1)  # each supervisor in its wait
+    private = sorted(_private_kib(_supervisor_pid(backend, cid)) for cid in ids)
+    assert private[len(private) // 2] < 1250, private
