@@ -27,9 +27,9 @@ result is read from containers that completed (exit code 0) only.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from typing import Any, Literal
 
+from corral.backends.kubernetes.fields import dig as _get
 from corral.domain.results import normalise_result
 
 RESULT_FILE = "/dev/termination-log"  # the container's terminationMessagePath
@@ -44,12 +44,6 @@ TOO_LARGE = (f"result refused: larger than {MAX_MESSAGE_BYTES} bytes, the most a
 Format = Literal["result", "metrics"]
 
 
-def _get(obj: Any, *path: str) -> Any:
-    for step in path:
-        if obj is None:
-            return None
-        obj = obj.get(step) if isinstance(obj, Mapping) else getattr(obj, step, None)
-    return obj
 
 
 def result_from_message(message: str | None, kind: Format) -> dict[str, Any] | None:

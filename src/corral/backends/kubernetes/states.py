@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from corral.backends.kubernetes.fields import dig as _get
 from corral.backends.kubernetes.results import pod_result
 from corral.domain.durations import format_duration
 from corral.domain.statuses import ComponentStatus as S
@@ -52,13 +53,6 @@ class Seen:
     result: Mapping[str, Any] | None = None
 
 
-def _get(obj: Any, *path: str) -> Any:
-    """Attribute or key access along ``path`` (client models and plain dicts alike)."""
-    for step in path:
-        if obj is None:
-            return None
-        obj = obj.get(step) if isinstance(obj, Mapping) else getattr(obj, step, None)
-    return obj
 
 
 def _short(text: str | None, limit: int = 300) -> str:
