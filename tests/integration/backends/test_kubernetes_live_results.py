@@ -14,32 +14,15 @@ import json
 import logging
 import os
 import time
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from corral.domain.statuses import ComponentStatus as S
 from tests.conftest import LIVE_KUBERNETES_SKIP
-from tests.integration.backends.test_kubernetes_live import TIMEOUT, run, wait_for
+from tests.integration.backends.test_kubernetes_live import TIMEOUT, kube, run, wait_for  # noqa: F401 - kube: a fixture
 
 pytestmark = pytest.mark.skipif(not os.environ.get("KUBECONFIG"), reason=LIVE_KUBERNETES_SKIP)
-
-
-@pytest.fixture
-def kube() -> Iterator[Any]:  # as test_kubernetes_live's: namespaces of its own, removed after
-    from corral.backends.kubernetes import KubernetesBackend, KubeSettings
-
-    prefix = f"corral-t{uuid.uuid4().hex[:6]}-"
-    settings = KubeSettings(kubeconfig=os.environ["KUBECONFIG"], namespace_prefix=prefix,
-                            models_access_mode="ReadWriteOnce", models_size="1Gi", delete_timeout_s=120)
-    backend = KubernetesBackend(settings)
-    yield backend
-    backend.close()
-    for namespace in backend.core.list_namespace().items:
-        if namespace.metadata.name.startswith(prefix):
-            backend.core.delete_namespace(namespace.metadata.name)
 
 
 def metrics_api_answers(kube: Any) -> bool:
