@@ -9,17 +9,8 @@ import time
 from corral.domain.statuses import ComponentStatus as S
 
 from .conftest import Watcher
+from .test_local_usage import BURN  # a core burnt in a child process, 200 MiB held
 from .slurm_support import job, make_slurm, slurm_cluster  # noqa: F401 - fixtures
-
-# Burns a core in a child process (the whole job counts, not only the main process) and
-# holds 200 MiB in the parent, touched so that it is resident.
-BURN = ("import os, time\n"
-        "if os.fork() == 0:\n"
-        "    while True: pass\n"
-        "hold = bytearray(200 * 2**20)\n"
-        "for i in range(0, len(hold), 4096): hold[i] = 1\n"
-        "time.sleep(600)\n")
-
 
 def test_a_running_slurm_job_reports_its_cpu_and_memory_and_an_ended_one_nothing(make_slurm):
     backend = make_slurm()
