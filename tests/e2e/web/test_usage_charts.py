@@ -57,7 +57,8 @@ def _shot(page: Page, selector: str, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
     page.locator(selector).screenshot(path=str(path))
-    if os.environ.get("CORRAL_UPDATE_DOCS_SCREENSHOTS") == "1":
+    # The quota and allocation ones in the docs come from a real run (make_usage_screenshots.py).
+    if os.environ.get("CORRAL_UPDATE_DOCS_SCREENSHOTS") == "1" and name == "workload-usage":
         DOCS.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, DOCS / f"{name}.png")
 
