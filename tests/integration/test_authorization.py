@@ -67,6 +67,7 @@ MATRIX = [
     ("POST", "/api/v1/workloads", "SUBMIT", (401, 404, 201, 201)),
     ("GET", "/api/v1/workloads?project=vision", None, (401, 404, 200, 200)),
     ("GET", "/api/v1/workloads/stats?project=vision", None, (401, 404, 200, 200)),
+    ("GET", "/api/v1/workloads.csv?project=vision", None, (401, 404, 200, 200)),
     ("GET", "/api/v1/workloads/{wid}", None, (401, 404, 200, 200)),
     ("DELETE", "/api/v1/workloads/{wid}", None, (401, 404, 202, 202)),
     ("POST", "/api/v1/workloads/delete", {"filter": {"project": "vision"}}, (401, 404, 200, 200)),
