@@ -58,6 +58,7 @@ PAGES = [
     ("GET", "/clusters", None, (200, 200, 200)),
     ("POST", "/clusters", {"name": "c-{who}", "kind": "slurm"}, (403, 403, 201)),
     ("POST", "/clusters/gpu-a/agent-token", {}, (403, 403, 200)),
+    ("POST", "/clusters/gpu-a/delete", {}, (403, 403, 409)),  # it has workloads (removal: test_admin_pages.py)
     ("GET", "/tokens", None, (200, 200, 200)),
     ("POST", "/tokens", {"name": "ci"}, (201, 201, 201)),
     ("POST", "/tokens/{tid}/revoke", {}, (303, 303, 303)),

@@ -82,3 +82,30 @@ def test_clusters_page_shows_health(page: Page, world: World):
     expect(page.locator("#agent-token")).to_contain_text("crla_")
     expect(page.locator(".st-verifying").first).to_have_text("verifying")
     screenshot(page, "clusters")
+
+
+def test_admin_removes_a_cluster_and_one_with_workloads_is_refused(page: Page, world: World):
+    spare = world.unique("spare")
+    assert world.admin.post("/api/v1/clusters", json={"name": spare, "kind": "slurm"}).status_code == 201
+    busy = world.project("busy")
+    world.submit(busy, "keeps-it")  # a workload on the tests' cluster: that one cannot go
+    sign_in(page, world.url, "admin@localhost", _admin_password(world))
+    page.goto(f"{world.url}/clusters")
+    page.once("dialog", lambda dialog: dialog.accept())  # "Remove cluster ...?"
+    page.get_by_role("button", name=f"Remove cluster {spare}").click()
+    expect(page.get_by_role("status")).to_contain_text(f"Cluster {spare} removed.")
+    expect(page.get_by_role("button", name=f"Remove cluster {spare}")).to_have_count(0)
+    assert world.admin.get(f"/api/v1/clusters/{spare}").status_code == 404
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name=f"Remove cluster {CLUSTER}").click()
+    expect(page.get_by_role("alert")).to_contain_text("still has workloads")
+    expect(page.get_by_role("button", name=f"Remove cluster {CLUSTER}")).to_be_visible()
+    assert world.admin.get(f"/api/v1/clusters/{CLUSTER}").status_code == 200
+    # Dismissing the question removes nothing.
+    other = world.unique("kept")
+    assert world.admin.post("/api/v1/clusters", json={"name": other, "kind": "slurm"}).status_code == 201
+    page.goto(f"{world.url}/clusters")
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    page.get_by_role("button", name=f"Remove cluster {other}").click()
+    expect(page.get_by_role("button", name=f"Remove cluster {other}")).to_be_visible()
+    assert world.admin.get(f"/api/v1/clusters/{other}").status_code == 200

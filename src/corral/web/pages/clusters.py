@@ -1,4 +1,4 @@
-"""Clusters with their health; registering one and replacing its agent's token, for admins."""
+"""Clusters with their health; registering one, replacing its agent's token and removing it, for admins."""
 
 from __future__ import annotations
 
@@ -11,14 +11,15 @@ from corral.db.engine import read_tx, write_tx
 from corral.domain.clusters import CLUSTER_KINDS
 from corral.domain.resources import RESOURCE_NAMES, Resources, format_quantity, parse_bytes, parse_millicores
 from corral.services import clusters as cluster_service, quotas as quota_service
-from corral.services.errors import InvalidInput
+from corral.services.errors import Conflict, InvalidInput
 from corral.web.http import CheckedForm, Session, WebRoute, page
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 
 
 def _clusters(request: Request, session: Session, *, created: dict | None = None, error: str | None = None,
-              values: dict[str, str] | None = None, status_code: int = 200) -> Response:
+              values: dict[str, str] | None = None, removed: str | None = None, refused: str | None = None,
+              status_code: int = 200) -> Response:
     settings = request.app.state.settings
     with read_tx(request.app.state.engine) as conn:
         clusters = cluster_service.list_clusters(conn, session.principal, settings.cluster_unhealthy_after_s)
@@ -29,7 +30,7 @@ def _clusters(request: Request, session: Session, *, created: dict | None = None
             c["bars"] = {n: allocation_bar(c, allocations.get(c["name"]), n) for n in RESOURCE_NAMES}
     return page(request, "clusters.html", {
         "clusters": clusters, "kinds": CLUSTER_KINDS, "created": created, "error": error, "values": values or {},
-        "unhealthy_after_s": settings.cluster_unhealthy_after_s,
+        "unhealthy_after_s": settings.cluster_unhealthy_after_s, "removed": removed, "refused": refused,
     }, status_code=status_code)
 
 
@@ -87,3 +88,15 @@ def rotate_agent_token(name: str, request: Request, session: Session, form: Chec
         token = cluster_service.rotate_agent_token(conn, session.principal, name,
                                                    request.app.state.settings.cluster_unhealthy_after_s)
     return _clusters(request, session, created={"name": name, "agent_token": token, "rotated": True})
+
+
+@router.post("/clusters/{name}/delete")
+def delete_cluster(name: str, request: Request, session: Session, form: CheckedForm) -> Response:
+    """Remove a cluster (admins; one with workloads is refused, as `corral clusters delete`)."""
+    try:
+        with write_tx(request.app.state.engine) as conn:
+            cluster_service.delete_cluster(conn, session.principal, name,
+                                           request.app.state.settings.cluster_unhealthy_after_s)
+    except Conflict as exc:
+        return _clusters(request, session, refused=exc.message, status_code=409)
+    return _clusters(request, session, removed=name)
