@@ -228,9 +228,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_serve(data_dir: Path, database_url: str | None = None) -> tuple[subprocess.Popen[bytes], str, str]:
+def start_serve(data_dir: Path, database_url: str | None = None,
+                env_extra: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], str, str]:
     """`corral serve` on a fresh data directory (and work area of its own: two instances
-    may not share one), ready: its process, URL and admin token."""
+    may not share one), ready: its process, URL and admin token. ``env_extra``: settings
+    added to its environment (``CORRAL_HISTORY_INTERVAL_S``, ...)."""
     import tempfile
 
     corral = Path(sys.executable).parent / "corral"
@@ -241,6 +243,7 @@ def start_serve(data_dir: Path, database_url: str | None = None) -> tuple[subpro
     env.update(CORRAL_DATA_DIR=str(data_dir), CORRAL_LOG_LEVEL="warning", CORRAL_WORKLOAD_ROOT=str(work))
     if database_url:
         env["CORRAL_DATABASE_URL"] = database_url
+    env.update(env_extra or {})
     proc = subprocess.Popen([str(corral), "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}"

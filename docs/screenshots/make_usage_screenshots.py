@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,7 +23,7 @@ from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
-from _common import free_port  # noqa: E402
+from _common import start_serve  # noqa: E402
 
 MINUTES = float(sys.argv[1]) if len(sys.argv) > 1 else 20
 OUT = Path(sys.argv[2]) if len(sys.argv) > 2 else ROOT / "docs" / "screenshots"
@@ -33,25 +32,9 @@ OUT = Path(sys.argv[2]) if len(sys.argv) > 2 else ROOT / "docs" / "screenshots"
 def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="usage-shots-"))
     root.chmod(0o755)
-    work = root / "work"
-    work.mkdir()
-    work.chmod(0o711)  # workload users pass through to their project's directory
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CORRAL_")}
-    env.update(CORRAL_DATA_DIR=str(root / "data"), CORRAL_WORKLOAD_ROOT=str(work), CORRAL_HISTORY_INTERVAL_S="10",
-               CORRAL_LOG_LEVEL="warning")
-    serve = subprocess.Popen([str(ROOT / ".venv" / "bin" / "corral"), "serve", "--port", str(port)], env=env,
-                             stdout=(root / "serve.log").open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+    # Allocation and quota use are recorded every 10 s (not 60): twenty minutes draw a line.
+    serve, url, token = start_serve(root / "data", env_extra={"CORRAL_HISTORY_INTERVAL_S": "10"})
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        time.sleep(2)
-        token = (root / "data" / "admin-token").read_text().strip()
         client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
         rng = random.Random(3)
         end, n = time.time() + MINUTES * 60, 0
