@@ -36,7 +36,8 @@ async def submit(spec: WorkloadSpec, token_hash: SubmitToken, request: Request) 
     return FastJSONResponse(created, status_code=status.HTTP_201_CREATED)
 
 
-def _list_query(
+# No I/O: async, so that it costs no hop to the thread pool per request (api/deps.py).
+async def _list_query(
     project: Annotated[str | None, Query(description="project name; default: every project you can see")] = None,
     page: Annotated[int | None, Query(ge=1, le=listing.MAX_PAGE, description="page number (a jump); "
                                                                          "default 1, or the cursor's")] = None,
