@@ -417,7 +417,7 @@ def test_a_standalone_agent_runs_the_workloads_of_its_cluster(live_server, tmp_p
         while (info := client.get(f"/api/v1/clusters/{cluster}").json())["status"] != "healthy":
             assert agent.poll() is None and time.monotonic() < deadline, agent.stdout.read().decode()
             time.sleep(0.1)
-        assert info["capacity"]["cpu"] == (os.cpu_count() or 1) * 1000  # this machine, as its backend sees it
+        assert info["capacity"]["cpu"] == (os.cpu_count() or 1)  # cores: this machine, as its backend sees it
         quota = client.put(f"/api/v1/projects/default/quotas/{cluster}",
                            json={"guaranteed": {"cpu": "500m", "memory": "1Gi"}})
         assert quota.status_code == 200, quota.text

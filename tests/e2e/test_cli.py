@@ -196,8 +196,8 @@ def test_clusters_projects_and_quotas(live_server: LiveServer, admin: Cli) -> No
 
     quota = as_json(admin.invoke("quotas", "set", "vision", "gpu-x", "--gpu", "4", "--cpu", "500m",
                                  "--memory", "64Gi", "--limit-gpu", "6", "--limit-memory", "unbounded", "--json"))
-    assert quota["guaranteed"] == {"gpu": 4, "cpu": 500, "memory": 64 * 2**30, "ephemeral_storage": 0}
-    assert quota["limit"] == {"gpu": 6, "cpu": 500, "memory": None, "ephemeral_storage": 0}
+    assert quota["guaranteed"] == {"gpu": 4, "cpu": 0.5, "memory": 64 * 2**30, "ephemeral_storage": 0}
+    assert quota["limit"] == {"gpu": 6, "cpu": 0.5, "memory": None, "ephemeral_storage": 0}
     hard = as_json(admin.invoke("quotas", "set", "vision", "gpu-x", "--gpu", "2", "--cpu", "4", "--memory", "8Gi",
                                 "--hard", "--json"))
     assert hard["limit"] == hard["guaranteed"]
@@ -233,8 +233,8 @@ def test_quotas_set_reads_humane_units_and_keeps_what_is_not_given(live_server: 
     result = admin.run("quotas", "set", "units", "units-x", "--gpu", "1", "--cpu", "1", "--memory", "1Gi",
                        "--ephemeral-storage", "10Gi", "--limit-cpu", "2", "--limit-memory", "16Gi", "--json")
     quota = json.loads(ok(result))
-    assert quota["guaranteed"] == {"gpu": 1, "cpu": 1000, "memory": gib, "ephemeral_storage": 10 * gib}
-    assert quota["limit"] == {"gpu": 1, "cpu": 2000, "memory": 16 * gib, "ephemeral_storage": 10 * gib}
+    assert quota["guaranteed"] == {"gpu": 1, "cpu": 1, "memory": gib, "ephemeral_storage": 10 * gib}
+    assert quota["limit"] == {"gpu": 1, "cpu": 2, "memory": 16 * gib, "ephemeral_storage": 10 * gib}
     table = ok(admin.invoke("quotas", "ls", "units"))
     cpu_row = next(line for line in table.splitlines() if "CPU" in line)
     assert re.split(r"\s{2,}", cpu_row.strip())[:3] == ["CPU", "1", "2"]  # guaranteed, limit: cores
@@ -242,22 +242,22 @@ def test_quotas_set_reads_humane_units_and_keeps_what_is_not_given(live_server: 
 
     # Options left out keep their values: ephemeral storage is not reset to 0, nor the limits.
     quota = as_json(admin.invoke("quotas", "set", "units", "units-x", "--cpu", "500m", "--json"))
-    assert quota["guaranteed"] == {"gpu": 1, "cpu": 500, "memory": gib, "ephemeral_storage": 10 * gib}
-    assert quota["limit"] == {"gpu": 1, "cpu": 2000, "memory": 16 * gib, "ephemeral_storage": 10 * gib}
+    assert quota["guaranteed"] == {"gpu": 1, "cpu": 0.5, "memory": gib, "ephemeral_storage": 10 * gib}
+    assert quota["limit"] == {"gpu": 1, "cpu": 2, "memory": 16 * gib, "ephemeral_storage": 10 * gib}
     # A limit equal to its guarantee follows it; one set apart stays.
     quota = as_json(admin.invoke("quotas", "set", "units", "units-x", "--gpu", "2", "--limit-cpu", "500m",
                                  "--ephemeral-storage", "20Gi", "--json"))
-    assert quota["guaranteed"] == {"gpu": 2, "cpu": 500, "memory": gib, "ephemeral_storage": 20 * gib}
-    assert quota["limit"] == {"gpu": 2, "cpu": 500, "memory": 16 * gib, "ephemeral_storage": 20 * gib}
+    assert quota["guaranteed"] == {"gpu": 2, "cpu": 0.5, "memory": gib, "ephemeral_storage": 20 * gib}
+    assert quota["limit"] == {"gpu": 2, "cpu": 0.5, "memory": 16 * gib, "ephemeral_storage": 20 * gib}
     quota = as_json(admin.invoke("quotas", "set", "units", "units-x", "--limit-memory", "unbounded", "--json"))
     assert quota["limit"]["memory"] is None and quota["guaranteed"]["memory"] == gib
     quota = as_json(admin.invoke("quotas", "set", "units", "units-x", "--memory", "2Gi", "--json"))
     assert quota["limit"]["memory"] is None  # unbounded stays unbounded
     quota = as_json(admin.invoke("quotas", "set", "units", "units-x", "--hard", "--json"))
-    assert quota["limit"] == quota["guaranteed"] == {"gpu": 2, "cpu": 500, "memory": 2 * gib,
+    assert quota["limit"] == quota["guaranteed"] == {"gpu": 2, "cpu": 0.5, "memory": 2 * gib,
                                                      "ephemeral_storage": 20 * gib}
     quota = as_json(admin.invoke("quotas", "set", "units", "units-x", "--unbounded", "--json"))
-    assert set(quota["limit"].values()) == {None} and quota["guaranteed"]["cpu"] == 500
+    assert set(quota["limit"].values()) == {None} and quota["guaranteed"]["cpu"] == 0.5
     assert "not several" in failed(admin.invoke("quotas", "set", "units", "units-x", "--unbounded", "--hard"), 2)
 
     # A first quota: what is not given is 0, each limit its guarantee.
@@ -273,7 +273,7 @@ def test_quotas_set_reads_humane_units_and_keeps_what_is_not_given(live_server: 
     assert "not a CPU quantity" in error and "guaranteed.cpu" in error
     error = failed(admin.invoke("quotas", "set", "units", "units-x", "--cpu", "65"), 1)
     assert "cpu: 65 cores guaranteed in all > capacity 64 cores" in error
-    assert as_json(admin.invoke("quotas", "ls", "units", "--json"))[0]["guaranteed"]["cpu"] == 500
+    assert as_json(admin.invoke("quotas", "ls", "units", "--json"))[0]["guaranteed"]["cpu"] == 0.5
 
 
 # --------------------------------------------------------------------------- workloads
@@ -308,7 +308,16 @@ def test_submit_list_get_delete(live_server: LiveServer, admin: Cli, tmp_path: P
                               "--set", "env.EXTRA=1", "--set", "preemptible=false", "--priority", "high", "--json"))
     assert ft["type"] == "fine_tuning" and ft["name"] == "ft-merged" and ft["project"] == project
     assert ft["cluster"] == "parked" and ft["status"] == "Pending" and ft["created_by"] == "admin@localhost"
-    assert ft["resources"]["cpu"] == 500 and ft["resources"]["memory"] == 2**30
+    assert ft["resources"]["cpu"] == 0.5 and ft["resources"]["memory"] == 2**30
+    # Its spec as `get --json` shows it, submitted again, asks for the same (cores in, cores
+    # out): in a project of its own, so that this test's lists below are as they were.
+    shown = as_json(admin.invoke("workloads", "get", str(ft["id"]), "--json"))
+    assert shown["spec"]["resources"]["cpu"] == 0.5
+    ok(admin.invoke("projects", "create", "wl-again"))
+    ok(admin.invoke("quotas", "set", "wl-again", "parked", "--cpu", "1", "--memory", "2Gi"))
+    (tmp_path / "again.json").write_text(json.dumps({**shown["spec"], "project": "wl-again"}))
+    again = as_json(admin.invoke("workloads", "submit", "-f", str(tmp_path / "again.json"), "--json"))
+    assert again["resources"] == ft["resources"] == {"gpu": 0, "cpu": 0.5, "memory": 2**30, "ephemeral_storage": 0}
 
     # From options alone, through the console script.
     dl = ok(admin.run("workloads", "submit", "--type", "Model Download", "--name", "dl-llama", "-p", project,
@@ -499,17 +508,20 @@ def test_client_against_the_live_server(live_server: LiveServer) -> None:
         quota = client.set_quota("client-e2e", "local", nothing, "unbounded")
         assert isinstance(quota, Quota) and set(quota.limit.values()) == {None}
         quota = client.set_quota("client-e2e", "local", nothing, {"cpu": "12", "memory": None})
-        assert quota.limit == {"gpu": 0, "cpu": 12000, "memory": None, "ephemeral_storage": 0}
+        assert quota.limit == {"gpu": 0, "cpu": 12, "memory": None, "ephemeral_storage": 0}
         # The units of the CLI: cores (2, "2"), "500m", bytes or "16Gi".
         quota = client.set_quota("client-e2e", "local", nothing, {"cpu": "500m", "memory": "16Gi"})
-        assert quota.limit == {"gpu": 0, "cpu": 500, "memory": 16 * 2**30, "ephemeral_storage": 0}
+        assert quota.limit == {"gpu": 0, "cpu": 0.5, "memory": 16 * 2**30, "ephemeral_storage": 0}
         quota = client.set_quota("client-e2e", "local", nothing, {"cpu": 2, "memory": 16 * 2**30,
                                                                   "ephemeral_storage": "500M"})
-        assert quota.limit == {"gpu": 0, "cpu": 2000, "memory": 16 * 2**30, "ephemeral_storage": 500 * 10**6}
+        assert quota.limit == {"gpu": 0, "cpu": 2, "memory": 16 * 2**30, "ephemeral_storage": 500 * 10**6}
         with pytest.raises(CorralAPIError) as too_much:
             client.set_quota("client-e2e", "local", {"gpu": 0, "cpu": 100_000, "memory": 0})
         assert too_much.value.status_code == 422 and "capacity" in too_much.value.message
         assert [q.cluster for q in client.list_quotas("client-e2e")] == ["local"]
+        # What the client reads, it can write back unchanged (cores in and out).
+        read = client.get_quota("client-e2e", "local")
+        assert client.set_quota("client-e2e", "local", read.guaranteed, read.limit).limit == read.limit
         assert client.get_cluster("slurm-a").status == "verifying"
 
         user = client.create_user("zoe@example.com", display_name="Zoe")

@@ -56,8 +56,8 @@ def test_quota_amounts_are_read_in_humane_units_and_errors_say_them(world):
     quota = put("/api/v1/projects/vision/quotas/gpu-a",
                 json={"guaranteed": {"gpu": 1, "cpu": "500m", "memory": "1Gi"},
                       "limit": {"cpu": 2, "memory": "16Gi", "ephemeral_storage": "500M"}}).json()
-    assert quota["guaranteed"] == {"gpu": 1, "cpu": 500, "memory": 2**30, "ephemeral_storage": 0}
-    assert quota["limit"] == {"gpu": 1, "cpu": 2000, "memory": 16 * 2**30, "ephemeral_storage": 500 * 10**6}
+    assert quota["guaranteed"] == {"gpu": 1, "cpu": 0.5, "memory": 2**30, "ephemeral_storage": 0}
+    assert quota["limit"] == {"gpu": 1, "cpu": 2, "memory": 16 * 2**30, "ephemeral_storage": 500 * 10**6}
     below = put("/api/v1/projects/vision/quotas/gpu-a",
                 json={"guaranteed": {"cpu": 2}, "limit": {"cpu": "1500m"}}).json()["error"]
     assert below["field"] == "limit.cpu"
@@ -76,7 +76,7 @@ def test_quota_changes_are_events_with_actor(world):
     log = world.alice.get("/api/v1/projects/vision/events").json()
     quota_events = [e for e in log if e["kind"] == "quota_set"]
     assert quota_events[0]["actor"] == "admin@example.com"
-    assert "'gpu': 2" in quota_events[0]["message"]
+    assert "guaranteed gpu 2, cpu 0 cores, memory 0" in quota_events[0]["message"]
 
 
 def test_submission_needs_a_quota_on_the_cluster(world):
@@ -100,7 +100,7 @@ def test_cluster_status_from_heartbeat(world):
     assert heartbeat(world.api, created["agent_token"], gpu=8, cpu="64", memory="256Gi").status_code == 200
     cluster = world.admin.get("/api/v1/clusters/new-one").json()
     assert cluster["status"] == "healthy"
-    assert cluster["capacity"] == {"gpu": 8, "cpu": 64000, "memory": 256 * 2**30, "ephemeral_storage": 0}
+    assert cluster["capacity"] == {"gpu": 8, "cpu": 64, "memory": 256 * 2**30, "ephemeral_storage": 0}
     assert "agent_token" not in cluster
 
 

@@ -53,8 +53,8 @@ def test_workloads_found_on_the_cluster_become_custom_workloads_that_count(world
     quota = world.alice.get("/api/v1/projects/vision/quotas/gpu-a").json()
     # It counts against the project's quota, with all it holds.
     used = quota["used"]
-    assert (used["gpu"], used["cpu"], used["memory"], used["ephemeral_storage"]) == (3, 4000, 8 << 30, 20 << 30)
-    assert detail["resources"]["cpu"] == 4000 and detail["resources"]["memory"] == 8 << 30
+    assert (used["gpu"], used["cpu"], used["memory"], used["ephemeral_storage"]) == (3, 4, 8 << 30, 20 << 30)
+    assert detail["resources"]["cpu"] == 4 and detail["resources"]["memory"] == 8 << 30
     unknown = agent.post("/api/v1/agent/found", json={"items": [{"native_name": "pid-7", "project": "nope"}]})
     assert unknown.json()["items"][0]["workload_id"] is None  # no such project: not recorded
     # Nothing of it is handed back to the agent to run.

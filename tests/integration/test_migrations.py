@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 
@@ -101,4 +102,44 @@ def test_postgres_updates_a_reason_in_place(empty_url):
             conn.rollback()
             time.sleep(0.1)
     assert total == 40 and hot >= 36, (hot, total)
+    engine.dispose()
+
+
+def test_stored_specs_say_cpu_in_cores_after_0012_and_millicores_after_going_back(empty_url):
+    """A spec stored before 0012 said millicores (2000), which a resubmitted spec reads as
+    2,000 cores: 0012 rewrites it in cores, the unit requests and responses use."""
+    engine = make_engine(empty_url)
+    upgrade(engine, "0011")
+    specs = {"whole": {"type": "custom", "name": "w", "resources": {"gpu": 1, "cpu": 2000, "memory": 2147483648}},
+             "half": {"type": "custom", "name": "h", "resources": {"cpu": 500}},
+             "tiny": {"type": "custom", "name": "t", "resources": {"cpu": 1}},
+             "found": {"discovered": True, "command": "sleep 1"}}
+    with engine.begin() as conn:
+        admin = users.create_user(conn, email="a@x.org", display_name=None, role="admin", actor="test")
+        principal = Principal(admin["id"], admin["email"], "admin")
+        projects.create_project(conn, principal, name="p1", preemption_policy="never")
+        clusters.create_cluster(conn, principal, name="c1", kind="local", capacity=Resources(gpu=1),
+                                unhealthy_after_s=90)
+        for name, spec in specs.items():
+            conn.execute(text(
+                "INSERT INTO workloads (project_id, cluster_id, cluster_name, created_by, name, type, priority, "
+                "preemptible, gpu, cpu, memory, ephemeral_storage, spec, status, status_reason, status_changed_at, "
+                "created_at, run_seconds, endpoints, version, units, spread) SELECT p.id, c.id, 'c1', 'a@x', :name, "
+                "'custom', 0, true, 0, 0, 0, 0, :spec, 'Pending', 'queued', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, "
+                "0, '{}', 0, 1, false FROM projects p, clusters c"), {"name": name, "spec": json.dumps(spec)})
+
+    def stored() -> dict[str, dict]:
+        with engine.connect() as conn:
+            return {n: s if isinstance(s, dict) else json.loads(s)
+                    for n, s in conn.execute(text("SELECT name, spec FROM workloads")).all()}
+
+    upgrade(engine)
+    after = stored()
+    assert [after[n]["resources"]["cpu"] for n in ("whole", "half", "tiny")] == [2, 0.5, 0.001]
+    assert isinstance(after["whole"]["resources"]["cpu"], int)
+    assert after["whole"]["resources"]["memory"] == 2147483648 and after["whole"]["resources"]["gpu"] == 1
+    assert after["found"] == specs["found"]
+    downgrade(engine, "0011")
+    before = stored()
+    assert {n: s.get("resources") for n, s in before.items()} == {n: s.get("resources") for n, s in specs.items()}
     engine.dispose()

@@ -39,7 +39,7 @@ def test_samples_in_series_out_and_only_for_members(world):
     assert series.status_code == 200, series.text
     [comp] = series.json()["components"]
     assert comp["component_id"] == cid and comp["samples"] == 2
-    assert comp["cpu"] == [900, 1000] and comp["memory"] == [300 << 20] * 2
+    assert comp["cpu"] == [0.9, 1] and comp["memory"] == [300 << 20] * 2
     assert comp["gpu_utilization"] == [87.5, 87.5] and comp["gpu_memory"] == [40 << 30] * 2
     assert comp["t"] == sorted(comp["t"]) and abs(comp["t"][1] - (now - timedelta(seconds=10)).timestamp()) < 0.01
     # A range that ends before them: none.
@@ -114,7 +114,7 @@ def test_quota_use_and_allocation_are_sampled_on_heartbeats(world):
     [gpu] = history.json()["clusters"]
     assert gpu["cluster"] == "gpu-a" and gpu["samples"] == 1
     assert gpu["gpu"] == {"used": [2], "guaranteed": [8], "borrowed": [0], "limit": [8]}
-    assert gpu["cpu"]["used"] == [4000] and gpu["memory"]["used"] == [8 << 30]
+    assert gpu["cpu"]["used"] == [4] and gpu["memory"]["used"] == [8 << 30]
     speech = world.bob.get("/api/v1/projects/speech/quota-history",
                            params={"until": (datetime.now(UTC) + timedelta(minutes=1)).isoformat()}).json()
     assert speech["clusters"][0]["gpu"]["used"] == [0]
@@ -123,6 +123,7 @@ def test_quota_use_and_allocation_are_sampled_on_heartbeats(world):
                                  params={"until": (datetime.now(UTC) + timedelta(minutes=1)).isoformat()}).json()
     assert allocation["samples"] == 2
     assert allocation["gpu"] == {"capacity": [16, 16], "allocated": [0, 2], "guaranteed": [0, 16]}
+    assert allocation["cpu"]["capacity"] == [128, 128] and allocation["cpu"]["guaranteed"] == [0, 128]  # cores
     assert world.admin.get("/api/v1/clusters/nope/allocation-history").status_code == 404
 
 
@@ -188,7 +189,7 @@ def test_a_long_range_is_bucketed_to_at_most_max_points(world):
     [comp] = world.alice.get(f"/api/v1/workloads/{wid}/usage").json()["components"]
     # 2.8 hours of the 6 asked for, in buckets of 6 h / MAX_POINTS (10.8 s): about 930 points.
     assert comp["samples"] == 5000 and 900 <= len(comp["t"]) <= 950
-    assert comp["t"] == sorted(comp["t"]) and set(comp["cpu"]) == {1000} and set(comp["gpu_utilization"]) == {50.0}
+    assert comp["t"] == sorted(comp["t"]) and set(comp["cpu"]) == {1} and set(comp["gpu_utilization"]) == {50.0}
     assert comp["memory"] == sorted(comp["memory"]) and comp["memory"][-1] > 4990 * 1000  # means, in order
     assert comp["gpu_memory"] == [None] * len(comp["t"])
     # A short range of the same samples: every one of them.

@@ -41,7 +41,7 @@ def test_seed_table_shows_name_cluster_and_resources(world):
     row = _list(world.alice)["items"][0]
     assert row["name"] == "llama-ft"
     assert row["cluster"] == "gpu-a"
-    assert row["resources"] == {"gpu": 2, "cpu": 500, "memory": 16 * 2**30}
+    assert row["resources"] == {"gpu": 2, "cpu": 0.5, "memory": 16 * 2**30}
     assert row["created_by"] == "alice@example.com" and row["created_at"]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
 from corral.domain.resources import (
     MAX_BYTES,
@@ -13,6 +13,7 @@ from corral.domain.resources import (
     MAX_MILLICORES,
     Limit,
     Resources,
+    cores,
     parse_bytes,
     parse_millicores,
 )
@@ -61,6 +62,47 @@ class LimitIn(_In):
         given = self.model_fields_set
         return Limit(*(getattr(self, n) if n in given else getattr(guaranteed, n)
                        for n in ("gpu", "cpu", "memory", "ephemeral_storage")))
+
+
+# Responses show CPU in cores, the number a request reads as the same amount: a quota
+# read and written back is unchanged. Stored and computed in millicores; converted here
+# (and by ``shown_vector`` on the paths that skip pydantic).
+CoresOut = Annotated[int, PlainSerializer(cores, return_type=int | float),
+                     WithJsonSchema({"type": "number", "description": "cores (0.5 is 500m)"})]
+_BYTES = "bytes"
+
+
+class ResourcesOut(BaseModel):
+    """A resource vector: GPU devices, CPU in cores, memory and ephemeral storage in bytes."""
+
+    gpu: int
+    cpu: CoresOut
+    memory: int = Field(description=_BYTES)
+    ephemeral_storage: int = Field(description=_BYTES)
+
+
+class RowResourcesOut(BaseModel):
+    """What a workload requests, as the Workloads table shows it (CPU in cores, memory in bytes)."""
+
+    gpu: int
+    cpu: CoresOut
+    memory: int = Field(description=_BYTES)
+
+
+class LimitOut(BaseModel):
+    """A limit vector, units as ``ResourcesOut``; null: unbounded."""
+
+    gpu: int | None
+    cpu: CoresOut | None
+    memory: int | None = Field(description=_BYTES)
+    ephemeral_storage: int | None = Field(description=_BYTES)
+
+
+def shown_vector(amounts: dict[str, Any]) -> dict[str, Any]:
+    """A stored resource vector as responses show it (CPU in cores), for the responses
+    written without pydantic (FastJSONResponse)."""
+    cpu = amounts.get("cpu")
+    return amounts if cpu is None else {**amounts, "cpu": cores(cpu)}
 
 
 class UserIn(_In):
@@ -138,14 +180,21 @@ class ClusterPatch(_In):
     capacity: ResourcesIn | None = None
 
 
+class NodeOut(BaseModel):
+    name: str
+    capacity: ResourcesOut
+    gpu_vendor: str | None = None
+    gpu_model: str | None = None
+
+
 class ClusterOut(BaseModel):
     id: int
     name: str
     kind: str
     description: str
     status: Literal["verifying", "healthy", "unhealthy"]
-    capacity: dict[str, int]
-    nodes: list[Any]
+    capacity: ResourcesOut
+    nodes: list[NodeOut]
     last_heartbeat_at: datetime | None
     created_at: datetime
     isolation: str | None = Field(None, description="how the cluster keeps workloads apart, as its agent reports")
@@ -175,11 +224,12 @@ class QuotaPatch(_In):
 class QuotaOut(BaseModel):
     project: str
     cluster: str
-    guaranteed: dict[str, int]
-    limit: dict[str, int | None]
-    used: dict[str, int]
-    borrowed: dict[str, int]
-    available: dict[str, int | None]
+    guaranteed: ResourcesOut
+    limit: LimitOut
+    used: ResourcesOut
+    borrowed: ResourcesOut
+    available: LimitOut = Field(description="what the project may still be admitted before its limit "
+                                            "(null: unbounded)")
     over_limit: list[str]
     queued: int
     updated_at: datetime
@@ -191,7 +241,7 @@ class WorkloadRow(BaseModel):
     type: str
     project: str
     cluster: str
-    resources: dict[str, int]
+    resources: RowResourcesOut
     status: str
     status_reason: str
     created_by: str
@@ -218,7 +268,7 @@ class WorkloadCreated(BaseModel):
     status_reason: str
     created_by: str
     created_at: datetime
-    resources: dict[str, int]
+    resources: ResourcesOut
 
 
 class ComponentOut(BaseModel):
@@ -228,7 +278,7 @@ class ComponentOut(BaseModel):
     status: str
     reason: str
     observed_at: AwareDatetime
-    resources: dict[str, int]
+    resources: ResourcesOut
     # What it left when it finished: a model it registered ({"model": ..., "bytes": ...}),
     # evaluation metrics ({"metrics": {...}}), or {"error": why it was refused}.
     result: dict[str, Any] | None = None
@@ -257,7 +307,7 @@ class WorkloadDetail(BaseModel):
     created_at: datetime
     priority: str
     preemptible: bool
-    resources: dict[str, int]
+    resources: ResourcesOut
     spec: dict[str, Any]
     time_limit: str | None = None  # spec.time_limit (seconds) as people write it: "2h", "1h30m"
     # The service's URL on the workload's own origin (API clients send their token there).

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from corral.cli.tables import Col, FitTable
 from corral.client.errors import CorralAPIError, CorralError
-from corral.domain.resources import format_bytes, format_millicores
+from corral.domain.resources import format_bytes, format_millicores, parse_millicores
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -133,21 +133,22 @@ def gpu(value: int | None) -> str:
     return "unbounded" if value is None else str(value)
 
 
-def cpu(value: int | None) -> str:
-    return "unbounded" if value is None else format_millicores(value)
+def cpu(cores: float | None) -> str:
+    """CPU as the API gives it (cores: 2, 0.5) as people write it ("2", "500m")."""
+    return "unbounded" if cores is None else format_millicores(parse_millicores(cores))
 
 
 def memory(value: int | None) -> str:
     return "unbounded" if value is None else format_bytes(value)
 
 
-FORMATTERS: dict[str, Callable[[int | None], str]] = {
+FORMATTERS: dict[str, Callable[[Any], str]] = {
     "gpu": gpu, "cpu": cpu, "memory": memory, "ephemeral_storage": memory,
 }
 RESOURCE_LABELS = {"gpu": "GPU", "cpu": "CPU", "memory": "Memory", "ephemeral_storage": "Ephemeral storage"}
 
 
-def resource(name: str, value: int | None) -> str:
+def resource(name: str, value: float | None) -> str:
     return FORMATTERS.get(name, str)(value)  # type: ignore[arg-type]
 
 

@@ -242,7 +242,8 @@ class CorralClient:
         Amounts as a person writes them, read by the server: ``gpu`` a whole number; ``cpu``
         cores (``2``, ``0.5``, ``"2"``) or millicores as ``"500m"``; ``memory`` and
         ``ephemeral_storage`` bytes or ``"16Gi"``, ``"500M"``. A dimension left out of
-        ``guaranteed`` is 0. The quota read back is in millicores and bytes.
+        ``guaranteed`` is 0. The quota read back uses the same numbers (cpu in cores, memory
+        in bytes): ``set_quota(p, c, q.guaranteed, q.limit)`` writes ``q`` back unchanged.
 
         ``limit``: None for a hard limit equal to the guarantee; ``"unbounded"`` to borrow
         any idle capacity; or a dict where a dimension given as None is unbounded and one

@@ -17,6 +17,13 @@ from corral.domain.statuses import WorkloadStatus
 from corral.domain.workload_types import WorkloadType
 
 
+# Resource vectors as the API gives them and ``set_quota`` takes them back: gpu a count,
+# cpu in cores (0.5 is 500m), memory and ephemeral_storage in bytes; in a limit, None is
+# unbounded.
+Amounts = dict[str, int | float]
+Limits = dict[str, int | float | None]
+
+
 class _Model(BaseModel):
     # defer_build: a model's validator is built when first used, not at import (a CLI
     # call uses one or two of these; building all of them cost ~20 ms per call).
@@ -90,11 +97,11 @@ class Membership(_Model):
 class Quota(_Model):
     project: str
     cluster: str
-    guaranteed: dict[str, int]
-    limit: dict[str, int | None]
-    used: dict[str, int]
-    borrowed: dict[str, int]
-    available: dict[str, int | None]
+    guaranteed: Amounts
+    limit: Limits
+    used: Amounts
+    borrowed: Amounts
+    available: Limits
     over_limit: list[str] = Field(default_factory=list)
     queued: int = 0
     updated_at: datetime
@@ -118,7 +125,7 @@ class Cluster(_Model):
     kind: str
     description: str = ""
     status: str
-    capacity: dict[str, int]
+    capacity: Amounts
     nodes: list[Any] = Field(default_factory=list)
     last_heartbeat_at: datetime | None = None
     created_at: datetime
@@ -151,7 +158,7 @@ class Workload(_Model, _WorkloadLabels):
     type: str
     project: str
     cluster: str
-    resources: dict[str, int]
+    resources: Amounts
     status: str
     status_reason: str = ""
     created_by: str
@@ -190,7 +197,7 @@ class WorkloadCreated(_Model, _WorkloadLabels):
     status_reason: str = ""
     created_by: str
     created_at: datetime
-    resources: dict[str, int]
+    resources: Amounts
 
 
 class Component(_Model):
@@ -200,7 +207,7 @@ class Component(_Model):
     status: str
     reason: str = ""
     observed_at: datetime
-    resources: dict[str, int]
+    resources: Amounts
     # What it left when it finished: {"model": ...}, {"metrics": {...}} or {"error": ...}.
     result: dict[str, Any] | None = None
 
@@ -233,7 +240,7 @@ class WorkloadDetail(_Model):
     created_at: datetime
     priority: str
     preemptible: bool
-    resources: dict[str, int]
+    resources: Amounts
     spec: dict[str, Any] = Field(default_factory=dict)
     time_limit: str | None = None  # spec.time_limit as people write it ("1h30m")
     endpoints: dict[str, Any] = Field(default_factory=dict)

@@ -81,6 +81,12 @@ def format_millicores(m: int) -> str:
     return str(m // 1000) if m % 1000 == 0 else f"{m}m"
 
 
+def cores(millicores: int) -> int | float:
+    """CPU as the API shows it: cores, the number a request reads back as the same amount
+    (2000 -> 2, 500 -> 0.5, 1 -> 0.001)."""
+    return millicores // 1000 if millicores % 1000 == 0 else millicores / 1000
+
+
 def format_quantity(name: str, value: int | None) -> str:
     """One dimension for a person: "2 cores", "500m", "16Gi", "4" GPUs; None is "unbounded"."""
     if value is None:
@@ -92,6 +98,11 @@ def format_quantity(name: str, value: int | None) -> str:
     if name in ("memory", "ephemeral_storage"):
         return format_bytes(value)
     return str(value)
+
+
+def format_vector(amounts: dict[str, int | None]) -> str:
+    """A resource vector for a person: "gpu 1, cpu 2 cores, memory 16Gi, ephemeral_storage 0"."""
+    return ", ".join(f"{name} {format_quantity(name, value)}" for name, value in amounts.items())
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,13 +6,13 @@ import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from corral.domain.durations import EXAMPLES as DURATION_EXAMPLES
 from corral.domain.durations import parse_duration
 from corral.domain.names import WORKLOAD_NAME_RULE, check_workload_name
-from corral.domain.resources import Resources, parse_bytes, parse_millicores
+from corral.domain.resources import Resources, cores, parse_bytes, parse_millicores
 
 # Re-exported: the types live in a module of their own (cheap to import).
 from corral.domain.workload_types import SERVICE_TYPES, Priority, WorkloadType  # noqa: F401
@@ -42,6 +42,11 @@ class ResourceRequest(BaseModel):
 
     def to_resources(self) -> Resources:
         return Resources(self.gpu, self.cpu, self.memory, self.ephemeral_storage)
+
+    @field_serializer("cpu")
+    def _cpu_in_cores(self, millicores: int) -> int | float:
+        # The stored spec is what the API shows and what a resubmission reads: cores, as given.
+        return cores(millicores)
 
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from corral.db.tables import clusters, project_members, quotas, workloads
 from corral.domain.clusters import CLUSTER_KINDS, ClusterHealth, cluster_health
 from corral.domain.names import check_dns_label
-from corral.domain.resources import Resources
+from corral.domain.resources import Resources, format_vector
 from corral.services import events
 from corral.services.clock import utcnow
 from corral.services.errors import Conflict, InvalidInput, NotFound
@@ -192,7 +192,7 @@ def record_heartbeat(
                       message=f"agent heard from; cluster was {before.value}, now healthy")
     if capacity is not None and capacity != capacity_of(row):
         events.record(conn, actor=SYSTEM, subject_type="cluster", subject_id=cluster_id,
-                      kind="capacity_changed", message=f"capacity reported: {capacity.as_dict()}")
+                      kind="capacity_changed", message=f"capacity reported: {format_vector(capacity.as_dict())}")
     elif nodes is not None and node_amounts(nodes) != node_amounts(row.nodes or []):
         # The same total, other nodes (one drained, another back): what fits on a node changed.
         events.record(conn, actor=SYSTEM, subject_type="cluster", subject_id=cluster_id,

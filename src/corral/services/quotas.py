@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, func, insert, select, update
 
 from corral.db.tables import clusters, project_usage, projects, quotas
-from corral.domain.resources import RESOURCE_NAMES, Limit, Resources, format_quantity
+from corral.domain.resources import RESOURCE_NAMES, Limit, Resources, format_quantity, format_vector
 from corral.services import events
 from corral.services.clock import utcnow
 from corral.services.clusters import capacity_of
@@ -178,8 +178,8 @@ def _write(conn: Connection, principal: Principal, project: dict[str, Any], clus
         conn.execute(insert(quotas).values(project_id=project["id"], cluster_id=cluster.id, **values))
     events.record(conn, actor=principal.email, subject_type="quota", subject_id=cluster.id,
                   project_id=project["id"], kind="quota_set",
-                  message=f"quota of {project_name} on {cluster_name} set: guaranteed {guaranteed.as_dict()}, "
-                          f"limit {limit.as_dict()}")
+                  message=f"quota of {project_name} on {cluster_name} set: guaranteed {format_vector(guaranteed.as_dict())}; "
+                          f"limit {format_vector(limit.as_dict())}")
     return get_quota(conn, principal, project_name, cluster_name)
 
 
@@ -191,7 +191,7 @@ def delete_quota(conn: Connection, principal: Principal, project_name: str, clus
     conn.execute(delete(quotas).where(quotas.c.project_id == project["id"], quotas.c.cluster_id == cluster_id))
     events.record(conn, actor=principal.email, subject_type="quota", subject_id=cluster_id,
                   project_id=project["id"], kind="quota_deleted",
-                  message=f"quota of {project_name} on {cluster_name} removed (was guaranteed {quota['guaranteed']})")
+                  message=f"quota of {project_name} on {cluster_name} removed (was guaranteed {format_vector(quota['guaranteed'])})")
 
 
 def cluster_allocations(conn: Connection, principal: Principal) -> dict[str, dict[str, dict[str, int]]]:

@@ -35,6 +35,7 @@ from corral.db.tables import (
     quotas,
     workloads,
 )
+from corral.domain.resources import cores
 from corral.services import projects as project_service
 from corral.services.clock import utcnow
 from corral.services.errors import InvalidInput, NotFound
@@ -203,6 +204,13 @@ def _series(conn: Connection, query: Any, at: Any, since: datetime, until: datet
     return len(rows), points
 
 
+def _shown(dimension: str, values: list[Any]) -> list[Any]:
+    """A series as the API shows it: CPU in cores (stored in millicores), None kept."""
+    if dimension != "cpu":
+        return values
+    return [None if v is None else cores(v) for v in values]
+
+
 def _t(at: datetime) -> float:
     return round(at.timestamp(), 3)
 
@@ -210,7 +218,7 @@ def _t(at: datetime) -> float:
 def workload_usage(conn: Connection, principal: Principal, workload_id: int, since: datetime | None = None,
                    until: datetime | None = None) -> dict[str, Any]:
     """Per component of a workload the caller may see: samples in the range, as columns
-    (t: Unix seconds; cpu: millicores; memory, gpu_memory: bytes; gpu_utilization: %)."""
+    (t: Unix seconds; cpu: cores; memory, gpu_memory: bytes; gpu_utilization: %)."""
     visible_workload(conn, principal, workload_id)  # NotFound for another project's
     since, until = time_range(since, until)
     out = []
@@ -223,7 +231,8 @@ def workload_usage(conn: Connection, principal: Principal, workload_id: int, sin
                               mean=True)
         out.append({"component_id": cid, "kind": kind, "name": name, "samples": count,
                     "t": [_t(r["at"]) for r in rows],
-                    **{k: [r[k] for r in rows] for k in ("cpu", "memory", "gpu_utilization", "gpu_memory")}})
+                    "cpu": _shown("cpu", [r["cpu"] for r in rows]),
+                    **{k: [r[k] for r in rows] for k in ("memory", "gpu_utilization", "gpu_memory")}})
     return {"workload_id": workload_id, "since": since, "until": until, "components": out}
 
 
@@ -246,9 +255,9 @@ def project_quota_history(conn: Connection, principal: Principal, project_name: 
         for d in _DIMS:
             used = [r[f"used_{d}"] for r in rows]
             guaranteed = [r[f"guaranteed_{d}"] for r in rows]
-            series[d] = {"used": used, "guaranteed": guaranteed,
-                         "borrowed": [max(0, u - g) for u, g in zip(used, guaranteed)],
-                         "limit": [r[f"limit_{d}"] for r in rows]}
+            series[d] = {"used": _shown(d, used), "guaranteed": _shown(d, guaranteed),
+                         "borrowed": _shown(d, [max(0, u - g) for u, g in zip(used, guaranteed)]),
+                         "limit": _shown(d, [r[f"limit_{d}"] for r in rows])}
         out.append(series)
     return {"project": project["name"], "since": since, "until": until, "clusters": out}
 
@@ -268,6 +277,6 @@ def cluster_allocation_history(conn: Connection, principal: Principal, cluster_n
     out: dict[str, Any] = {"cluster": cluster_name, "since": since, "until": until, "samples": count,
                            "t": [_t(r["at"]) for r in rows]}
     for d in _DIMS:
-        out[d] = {k: [r[f"{k}_{d}"] for r in rows] for k in ("capacity", "allocated", "guaranteed")}
+        out[d] = {k: _shown(d, [r[f"{k}_{d}"] for r in rows]) for k in ("capacity", "allocated", "guaranteed")}
     return out
 

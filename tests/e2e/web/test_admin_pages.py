@@ -43,7 +43,7 @@ def test_admin_creates_a_project_adds_a_member_and_sets_a_quota(page: Page, worl
     page.get_by_role("button", name="Set quota").click()
     expect(page.get_by_role("status")).to_contain_text(f"Quota of {name} on {CLUSTER} set")
     quota = world.admin.get(f"/api/v1/projects/{name}/quotas/{CLUSTER}").json()
-    assert quota["guaranteed"]["gpu"] == 4 and quota["guaranteed"]["cpu"] == 16_000
+    assert quota["guaranteed"]["gpu"] == 4 and quota["guaranteed"]["cpu"] == 16
     assert quota["limit"]["gpu"] is None and quota["limit"]["memory"] == 128 * 2**30
     screenshot(page, "project-admin")
 

@@ -57,7 +57,7 @@ def test_the_quota_form_is_prefilled_and_an_empty_field_keeps_its_value(page: Pa
     page.get_by_role("button", name="Set quota").click()
     expect(page.get_by_role("status")).to_contain_text("set")
     quota = _quota(world, project)
-    assert quota["guaranteed"] == {"gpu": 4, "cpu": 1500, "memory": 64 * 2**30, "ephemeral_storage": 1536 * 2**20}
+    assert quota["guaranteed"] == {"gpu": 4, "cpu": 1.5, "memory": 64 * 2**30, "ephemeral_storage": 1536 * 2**20}
     assert quota["limit"] == {"gpu": 6, "cpu": None, "memory": 64 * 2**30, "ephemeral_storage": 1536 * 2**20}
     expect(page.locator("#q-g-memory")).to_have_value("64Gi")  # the page shows the new quota
 

@@ -51,7 +51,7 @@ def report_usage(body: UsageBatch, cluster: AgentCluster, db: Db, settings: AppS
 @router.get("/workloads/{workload_id}/usage")
 def workload_usage(workload_id: Id, principal: CurrentReader, db: Db, since: datetime | None = Since,
                    until: datetime | None = Until) -> dict:
-    """CPU (millicores), memory, GPU utilisation (%) and GPU memory of each component over
+    """CPU (cores), memory (bytes), GPU utilisation (%) and GPU memory of each component over
     time, as columns: ``t`` (Unix seconds) and one list per measure (null: not measured)."""
     with read_tx(db) as conn:
         return usage_service.workload_usage(conn, principal, workload_id, since, until)
@@ -61,7 +61,7 @@ def workload_usage(workload_id: Id, principal: CurrentReader, db: Db, since: dat
 def quota_history(name: str, principal: CurrentReader, db: Db, since: datetime | None = Since,
                   until: datetime | None = Until) -> dict:
     """Per cluster: used, borrowed, guaranteed and limit (null: unbounded) of GPUs, CPU
-    (millicores) and memory (bytes) over time, as sampled by the server."""
+    (cores) and memory (bytes) over time, as sampled by the server."""
     with read_tx(db) as conn:
         return usage_service.project_quota_history(conn, principal, name, since, until)
 

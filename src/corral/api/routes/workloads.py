@@ -14,7 +14,7 @@ from corral.api import log_follow
 from corral.api.deps import CurrentReader, CurrentUser, Db
 from corral.api.responses import FastJSONResponse
 from corral.api.routing import MAX_ID, ApiRoute, Id
-from corral.api.schemas import WorkloadCreated, WorkloadDetail, WorkloadPage, WorkloadStats
+from corral.api.schemas import WorkloadCreated, WorkloadDetail, WorkloadPage, WorkloadStats, shown_vector
 from corral.api.submit_auth import SubmitToken
 from corral.db.engine import read_tx, write_tx
 from corral.domain.workloads import WorkloadSpec
@@ -33,7 +33,8 @@ async def submit(spec: WorkloadSpec, token_hash: SubmitToken, request: Request) 
     # Checked and written with the submissions that arrive meanwhile, in one transaction
     # (group commit); answered once committed. Async: no thread waits for the batch.
     created = await asyncio.wrap_future(request.app.state.submit_batcher.submit_async(token_hash, spec))
-    return FastJSONResponse(created, status_code=status.HTTP_201_CREATED)
+    return FastJSONResponse({**created, "resources": shown_vector(created["resources"])},
+                            status_code=status.HTTP_201_CREATED)
 
 
 # No I/O: async, so that it costs no hop to the thread pool per request (api/deps.py).
@@ -65,7 +66,9 @@ ListQuery = Annotated[listing.WorkloadQuery, Depends(_list_query)]
 def list_workloads(principal: CurrentUser, db: Db, query: ListQuery) -> FastJSONResponse:
     """The Workloads table: one page (by number, or by a page's cursor), sorted and filtered."""
     with read_tx(db) as conn:
-        return FastJSONResponse(listing.list_workloads(conn, principal, query))
+        page = listing.list_workloads(conn, principal, query)
+    return FastJSONResponse({**page, "items": [{**i, "resources": shown_vector(i["resources"])}
+                                               for i in page["items"]]})
 
 
 @router.get("/workloads.csv", response_class=StreamingResponse,
@@ -104,9 +107,11 @@ def delete_workload(workload_id: Id, principal: CurrentUser, db: Db, request: Re
 
 
 def _shown(request: Request, detail: dict) -> dict:
-    """Endpoints on the workload's own origin (never where the service listens), and the
-    page of Corral's that opens it in a browser."""
+    """CPU in cores; endpoints on the workload's own origin (never where the service
+    listens), and the page of Corral's that opens it in a browser."""
     corral_url = request.app.state.settings.public_url or str(request.base_url)
+    detail = {**detail, "resources": shown_vector(detail["resources"]),
+              "components": [{**c, "resources": shown_vector(c["resources"])} for c in detail["components"]]}
     return app_origins.present(detail, request.app.state.app_origins, corral_url)
 
 

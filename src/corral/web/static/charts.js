@@ -12,7 +12,7 @@
 
   const compact = new Intl.NumberFormat("en", { notation: "compact", maximumFractionDigits: 1 });
   const units = {
-    cores: (v) => (v == null ? "-" : v >= 10000000 ? compact.format(v / 1000) : `${+(v / 1000).toFixed(v >= 10000 ? 0 : 2)}`),
+    cores: (v) => (v == null ? "-" : v >= 10000 ? compact.format(v) : `${+v.toFixed(v >= 10 ? 0 : 2)}`),
     bytes: (v) => {
       if (v == null) return "-";
       const steps = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
@@ -25,7 +25,7 @@
   };
   const SUFFIX = { cores: " cores", bytes: "", percent: "", count: "" };
   // "1 core", "0.5 cores", "2 cores"
-  const withUnit = (unit, v) => `${units[unit](v)}${unit === "cores" && v === 1000 ? " core" : SUFFIX[unit]}`;
+  const withUnit = (unit, v) => `${units[unit](v)}${unit === "cores" && v === 1 ? " core" : SUFFIX[unit]}`;
 
   // One chart: a title, a unit, x (Unix seconds) and series {label, values, color, dash}.
   function workloadCharts(data) {
