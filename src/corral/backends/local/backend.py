@@ -8,7 +8,8 @@
     backend.stop(component_id, grace_s=30)
     backend.close()                  # components keep running
 
-Starting (placement, GPUs, the supervisor's placement.json) is ``local.starting``.
+Starting (placement, GPUs, the supervisor's placement.json) is ``local.starting``;
+stopping (stop.json, signals, a second delete's SIGKILLs) ``local.stopping``.
 
 Each placed component runs under its own supervisor process
 (``corral.backends.local.supervisor``), detached in its own session, so components
@@ -49,9 +50,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
-import pwd
 import shutil
-import signal
 import socket
 import sys
 import threading
@@ -82,12 +81,14 @@ from corral.backends.identity import Identities
 from corral.backends.local import files as f
 from corral.backends.local import gpus as gpu_detect
 from corral.backends.local import modelstore
-from corral.backends.local.derive import SUPERVISOR_START_TIMEOUT_S, age_s, exited, derive
+from corral.backends.local.derive import exited, derive
+from corral.backends.local.discovery import unowned_gpu_processes
 from corral.backends.local.environment import DEFAULT_INHERITED_ENV
 from corral.backends.local.host import mem_total, probe_limits
 from corral.backends.local.spawner import SupervisorSpawner, supervisor_env
 from corral.backends.local.usage import Target, UsageSampler
 from corral.backends.local.starting import Starting, _Component
+from corral.backends.local.stopping import Stopping
 from corral.backends.local.workarea import WorkArea, unreachable
 from corral.backends.local.workarea import default_root as default_work_root
 from corral.domain.statuses import ComponentStatus as S
@@ -100,7 +101,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class LocalBackend(Starting):
+class LocalBackend(Starting, Stopping):
     """Runs components as processes on this host. Thread-safe; see the module docstring.
 
     Arguments:
@@ -259,82 +260,6 @@ class LocalBackend(Starting):
 
     def _reap_spawners(self) -> None:
         self._spawner.reap()
-
-    # --- stop ------------------------------------------------------------------------
-
-    def stop(self, component_id: int, grace_s: float = 30.0) -> None:
-        """Remove the component: SIGTERM to its processes, SIGKILL after ``grace_s``,
-        Deleted once none is left (DeleteFailed if some survive 10 s of SIGKILLs).
-        Idempotent; returns at once. A component waiting for GPUs, or already finished,
-        is Deleted at once; an unknown id is reported Deleted ("not on this cluster")."""
-        with self._mutex:
-            self._check_open()
-            comp = self._components.get(component_id)
-            if comp is None:
-                if component_id not in self._ghosts:
-                    self._ghosts[component_id] = Observation(
-                        component_id, "", S.DELETED, "not on the local cluster", _now())
-                return
-            self._dirty.add(comp.id)
-            if comp.final is not None:
-                if comp.final["status"] == S.DELETE_FAILED.value:
-                    self._retry_kill(comp, f.read_json(comp.dir / f.STATUS) or {})
-                elif comp.final["status"] != S.DELETED.value:
-                    self._finalize(comp, S.DELETED, "deleted")
-                return
-            if comp.id in self._waiting:
-                self._waiting.remove(comp.id)
-                self._finalize(comp, S.DELETED, "deleted before it started")
-                return
-            status = f.read_json(comp.dir / f.STATUS)
-            if exited(status):
-                exit_ = status["exit"]  # type: ignore[index]
-                if exit_.get("delete_failed") or exit_.get("leftovers"):
-                    self._retry_kill(comp, status)  # type: ignore[arg-type]
-                elif not (exit_.get("stopped") and exit_.get("cause") == "deleted"):
-                    self._finalize(comp, S.DELETED, "deleted after it finished")
-                return
-            alive = self._supervisor_alive(comp)
-            if status is None and not alive and age_s((comp.placement or {}).get("placed_at")) > \
-                    SUPERVISOR_START_TIMEOUT_S:
-                self._finalize(comp, S.DELETED, "deleted (its supervisor never started)")
-                return
-            try:
-                if (comp.dir / f.STOP).exists():
-                    if not alive and status is not None:
-                        self._spawn(comp, "reap")
-                    return
-                f.write_json_atomic(comp.dir / f.STOP, {"grace_s": float(grace_s), "requested_at": f.now_iso()})
-                if status is None:
-                    return  # the supervisor is starting: it reads stop.json before it runs anything
-                pid, start = status.get("supervisor_pid"), status.get("supervisor_start")
-                if alive and f.same_process(pid, start):
-                    os.kill(pid, signal.SIGUSR1)
-                else:
-                    self._spawn(comp, "reap")
-            except OSError as exc:
-                self._finalize(comp, S.DELETE_FAILED, f"could not stop it: {exc.strerror or exc}")
-
-    def _retry_kill(self, comp: _Component, status: dict[str, Any]) -> None:
-        """A second delete of a component whose processes survived SIGKILL: SIGKILL what
-        is left of its session again; Deleted if nothing is left, else DeleteFailed."""
-        session = status.get("session")
-        left = []
-        for pid in f.all_pids():
-            stat = f.proc_stat(pid)
-            if session and stat is not None and stat[2] == session and stat[0] != "Z":
-                left.append(pid)
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        time.sleep(0.05)
-        left = [pid for pid in left if (stat := f.proc_stat(pid)) is not None and stat[0] != "Z"]
-        if left:
-            self._finalize(comp, S.DELETE_FAILED, f"{len(left)} process(es) still alive after SIGKILL: "
-                                                  + ", ".join(f"pid {pid}" for pid in left[:10]))
-        else:
-            self._finalize(comp, S.DELETED, "deleted")
 
     # --- observe ---------------------------------------------------------------------
 
@@ -541,27 +466,7 @@ class LocalBackend(Starting):
                     status = f.read_json(comp.dir / f.STATUS) or {}
                     if status.get("session"):
                         sessions.add(status["session"])
-        by_pid: dict[int, list[gpu_detect.ComputeApp]] = {}
-        for app in apps:
-            by_pid.setdefault(app.pid, []).append(app)
-        found = []
-        for pid, entries in sorted(by_pid.items()):
-            owner = f.environ_value(pid, "CORRAL_COMPONENT_ID")
-            stat = f.proc_stat(pid)
-            if (owner and owner.isdigit() and int(owner) in known) or (stat and stat[2] in sessions):
-                continue
-            try:
-                user = pwd.getpwuid(os.stat(f"/proc/{pid}").st_uid).pw_name
-            except (OSError, KeyError):
-                user = None
-            found.append(Discovered(
-                native_name=f"pid-{pid}", kind="process", command=f.cmdline(pid) or entries[0].process_name,
-                pid=pid, user=user,
-                gpu_indices=tuple(sorted({index_of[e.gpu_uuid] for e in entries if e.gpu_uuid in index_of})),
-                gpu_memory_bytes=sum(e.used_memory_bytes for e in entries),
-                started_at=f.ticks_to_datetime(stat[3]) if stat else None,
-            ))
-        return found
+        return unowned_gpu_processes(apps, known, sessions, index_of)
 
     # --- logs --------------------------------------------------------------------------
 
