@@ -9,7 +9,8 @@ import time
 from fastapi import APIRouter, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
-from corral.api.deps import AgentCluster, AppSettings, CurrentUser, Db
+from corral.api.deps import AgentCluster, AgentToken, AppSettings, CurrentUser, Db, agent_cluster
+from corral.api.responses import FastJSONResponse
 from corral.api.routing import MAX_ID, ApiRoute
 from corral.api.schemas import (
     ClusterCreated,
@@ -155,10 +156,13 @@ async def agent_work(request: Request, cluster: AgentCluster, db: Db, settings: 
 
 
 @router.post("/agent/component-statuses", tags=["agent"])
-def report_component_statuses(body: ComponentStatusBatch, cluster: AgentCluster, db: Db) -> dict:
+def report_component_statuses(body: ComponentStatusBatch, token: AgentToken, db: Db) -> FastJSONResponse:
     """A batch of component statuses from the cluster; stale and foreign updates are ignored."""
+    # On the path from a process's exit to its status shown: the cluster is looked up in
+    # this route's thread, and the answer written without pydantic.
+    cluster = agent_cluster(db, token)
     updates = [ComponentUpdate(u.component_id, ComponentStatus(u.status), u.reason, u.observed_at, u.native_name,
                                u.endpoint_url, u.removed, u.result) for u in body.updates]
     with write_tx(db) as conn:
         result = apply_component_updates(conn, updates, actor=f"{SYSTEM}:agent:{cluster.name}", cluster_id=cluster.id)
-    return result
+    return FastJSONResponse(result)

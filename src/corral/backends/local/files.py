@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # not imported at run time: supervisors stay small
+    from collections.abc import Callable
     from pathlib import Path
     from typing import Any
 
@@ -81,8 +82,13 @@ _dumps = _encoder()
 _decode = json.JSONDecoder().decode
 
 
-def write_json_atomic(path: str | Path, data: Any) -> None:
-    """Write ``data`` as JSON to ``path`` through a temporary file and a rename."""
+def write_json_atomic(path: str | Path, data: Any, *, before_sync: Callable[[], None] | None = None) -> None:
+    """Write ``data`` as JSON to ``path`` through a temporary file and a rename.
+
+    ``before_sync``: called once the new file is in place and before it is synced to disk,
+    to tell a watcher at once (it reads the page cache; the sync follows). A crash of the
+    host in between leaves what a crash before the write would: the previous file or none.
+    """
     path = os.fspath(path)
     head, sep, name = path.rpartition("/")
     tmp = f"{head}{sep}.{name}.{os.getpid()}.tmp"
@@ -90,10 +96,15 @@ def write_json_atomic(path: str | Path, data: Any) -> None:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.write(fd, payload)
-        os.fsync(fd)
+        if before_sync is None:
+            os.fsync(fd)
+            os.replace(tmp, path)
+        else:
+            os.replace(tmp, path)
+            before_sync()
+            os.fsync(fd)
     finally:
         os.close(fd)
-    os.replace(tmp, path)
 
 
 def read_json(path: str | Path) -> Any | None:

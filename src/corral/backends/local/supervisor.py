@@ -120,8 +120,8 @@ class Supervisor:
 
     def publish(self, **changes: Any) -> None:
         self.status.update(changes, updated_at=f.now_iso())
-        f.write_json_atomic(self.path(f.STATUS), self.status)
-        f.touch_event(self.events_file)
+        # The agent hears of it before the sync to disk (~0.4-1.3 ms here): exit -> visible.
+        f.write_json_atomic(self.path(f.STATUS), self.status, before_sync=lambda: f.touch_event(self.events_file))
 
     # --- run -------------------------------------------------------------------------
 
