@@ -73,12 +73,13 @@ _BYTES = "bytes"
 
 
 class ResourcesOut(BaseModel):
-    """A resource vector: GPU devices, CPU in cores, memory and ephemeral storage in bytes."""
+    """A resource vector: GPU devices, CPU in cores, memory and ephemeral storage in bytes
+    (a dimension a stored vector lacks, such as a node reported by an older agent, is 0)."""
 
-    gpu: int
-    cpu: CoresOut
-    memory: int = Field(description=_BYTES)
-    ephemeral_storage: int = Field(description=_BYTES)
+    gpu: int = 0
+    cpu: CoresOut = 0
+    memory: int = Field(0, description=_BYTES)
+    ephemeral_storage: int = Field(0, description=_BYTES)
 
 
 class RowResourcesOut(BaseModel):
