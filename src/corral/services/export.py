@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from corral.domain.resources import cores
 from corral.services import listing
 from corral.services.principal import Principal
 
@@ -28,9 +29,8 @@ def _text(value: str) -> str:
 
 
 def csv_row(w: dict[str, Any]) -> list[Any]:
-    cpu = w["resources"]["cpu"]
     return [w["id"], _text(w["name"]), w["type"], w["project"], w["cluster"], w["resources"]["gpu"],
-            cpu // 1000 if cpu % 1000 == 0 else cpu / 1000, w["resources"]["memory"], w["status"],
+            cores(w["resources"]["cpu"]), w["resources"]["memory"], w["status"],
             _text(w["status_reason"]), _text(w["created_by"]),
             w["created_at"].astimezone(UTC).isoformat(timespec="seconds")]
 

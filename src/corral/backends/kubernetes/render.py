@@ -34,6 +34,7 @@ from corral.backends.kubernetes.containers import MODELS_MOUNT, Unit
 from corral.backends.kubernetes.results import ENV_RESULT_FILE, RESULT_FILE
 from corral.backends.kubernetes.settings import KubeSettings
 from corral.backends.recipes import RecipeError
+from corral.domain.resources import format_millicores
 
 MODELS_PVC = "corral-models"
 ENDPOINT_URL = L.PREFIX + "endpoint-url"
@@ -123,16 +124,12 @@ def _meta(unit: Unit, settings: KubeSettings, name: str) -> dict[str, Any]:
 def _quantities(unit: Unit, settings: KubeSettings) -> dict[str, Any]:
     amounts: dict[str, str] = {}
     if unit.cpu_millicores:
-        amounts["cpu"] = cpu_quantity(unit.cpu_millicores)
+        amounts["cpu"] = format_millicores(unit.cpu_millicores)
     if unit.memory_bytes:
         amounts["memory"] = bytes_quantity(unit.memory_bytes)
     if unit.gpu:
         amounts[settings.gpu_resource] = str(unit.gpu)
     return {"requests": dict(amounts), "limits": dict(amounts)} if amounts else {}
-
-
-def cpu_quantity(millicores: int) -> str:
-    return str(millicores // 1000) if millicores % 1000 == 0 else f"{millicores}m"
 
 
 def bytes_quantity(count: int) -> str:
