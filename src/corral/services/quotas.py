@@ -178,8 +178,8 @@ def _write(conn: Connection, principal: Principal, project: dict[str, Any], clus
         conn.execute(insert(quotas).values(project_id=project["id"], cluster_id=cluster.id, **values))
     events.record(conn, actor=principal.email, subject_type="quota", subject_id=cluster.id,
                   project_id=project["id"], kind="quota_set",
-                  message=f"quota of {project_name} on {cluster_name} set: guaranteed {format_vector(guaranteed.as_dict())}; "
-                          f"limit {format_vector(limit.as_dict())}")
+                  message=f"quota of {project_name} on {cluster_name} set: "
+                          f"guaranteed {format_vector(guaranteed.as_dict())}; limit {format_vector(limit.as_dict())}")
     return get_quota(conn, principal, project_name, cluster_name)
 
 
@@ -191,7 +191,8 @@ def delete_quota(conn: Connection, principal: Principal, project_name: str, clus
     conn.execute(delete(quotas).where(quotas.c.project_id == project["id"], quotas.c.cluster_id == cluster_id))
     events.record(conn, actor=principal.email, subject_type="quota", subject_id=cluster_id,
                   project_id=project["id"], kind="quota_deleted",
-                  message=f"quota of {project_name} on {cluster_name} removed (was guaranteed {format_vector(quota['guaranteed'])})")
+                  message=f"quota of {project_name} on {cluster_name} removed "
+                          f"(was guaranteed {format_vector(quota['guaranteed'])})")
 
 
 def cluster_allocations(conn: Connection, principal: Principal) -> dict[str, dict[str, dict[str, int]]]:
