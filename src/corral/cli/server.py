@@ -128,16 +128,15 @@ def serve(
 
 
 def _uvicorn_server(config, on_stop):  # type: ignore[no-untyped-def]
-    """uvicorn's Server (one that ticks once a second: ``quiet_uvicorn``), except that it
-    tells the app when it is asked to stop (open log follow streams end at once instead of
-    holding the shutdown), and returns after its shutdown instead of re-raising the
-    signal, which would end serve before its cleanup."""
+    """uvicorn's Server, except that it tells the app when it is asked to stop (open log
+    follow streams end at once instead of holding the shutdown), and returns after its
+    shutdown instead of re-raising the signal, which would end serve before its cleanup."""
     import contextlib
     import signal
 
-    from corral.quiet_uvicorn import QuietServer
+    import uvicorn
 
-    class Server(QuietServer):
+    class Server(uvicorn.Server):
         def handle_exit(self, sig, frame):  # type: ignore[no-untyped-def]
             on_stop()
             super().handle_exit(sig, frame)
