@@ -36,6 +36,7 @@ $PY bench/schedule_decision.py
 for url in "sqlite:////tmp/corral-adm.db" "postgresql://postgres@127.0.0.1:5432/corral_adm"; do
   $PY bench/admission_throughput.py --database-url "$url" | tee "bench/results/admission-$(basename "$url").txt"
 done
+$PY bench/scheduler_memory.py | tee bench/results/scheduler-memory.txt
 $PY bench/agent_latency.py | tee bench/results/agent-latency.txt
 
 echo

@@ -137,3 +137,17 @@ def test_the_reason_budget_shrinks_to_what_a_short_pass_can_write(world):
              for w in world.alice.get("/api/v1/workloads", params={"page_size": 100, "page": page}).json()["items"]]
     reasons = {w["status_reason"] for w in items if w["status_reason"].startswith("waiting")}
     assert len(reasons) == 109 and all("(limit 9)" in r for r in reasons), sorted(reasons)[:3]
+
+
+def test_the_scheduler_keeps_one_object_per_amount_asked_for(world):
+    """Its memory holds every waiting and running workload: those that ask for the same
+    amounts share one request (100,000 workloads ask for a few dozen distinct ones)."""
+    ids = [submit(world.alice, name=f"same-{i}", resources={"gpu": 3, "cpu": 2, "memory": "8Gi"}).json()["id"]
+           for i in range(4)]
+    other = submit(world.alice, name="other", resources={"gpu": 1, "cpu": 2, "memory": "8Gi"}).json()["id"]
+    admitter = Admitter(world.api.engine)
+    admitter.run_pass()
+    held = {**admitter.queued, **{wid: w for on in admitter.admitted.values() for wid, w in on.items()}}
+    assert set(held) >= {*ids, other} and any(wid in admitter.queued for wid in ids)  # some wait, some run
+    assert len({id(held[wid].request) for wid in ids}) == 1
+    assert held[other].request is not held[ids[0]].request and held[other].request.cpu == 2000

@@ -178,7 +178,7 @@ class Admitter(AdmissionWrites):
             self.unnamed.discard(a.id)
             self._enqueue(QueuedWorkload(a.id, a.project_id, a.cluster_id, a.priority, a.request, a.preemptible,
                                          since, units=a.units, spread=a.spread))
-            self.stored_reason[a.id] = p.reason
+            self.stored_reason[a.id] = hash(p.reason)
         admitted_here: list[AdmittedWorkload] = []
         for adm in d.admissions:
             w = self._unqueue(adm.workload_id)
@@ -239,7 +239,7 @@ class Admitter(AdmissionWrites):
                 reason += f" (not placed on {self.skipped[w.project_id]})"
             if not length:
                 pass
-            elif self.stored_reason.get(w.id) != reason:
+            elif self.stored_reason.get(w.id) != hash(reason):
                 self.reasons_to_write[w.id] = (reason, wt.cause)
             else:
                 self.reasons_to_write.pop(w.id, None)

@@ -12,6 +12,7 @@ from sqlalchemy import Connection, Engine, func, select
 
 from corral.db.tables import clusters, events, projects, quotas, workloads
 from corral.domain.clusters import ClusterHealth, cluster_health
+from corral.domain.resources import Resources
 from corral.domain.scheduling import (
     AdmittedWorkload,
     ProjectQuota,
@@ -23,7 +24,6 @@ from corral.services.clock import utcnow
 from corral.services.clusters import capacity_of, node_amounts
 from corral.services.event_gaps import EventGaps
 from corral.services.quotas import guaranteed_of, limit_of
-from corral.services.status import request_of
 
 
 _FINISHED = [s.value for s in FINISHED_STATUSES]
@@ -69,7 +69,9 @@ class AdmissionMemory:
         self.admitted_on: dict[int, int] = {}  # id -> cluster
         self.since: dict[int, datetime] = {}  # queued_since of what is admitted (for requeue)
         self.usage: dict[tuple[int, int], list[int]] = {}
-        self.stored_reason: dict[int, str] = {}
+        # The hash of each waiting workload's stored reason: a pass writes those that changed.
+        # (Not the text: 32,000 waiting hold ~4 MB less, and fewer objects stay scattered.)
+        self.stored_reason: dict[int, int] = {}
         self.reasons_to_write: dict[int, tuple[str, str]] = {}  # id -> (reason, cause)
         self.cause: dict[int, str] = {}  # the cause of the reason last written (an event marks a change)
         self.waiting_count: dict[tuple[int, int], dict[int, int]] = {}  # key -> priority -> waiting
@@ -87,6 +89,8 @@ class AdmissionMemory:
         # project -> its quota clusters placement skips, in words ("gpu-b: never heard from"):
         # a waiting reason names them, or it would speak of the healthy ones alone.
         self.skipped: dict[int, str] = {}
+        self.requests: dict[tuple[int, int, int, int], Resources] = {}  # one object per amount asked for
+        self.numbers: dict[int, int] = {}  # one int object per project id or amount
         self._load_config(conn)
         self.dirty: set[int] = set(self.capacity)
         self._load_workloads(conn, None)
@@ -186,13 +190,26 @@ class AdmissionMemory:
         else:
             self.unnamed.discard(wid)
         if should_hold and held_on is None:
-            self._hold(AdmittedWorkload(wid, r.project_id, c, r.priority, request_of(r), r.preemptible, r.admitted_at,
-                                        units=r.units, spread=r.spread), r.created_at)
+            self._hold(AdmittedWorkload(wid, self._shared(r.project_id), c, r.priority, self._request(r),
+                                        r.preemptible, r.admitted_at, units=r.units, spread=r.spread), r.created_at)
         if should_wait and wid not in self.queued:
-            self._enqueue(QueuedWorkload(wid, r.project_id, c, r.priority, request_of(r), r.preemptible,
-                                         r.created_at, self._clusters_for(r.project_id, c) if wid in self.unnamed
-                                         else (), units=r.units, spread=r.spread))
-            self.stored_reason[wid] = r.status_reason
+            self._enqueue(QueuedWorkload(wid, self._shared(r.project_id), c, r.priority, self._request(r),
+                                         r.preemptible, r.created_at, self._clusters_for(r.project_id, c)
+                                         if wid in self.unnamed else (), units=r.units, spread=r.spread))
+            self.stored_reason[wid] = hash(r.status_reason)
+
+    # A hundred thousand workloads ask for a few dozen distinct amounts and belong to a few
+    # hundred projects: one object for each (ints past 256 are not shared by Python) instead
+    # of one per row keeps ~20 MB out of the scheduler's memory.
+    def _request(self, r: Any) -> Resources:
+        key = (r.gpu, r.cpu, r.memory, r.ephemeral_storage)
+        found = self.requests.get(key)
+        if found is None:
+            found = self.requests[key] = Resources(*map(self._shared, key))
+        return found
+
+    def _shared(self, n: int) -> int:
+        return self.numbers.setdefault(n, n)
 
     def _catch_up(self, conn: Connection) -> None:
         cols = (events.c.id, events.c.subject_type, events.c.subject_id, events.c.kind)

@@ -220,7 +220,7 @@ class AdmissionWrites(AdmissionMemory):
         event_rows = []
         for wid, reason in written:
             cause = self.reasons_to_write.pop(wid)[1]
-            self.stored_reason[wid] = reason
+            self.stored_reason[wid] = hash(reason)
             if self.cause.get(wid) != cause:
                 self.cause[wid] = cause
                 w = self.queued[wid]
