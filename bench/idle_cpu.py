@@ -51,6 +51,20 @@ def name_of(pid: int) -> str:
 
 
 
+def wakeups(pid: int) -> int:
+    """Times the process's threads went to sleep and were woken (voluntary context switches):
+    finer than CPU time, which /proc counts in 10 ms ticks."""
+    total = 0
+    for status in Path(f"/proc/{pid}/task").glob("*/status"):
+        try:
+            text = status.read_text()
+        except OSError:
+            continue  # a thread that ended meanwhile
+        total += next(int(line.split()[1]) for line in text.splitlines()
+                      if line.startswith("voluntary_ctxt_switches:"))
+    return total
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=60)
@@ -67,12 +81,15 @@ def main() -> None:
         time.sleep(10)  # first heartbeat, the agent's first resync, the scheduler's first passes
         pids = [proc.pid] + children_of(proc.pid)
         before = {p: cpu_seconds(p) for p in pids}
+        woken = {p: wakeups(p) for p in pids}
         t0 = time.monotonic()
         time.sleep(args.seconds)
         took = time.monotonic() - t0
         used = {p: cpu_seconds(p) - before[p] for p in pids}
+        woken = {p: wakeups(p) - woken[p] for p in pids}
         for p in pids:
-            print(f"  {name_of(p)} (pid {p}): {used[p] / took * 100:.2f}% of a core", flush=True)
+            print(f"  {name_of(p)} (pid {p}): {used[p] / took * 100:.2f}% of a core, "
+                  f"{woken[p] / took:.1f} wake-ups/s", flush=True)
         print(f"idle CPU of the control plane over {took:.0f} s: {sum(used.values()) / took * 100:.2f}% of a core "
               f"(target <= 1%; Slurm ~0)", flush=True)
 

@@ -5,6 +5,7 @@ detached on purpose and keep running."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -76,11 +77,27 @@ def _alive(process: psutil.Process) -> bool:
         return False
 
 
-def _wait_gone(processes: list[psutil.Process], timeout: float) -> float:
+def _describe(process: psutil.Process) -> str:
+    """What a process is, for a failure message (it may end while it is described)."""
+    try:
+        return f"{process.pid} ({process.status()}): {' '.join(process.cmdline())}"
+    except psutil.Error as error:
+        return f"{process.pid} ({type(error).__name__})"
+
+
+def _wait_gone(processes: list[psutil.Process], timeout: float, server: LiveServer | None = None) -> float:
     started = time.monotonic()
     while any(_alive(p) for p in processes):
-        left = [" ".join(p.cmdline()) for p in processes if _alive(p)]
-        assert time.monotonic() - started < timeout, f"still running after {timeout}s: {left}"
+        if time.monotonic() - started >= timeout:
+            left = [p for p in processes if _alive(p)]
+            if server is not None:  # serve and the scheduler write their threads' stacks to the log
+                for p in left:
+                    with contextlib.suppress(psutil.Error):
+                        if "corral serve" in " ".join(p.cmdline()) or "corral.scheduler" in p.cmdline():
+                            p.send_signal(signal.SIGUSR1)
+                time.sleep(1)
+            log = server.log()[-20_000:] if server is not None else ""
+            raise AssertionError(f"still running after {timeout}s: {[_describe(p) for p in left]}\n{log}")
         time.sleep(0.05)
     return time.monotonic() - started
 
@@ -91,7 +108,7 @@ def test_sigterm_ends_serve_and_every_helper_but_not_the_workloads(tmp_path: Pat
         server, workload, helpers = _serve_with_a_workload(tmp_path, stack, workers)
         serve = psutil.Process(server.process.pid)
         server.process.send_signal(signal.SIGTERM)
-        took = _wait_gone([serve, *helpers], timeout=15)  # well within CORRAL_SHUTDOWN_GRACE_S + cleanup
+        took = _wait_gone([serve, *helpers], timeout=15, server=server)  # well within CORRAL_SHUTDOWN_GRACE_S + cleanup
         assert server.process.wait(timeout=1) == 0  # a clean exit: the cleanup ran
         print(f"serve and {len(helpers)} helper(s) gone {took:.2f}s after SIGTERM")
         # The built-in agent stops asking before the server goes: no failed poll logged.
@@ -108,3 +125,20 @@ def test_every_helper_ends_on_its_own_when_serve_is_killed(tmp_path: Path, worke
         took = _wait_gone(helpers, timeout=5)  # the scheduler at once; uvicorn's workers within 1 s
         print(f"{len(helpers)} helper(s) of a killed serve gone {took:.2f}s after it")
         assert _alive(psutil.Process(workload)), "the workload must survive serve"
+
+
+def test_sigusr1_writes_every_threads_stack_to_the_log_and_serve_goes_on(tmp_path: Path) -> None:
+    """What a server that will not stop (or is slow) is doing, without stopping it."""
+    with ExitStack() as stack:
+        server, _, helpers = _serve_with_a_workload(tmp_path, stack, workers=1)
+        scheduler = next(p for p in helpers if "corral.scheduler" in p.cmdline())
+        for process in (psutil.Process(server.process.pid), scheduler):
+            process.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 10
+        while server.log().count("Current thread") + server.log().count("Thread 0x") < 2:
+            assert time.monotonic() < deadline, server.log()
+            time.sleep(0.1)
+        log = server.log()
+        assert "corral/cli/server.py" in log and "corral/scheduler/loop.py" in log, log
+        assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
+        assert scheduler.is_running() and server.process.poll() is None

@@ -21,6 +21,7 @@ from fastapi.responses import PlainTextResponse
 
 from corral.backends.base import Backend, UnknownComponent
 from corral.follow import FollowResponse, until_set
+from corral.quiet_uvicorn import QuietServer
 
 POLL_S = 0.25  # how soon new output reaches a follower
 READ_THREADS = 4  # output reads at once, whatever the number of followers
@@ -93,7 +94,7 @@ class LogsServer:
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
                                 timeout_graceful_shutdown=3)
         self._app = app
-        self._server = uvicorn.Server(config)
+        self._server = QuietServer(config)
         self._thread = threading.Thread(target=self._server.run, name="agent-logs-api", daemon=True)
 
     def start(self, timeout: float = 10.0) -> int:
@@ -106,5 +107,5 @@ class LogsServer:
 
     def stop(self) -> None:
         self._app.state.stopping.set()
-        self._server.should_exit = True
+        self._server.request_exit()
         self._thread.join(timeout=5)

@@ -42,6 +42,7 @@ def serve(
     from corral.services.bootstrap import bootstrap
     from corral.settings import Settings
 
+    dump_stacks_on_sigusr1()
     settings = Settings()
     settings = settings.model_copy(update={"host": host or settings.host,
                                            "port": settings.port if port is None else port})
@@ -127,16 +128,26 @@ def serve(
         engine.dispose()
 
 
+def dump_stacks_on_sigusr1() -> None:
+    """`kill -USR1 <pid>` writes every thread's stack to stderr (serve's log): what a
+    process that will not stop, or is slow, is doing, without stopping it."""
+    import faulthandler
+    import signal
+
+    faulthandler.register(signal.SIGUSR1, all_threads=True, chain=False)
+
+
 def _uvicorn_server(config, on_stop):  # type: ignore[no-untyped-def]
-    """uvicorn's Server, except that it tells the app when it is asked to stop (open log
-    follow streams end at once instead of holding the shutdown), and returns after its
-    shutdown instead of re-raising the signal, which would end serve before its cleanup."""
+    """uvicorn's Server (one that ticks once a second: ``quiet_uvicorn``), except that it
+    tells the app when it is asked to stop (open log follow streams end at once instead of
+    holding the shutdown), and returns after its shutdown instead of re-raising the
+    signal, which would end serve before its cleanup."""
     import contextlib
     import signal
 
-    import uvicorn
+    from corral.quiet_uvicorn import QuietServer
 
-    class Server(uvicorn.Server):
+    class Server(QuietServer):
         def handle_exit(self, sig, frame):  # type: ignore[no-untyped-def]
             on_stop()
             super().handle_exit(sig, frame)
