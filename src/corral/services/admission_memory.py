@@ -39,6 +39,7 @@ _CONFIG_EVENTS = {"quota_set": False, "quota_deleted": False, "capacity_changed"
                   "project_updated": True, "project_deleted": True}
 _PG_GAP_WINDOW_S = 30.0  # how long an event id skipped on PostgreSQL may still commit
 _CATCH_UP_PAGE = 10_000
+_LOAD_CHUNK = 5_000  # rows the driver holds at a time while memory is loaded
 _PG_REREAD_ON_LOAD = 1_000  # events before the newest one re-read after a load (may commit late)
 
 
@@ -159,12 +160,15 @@ class AdmissionMemory:
         columns = (*_W, workloads.c.status, workloads.c.status_reason, workloads.c.admitted_at,
                    workloads.c.delete_requested_at, workloads.c.cluster_named, workloads.c.preempted_for)
         if ids is None:
+            # Streamed (a server-side cursor on PostgreSQL): the driver holds a chunk of the
+            # 100,000 rows at a time, not all of them beside what is built from them.
             for r in conn.execute(select(*columns).where(
-                    workloads.c.admitted_at.is_not(None), workloads.c.status.not_in(_FINISHED))):
+                    workloads.c.admitted_at.is_not(None), workloads.c.status.not_in(_FINISHED))
+                    .execution_options(yield_per=_LOAD_CHUNK)):
                 self._reconcile(r)
             for r in conn.execute(select(*columns).where(
                     workloads.c.status == _PENDING, workloads.c.admitted_at.is_(None),
-                    workloads.c.delete_requested_at.is_(None))):
+                    workloads.c.delete_requested_at.is_(None)).execution_options(yield_per=_LOAD_CHUNK)):
                 self._reconcile(r)
             return
         for chunk in chunks(ids):
