@@ -135,11 +135,33 @@ def test_sigusr1_writes_every_threads_stack_to_the_log_and_serve_goes_on(tmp_pat
         # One after the other: both write to serve's output, and stacks written at once interleave.
         for process, its_main in ((psutil.Process(server.process.pid), "corral/cli/server.py"),
                                   (scheduler, "corral/scheduler/__main__.py")):
+            before = len(server.log())
             process.send_signal(signal.SIGUSR1)
             deadline = time.monotonic() + 10
-            while its_main not in server.log():
+            while its_main not in (dump := server.log()[before:]) or "Current thread" not in dump:
                 assert time.monotonic() < deadline, server.log()
                 time.sleep(0.1)
-        assert "Current thread" in server.log()
         assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
         assert scheduler.is_running() and server.process.poll() is None
+
+
+def test_serve_runs_with_its_stderr_closed(tmp_path: Path) -> None:
+    """`corral serve 2>&-` (no stderr for the stack dump to write to) still serves."""
+    with ExitStack() as stack:
+        database = make_database("sqlite", tmp_path / "data", stack)
+        port = free_port()
+        command = f"exec {CORRAL_BIN} serve --port {port} 2>&-"
+        with (tmp_path / "out.log").open("ab") as out:
+            process = subprocess.Popen(["sh", "-c", command], env=clean_env(database.env), stdout=out,
+                                       start_new_session=True)
+        stack.callback(remove_local_components, database.data_dir / "local-cluster")
+        stack.callback(lambda: (process.terminate(), process.wait(timeout=30)))
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, (tmp_path / "out.log").read_text()
+            assert time.monotonic() < deadline
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)

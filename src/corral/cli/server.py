@@ -134,7 +134,10 @@ def dump_stacks_on_sigusr1() -> None:
     import faulthandler
     import signal
 
-    faulthandler.register(signal.SIGUSR1, all_threads=True, chain=False)
+    try:
+        faulthandler.register(signal.SIGUSR1, all_threads=True, chain=False)
+    except (RuntimeError, ValueError, OSError, AttributeError):
+        pass  # no stderr to write to (`2>&-`, or an in-process runner): nothing to dump into
 
 
 def _uvicorn_server(config, on_stop):  # type: ignore[no-untyped-def]

@@ -12,7 +12,7 @@ while the ``Admitter`` has work of its own it looks every ``poll_s`` (20 ms). Th
 indexed query and a pass after one submission a few milliseconds. A missed wake-up or a
 crash costs one ``idle_poll_s``. After a long pass (over 50 ms: the first load, a backlog of
 reasons written a budget at a time) it rests up to 100 ms, unless another writer's event
-comes meanwhile; after a busy spell of over 0.5 s it returns the memory the spell freed.
+comes meanwhile; after a busy spell (over 0.5 s of CPU) it returns the memory it freed.
 The process runs at a lower CPU priority (nice 5), so on a busy machine requests are
 served first. Loops of several replicas take turns: a pass locks the cluster rows.
 """
@@ -40,7 +40,7 @@ FORCED_PASS_EVERY_S = 60.0
 IDLE_POLL_S = 1.0
 LONG_PASS_S = 0.05  # a pass longer than this is followed by a rest ...
 MAX_REST_S = 0.1  # ... of twice its length, at most this, cut short by news
-GIVE_BACK_AFTER_S = 0.5  # a busy spell this long (a load, a backlog) freed enough to return
+GIVE_BACK_AFTER_S = 0.5  # a busy spell of this much CPU (a load, a backlog) freed enough to return
 
 
 class AdmissionLoop:
@@ -54,7 +54,7 @@ class AdmissionLoop:
         self._stop = threading.Event()
         self._seen_event_id: int | None = None
         self._last_pass_at = 0.0
-        self._spell_s = 0.0  # time in passes of the busy spell under way
+        self._spell_s = 0.0  # CPU time in passes of the busy spell under way
         self.passes = 0
 
     def stop(self) -> None:
@@ -86,7 +86,7 @@ class AdmissionLoop:
         due = time.monotonic() - self._last_pass_at >= FORCED_PASS_EVERY_S
         if latest == self._seen_event_id and not due and not self.admitter.wants_pass():
             return 0.0
-        started = time.monotonic()
+        started, cpu_started = time.monotonic(), time.thread_time()
         result = self.admitter.run_pass()
         took = time.monotonic() - started
         # What this pass saw. Its own events are news once; that pass then decides nothing.
@@ -98,8 +98,9 @@ class AdmissionLoop:
                      "%d reasons left, in %.0f ms", result.admitted, result.preempted, result.waiting,
                      result.full_clusters, result.reasons_left, took * 1000)
         # A busy spell (passes back to back: a load, a backlog) ends when the admitter
-        # wants no pass of its own; after a long one, what it freed goes back.
-        self._spell_s += took
+        # wants no pass of its own; after a long one, what it freed goes back. Its length
+        # is CPU time: a pass that mostly waited for a lock (another replica's) freed nothing.
+        self._spell_s += time.thread_time() - cpu_started
         if not self.admitter.wants_pass():
             if self._spell_s > GIVE_BACK_AFTER_S:
                 give_memory_back()
