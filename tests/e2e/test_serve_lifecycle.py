@@ -23,12 +23,15 @@ from tests.e2e.conftest import (CORRAL_BIN, LiveServer, clean_env, free_port, ma
                                 remove_local_components, stop_server)
 
 
-def _serve(database, log_path: Path, workers: int) -> LiveServer:  # type: ignore[no-untyped-def]
+def _serve(database, log_path: Path, workers: int, *,  # type: ignore[no-untyped-def]
+           stderr_closed: bool = False) -> LiveServer:
     port = free_port()
+    argv = [str(CORRAL_BIN), "serve", "--port", str(port), "--workers", str(workers)]
+    if stderr_closed:  # as `corral serve 2>&-`
+        argv = ["sh", "-c", 'exec "$@" 2>&-', "sh", *argv]
     with log_path.open("ab") as log:
-        process = subprocess.Popen([str(CORRAL_BIN), "serve", "--port", str(port), "--workers", str(workers)],
-                                   env=clean_env({**database.env, "CORRAL_LOG_LEVEL": "warning"}), stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(argv, env=clean_env({**database.env, "CORRAL_LOG_LEVEL": "warning"}), stdout=log,
+                                   stderr=None if stderr_closed else subprocess.STDOUT, start_new_session=True)
     server = LiveServer(f"http://127.0.0.1:{port}", database, process, log_path)
     deadline = time.monotonic() + 60
     while True:
@@ -149,19 +152,6 @@ def test_serve_runs_with_its_stderr_closed(tmp_path: Path) -> None:
     """`corral serve 2>&-` (no stderr for the stack dump to write to) still serves."""
     with ExitStack() as stack:
         database = make_database("sqlite", tmp_path / "data", stack)
-        port = free_port()
-        command = f"exec {CORRAL_BIN} serve --port {port} 2>&-"
-        with (tmp_path / "out.log").open("ab") as out:
-            process = subprocess.Popen(["sh", "-c", command], env=clean_env(database.env), stdout=out,
-                                       start_new_session=True)
+        server = _serve(database, tmp_path / "server.log", workers=1, stderr_closed=True)  # waits for /healthz
         stack.callback(remove_local_components, database.data_dir / "local-cluster")
-        stack.callback(lambda: (process.terminate(), process.wait(timeout=30)))
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, (tmp_path / "out.log").read_text()
-            assert time.monotonic() < deadline
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        stack.callback(stop_server, server, remove_workloads=False)

@@ -41,6 +41,7 @@ def serve(
     from corral.db.migrate import upgrade
     from corral.services.bootstrap import bootstrap
     from corral.settings import Settings
+    from corral.stack_dump import dump_stacks_on_sigusr1
 
     dump_stacks_on_sigusr1()
     settings = Settings()
@@ -126,18 +127,6 @@ def serve(
         if scheduler is not None:
             _wait_or_kill(scheduler, timeout=10)
         engine.dispose()
-
-
-def dump_stacks_on_sigusr1() -> None:
-    """`kill -USR1 <pid>` writes every thread's stack to stderr (serve's log): what a
-    process that will not stop, or is slow, is doing, without stopping it."""
-    import faulthandler
-    import signal
-
-    try:
-        faulthandler.register(signal.SIGUSR1, all_threads=True, chain=False)
-    except (RuntimeError, ValueError, OSError, AttributeError):
-        pass  # no stderr to write to (`2>&-`, or an in-process runner): nothing to dump into
 
 
 def _uvicorn_server(config, on_stop):  # type: ignore[no-untyped-def]
