@@ -146,6 +146,20 @@ def test_every_route_is_in_the_matrix(api):
     assert missing == []
 
 
+@pytest.mark.parametrize("token", [None, "crl_not-a-real-token", "crla_not-a-real-agent-token"])
+def test_a_bad_token_is_refused_before_a_bad_body(world, ids, token):
+    """401, not 422: whoever has no valid token learns nothing about what a route accepts."""
+    client = world.api.anonymous if token is None else world.api.as_token(token)
+    answers = {}
+    for method, path, body, _ in MATRIX:
+        if body is None:
+            continue
+        url = path.format(wid=ids["wids"]["member"], uid=ids["uid"], tid=ids["tid"], who="member", mid=ids["mid"])
+        response = client.request(method, url, json={"updates": "not a list", "name": 7, "items": 3})
+        answers[f"{method} {url}"] = response.status_code
+    assert answers and set(answers.values()) == {401}, {k: v for k, v in answers.items() if v != 401}
+
+
 def _api_routes(app):
     """(APIRoute, full path) of every route, through included routers too: FastAPI 0.165+
     includes routers lazily, so app.routes alone would hold none of them."""

@@ -7,11 +7,13 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
 
+from corral.api.seen_tokens import SeenTokens
 from corral.services import clusters as cluster_service
 from corral.services.errors import Unauthenticated
 from corral.services.principal import Principal
-from corral.services.users import authenticate
+from corral.services.users import authenticate, hash_token
 from corral.services.web_sessions import session_cookie_name, session_for
 from corral.settings import Settings
 
@@ -61,10 +63,18 @@ def current_cluster(request: Request, credentials: Bearer) -> Any:
     return agent_cluster(request.app.state.engine, _bearer(credentials))
 
 
-async def agent_token(credentials: Bearer) -> str:
-    """An agent's token, not yet checked: for a sync route that looks the cluster up with
-    ``agent_cluster`` in its own thread (one hop to the thread pool instead of two)."""
-    return _bearer(credentials)
+async def agent_token(request: Request, credentials: Bearer) -> str:
+    """An agent's token, for a sync route that looks its cluster up with ``agent_cluster``
+    in its own thread (that lookup is the one that counts). Checked here too, so that a bad
+    token gets 401 before a bad body gets 422, as on every route; a token seen valid in the
+    last seconds is not looked up again (no hop to the thread pool on the hot path)."""
+    token = _bearer(credentials)
+    token_hash = hash_token(token)
+    seen = SeenTokens.of(request.app.state, "seen_agent_tokens")
+    if not seen.fresh(token_hash):
+        await run_in_threadpool(agent_cluster, request.app.state.engine, token)  # 401 if not an agent's
+        seen.add(token_hash)
+    return token
 
 
 def token_or_session(engine: Engine, authorization: str | None, session_token: str | None) -> Principal | None:

@@ -9,35 +9,15 @@ looked up again here; a token revoked since then is refused by the batch's check
 
 from __future__ import annotations
 
-import threading
-import time
 from typing import Annotated
 
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from corral.api.deps import Bearer, _bearer
+from corral.api.seen_tokens import SeenTokens
 from corral.services.errors import Unauthenticated
 from corral.services.users import TOKEN_PREFIX, authenticate, hash_token
-
-RECHECK_AFTER_S = 30.0
-_MAX_ENTRIES = 10_000
-
-
-class _SeenTokens:
-    def __init__(self) -> None:
-        self._until: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def fresh(self, token_hash: str) -> bool:
-        until = self._until.get(token_hash)
-        return until is not None and until > time.monotonic()
-
-    def add(self, token_hash: str) -> None:
-        with self._lock:
-            if len(self._until) >= _MAX_ENTRIES:
-                self._until.clear()
-            self._until[token_hash] = time.monotonic() + RECHECK_AFTER_S
 
 
 async def submit_token(request: Request, credentials: Bearer) -> str:
@@ -46,9 +26,7 @@ async def submit_token(request: Request, credentials: Bearer) -> str:
     if not token.startswith(TOKEN_PREFIX) or len(token) > 100:
         raise Unauthenticated("invalid, expired or revoked token")
     token_hash = hash_token(token)
-    seen: _SeenTokens | None = getattr(request.app.state, "seen_submit_tokens", None)
-    if seen is None:
-        seen = request.app.state.seen_submit_tokens = _SeenTokens()
+    seen = SeenTokens.of(request.app.state, "seen_submit_tokens")
     if not seen.fresh(token_hash):
         if await run_in_threadpool(authenticate, request.app.state.engine, token) is None:
             raise Unauthenticated("invalid, expired or revoked token")
