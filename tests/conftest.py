@@ -35,6 +35,28 @@ def pytest_collection_modifyitems(config, items):  # type: ignore[no-untyped-def
             item.add_marker(pytest.mark.postgres)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _cli_warm_processes() -> Iterator[None]:
+    """The `corral` calls of the tests leave their warm process (corral.cli.entry) in a
+    runtime directory of the run's own, stopped at the end: none outlives the run, and none
+    of a developer's own serves a test."""
+    runtime = tempfile.mkdtemp(prefix="corral-rt-", dir="/tmp")
+    os.chmod(runtime, 0o700)
+    before = os.environ.get("XDG_RUNTIME_DIR")
+    os.environ["XDG_RUNTIME_DIR"] = runtime
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("XDG_RUNTIME_DIR", None)
+        else:
+            os.environ["XDG_RUNTIME_DIR"] = before
+        import subprocess
+
+        subprocess.run(["pkill", "-TERM", "-f", f"corral.cli.warm {runtime}/"], check=False)
+        shutil.rmtree(runtime, ignore_errors=True)
+
+
 # The one skip CI allows: no Kubernetes API server can run on these machines (and no
 # stand-in counts as one). The Kubernetes backend's live tests and its conformance entry
 # skip with exactly this reason; set KUBECONFIG to a kind, k3s or real cluster to run them.

@@ -1,0 +1,274 @@
+"""The `corral` command's warm process (corral.cli.entry, corral.cli.warm), against the real
+server: a warm call behaves exactly as a call run in place (output, errors, exit status,
+stdin, working directory, Ctrl-C), a changed installation is never served from the old
+code, and no other user can make a call run as its owner.
+
+Each test has a runtime directory of its own (XDG_RUNTIME_DIR), so its own warm process.
+Whether a call ran warm is seen from the calling process: run with
+PYTHONPROFILEIMPORTTIME=1, the interpreter reports every module it imports on stderr, and a
+warm call's own process never imports Typer (its child, forked from the warm process,
+imports nothing: it starts with all of it loaded).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import select
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from corral.cli.entry import HANDSHAKE_S
+from tests.e2e.conftest import CORRAL_BIN, LiveServer, clean_env, make_database, start_server, stop_server
+
+IMPORT_LINE = "import time:"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, _postgres_databases: Any) -> Iterator[LiveServer]:
+    """One server on SQLite: what is tested here happens before any request reaches it."""
+    root = tmp_path_factory.mktemp("server-warm")
+    started = start_server(make_database("sqlite", root / "data", _postgres_databases), root / "server.log")
+    yield started
+    stop_server(started)
+
+
+@pytest.fixture
+def runtime() -> Iterator[Path]:
+    """A runtime directory of the test's own (short: a socket's path is at most 108 bytes);
+    the warm process started in it is stopped afterwards."""
+    path = Path(tempfile.mkdtemp(prefix="cw-", dir="/tmp"))
+    path.chmod(0o700)
+    yield path
+    for sock in (path / "corral").glob("*.sock"):
+        subprocess.run(["pkill", "-TERM", "-f", f"corral.cli.warm {sock}"], check=False)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def env_for(server: LiveServer, runtime: Path, **extra: str) -> dict[str, str]:
+    return clean_env({"CORRAL_SERVER": server.url, "CORRAL_TOKEN": server.admin_token,
+                      "CORRAL_CONFIG": str(runtime / "none.json"), "XDG_RUNTIME_DIR": str(runtime),
+                      "COLUMNS": "100", "PYTHONPROFILEIMPORTTIME": "1", **extra})
+
+
+def corral(env: dict[str, str], *args: str, input: str | None = None, cwd: Path | None = None
+           ) -> tuple[subprocess.CompletedProcess[str], bool]:
+    """(the finished call with import lines taken out of stderr, whether it ran warm)."""
+    result = subprocess.run([str(CORRAL_BIN), *args], env=env, input=input, capture_output=True, text=True,
+                            timeout=60, cwd=cwd)
+    imports = [line for line in result.stderr.splitlines() if line.startswith(IMPORT_LINE)]
+    result.stderr = "".join(line + "\n" for line in result.stderr.splitlines() if not line.startswith(IMPORT_LINE))
+    return result, not any(line.rstrip().endswith(" typer") for line in imports)
+
+
+def wait_warm(runtime: Path, timeout: float = 30) -> Path:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        socks = list((runtime / "corral").glob("*.sock"))
+        if socks:
+            return socks[0]
+        time.sleep(0.1)
+    pytest.fail(f"no warm process started in {runtime}")
+
+
+def warm_pid(sock: Path) -> int:
+    found = subprocess.run(["pgrep", "-o", "-f", f"corral.cli.warm {sock}"], capture_output=True, text=True).stdout.split()
+    assert len(found) == 1, found
+    return int(found[0])
+
+
+def same(a: subprocess.CompletedProcess[str], b: subprocess.CompletedProcess[str]) -> None:
+    assert (a.returncode, a.stdout, a.stderr) == (b.returncode, b.stdout, b.stderr)
+
+
+def test_a_warm_call_does_what_a_call_in_place_does(server: LiveServer, runtime: Path, tmp_path: Path):
+    env = env_for(server, runtime)
+    first, warm = corral(env, "whoami")
+    assert first.returncode == 0 and not warm, first.stderr  # nothing to hand it to yet: runs in place
+    wait_warm(runtime)
+    cold_env = {**env, "CORRAL_CLI_WARM": "0"}
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"type": "custom", "name": "from-a-file", "project": "default",
+                                "command": "sleep 600"}))
+    cases: list[tuple[tuple[str, ...], dict[str, Any]]] = [
+        (("whoami",), {}),
+        (("workloads", "ls", "--json"), {}),
+        (("workloads", "ls"), {}),
+        (("workloads", "get", "999999"), {}),  # refused: an error on stderr, a non-zero status
+        (("workloads", "no-such-command"), {}),  # a usage error (status 2)
+        (("workloads", "submit", "-f", "spec.json", "--json"), {"cwd": tmp_path}),  # a path from the caller's cwd
+        (("workloads", "submit", "-f", "-", "--json"), {"input": spec.read_text()}),  # the caller's stdin
+        (("projects", "ls"), {}),
+    ]
+    for args, kwargs in cases:
+        cold, ran_warm = corral(cold_env, *args, **kwargs)
+        assert not ran_warm
+        hot, ran_warm = corral(env, *args, **kwargs)
+        assert ran_warm, (args, hot.stderr)
+        if "submit" in args:  # two submissions: alike but for their ids and times
+            assert hot.returncode == cold.returncode == 0, hot.stderr
+            a, b = json.loads(cold.stdout), json.loads(hot.stdout)
+            for created in (a, b):  # they would hold the quota the other tests' workloads need
+                assert corral(env, "workloads", "delete", str(created["id"]), "--yes")[0].returncode == 0
+            assert {k: v for k, v in a.items() if k not in ("id", "created_at")} == \
+                   {k: v for k, v in b.items() if k not in ("id", "created_at")}
+        else:
+            same(cold, hot)
+
+
+def test_ctrl_c_reaches_the_command(server: LiveServer, runtime: Path):
+    env = env_for(server, runtime)
+    created, _ = corral(env, "workloads", "submit", "--type", "custom", "--name", "ticks", "--project", "default", "--json",
+                        "--command", "sh -c 'while true; do echo tick; sleep 0.2; done'")
+    assert created.returncode == 0, created.stderr
+    workload = json.loads(created.stdout)["id"]
+    sock = wait_warm(runtime)
+    follower = subprocess.Popen([str(CORRAL_BIN), "workloads", "logs", str(workload), "--follow"], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        ready, _, _ = select.select([follower.stdout], [], [], 30)
+        assert ready, "no output within 30 s"
+        assert "tick" in follower.stdout.readline()  # the output streams as it comes (not held in a buffer)
+        children = _children(warm_pid(sock))
+        assert len(children) == 1  # the call's child of the warm process
+        follower.send_signal(signal.SIGINT)
+        # The command stops (Ctrl-C ends `logs --follow` quietly, status 0, as in place);
+        # without the signal passed on, the caller would wait for it forever.
+        assert follower.wait(timeout=20) == 0
+        _gone(children[0])
+    finally:
+        follower.kill()
+        follower.wait()
+        corral(env, "workloads", "delete", str(workload), "--yes")
+
+
+def test_a_changed_installation_is_not_served_by_the_old_process(server: LiveServer, runtime: Path):
+    env = env_for(server, runtime)
+    corral(env, "whoami")
+    sock = wait_warm(runtime)
+    pid = warm_pid(sock)
+    assert corral(env, "whoami")[1]
+    import corral.cli.output as loaded_by_it
+
+    module = Path(loaded_by_it.__file__)
+    module.touch()  # as an upgrade would have written it (same content: harmless to leave)
+    result, ran_warm = corral(env, "whoami")
+    assert result.returncode == 0 and not ran_warm, result.stderr
+    _gone(pid)
+    sock = wait_warm(runtime)  # the call in place left a fresh one behind
+    assert warm_pid(sock) != pid
+    assert corral(env, "whoami")[1]
+
+
+def test_a_stuck_warm_process_is_passed_by_and_never_runs_the_call_too(server: LiveServer, runtime: Path):
+    """A warm process that does not take the call in time (stopped here) is passed by: the
+    call runs in place, and once the warm process goes on, it does not run it a second time."""
+    env = env_for(server, runtime)
+    corral(env, "whoami")
+    pid = warm_pid(wait_warm(runtime))
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        created, ran_warm = corral(env, "workloads", "submit", "--type", "custom", "--name", "once",
+                                   "--project", "default", "--command", "true", "--json")
+        assert created.returncode == 0 and not ran_warm, created.stderr
+        assert time.monotonic() - started < HANDSHAKE_S + 20
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    time.sleep(2)  # the warm process, going on, finds the abandoned call
+    listed, _ = corral(env, "workloads", "ls", "--name", "once", "--json")
+    assert [w["name"] for w in json.loads(listed.stdout)["items"]] == ["once"]
+    assert corral(env, "workloads", "delete", str(json.loads(created.stdout)["id"]), "--yes")[0].returncode == 0
+
+
+def test_a_directory_others_can_enter_is_never_used(server: LiveServer, runtime: Path):
+    (runtime / "corral").mkdir(mode=0o777)
+    (runtime / "corral").chmod(0o777)
+    env = env_for(server, runtime)
+    for _ in range(2):
+        result, ran_warm = corral(env, "whoami")
+        assert result.returncode == 0 and not ran_warm, result.stderr
+    time.sleep(1)
+    assert list((runtime / "corral").iterdir()) == []
+
+
+ATTACK = """
+import json, marshal, os, socket, sys
+path, home = sys.argv[1], sys.argv[2]
+r, w = os.pipe()
+request = marshal.dumps({"argv": ["whoami"], "env": {"HOME": home, "XDG_CONFIG_HOME": home + "/.config",
+                         "PATH": "/usr/bin:/bin"}, "cwd": "/", "umask": 0o22, "encodings": [None, None, None]})
+s = socket.socket(socket.AF_UNIX)
+try:
+    s.connect(path)
+except OSError as exc:
+    print(json.dumps({"connect": exc.strerror}))
+    sys.exit(0)
+answer, error = b"", None
+try:  # as corral.cli.entry calls: the request, then on TAKEN the streams with GO
+    s.sendall(len(request).to_bytes(4, "big") + request)
+    s.settimeout(20)
+    answer = s.recv(1)
+    if answer == b"A":
+        socket.send_fds(s, [b"G"], [w, w, w])
+    while chunk := s.recv(16):
+        answer += chunk
+except OSError as exc:
+    error = exc.strerror or str(exc)
+os.close(w)
+print(json.dumps({"connect": "ok", "answer": answer.hex(), "output": os.read(r, 65536).decode(), "error": error}))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to attack as another user")
+def test_another_user_cannot_make_a_call_as_its_owner(server: LiveServer, runtime: Path, tmp_path: Path):
+    """The owner has logged in (the token in its config file); user nobody hands the warm
+    process a call that would read that file and print whose token it is."""
+    home = tmp_path / "home"
+    config = home / ".config" / "corral"
+    config.mkdir(parents=True)
+    (config / "config.json").write_text(json.dumps({"server": server.url, "token": server.admin_token}))
+    env = env_for(server, runtime)
+    corral(env, "whoami")
+    sock = wait_warm(runtime)
+
+    def attack() -> dict[str, Any]:
+        done = subprocess.run(["/usr/bin/python3", "-c", ATTACK, str(sock), str(home)],
+                              user="nobody", cwd="/", capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    assert attack() == {"connect": "Permission denied"}  # the directory is its owner's alone
+    # Were the directory opened up (by mistake), the warm process itself still refuses:
+    # nothing runs, nothing is written to the caller's streams, no exit status is sent.
+    for directory in (runtime, runtime / "corral"):
+        directory.chmod(0o711)
+    sock.chmod(0o777)
+    refused = attack()
+    assert refused["connect"] == "ok" and refused["answer"] == "" and refused["output"] == "", refused
+    assert pwd.getpwnam("nobody").pw_uid != os.getuid()
+    assert corral(env, "whoami")[0].returncode == 0  # and it still serves its owner
+
+
+def _children(pid: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [int(p) for p in found]
+
+
+def _gone(pid: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    pytest.fail(f"process {pid} is still there")
