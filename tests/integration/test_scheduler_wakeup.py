@@ -8,6 +8,7 @@ import threading
 import time
 
 from corral.db.engine import make_engine
+from corral.scheduler import wakeup
 from corral.scheduler.loop import AdmissionLoop
 from tests.integration.conftest import submit
 
@@ -64,3 +65,47 @@ def test_news_cuts_the_rest_after_a_long_pass_short(world, db_url):
     finally:
         loop.stop()
         engine.dispose()
+
+
+def _moved(read, since: int, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while read() == since:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_held_agent_polls_wake_only_for_events_agents_act_on(world, db_url):
+    """A submission (it waits for admission) is news to the scheduler, not to agents (nothing for them
+    to run): on PostgreSQL the agents' signal stays put, here (the server's engine) and in
+    another process (NOTIFY's payload); an admission moves it. SQLite's wake-ups come from
+    writes to its file, which cannot tell one event from another: there every one wakes."""
+    postgres = db_url.startswith("postgresql")
+    other = make_engine(db_url, pool_size=2)  # as in another process
+    theirs, ours = wakeup.for_engine(other), wakeup.for_engine(world.api.engine)
+    scheduler_engine = make_engine(db_url, pool_size=2)
+    try:
+        time.sleep(0.5)  # the other engine listens by now
+        seen = {name: (s.version, s.agents.version) for name, s in (("theirs", theirs), ("ours", ours))}
+        assert submit(world.alice, name="queues", resources={"gpu": 1}).status_code == 201
+        for name, signal in (("theirs", theirs), ("ours", ours)):
+            assert _moved(lambda s=signal: s.version, seen[name][0]), f"{name}: the submission woke nobody"
+        time.sleep(0.3)
+        for name, signal in (("theirs", theirs), ("ours", ours)):
+            if postgres:
+                assert signal.agents.version == seen[name][1], f"{name}: a queued submission woke the agents"
+            else:
+                assert signal.agents.version > seen[name][1]
+
+        before = theirs.agents.version
+        wid = submit(world.alice, name="fits", resources={"gpu": 1}).json()["id"]
+        loop = AdmissionLoop(scheduler_engine)
+        deadline = time.monotonic() + 30
+        while world.alice.get(f"/api/v1/workloads/{wid}").json()["admitted_at"] is None:
+            assert time.monotonic() < deadline, "not admitted"
+            loop.step()
+        assert _moved(lambda: theirs.agents.version, before), "an admission did not wake the agents"
+    finally:
+        other.dispose()
+        scheduler_engine.dispose()

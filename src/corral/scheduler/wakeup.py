@@ -16,6 +16,12 @@ long poll (``GET /agent/work?wait=``) is held open until one comes:
 A wake-up only says "look again": waiters re-read what they need (one indexed read), so a
 spurious one costs a query and a missed one costs the waiter's slow timer (a second).
 
+Agents act on a few kinds of event only (``dispatch.AGENT_EVENT_KINDS``: an admission, a
+preemption, a deletion): ``signal.agents`` moves only for commits that wrote one of those
+(NOTIFY's payload says so across processes), so a stream of submissions, which queue,
+does not wake every held poll to read nothing. Where the kinds cannot be told (SQLite's
+file wake-ups, parameters it cannot read) it moves with every wake-up.
+
     signal = for_engine(engine)          # one per engine, hooks installed once
     version = signal.version
     ...read...
@@ -30,7 +36,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +44,15 @@ from sqlalchemy import Engine, event
 from sqlalchemy.engine import make_url
 
 from corral import fswatch
+from corral.services.dispatch import AGENT_EVENT_KINDS
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "corral_events"
 _WRITTEN = "corral_events_written"
+_FOR_AGENTS = "corral_events_for_agents"
 _COMMITTED = "corral_events_committed"
+AGENT_PAYLOAD = "agents"  # NOTIFY's payload for a commit that wrote events agents act on
 STAT_POLL_S = 0.05  # SQLite without inotify
 LISTEN_WAIT_S = 2.0  # PostgreSQL: how soon a listener notices its engine was disposed
 SETTLE_S = 0.005  # after a file wake-up, a second look: the commit may land just after its write
@@ -52,7 +61,8 @@ SETTLE_S = 0.005  # after a file wake-up, a second look: the commit may land jus
 class EventSignal:
     """A counter that moves whenever events may have been written, with waiters."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, agents: EventSignal | None = None) -> None:
+        self.agents = agents  # the signal of the events agents act on (a signal of its own has none)
         self.version = 0
         self._cond = threading.Condition()
         self._listeners: set[Callable[[], None]] = set()
@@ -95,11 +105,19 @@ class EventSignal:
                 self._listeners.discard(wake)
         return self.version
 
+    def changed_for_all(self) -> None:
+        """A change that may matter to agents too (or whose events cannot be told)."""
+        self.changed()
+        if self.agents is not None:
+            self.agents.changed()
+
     def close(self) -> None:
         self._closed = True
         if self._close_hook is not None:
             self._close_hook()
         self.changed()
+        if self.agents is not None:
+            self.agents.close()
 
 
 _signals: weakref.WeakKeyDictionary[Engine, EventSignal] = weakref.WeakKeyDictionary()
@@ -112,7 +130,7 @@ def for_engine(engine: Engine, *, cross_process: bool = True) -> EventSignal:
     with _lock:
         signal = _signals.get(engine)
         if signal is None:
-            signal = _signals[engine] = EventSignal()
+            signal = _signals[engine] = EventSignal(agents=EventSignal())
             _install_hooks(engine, signal)
             # The watcher thread holds no reference to the engine: it ends with it.
             event.listen(engine, "engine_disposed", lambda *_: signal.close())
@@ -126,25 +144,50 @@ def _install_hooks(engine: Engine, signal: EventSignal) -> None:
     postgres = engine.dialect.name == "postgresql"
 
     @event.listens_for(engine, "before_cursor_execute")
-    def _note(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+    def _note(conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
         if statement[:18].upper() == "INSERT INTO EVENTS":
             conn.info[_WRITTEN] = True
+            if not conn.info.get(_FOR_AGENTS) and _for_agents(parameters):
+                conn.info[_FOR_AGENTS] = True
 
     @event.listens_for(engine, "commit")
     def _commit(conn: Any) -> None:
         if conn.info.pop(_WRITTEN, False):
+            agents = conn.info.pop(_FOR_AGENTS, False)
             if postgres:  # transactional: delivered when (and only if) this commits
-                conn.connection.driver_connection.execute(f"NOTIFY {CHANNEL}")
-            conn.info[_COMMITTED] = True
+                conn.connection.driver_connection.execute(
+                    f"NOTIFY {CHANNEL}, '{AGENT_PAYLOAD}'" if agents else f"NOTIFY {CHANNEL}")
+            conn.info[_COMMITTED] = AGENT_PAYLOAD if agents else "others"
 
     @event.listens_for(engine, "rollback")
     def _rollback(conn: Any) -> None:
         conn.info.pop(_WRITTEN, None)
+        conn.info.pop(_FOR_AGENTS, None)
 
     @event.listens_for(engine, "checkin")
     def _checkin(_dbapi_conn: Any, record: Any) -> None:
-        if record.info.pop(_COMMITTED, False):
+        committed = record.info.pop(_COMMITTED, None)
+        if committed == AGENT_PAYLOAD:
+            signal.changed_for_all()
+        elif committed:
             signal.changed()
+
+
+def _for_agents(parameters: Any) -> bool:
+    """Whether inserted events include a kind agents act on: the ``kind`` values of the
+    statement's parameters (one row, several, or one multi-row INSERT's ``kind__N``).
+    True when it cannot tell (positional parameters: SQLite)."""
+    rows = parameters if isinstance(parameters, (list, tuple)) else [parameters]
+    told = False
+    for row in rows:
+        if not isinstance(row, Mapping):
+            return True
+        for key, value in row.items():
+            if key == "kind" or key.startswith("kind__"):
+                told = True
+                if value in AGENT_EVENT_KINDS:
+                    return True
+    return not told
 
 
 def _start_watcher(engine: Engine, signal: EventSignal) -> None:
@@ -169,11 +212,15 @@ def _listen_postgres(url: str, signal: EventSignal) -> None:
         try:
             with psycopg.connect(url, autocommit=True) as conn:
                 conn.execute(f"LISTEN {CHANNEL}")
-                signal.changed()  # whatever happened while no one listened
+                signal.changed_for_all()  # whatever happened while no one listened
                 delay = 0.5
                 while not signal._closed:  # a closed signal is noticed within a wait
-                    if any(True for _ in conn.notifies(timeout=LISTEN_WAIT_S)):
-                        signal.changed()  # one wake-up per batch: the waiters re-read anyway
+                    for note in conn.notifies(timeout=LISTEN_WAIT_S):
+                        if note.payload == AGENT_PAYLOAD:
+                            signal.changed_for_all()
+                        else:
+                            signal.changed()
+                        break  # one wake-up at a time: the waiters re-read anyway
         except Exception as exc:  # noqa: BLE001 - the database restarts: listen again
             if signal._closed:
                 return
@@ -194,11 +241,11 @@ def _watch_sqlite(path: Path, signal: EventSignal) -> None:
     signal._close_hook = watch.wake
     try:
         while not signal._closed:
-            if watch.wait(None):
-                signal.changed()
+            if watch.wait(None):  # a write to the file: which events, it cannot tell
+                signal.changed_for_all()
                 time.sleep(SETTLE_S)
                 watch.changed()  # what the same commit wrote meanwhile
-                signal.changed()
+                signal.changed_for_all()
     finally:
         watch.close()
 
@@ -220,4 +267,4 @@ def _poll_sqlite(path: Path, names: tuple[str, ...], signal: EventSignal) -> Non
         now = state()
         if now != last:
             last = now
-            signal.changed()
+            signal.changed_for_all()

@@ -26,7 +26,9 @@ from corral.services import preemption, service_tokens
 from corral.services.secrets import resolve_for_workload
 
 _FINISHED = [s.value for s in FINISHED_STATUSES]
-_KINDS = ("admitted", "preempted", "delete_requested", "victims_gone")
+# The events an agent acts on (its work feed reads these; the wake-ups of its held polls
+# come only from commits that wrote one: scheduler.wakeup).
+AGENT_EVENT_KINDS = ("admitted", "preempted", "delete_requested", "victims_gone")
 MAX_ITEMS = 500
 REREAD = 200  # events re-read behind the cursor on PostgreSQL (late commits)
 
@@ -95,7 +97,7 @@ def work_for(conn: Connection, cluster_id: int, after: int | None, postgres: boo
         # Bounded on both sides: a walk of the primary key whatever the statistics say (an
         # open range was planned as a scan of the whole table before its first ANALYZE).
         .where(events.c.id > start, events.c.id <= newest, events.c.subject_type == "workload",
-               events.c.kind.in_(_KINDS))
+               events.c.kind.in_(AGENT_EVENT_KINDS))
         .order_by(events.c.id).limit(MAX_ITEMS)).all()
     if len(changed) == MAX_ITEMS:
         newest = changed[-1].id  # more to come: the agent asks again from here

@@ -128,7 +128,7 @@ async def agent_work(request: Request, cluster: AgentCluster, db: Db, settings: 
 
     if wait <= 0 or after is None:
         return await run_in_threadpool(read, after)
-    signal = wakeup.for_engine(db)
+    signal = wakeup.for_engine(db).agents  # woken by commits that wrote events agents act on
     deadline = time.monotonic() + wait
     stopping = request.app.state.shutting_down
     version = signal.version
