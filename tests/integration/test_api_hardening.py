@@ -3,11 +3,13 @@ once gave a 500, wedged a workload or locked everyone out now fails cleanly."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import create_engine, text
 
+from corral.db.engine import PING_IDLE_AFTER_S, make_engine
 from corral.services.admission import run_pass
 from tests.integration.conftest import submit
 
@@ -219,6 +221,27 @@ def test_connections_the_database_dropped_are_replaced_not_a_500(world, db_url):
     for _ in range(3):
         assert world.alice.get("/api/v1/workloads").status_code == 200
         assert submit(world.alice).status_code == 201
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+def test_a_connection_back_soon_is_looked_at_and_one_idle_for_long_is_pinged(db_url):
+    """What replaces pool_pre_ping's round trip on every checkout (corral.db.engine): a
+    connection returned to the pool a moment ago is not pinged; one idle for longer is."""
+    engine = make_engine(db_url, pool_size=1)
+    pings = []
+    real_ping = engine.dialect.do_ping
+    engine.dialect.do_ping = lambda conn: pings.append(1) or real_ping(conn)  # counted, still pinging
+    try:
+        for _ in range(3):
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        assert pings == []
+        time.sleep(PING_IDLE_AFTER_S + 0.2)
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        assert pings == [1]
+    finally:
+        engine.dispose()
 
 
 # ----------------------------------------------------------------------------- OpenAPI

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -39,10 +41,49 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     # No server-side prepared statements: a generic plan, chosen once for any parameter,
     # can be far worse for a skewed table (one project of 200,000 rows, most of 1,000
     # projects small) than planning each query with its values (~0.2 ms).
-    # pool_pre_ping: a pooled connection that the server dropped (a restart, a failover, an
-    # idle timeout) is noticed and replaced at checkout, instead of failing the request.
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size // 2, pool_pre_ping=True,
-                         connect_args={"prepare_threshold": None})
+    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size // 2,
+                           connect_args={"prepare_threshold": None})
+    _replace_dropped_connections(engine)
+    return engine
+
+
+PING_IDLE_AFTER_S = 1.0
+
+
+def _replace_dropped_connections(engine: Engine) -> None:
+    """A pooled connection that the server dropped (a restart, a failover, a terminated
+    backend, an idle timeout) is replaced at checkout instead of failing the request, as
+    ``pool_pre_ping`` does, at less cost: that pings on every checkout, a round trip and a
+    statement on the server for each (8% of the API's CPU under a stream of submissions).
+    Here a connection that sat unused for over ``PING_IDLE_AFTER_S`` is pinged; one back
+    sooner is only looked at: a server that dropped it has sent its goodbye (or closed the
+    socket), which leaves the idle socket readable, and nothing else is sent to an idle
+    connection. A DisconnectionError makes the pool open a new one (SQLAlchemy's
+    "pessimistic disconnect handling")."""
+    import select
+
+    from sqlalchemy.exc import DisconnectionError
+
+    dbapi_error = engine.dialect.loaded_dbapi.Error
+
+    @event.listens_for(engine, "checkin")
+    def _idle_from(_dbapi_conn: object, record: Any) -> None:
+        record.info["corral_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _alive(dbapi_conn: Any, record: Any, _proxy: object) -> None:
+        since = record.info.get("corral_idle_since")
+        if since is None:
+            return  # just opened
+        try:
+            poll = select.poll()
+            poll.register(dbapi_conn.fileno(), select.POLLIN | select.POLLPRI)
+            if poll.poll(0):
+                raise DisconnectionError("the server closed this pooled connection")
+            if time.monotonic() - since > PING_IDLE_AFTER_S:
+                engine.dialect.do_ping(dbapi_conn)
+        except (OSError, ValueError, dbapi_error) as exc:
+            raise DisconnectionError(f"a pooled connection is gone: {exc}") from exc
 
 
 def _private_database_file(path: Path) -> None:
