@@ -58,7 +58,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     # through to the service unparsed), and Corral answers only on other names.
     app.state.app_origins = AppOrigins.from_settings(settings)
     app.add_middleware(HostDispatch, state=app.state)
-    for module in (identity, projects, clusters, workloads, bulk_delete, models):
+    # Routes are matched in order: the busiest first (submissions, the list, the agents' calls).
+    for module in (workloads, bulk_delete, clusters, identity, projects, models):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(usage_routes.router, prefix="/api/v1")  # use over time (issue 14)
     errors.document_errors(app)
