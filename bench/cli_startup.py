@@ -87,9 +87,12 @@ def start_server(data_dir: Path) -> tuple[subprocess.Popen[bytes], str, str, Pat
     return proc, url, (data_dir / "admin-token").read_text().strip(), work_root
 
 
+WARM_PATTERN = "corral.cli.warm /nonexistent/"  # this run's warm process (main sets it)
+
+
 def warm_children_cpu_ms() -> float:
     """CPU time of the calls the `corral` command's warm processes ran (children they reaped)."""
-    found = subprocess.run(["pgrep", "-f", "corral.cli.warm "], capture_output=True, text=True).stdout.split()
+    found = subprocess.run(["pgrep", "-f", WARM_PATTERN], capture_output=True, text=True).stdout.split()
     total = 0
     for pid in found:
         try:
@@ -151,8 +154,12 @@ def main() -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="corral-cli-bench-"))
     proc, url, token, work_root = start_server(data_dir)
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("CORRAL_") and k != "PYTHONPATH"}
+    # A runtime directory of the run's own: its warm process is this run's, stopped at the end.
+    runtime = tempfile.mkdtemp(prefix="cw-bench-", dir="/tmp")
     base_env.update(CORRAL_SERVER=url, CORRAL_TOKEN=token, CORRAL_CONFIG=str(data_dir / "cli-config.json"),
-                    COLUMNS="80", NO_COLOR="1")
+                    COLUMNS="80", NO_COLOR="1", XDG_RUNTIME_DIR=runtime)
+    global WARM_PATTERN
+    WARM_PATTERN = f"corral.cli.warm {runtime}/"
     trees = {"": base_env}
     if args.compare_src:
         trees[f" [{args.compare_src}]"] = {**base_env, "PYTHONPATH": str(args.compare_src.resolve())}
@@ -208,7 +215,8 @@ def main() -> None:
                   f"{total:.0f} ms in all):")
             print("  " + ", ".join(f"{root} {ms / total:.0%}" for root, ms in shares[:10] if ms / total >= 0.01))
     finally:
-        subprocess.run(["pkill", "-TERM", "-f", "corral.cli.warm "], check=False)
+        subprocess.run(["pkill", "-TERM", "-f", WARM_PATTERN], check=False)
+        shutil.rmtree(runtime, ignore_errors=True)
         proc.terminate()
         try:
             proc.wait(timeout=20)

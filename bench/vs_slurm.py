@@ -34,6 +34,7 @@ import argparse
 import contextlib
 import json
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -161,7 +162,9 @@ def cli_calls(slurm: Slurm, corral: Corral, n: int) -> dict[str, Any]:
     # leaves behind, corral.cli.entry); "corral_in_place": as a first call, or with
     # CORRAL_CLI_WARM=0, runs (the whole CLI imported by the call's own process).
     runs: dict[str, list[float]] = {"python": [], "squeue": [], "corral": [], "corral_in_place": []}
-    warm_env, in_place_env = corral.cli_env(), {**corral.cli_env(), "CORRAL_CLI_WARM": "0"}
+    runtime = tempfile.mkdtemp(prefix="cw-vs-", dir="/tmp")  # this run's warm process, stopped below
+    warm_env = {**corral.cli_env(), "XDG_RUNTIME_DIR": runtime}
+    in_place_env = {**warm_env, "CORRAL_CLI_WARM": "0"}
     timed_runs([str(CORRAL), "workloads", "list"], warm_env, 1)  # starts the warm process: not counted
     time.sleep(2)
     for _ in range(n):  # interleaved, so that load changes hit all of them alike
@@ -170,7 +173,8 @@ def cli_calls(slurm: Slurm, corral: Corral, n: int) -> dict[str, Any]:
         runs["squeue"] += timed_runs(["squeue"], slurm.env, 1)
         runs["corral"] += timed_runs([str(CORRAL), "workloads", "list"], warm_env, 1)
         runs["corral_in_place"] += timed_runs([str(CORRAL), "workloads", "list"], in_place_env, 1)
-    subprocess.run(["pkill", "-TERM", "-f", "corral.cli.warm "], check=False)
+    subprocess.run(["pkill", "-TERM", "-f", f"corral.cli.warm {runtime}/"], check=False)
+    shutil.rmtree(runtime, ignore_errors=True)
     return {k: {"p50_ms": pct(v, 50) * 1000, "p90_ms": pct(v, 90) * 1000} for k, v in runs.items()}
 
 

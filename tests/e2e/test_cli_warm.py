@@ -19,6 +19,7 @@ import select
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -124,19 +125,36 @@ def test_a_warm_call_does_what_a_call_in_place_does(server: LiveServer, runtime:
             same(cold, hot)
 
 
-def test_ctrl_c_reaches_the_command(server: LiveServer, runtime: Path):
+@pytest.fixture
+def ticking(server: LiveServer, runtime: Path) -> Iterator[tuple[dict[str, str], int, Path]]:
+    """A workload that prints a line every 0.2 s, and a warm process: (env, workload id, socket)."""
     env = env_for(server, runtime)
-    created, _ = corral(env, "workloads", "submit", "--type", "custom", "--name", "ticks", "--project", "default", "--json",
-                        "--command", "sh -c 'while true; do echo tick; sleep 0.2; done'")
+    created, _ = corral(env, "workloads", "submit", "--type", "custom", "--name", "ticks", "--project", "default",
+                        "--json", "--command", "sh -c 'while true; do echo tick; sleep 0.2; done'")
     assert created.returncode == 0, created.stderr
     workload = json.loads(created.stdout)["id"]
-    sock = wait_warm(runtime)
+    yield env, workload, wait_warm(runtime)
+    corral(env, "workloads", "delete", str(workload), "--yes")
+
+
+def follow(env: dict[str, str], workload: int, **popen: Any) -> subprocess.Popen[str]:
+    """`corral workloads logs ID --follow`, once its first line came (it streams: no buffer holds it)."""
     follower = subprocess.Popen([str(CORRAL_BIN), "workloads", "logs", str(workload), "--follow"], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                **popen)
+    assert ticks(follower), "no output within 30 s"
+    return follower
+
+
+def ticks(follower: subprocess.Popen[str], timeout: float = 30) -> bool:
+    ready, _, _ = select.select([follower.stdout], [], [], timeout)
+    return bool(ready) and "tick" in follower.stdout.readline()  # type: ignore[union-attr]
+
+
+def test_ctrl_c_reaches_the_command(ticking):
+    env, workload, sock = ticking
+    follower = follow(env, workload)
     try:
-        ready, _, _ = select.select([follower.stdout], [], [], 30)
-        assert ready, "no output within 30 s"
-        assert "tick" in follower.stdout.readline()  # the output streams as it comes (not held in a buffer)
         children = _children(warm_pid(sock))
         assert len(children) == 1  # the call's child of the warm process
         follower.send_signal(signal.SIGINT)
@@ -147,7 +165,84 @@ def test_ctrl_c_reaches_the_command(server: LiveServer, runtime: Path):
     finally:
         follower.kill()
         follower.wait()
-        corral(env, "workloads", "delete", str(workload), "--yes")
+
+
+@pytest.mark.parametrize("warm", [True, False], ids=["warm", "in-place"])
+def test_a_call_ended_by_sigterm_ends_by_sigterm(ticking, warm):
+    env, workload, _ = ticking
+    follower = follow(env if warm else {**env, "CORRAL_CLI_WARM": "0"}, workload)
+    follower.send_signal(signal.SIGTERM)
+    assert follower.wait(timeout=20) == -signal.SIGTERM  # a shell says 143, either way
+    assert "without an exit status" not in follower.stderr.read()  # type: ignore[union-attr]
+
+
+def test_a_signal_the_caller_ignores_is_not_passed_on(ticking):
+    """`nohup corral ... &`: SIGHUP is ignored by the call, wherever it runs."""
+    env, workload, _ = ticking
+    follower = follow(env, workload, preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    try:
+        follower.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        assert follower.poll() is None and ticks(follower)
+    finally:
+        follower.kill()
+        follower.wait()
+
+
+def test_ctrl_z_stops_the_child_with_the_caller(ticking):
+    env, workload, sock = ticking
+    follower = follow(env, workload)
+    try:
+        child = _children(warm_pid(sock))[0]
+        follower.send_signal(signal.SIGTSTP)
+        _state(follower.pid, "T")
+        _state(child, "T")  # stopped too: it does not go on reading or writing behind the shell's back
+        out = follower.stdout.fileno()  # type: ignore[union-attr]
+        while select.select([out], [], [], 0.5)[0]:  # what it wrote before it stopped
+            os.read(out, 65536)
+        assert not select.select([out], [], [], 1.0)[0]  # nothing while stopped
+        follower.send_signal(signal.SIGCONT)
+        _state(child, "RS")
+        assert select.select([out], [], [], 10)[0] and b"tick" in os.read(out, 65536)  # and it goes on
+    finally:
+        follower.kill()
+        follower.wait()
+
+
+def _state(pid: int, states: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        if state in states:
+            return
+        time.sleep(0.05)
+    pytest.fail(f"process {pid} is {state}, not {states}")
+
+
+def test_calls_that_need_more_than_the_standard_streams_run_in_place(server: LiveServer, runtime: Path,
+                                                                    tmp_path: Path):
+    """A path to one of the caller's own descriptors (bash's <(...)) names nothing in the
+    warm process; the caller's time zone must show in the times it prints."""
+    env = env_for(server, runtime)
+    corral(env, "whoami")
+    wait_warm(runtime)
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"type": "custom", "name": "from-fd", "project": "default", "command": "true"}))
+    with spec.open() as source:
+        done = subprocess.run([str(CORRAL_BIN), "workloads", "submit", "-f", f"/dev/fd/{source.fileno()}", "--json"],
+                              env=env, capture_output=True, text=True, timeout=60, pass_fds=[source.fileno()])
+    assert done.returncode == 0, done.stderr
+    workload = str(json.loads(done.stdout)["id"])
+    zoned = {**env, "TZ": "America/New_York"}
+    hot, ran_warm = corral(zoned, "workloads", "get", workload)
+    assert ran_warm
+    cold, _ = corral({**zoned, "CORRAL_CLI_WARM": "0"}, "workloads", "get", workload)
+
+    def created(output: str) -> str:  # the one line that cannot change between the calls
+        return " ".join(next(line for line in output.splitlines() if line.startswith("Created")).split())
+
+    assert created(hot.stdout) == created(cold.stdout)
+    assert corral(env, "workloads", "delete", workload, "--yes")[0].returncode == 0
 
 
 def test_a_changed_installation_is_not_served_by_the_old_process(server: LiveServer, runtime: Path):
@@ -216,8 +311,8 @@ answer, error = b"", None
 try:  # as corral.cli.entry calls: the request, then on TAKEN the streams with GO
     s.sendall(len(request).to_bytes(4, "big") + request)
     s.settimeout(20)
-    answer = s.recv(1)
-    if answer == b"A":
+    answer = s.recv(5)
+    if answer[:1] == b"A":
         socket.send_fds(s, [b"G"], [w, w, w])
     while chunk := s.recv(16):
         answer += chunk
@@ -272,3 +367,72 @@ def _gone(pid: int, timeout: float = 10) -> None:
             return
         time.sleep(0.05)
     pytest.fail(f"process {pid} is still there")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root, for unshare")
+def test_a_confined_caller_never_runs_in_an_unconfined_warm_process(server: LiveServer, runtime: Path,
+                                                                    tmp_path: Path):
+    """A call runs with the warm process's namespaces, cgroup and limits: a caller in a
+    network namespace of its own (no network) gets its own answer, not the outer warm
+    process's; and one that connects to the outer socket anyway is refused."""
+    env = env_for(server, runtime)
+    corral(env, "whoami")
+    sock = wait_warm(runtime)
+    confined = subprocess.run(["unshare", "-n", str(CORRAL_BIN), "whoami"], env=env, capture_output=True, text=True,
+                              timeout=60)
+    in_place = subprocess.run(["unshare", "-n", str(CORRAL_BIN), "whoami"], env={**env, "CORRAL_CLI_WARM": "0"},
+                              capture_output=True, text=True, timeout=60)
+    assert confined.returncode == in_place.returncode != 0  # no network in there: it cannot reach the server
+    assert "cannot reach" in confined.stderr
+    home = tmp_path / "home"
+    (home / ".config" / "corral").mkdir(parents=True)
+    (home / ".config" / "corral" / "config.json").write_text(json.dumps({"server": server.url,
+                                                                       "token": server.admin_token}))
+    attack = subprocess.run(["unshare", "-n", "/usr/bin/python3", "-c", ATTACK, str(sock), str(home)],
+                            capture_output=True, text=True, timeout=60)
+    refused = json.loads(attack.stdout)
+    assert refused["connect"] == "ok" and refused["answer"] == "" and refused["output"] == "", refused
+
+
+LISTENER = """
+import os, socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[1])
+os.chmod(sys.argv[1], 0o777)
+s.listen(8)
+print("listening", flush=True)
+s.settimeout(20)
+got = b""
+try:
+    conn, _ = s.accept()
+    conn.settimeout(5)
+    while chunk := conn.recv(65536):
+        got += chunk
+except OSError:
+    pass
+print(len(got), flush=True)
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to listen as another user")
+def test_a_caller_tells_nothing_to_a_socket_another_user_listens_on(server: LiveServer, runtime: Path):
+    """Were another user's socket at the warm process's path (a directory swapped under the
+    caller), the caller sees whose it is before it sends anything, and runs the call itself."""
+    env = env_for(server, runtime)
+    expected = Path(subprocess.run(
+        [sys.executable, "-c", "from corral.cli.entry import socket_path; print(socket_path())"],
+        env=env, capture_output=True, text=True, check=True).stdout.strip())
+    spot = Path(tempfile.mkdtemp(prefix="cw-nobody-", dir="/tmp"))
+    spot.chmod(0o777)
+    listener = subprocess.Popen(["/usr/bin/python3", "-c", LISTENER, str(spot / "s.sock")], user="nobody",
+                                stdout=subprocess.PIPE, text=True, cwd="/")
+    try:
+        assert listener.stdout.readline().strip() == "listening"  # type: ignore[union-attr]
+        os.rename(spot / "s.sock", expected)  # nobody's listening socket, where ours would be
+        result, ran_warm = corral(env, "whoami")
+        assert result.returncode == 0 and not ran_warm, result.stderr
+        assert listener.stdout.readline().strip() == "0"  # type: ignore[union-attr]  # told nothing
+    finally:
+        listener.kill()
+        listener.wait()
+        shutil.rmtree(spot, ignore_errors=True)

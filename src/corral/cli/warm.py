@@ -2,9 +2,9 @@
 
 `corral.cli.entry` starts it after a call it ran itself, and hands it the next calls (see
 there for why). It imports what the server-talking commands need once, then for each
-connection from its own user forks a child that takes over the caller's stdin, stdout and
-stderr, environment, working directory and umask, runs the command as `corral` would, and
-sends back its exit status. The child is a fresh copy of this process for every call, so
+connection from its own user, confined as it is (``entry.identity``), forks a child that
+takes over the caller's stdin, stdout and stderr, environment, working directory and umask,
+runs the command as `corral` would, and sends back its exit status. The child is a fresh copy of this process for every call, so
 nothing one call does is seen by the next.
 
 It holds ``<socket>.lock`` for its whole life (a second one started meanwhile leaves at
@@ -25,9 +25,10 @@ import socket
 import struct
 import sys
 import threading
+import time
 from typing import Any
 
-from corral.cli.entry import GO, IDLE_EXIT_S, STALE, TAKEN, WARM_COMMANDS
+from corral.cli.entry import GO, IDLE_EXIT_S, STALE, TAKEN, WARM_COMMANDS, identity
 
 _CHECK_EVERY_S = 30.0  # how often an idle warm process looks at its socket and its age
 
@@ -40,6 +41,7 @@ def serve(path: str) -> int:
         return 0  # another warm process serves this path
     _preload()
     loaded = _module_times()
+    own = identity("self")
     # What is loaded now stays as it is: the collector of a child never walks it, so the
     # child does not copy the pages it lies on (CPython's advice for servers that fork).
     gc.collect()
@@ -51,7 +53,7 @@ def serve(path: str) -> int:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(64)
-    identity = os.stat(path).st_ino
+    inode = os.stat(path).st_ino
     signal.signal(signal.SIGCHLD, _reap)  # reaped by us, so their CPU time is counted as ours (cutime)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     selector = selectors.DefaultSelector()
@@ -61,7 +63,7 @@ def serve(path: str) -> int:
         while idle_for < IDLE_EXIT_S:
             if not selector.select(_CHECK_EVERY_S):
                 idle_for += _CHECK_EVERY_S
-                if not _still_ours(path, identity):
+                if not _still_ours(path, inode):
                     return 0
                 continue
             idle_for = 0.0
@@ -70,8 +72,8 @@ def serve(path: str) -> int:
             except OSError:
                 continue
             with conn:
-                if not _same_user(conn):
-                    continue  # another user's call would run with our files: refused, unanswered
+                if not _same_caller(conn, own):
+                    continue  # another user's, or a confined caller's: refused, unanswered
                 if _module_times() != loaded:
                     conn.sendall(STALE)
                     return 0
@@ -81,7 +83,7 @@ def serve(path: str) -> int:
                     os.close(lock)
                     _run_child(conn)  # never returns
     finally:
-        if _still_ours(path, identity):
+        if _still_ours(path, inode):
             os.unlink(path)
     return 0
 
@@ -148,17 +150,19 @@ def _module_times() -> dict[str, float]:
     return times
 
 
-def _still_ours(path: str, identity: int) -> bool:
+def _still_ours(path: str, inode: int) -> bool:
     try:
-        return os.stat(path).st_ino == identity
+        return os.stat(path).st_ino == inode
     except OSError:
         return False
 
 
-def _same_user(conn: socket.socket) -> bool:
+def _same_caller(conn: socket.socket, own: str) -> bool:
+    """The caller is this user, confined as this process is (``entry.identity``): its call
+    will run with this process's namespaces, cgroup and limits."""
     credentials = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    _pid, uid, _gid = struct.unpack("3i", credentials)
-    return uid == os.getuid()
+    pid, uid, _gid = struct.unpack("3i", credentials)
+    return uid == os.getuid() and identity(str(pid)) == own
 
 
 def _run_child(conn: socket.socket) -> None:
@@ -167,7 +171,7 @@ def _run_child(conn: socket.socket) -> None:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         request = marshal.loads(_read(conn, int.from_bytes(_read(conn, 4), "big")))
-        conn.sendall(TAKEN)
+        conn.sendall(TAKEN + os.getpid().to_bytes(4, "big"))  # the caller stops and continues us on Ctrl-Z
         go, fds, _flags, _addr = socket.recv_fds(conn, 1, 3)
         if go != GO or len(fds) != 3:  # the caller gave up waiting and runs the call itself
             os._exit(0)
@@ -207,6 +211,7 @@ def _take_over(request: dict) -> None:
     """Become the caller: its environment, directory, umask and standard streams."""
     os.environ.clear()
     os.environ.update(request["env"])
+    time.tzset()  # TZ: local times as the caller's
     os.chdir(request["cwd"])
     os.umask(request["umask"])
     streams = []
