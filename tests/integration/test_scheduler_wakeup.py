@@ -7,6 +7,8 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from corral.db.engine import make_engine
 from corral.scheduler import wakeup
 from corral.scheduler.loop import AdmissionLoop
@@ -109,3 +111,20 @@ def test_held_agent_polls_wake_only_for_events_agents_act_on(world, db_url):
     finally:
         other.dispose()
         scheduler_engine.dispose()
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)  # NOTIFY: PostgreSQL's
+def test_an_agents_notification_behind_another_in_one_batch_still_wakes_the_agents(db_url):
+    """Notifications of one transaction arrive together, in order: the agents' one after a
+    plain one must not be lost with the rest of the batch."""
+    listener = make_engine(db_url, pool_size=1)
+    signal = wakeup.for_engine(listener)
+    try:
+        time.sleep(0.5)  # listening
+        agents = signal.agents.version
+        with make_engine(db_url, pool_size=1).begin() as conn:
+            conn.exec_driver_sql(f"NOTIFY {wakeup.CHANNEL}")
+            conn.exec_driver_sql(f"NOTIFY {wakeup.CHANNEL}, '{wakeup.AGENT_PAYLOAD}'")
+        assert _moved(lambda: signal.agents.version, agents), "the agents' notification was dropped"
+    finally:
+        listener.dispose()

@@ -157,7 +157,8 @@ def _install_hooks(engine: Engine, signal: EventSignal) -> None:
             if postgres:  # transactional: delivered when (and only if) this commits
                 conn.connection.driver_connection.execute(
                     f"NOTIFY {CHANNEL}, '{AGENT_PAYLOAD}'" if agents else f"NOTIFY {CHANNEL}")
-            conn.info[_COMMITTED] = AGENT_PAYLOAD if agents else "others"
+            if agents or not conn.info.get(_COMMITTED):  # an earlier commit's "agents" stands
+                conn.info[_COMMITTED] = AGENT_PAYLOAD if agents else "others"
 
     @event.listens_for(engine, "rollback")
     def _rollback(conn: Any) -> None:
@@ -215,12 +216,13 @@ def _listen_postgres(url: str, signal: EventSignal) -> None:
                 signal.changed_for_all()  # whatever happened while no one listened
                 delay = 0.5
                 while not signal._closed:  # a closed signal is noticed within a wait
-                    for note in conn.notifies(timeout=LISTEN_WAIT_S):
-                        if note.payload == AGENT_PAYLOAD:
-                            signal.changed_for_all()
-                        else:
-                            signal.changed()
-                        break  # one wake-up at a time: the waiters re-read anyway
+                    # Every notification of the batch that came (stop_after ends the wait,
+                    # not the batch): one wake-up for it, the agents' too if any asks.
+                    notes = list(conn.notifies(timeout=LISTEN_WAIT_S, stop_after=1))
+                    if any(note.payload == AGENT_PAYLOAD for note in notes):
+                        signal.changed_for_all()
+                    elif notes:
+                        signal.changed()
         except Exception as exc:  # noqa: BLE001 - the database restarts: listen again
             if signal._closed:
                 return
