@@ -42,15 +42,11 @@ def _cli_warm_processes() -> Iterator[None]:
     of a developer's own serves a test."""
     runtime = tempfile.mkdtemp(prefix="corral-rt-", dir="/tmp")
     os.chmod(runtime, 0o700)
-    before = os.environ.get("XDG_RUNTIME_DIR")
-    os.environ["XDG_RUNTIME_DIR"] = runtime
     try:
-        yield
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("XDG_RUNTIME_DIR", runtime)
+            yield
     finally:
-        if before is None:
-            os.environ.pop("XDG_RUNTIME_DIR", None)
-        else:
-            os.environ["XDG_RUNTIME_DIR"] = before
         import subprocess
 
         subprocess.run(["pkill", "-TERM", "-f", f"corral.cli.warm {runtime}/"], check=False)

@@ -49,8 +49,8 @@ def runtime() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="cw-", dir="/tmp"))
     path.chmod(0o700)
     yield path
-    for sock in (path / "corral").glob("*.sock"):
-        subprocess.run(["pkill", "-TERM", "-f", f"corral.cli.warm {sock}"], check=False)
+    # Every warm process started in it, its socket there or taken away (a stuck one's).
+    subprocess.run(["pkill", "-TERM", "-f", f"corral.cli.warm {path}/"], check=False)
     shutil.rmtree(path, ignore_errors=True)
 
 

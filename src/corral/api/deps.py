@@ -7,7 +7,6 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
-from starlette.concurrency import run_in_threadpool
 
 from corral.api.seen_tokens import SeenTokens
 from corral.services import clusters as cluster_service
@@ -69,11 +68,9 @@ async def agent_token(request: Request, credentials: Bearer) -> str:
     token gets 401 before a bad body gets 422, as on every route; a token seen valid in the
     last seconds is not looked up again (no hop to the thread pool on the hot path)."""
     token = _bearer(credentials)
-    token_hash = hash_token(token)
     seen = SeenTokens.of(request.app.state, "seen_agent_tokens")
-    if not seen.fresh(token_hash):
-        await run_in_threadpool(agent_cluster, request.app.state.engine, token)  # 401 if not an agent's
-        seen.add(token_hash)
+    # agent_cluster raises 401 for a token that is not an agent's
+    await seen.valid(hash_token(token), lambda: agent_cluster(request.app.state.engine, token))
     return token
 
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
+
+from starlette.concurrency import run_in_threadpool
 
 RECHECK_AFTER_S = 30.0
 _MAX_ENTRIES = 10_000
@@ -28,6 +31,15 @@ class SeenTokens:
             seen = cls()
             setattr(state, name, seen)
         return seen
+
+    async def valid(self, token_hash: str, look_up: Callable[[], Any]) -> bool:
+        """Seen valid lately, or ``look_up()`` (in the thread pool) finds it: remembered."""
+        if self.fresh(token_hash):
+            return True
+        if await run_in_threadpool(look_up) is None:
+            return False
+        self.add(token_hash)
+        return True
 
     def fresh(self, token_hash: str) -> bool:
         until = self._until.get(token_hash)

@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
-from starlette.concurrency import run_in_threadpool
 
 from corral.api.deps import Bearer, _bearer
 from corral.api.seen_tokens import SeenTokens
@@ -27,10 +26,8 @@ async def submit_token(request: Request, credentials: Bearer) -> str:
         raise Unauthenticated("invalid, expired or revoked token")
     token_hash = hash_token(token)
     seen = SeenTokens.of(request.app.state, "seen_submit_tokens")
-    if not seen.fresh(token_hash):
-        if await run_in_threadpool(authenticate, request.app.state.engine, token) is None:
-            raise Unauthenticated("invalid, expired or revoked token")
-        seen.add(token_hash)
+    if not await seen.valid(token_hash, lambda: authenticate(request.app.state.engine, token)):
+        raise Unauthenticated("invalid, expired or revoked token")
     return token_hash
 
 
