@@ -3,7 +3,10 @@ each answered with its own result only once committed."""
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import asyncio
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -65,6 +68,68 @@ def test_one_batch_writes_many_in_one_transaction(world):
     assert [r["name"] for r in results] == [f"b-{i}" for i in range(40)]
     assert len({r["id"] for r in results}) == 40
     assert _names(world.api.engine, "b-") == {f"b-{i}" for i in range(40)}
+    with world.api.engine.connect() as conn:  # each answer names its own row (ids are drawn, then written)
+        stored = dict(conn.execute(select(workloads.c.id, workloads.c.name)
+                                   .where(workloads.c.id.in_([r["id"] for r in results]))).all())
+    assert stored == {r["id"]: r["name"] for r in results}
+
+
+@pytest.fixture
+def event_loop_thread():
+    """An event loop running in a thread of its own, as uvicorn's serves requests."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield loop
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout=10)
+    loop.close()
+
+
+def test_a_batch_takes_the_requests_the_event_loop_is_still_handing_over(world, event_loop_thread):
+    """A burst of requests is handed over by the event loop one after the other: the writer,
+    woken by the first, waits for the loop's turn and writes the whole burst together."""
+    token = hash_token(world.api.tokens["alice@example.com"])
+    batcher = SubmitBatcher(world.api.engine, unhealthy_after_s=90, loop_turn_s=30)
+    batcher.follow_loop(event_loop_thread)
+    batcher.start()
+    futures: list[Future] = []
+
+    def burst() -> None:  # one turn of the loop: a request handed over, then the others
+        futures.append(batcher.submit_async(token, _spec(name="burst-0")))
+        time.sleep(0.3)  # the loop still busy with the next requests (the writer is awake by now)
+        futures.extend(batcher.submit_async(token, _spec(name=f"burst-{i}")) for i in range(1, 5))
+
+    event_loop_thread.call_soon_threadsafe(burst)
+    deadline = time.monotonic() + 30
+    while len(futures) < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [f.result(timeout=60)["name"] for f in futures] == [f"burst-{i}" for i in range(5)]
+    batcher.close()
+    assert batcher.batches == 1
+
+
+def test_a_batch_waits_for_a_busy_event_loop_only_so_long(world, event_loop_thread):
+    token = hash_token(world.api.tokens["alice@example.com"])
+    batcher = SubmitBatcher(world.api.engine, unhealthy_after_s=90, loop_turn_s=0.05)
+    batcher.follow_loop(event_loop_thread)
+    batcher.start()
+    seen: list[bool] = []
+
+    def stuck() -> None:  # a turn of the loop that takes 20 s at most
+        first = batcher.submit_async(token, _spec(name="not-held-0"))
+        deadline = time.monotonic() + 20
+        while not first.done() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        seen.append(first.done())
+
+    event_loop_thread.call_soon_threadsafe(stuck)
+    deadline = time.monotonic() + 30
+    while not seen and time.monotonic() < deadline:
+        time.sleep(0.01)
+    batcher.close()
+    assert seen == [True]  # written while the loop was still busy
+    assert _names(world.api.engine, "not-held-") == {"not-held-0"}
 
 
 def test_refused_items_get_their_own_errors_and_the_rest_of_the_batch_is_written(world):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from contextlib import asynccontextmanager
 
@@ -32,6 +33,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         # More threads than the pool has connections would only queue on the pool; fewer
         # than a few dozen keep a 2-core machine from thrashing between them.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.http_threads
+        app.state.submit_batcher.follow_loop(asyncio.get_running_loop())
         yield
         app.state.submit_batcher.close()
 

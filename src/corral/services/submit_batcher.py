@@ -17,6 +17,7 @@ one bad item never fails the others.
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
 from concurrent.futures import Future
@@ -33,6 +34,8 @@ from corral.services.users import principals_by_token_hash
 from corral.services.workloads import SubmissionLookups, prepare_submission, write_submissions
 
 INVALID_TOKEN = "invalid, expired or revoked token"
+# The longest a batch waits for the event loop to hand over the requests it holds.
+LOOP_TURN_S = 0.005
 
 
 @dataclass(slots=True)
@@ -45,17 +48,24 @@ class Submission:
 
 class SubmitBatcher:
     def __init__(self, engine: Engine, *, unhealthy_after_s: float, max_batch: int = 256,
-                 autostart: bool = True) -> None:
+                 autostart: bool = True, loop_turn_s: float = LOOP_TURN_S) -> None:
         """``autostart=False``: the writer starts on ``start()`` only (everything queued
-        before it then forms one batch)."""
+        before it then forms one batch). ``loop_turn_s``: the longest a batch waits for the
+        event loop's turn."""
         self._engine = engine
+        self._loop_turn_s = loop_turn_s
         self._autostart = autostart
         self._unhealthy_after_s = unhealthy_after_s
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[Submission | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.batches = 0  # batches committed (for tests and benchmarks)
+
+    def follow_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The event loop the requests arrive on: a batch waits for its current turn."""
+        self._loop = loop
 
     def submit_async(self, token_hash: str, spec: Any) -> Future[dict[str, Any]]:
         """Queue one submission; the future holds the created workload once committed, or
@@ -97,16 +107,9 @@ class SubmitBatcher:
             if first is None:
                 return
             batch = [first]
-            stop = False
-            while len(batch) < self._max_batch:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    stop = True
-                    break
-                batch.append(nxt)
+            stop = self._take_queued(batch)
+            if not stop and len(batch) < self._max_batch and self._loop_turn():
+                stop = self._take_queued(batch)
             # A request whose caller went away before its write began is not written; from
             # here on none of these futures can be cancelled.
             batch = [s for s in batch if s.future.set_running_or_notify_cancel()]
@@ -114,6 +117,31 @@ class SubmitBatcher:
                 self._write(batch)
             if stop:
                 return
+
+    def _take_queued(self, batch: list[Submission]) -> bool:
+        """Move what is queued into ``batch`` (up to the batch size); True if told to stop."""
+        while len(batch) < self._max_batch:
+            try:
+                nxt = self._queue.get_nowait()
+            except queue.Empty:
+                return False
+            if nxt is None:
+                return True
+            batch.append(nxt)
+        return False
+
+    def _loop_turn(self) -> bool:
+        """Wait until the event loop has run what it had ready (requests it is handing
+        over); False without a loop, or one that is closed or busy for longer than allowed."""
+        loop = self._loop
+        if loop is None:
+            return False
+        turned = threading.Event()
+        try:
+            loop.call_soon_threadsafe(turned.set)
+        except RuntimeError:  # the loop is closed
+            return False
+        return turned.wait(self._loop_turn_s)
 
     def _write(self, batch: list[Submission]) -> None:
         try:
