@@ -132,6 +132,33 @@ def test_a_batch_waits_for_a_busy_event_loop_only_so_long(world, event_loop_thre
     assert _names(world.api.engine, "not-held-") == {"not-held-0"}
 
 
+def test_the_callers_of_a_batch_coming_back_one_by_one_are_written_together(world):
+    token = hash_token(world.api.tokens["alice@example.com"])
+    batcher = SubmitBatcher(world.api.engine, unhealthy_after_s=90, autostart=False, return_wait_s=30,
+                            return_window_s=30)
+    first = [batcher.submit_async(token, _spec(name=f"round1-{i}")) for i in range(4)]
+    batcher.start()
+    for f in first:
+        f.result(timeout=60)
+    # Its four callers come back, the first ahead of the others.
+    second = [batcher.submit_async(token, _spec(name="round2-0"))]
+    time.sleep(0.3)
+    second += [batcher.submit_async(token, _spec(name=f"round2-{i}")) for i in range(1, 4)]
+    assert [f.result(timeout=60)["name"] for f in second] == [f"round2-{i}" for i in range(4)]
+    batcher.close()
+    assert batcher.batches == 2
+
+
+def test_a_lone_caller_does_not_wait_for_others(world):
+    token = hash_token(world.api.tokens["alice@example.com"])
+    batcher = SubmitBatcher(world.api.engine, unhealthy_after_s=90, return_wait_s=30, return_window_s=30)
+    batcher.submit(token, _spec(name="lone-0"))
+    started = time.monotonic()
+    batcher.submit(token, _spec(name="lone-1"))  # the last batch held one: nobody else is expected
+    batcher.close()
+    assert time.monotonic() - started < 10
+
+
 def test_refused_items_get_their_own_errors_and_the_rest_of_the_batch_is_written(world):
     alice = hash_token(world.api.tokens["alice@example.com"])
     bob = hash_token(world.api.tokens["bob@example.com"])

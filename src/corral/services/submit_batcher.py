@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,10 @@ from corral.services.workloads import SubmissionLookups, prepare_submission, wri
 INVALID_TOKEN = "invalid, expired or revoked token"
 # The longest a batch waits for the event loop to hand over the requests it holds.
 LOOP_TURN_S = 0.005
+# The longest a batch waits for the callers of the last one to come back, and how lately
+# that one must have been answered for them to be expected.
+RETURN_WAIT_S = 0.002
+RETURN_WINDOW_S = 0.010
 
 
 @dataclass(slots=True)
@@ -48,12 +53,15 @@ class Submission:
 
 class SubmitBatcher:
     def __init__(self, engine: Engine, *, unhealthy_after_s: float, max_batch: int = 256,
-                 autostart: bool = True, loop_turn_s: float = LOOP_TURN_S) -> None:
+                 autostart: bool = True, loop_turn_s: float = LOOP_TURN_S,
+                 return_wait_s: float = RETURN_WAIT_S, return_window_s: float = RETURN_WINDOW_S) -> None:
         """``autostart=False``: the writer starts on ``start()`` only (everything queued
-        before it then forms one batch). ``loop_turn_s``: the longest a batch waits for the
-        event loop's turn."""
+        before it then forms one batch). The waits (seconds): see LOOP_TURN_S, RETURN_WAIT_S
+        and RETURN_WINDOW_S."""
         self._engine = engine
         self._loop_turn_s = loop_turn_s
+        self._return_wait_s = return_wait_s
+        self._return_window_s = return_window_s
         self._autostart = autostart
         self._unhealthy_after_s = unhealthy_after_s
         self._max_batch = max_batch
@@ -61,6 +69,7 @@ class SubmitBatcher:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._last_batch = (0, 0.0)  # the last batch's size and when it was answered (monotonic)
         self.batches = 0  # batches committed (for tests and benchmarks)
 
     def follow_loop(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -110,6 +119,8 @@ class SubmitBatcher:
             stop = self._take_queued(batch)
             if not stop and len(batch) < self._max_batch and self._loop_turn():
                 stop = self._take_queued(batch)
+            if not stop:
+                stop = self._wait_for_returning(batch)
             # A request whose caller went away before its write began is not written; from
             # here on none of these futures can be cancelled.
             batch = [s for s in batch if s.future.set_running_or_notify_cancel()]
@@ -123,6 +134,27 @@ class SubmitBatcher:
         while len(batch) < self._max_batch:
             try:
                 nxt = self._queue.get_nowait()
+            except queue.Empty:
+                return False
+            if nxt is None:
+                return True
+            batch.append(nxt)
+        return False
+
+    def _wait_for_returning(self, batch: list[Submission]) -> bool:
+        """While fewer are in ``batch`` than the last batch answered moments ago, wait (a
+        little) for those callers' next requests; True if told to stop."""
+        size, answered_at = self._last_batch
+        now = time.monotonic()
+        if now - answered_at > self._return_window_s:
+            return False
+        deadline = now + self._return_wait_s
+        while len(batch) < min(size, self._max_batch):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            try:
+                nxt = self._queue.get(timeout=remaining)
             except queue.Empty:
                 return False
             if nxt is None:
@@ -164,6 +196,7 @@ class SubmitBatcher:
                 submission.future.set_exception(outcome)
             else:
                 submission.future.set_result(outcome)
+        self._last_batch = (len(batch), time.monotonic())
 
     def _check_and_write(self, conn: Connection, batch: list[Submission]) -> list[Any]:
         principals = principals_by_token_hash(conn, {s.token_hash for s in batch if s.token_hash is not None})
