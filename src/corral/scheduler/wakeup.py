@@ -145,7 +145,10 @@ def _install_hooks(engine: Engine, signal: EventSignal) -> None:
 
     @event.listens_for(engine, "before_cursor_execute")
     def _note(conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if statement[:18].upper() == "INSERT INTO EVENTS":
+        # An INSERT INTO events, alone or in a WITH of several tables' writes
+        # (dialect.write_together).
+        if statement[:18].upper() == "INSERT INTO EVENTS" or (
+                statement[:4].upper() == "WITH" and "INSERT INTO events " in statement):
             conn.info[_WRITTEN] = True
             if not conn.info.get(_FOR_AGENTS) and _for_agents(parameters):
                 conn.info[_FOR_AGENTS] = True
@@ -176,13 +179,16 @@ def _install_hooks(engine: Engine, signal: EventSignal) -> None:
 
 def _for_agents(parameters: Any) -> bool:
     """Whether inserted events include a kind agents act on: the ``kind`` values of the
-    statement's parameters (one row, several, or one multi-row INSERT's ``kind__N``).
-    True when it cannot tell (positional parameters: SQLite)."""
+    statement's parameters (one row, several, one multi-row INSERT's ``kind__N``, or the
+    array ``events__kind`` of dialect.write_together). True when it cannot tell
+    (positional parameters: SQLite)."""
     rows = parameters if isinstance(parameters, (list, tuple)) else [parameters]
     told = False
     for row in rows:
         if not isinstance(row, Mapping):
             return True
+        if "events__kind" in row:
+            return any(kind in AGENT_EVENT_KINDS for kind in row["events__kind"])
         for key, value in row.items():
             if key == "kind" or key.startswith("kind__"):
                 told = True

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, select, update
 
-from corral.db.dialect import upsert_add
+from corral.db.dialect import AddTo, upsert_add, write_together
 from corral.db.tables import components, project_usage, workload_counts, workloads
 from corral.db.tables import events as event_log
 from corral.domain.resources import Resources
@@ -61,12 +61,17 @@ def count_delta(project_id: int, cluster_id: int, type_: str, status: str, delta
 
 def add_counts(conn: Connection, deltas: list[dict[str, Any]]) -> None:
     """Apply count deltas, merged per key and in key order (no lock-order deadlocks)."""
+    write_together(conn, counts_write(deltas))
+
+
+def counts_write(deltas: list[dict[str, Any]]) -> AddTo:
+    """Count deltas as one write (dialect.write_together), merged per key and in key order."""
     merged: dict[tuple[int, int, str, str], int] = {}
     for d in deltas:
         key = (d["project_id"], d["cluster_id"], d["type"], d["status"])
         merged[key] = merged.get(key, 0) + d["count"]
     rows = [count_delta(*key, n) for key, n in sorted(merged.items()) if n]
-    upsert_add(conn, workload_counts, ("project_id", "cluster_id", "type", "status"), ("count",), rows)
+    return AddTo(workload_counts, ("project_id", "cluster_id", "type", "status"), ("count",), rows)
 
 
 _USAGE_COLUMNS = ("gpu", "cpu", "memory", "ephemeral_storage", "queued")

@@ -8,8 +8,9 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Connection, and_, func, or_, select
 
-from corral.db.dialect import insert_returning_ids
+from corral.db.dialect import Rows, insert_returning_ids, write_together
 from corral.db.tables import clusters, components, projects, quotas, workload_counts, workloads
+from corral.db.tables import events as events_table
 from corral.domain.clusters import ClusterHealth, cluster_health
 from corral.domain.deletion import delete_refusal
 from corral.domain.durations import format_duration
@@ -34,8 +35,8 @@ from corral.services.principal import Principal
 from corral.services.quotas import limit_of
 from corral.services.status import (
     STATE_COLUMNS,
-    add_counts,
     add_usage,
+    counts_write,
     usage_delta,
     clock_of,
     count_delta,
@@ -222,9 +223,8 @@ def write_submissions(conn: Connection, items: list[PreparedSubmission]) -> list
             kind="submitted", message=f"{WorkloadType(item.type).label} workload {item.name!r} submitted to "
                                       f"cluster {item.cluster_name}; {row['status']}", at=now))
         deltas.append(count_delta(item.project_id, item.cluster_id, item.type, row["status"], +1))
-    conn.execute(components.insert(), component_rows)
-    events.record_many(conn, event_rows)
-    add_counts(conn, deltas)
+    # Counts last, usage after them: every writer locks counts before usage rows.
+    write_together(conn, Rows(components, component_rows), Rows(events_table, event_rows), counts_write(deltas))
     queued: dict[tuple[int, int], int] = {}
     for item in items:
         queued[(item.project_id, item.cluster_id)] = queued.get((item.project_id, item.cluster_id), 0) + 1
