@@ -36,13 +36,20 @@ def _is_member(principal: Principal, project_id_col: Any = projects.c.id) -> Any
 
 def resolve(conn: Connection, principal: Principal, name: str) -> dict[str, Any]:
     """The project by name if the caller may see it; NotFound otherwise."""
-    query = select(*_COLUMNS).where(projects.c.name == name)
-    if not principal.is_admin:
-        query = query.where(_is_member(principal))
-    row = conn.execute(query).first()
+    row = conn.execute(select(*_COLUMNS).where(*named_and_visible(principal, name))).first()
     if row is None:
-        raise NotFound(f"project {name!r} not found", field="project")
+        raise not_found(name)
     return _project_dict(row)
+
+
+def named_and_visible(principal: Principal, name: str) -> list[Any]:
+    """The conditions that find project ``name`` if the caller may see it (a query that
+    reads more than the project: ``query.where(*named_and_visible(...))``)."""
+    return [projects.c.name == name, *([] if principal.is_admin else [_is_member(principal)])]
+
+
+def not_found(name: str) -> NotFound:
+    return NotFound(f"project {name!r} not found", field="project")
 
 
 def visible_project_ids(conn: Connection, principal: Principal) -> list[int] | None:

@@ -108,19 +108,34 @@ _CLUSTER_QUOTA = (
 )
 
 
+# A project with its clusters and quotas (a row per quota; one with no cluster if none).
+_PROJECT_CANDIDATES = (
+    select(projects.c.id.label("project_id"), projects.c.name.label("project_name"), *_CLUSTER_QUOTA.selected_columns)
+    .select_from(projects.outerjoin(quotas, quotas.c.project_id == projects.c.id)
+                 .outerjoin(clusters, clusters.c.id == quotas.c.cluster_id))
+    .order_by(clusters.c.name)
+)
+
+
 class SubmissionLookups:
     """What several submissions checked in one transaction share (a group commit's batch):
-    each caller's project by name and each project's clusters and quotas, read once."""
+    each caller's project by name and each project's clusters and quotas, read once, in
+    one query."""
 
     def __init__(self) -> None:
         self._projects: dict[tuple[int, str, str], dict[str, Any]] = {}
         self._candidates: dict[int, list[Any]] = {}
 
     def project(self, conn: Connection, principal: Principal, name: str) -> dict[str, Any]:
+        """The project (id and name) if the caller may see it; its candidates come with it."""
         key = (principal.user_id, principal.role, name)
         found = self._projects.get(key)
         if found is None:
-            found = self._projects[key] = project_service.resolve(conn, principal, name)
+            rows = conn.execute(_PROJECT_CANDIDATES.where(*project_service.named_and_visible(principal, name))).all()
+            if not rows:
+                raise project_service.not_found(name)
+            found = self._projects[key] = {"id": rows[0].project_id, "name": rows[0].project_name}
+            self._candidates.setdefault(found["id"], [r for r in rows if r.quota_id is not None])
         return found
 
     def candidates(self, conn: Connection, project_id: int) -> list[Any]:
