@@ -28,19 +28,23 @@ def _upsert_add_statement(dialect: str, table: Table, keys: tuple[str, ...], col
 
 def insert_returning_ids(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> list[int]:
     """Insert many rows in a few statements whatever their number; their ids, in order."""
+    ids, rest = draw_ids(conn, table, rows)
+    write_together(conn, rest)
+    return ids
+
+
+def draw_ids(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> tuple[list[int], Rows]:
+    """The ids new ``rows`` of ``table`` get, in order, and what is left to write (pass it
+    to write_together, with the rows that refer to these ids: one statement for all on
+    PostgreSQL). On PostgreSQL the ids are drawn from the table's sequence and nothing is
+    written yet; on SQLite the rows are inserted now (RETURNING) and nothing is left."""
     if not rows:
-        return []
+        return [], Rows(table, [])
     if conn.dialect.name == "postgresql":
-        # The ids drawn from the table's sequence first, then one executemany (pipelined by
-        # psycopg): its text is the same for any number of rows, so psycopg converts it once
-        # and the server prepares it, where a multi-row INSERT ... RETURNING of rows x
-        # columns parameters is converted and planned anew each time (a group commit's
-        # batch spent a sixth of its Python time there).
         ids = list(conn.execute(_NEXT_IDS, {"table": table.name, "n": len(rows)}).scalars())
-        conn.execute(table.insert(), [{**row, "id": id_} for row, id_ in zip(rows, ids)])
-        return ids
+        return ids, Rows(table, [{**row, "id": id_} for row, id_ in zip(rows, ids)])
     result = conn.execute(table.insert().returning(table.c.id, sort_by_parameter_order=True), rows)
-    return [r[0] for r in result]
+    return [r[0] for r in result], Rows(table, [])
 
 
 _NEXT_IDS = text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)")

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Connection, and_, func, or_, select
 
-from corral.db.dialect import Rows, insert_returning_ids, write_together
+from corral.db.dialect import Rows, draw_ids, write_together
 from corral.db.tables import clusters, components, projects, quotas, workload_counts, workloads
 from corral.db.tables import events as events_table
 from corral.domain.clusters import ClusterHealth, cluster_health
@@ -224,7 +224,7 @@ def write_submissions(conn: Connection, items: list[PreparedSubmission]) -> list
             "cluster_named": item.cluster_named, "units": item.units, "spread": item.spread,
             "created_at": now, "run_seconds": 0.0, "endpoints": {}, "version": 0,
         })
-    ids = insert_returning_ids(conn, workloads, rows)
+    ids, workload_rows = draw_ids(conn, workloads, rows)
     component_rows, event_rows, deltas = [], [], []
     for workload_id, item, row in zip(ids, items, rows):
         for plan in item.components:
@@ -239,7 +239,8 @@ def write_submissions(conn: Connection, items: list[PreparedSubmission]) -> list
                                       f"cluster {item.cluster_name}; {row['status']}", at=now))
         deltas.append(count_delta(item.project_id, item.cluster_id, item.type, row["status"], +1))
     # Counts last, usage after them: every writer locks counts before usage rows.
-    write_together(conn, Rows(components, component_rows), Rows(events_table, event_rows), counts_write(deltas))
+    write_together(conn, workload_rows, Rows(components, component_rows), Rows(events_table, event_rows),
+                   counts_write(deltas))
     queued: dict[tuple[int, int], int] = {}
     for item in items:
         queued[(item.project_id, item.cluster_id)] = queued.get((item.project_id, item.cluster_id), 0) + 1
