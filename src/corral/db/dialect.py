@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, func, select, text
+from sqlalchemy import Connection, String, Table, bindparam, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 
@@ -69,52 +69,73 @@ class AddTo:
 
 
 def write_together(conn: Connection, *writes: Rows | AddTo) -> None:
-    """Several tables' writes in as few statements as the database allows: on PostgreSQL
-    one (each table's rows as arrays, unnested, every write but the last a data-modifying
-    WITH); on SQLite one executemany each. A round trip saved is worth more than the work
-    of the statement: a group commit's batch is a chain of them."""
-    writes = tuple(w for w in writes if w.rows)
-    if conn.dialect.name != "postgresql" or len(writes) < 2:
-        for w in writes:
-            if isinstance(w, AddTo):
-                upsert_add(conn, w.table, w.keys, w.columns, w.rows)
-            else:
-                conn.execute(w.table.insert(), w.rows)
-        return
+    """Several tables' writes in as few statements as the database allows. On PostgreSQL
+    every ``Rows`` (new rows) in one statement: each table's rows as arrays, unnested,
+    every insert but the last a data-modifying WITH (a round trip saved is worth more than
+    the work of the statement: a group commit's batch is a chain of them). On SQLite one
+    executemany each. ``AddTo`` writes run after the inserts, each its own statement, in
+    the order given: they lock rows other writers share, and those locks must come after
+    the inserts' foreign-key checks (taken at the end of a statement, on parent rows that a
+    deletion locks first) and in every writer's order (counts before usage)."""
+    inserts = [w for w in writes if isinstance(w, Rows) and w.rows]
+    if conn.dialect.name == "postgresql" and len(inserts) > 1:
+        _insert_together(conn, inserts)
+    else:
+        for w in inserts:
+            conn.execute(w.table.insert(), w.rows)
+    for w in writes:
+        if isinstance(w, AddTo) and w.rows:
+            upsert_add(conn, w.table, w.keys, w.columns, w.rows)
+
+
+def _insert_together(conn: Connection, inserts: list[Rows]) -> None:
     params: dict[str, list[Any]] = {}
     shapes = []
-    for w in writes:
-        rows = _merged(w) if isinstance(w, AddTo) else w.rows
-        names = tuple(rows[0])
-        shapes.append((w.table, names, w.keys, w.columns) if isinstance(w, AddTo) else (w.table, names, (), ()))
+    for w in inserts:
+        names = tuple(w.rows[0])
+        if any(row.keys() != w.rows[0].keys() for row in w.rows):
+            raise ValueError(f"rows for {w.table.name} differ in their columns")
+        defaults = _python_defaults(w.table, names)
         for name in names:
-            params[f"{w.table.name}__{name}"] = [row[name] for row in rows]
+            params[f"{w.table.name}__{name}"] = [row[name] for row in w.rows]
+        for name, value in defaults.items():
+            params[f"{w.table.name}__{name}"] = [value() for _ in w.rows]
+        shapes.append((w.table, names + tuple(defaults)))
+    if len({table.name for table, _ in shapes}) < len(shapes):
+        raise ValueError("one Rows per table")
     conn.execute(_together_statement(tuple(shapes)), params)
 
 
-def _merged(w: AddTo) -> list[dict[str, Any]]:
-    """One row per key (PostgreSQL's ON CONFLICT cannot touch a row twice in a statement)."""
-    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for row in w.rows:
-        key = tuple(row[k] for k in w.keys)
-        if key in merged:
-            for c in w.columns:
-                merged[key][c] += row[c]
+def _python_defaults(table: Table, given: tuple[str, ...]) -> dict[str, Any]:
+    """The columns left out that have a Python-side default, each with a function giving it
+    (INSERT ... SELECT does not apply them; the database's own defaults apply by themselves)."""
+    out = {}
+    for column in table.c:
+        default = column.default
+        if column.name in given or default is None:
+            continue
+        if default.is_scalar:
+            out[column.name] = lambda value=default.arg: value
+        elif default.is_callable:
+            out[column.name] = lambda fn=default.arg: fn(None)  # SQLAlchemy's wrapper takes a context
         else:
-            merged[key] = dict(row)
-    return list(merged.values())
+            raise ValueError(f"{table.name}.{column.name}: a default write_together cannot apply")
+    return out
 
 
 @lru_cache(maxsize=64)
-def _together_statement(shapes: tuple[tuple[Table, tuple[str, ...], tuple[str, ...], tuple[str, ...]], ...]) -> Any:
+def _together_statement(shapes: tuple[tuple[Table, tuple[str, ...]], ...]) -> Any:
     statements = []
-    for table, names, keys, columns in shapes:
-        arrays = [bindparam(f"{table.name}__{n}", type_=postgresql.ARRAY(table.c[n].type)) for n in names]
+    for table, names in shapes:
+        arrays = [bindparam(f"{table.name}__{n}", type_=postgresql.ARRAY(_unbounded(table.c[n].type)))
+                  for n in names]
         source = func.unnest(*arrays).table_valued(*names).render_derived(name=f"{table.name}_rows")
-        insert = postgresql.insert(table).from_select(list(names), select(*source.c), include_defaults=True)
-        if keys:
-            insert = insert.on_conflict_do_update(
-                index_elements=list(keys), set_={c: table.c[c] + insert.excluded[c] for c in columns})
-        statements.append(insert)
+        statements.append(postgresql.insert(table).from_select(list(names), select(*source.c)))
     *first, last = statements
-    return last.add_cte(*(s.cte(f"{shape[0].name}_written") for s, shape in zip(first, shapes)))
+    return last.add_cte(*(s.cte(f"{table.name}_written") for s, (table, _) in zip(first, shapes)))
+
+
+def _unbounded(type_: Any) -> Any:
+    """A string type without its length: an explicit CAST to VARCHAR(n) would cut a longer
+    value short, where the column's own (assignment) cast refuses it."""
+    return String() if isinstance(type_, String) and type_.length is not None else type_

@@ -117,7 +117,8 @@ class SubmitBatcher:
                 return
             batch = [first]
             stop = self._take_queued(batch)
-            if not stop and len(batch) < self._max_batch and self._loop_turn():
+            if not stop and len(batch) < self._max_batch:
+                self._loop_turn()  # however it ended, what was queued meanwhile comes along
                 stop = self._take_queued(batch)
             if not stop:
                 stop = self._wait_for_returning(batch)
@@ -162,18 +163,19 @@ class SubmitBatcher:
             batch.append(nxt)
         return False
 
-    def _loop_turn(self) -> bool:
+    def _loop_turn(self) -> None:
         """Wait until the event loop has run what it had ready (requests it is handing
-        over); False without a loop, or one that is closed or busy for longer than allowed."""
+        over), or no longer than allowed (a busy loop); not at all without a loop or with
+        a closed one."""
         loop = self._loop
         if loop is None:
-            return False
+            return
         turned = threading.Event()
         try:
             loop.call_soon_threadsafe(turned.set)
         except RuntimeError:  # the loop is closed
-            return False
-        return turned.wait(self._loop_turn_s)
+            return
+        turned.wait(self._loop_turn_s)
 
     def _write(self, batch: list[Submission]) -> None:
         try:

@@ -238,7 +238,8 @@ def write_submissions(conn: Connection, items: list[PreparedSubmission]) -> list
             kind="submitted", message=f"{WorkloadType(item.type).label} workload {item.name!r} submitted to "
                                       f"cluster {item.cluster_name}; {row['status']}", at=now))
         deltas.append(count_delta(item.project_id, item.cluster_id, item.type, row["status"], +1))
-    # Counts last, usage after them: every writer locks counts before usage rows.
+    # The new rows in one statement (PostgreSQL), then the counts, then the usage: every
+    # writer locks counts before usage rows.
     write_together(conn, workload_rows, Rows(components, component_rows), Rows(events_table, event_rows),
                    counts_write(deltas))
     queued: dict[tuple[int, int], int] = {}
