@@ -201,6 +201,17 @@ class Corral:
         if status != 200:
             raise RuntimeError(f"quota: {status} {body}")
 
+    def fill(self, running: int) -> None:
+        """``running`` workloads running and a hard quota that makes every later one queue
+        (``running`` millicores, 1m each)."""
+        self.set_quota(running)
+        with contextlib.closing(self.http()) as h:
+            for i in range(running):
+                status, body = h.call("POST", "/api/v1/workloads", self.body(f"busy{i}", ["sleep", "3600"]))
+                if status != 201:
+                    raise RuntimeError(f"busy{i}: {status} {body}")
+            self.wait_count(h, running, "Running")
+
     @staticmethod
     def body(name: str, command: list[str]) -> dict[str, Any]:
         return {"type": "custom", "name": name, "project": "default", "command": command,

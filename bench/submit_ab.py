@@ -52,12 +52,7 @@ def one_side(args: argparse.Namespace) -> None:
     corral = Corral(root, url)
     corral.start()
     try:
-        corral.set_quota(RUNNING)
-        with contextlib.closing(corral.http()) as h:
-            for i in range(RUNNING):
-                status, body = h.call("POST", "/api/v1/workloads", corral.body(f"busy{i}", ["sleep", "3600"]))
-                assert status == 201, body
-            corral.wait_count(h, RUNNING, "Running")
+        corral.fill(RUNNING)
         time.sleep(1)
         assert corral.proc is not None
         serve = corral.proc.pid

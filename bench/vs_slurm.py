@@ -118,12 +118,8 @@ def client_cpu() -> float:
 
 
 def corral_submissions(corral: Corral) -> dict[str, Any]:
-    corral.set_quota(RUNNING)
+    corral.fill(RUNNING)
     with contextlib.closing(corral.http()) as h:
-        for i in range(RUNNING):
-            status, body = h.call("POST", "/api/v1/workloads", corral.body(f"busy{i}", ["sleep", "3600"]))
-            assert status == 201, body
-        corral.wait_count(h, RUNNING, "Running")
         time.sleep(1)
         sups = corral.supervisor_pids()
         memory = {"processes": len(sups), "pss_kib": sum(pss_kib(p) for p in sups)}

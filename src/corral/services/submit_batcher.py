@@ -130,11 +130,18 @@ class SubmitBatcher:
             if stop:
                 return
 
-    def _take_queued(self, batch: list[Submission]) -> bool:
-        """Move what is queued into ``batch`` (up to the batch size); True if told to stop."""
-        while len(batch) < self._max_batch:
+    def _take_queued(self, batch: list[Submission], *, upto: int | None = None,
+                     until: float | None = None) -> bool:
+        """Move submissions into ``batch`` until it holds ``upto`` (default and at most: the
+        batch size): those queued now, or with ``until`` (a monotonic deadline) those that
+        arrive by then. True if told to stop."""
+        upto = self._max_batch if upto is None else min(upto, self._max_batch)
+        while len(batch) < upto:
             try:
-                nxt = self._queue.get_nowait()
+                if until is None:
+                    nxt = self._queue.get_nowait()
+                else:
+                    nxt = self._queue.get(timeout=max(0.0, until - time.monotonic()))
             except queue.Empty:
                 return False
             if nxt is None:
@@ -149,19 +156,7 @@ class SubmitBatcher:
         now = time.monotonic()
         if now - answered_at > self._return_window_s:
             return False
-        deadline = now + self._return_wait_s
-        while len(batch) < min(size, self._max_batch):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            try:
-                nxt = self._queue.get(timeout=remaining)
-            except queue.Empty:
-                return False
-            if nxt is None:
-                return True
-            batch.append(nxt)
-        return False
+        return self._take_queued(batch, upto=size, until=now + self._return_wait_s)
 
     def _loop_turn(self) -> None:
         """Wait until the event loop has run what it had ready (requests it is handing
