@@ -284,6 +284,9 @@ def test_a_stuck_warm_process_is_passed_by_and_never_runs_the_call_too(server: L
     assert corral(env, "workloads", "delete", str(json.loads(created.stdout)["id"]), "--yes")[0].returncode == 0
 
 
+NOT_OURS = "is not a directory of yours that only you can enter (calls run in place, slower)"
+
+
 def test_a_directory_others_can_enter_is_never_used(server: LiveServer, runtime: Path):
     (runtime / "corral").mkdir(mode=0o777)
     (runtime / "corral").chmod(0o777)
@@ -291,7 +294,20 @@ def test_a_directory_others_can_enter_is_never_used(server: LiveServer, runtime:
     for _ in range(2):
         result, ran_warm = corral(env, "whoami")
         assert result.returncode == 0 and not ran_warm, result.stderr
+        assert f"corral: no warm process: {runtime / 'corral'} {NOT_OURS}" in result.stderr
     time.sleep(1)
+    assert list((runtime / "corral").iterdir()) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to give the directory to another user")
+def test_a_directory_another_user_made_first_is_never_used(server: LiveServer, runtime: Path):
+    """Another user took the directory's name first (as one can in /tmp): calls run in place
+    and say so."""
+    (runtime / "corral").mkdir(mode=0o700)
+    os.chown(runtime / "corral", pwd.getpwnam("nobody").pw_uid, -1)
+    result, ran_warm = corral(env_for(server, runtime), "whoami")
+    assert result.returncode == 0 and not ran_warm, result.stderr
+    assert NOT_OURS in result.stderr
     assert list((runtime / "corral").iterdir()) == []
 
 
