@@ -295,6 +295,10 @@ def test_a_directory_others_can_enter_is_never_used(server: LiveServer, runtime:
         result, ran_warm = corral(env, "whoami")
         assert result.returncode == 0 and not ran_warm, result.stderr
         assert f"corral: no warm process: {runtime / 'corral'} {NOT_OURS}" in result.stderr
+    # With no stderr to say it on, the call still runs.
+    closed = subprocess.run(["sh", "-c", f"exec {CORRAL_BIN} whoami 2>&-"], env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert closed.returncode == 0 and "admin" in closed.stdout, closed
     time.sleep(1)
     assert list((runtime / "corral").iterdir()) == []
 

@@ -132,6 +132,24 @@ def test_a_batch_waits_for_a_busy_event_loop_only_so_long(world, event_loop_thre
     assert _names(world.api.engine, "not-held-") == {"not-held-0"}
 
 
+def test_what_arrives_while_a_busy_loop_is_waited_for_joins_the_batch(world, event_loop_thread):
+    """The loop's turn times out (the loop is busy for longer), but what was queued
+    meanwhile (here from another thread, as the web form's submissions come) joins the
+    batch."""
+    token = hash_token(world.api.tokens["alice@example.com"])
+    batcher = SubmitBatcher(world.api.engine, unhealthy_after_s=90, loop_turn_s=1.0)
+    batcher.follow_loop(event_loop_thread)
+    batcher.start()
+    event_loop_thread.call_soon_threadsafe(time.sleep, 3)  # the loop, busy for 3 s
+    time.sleep(0.1)
+    first = batcher.submit_async(token, _spec(name="busy-loop-0"))
+    time.sleep(0.3)  # the writer waits for the loop's turn by now
+    second = batcher.submit_async(token, _spec(name="busy-loop-1"))
+    assert first.result(timeout=60)["name"] == "busy-loop-0" and second.result(timeout=60)["name"] == "busy-loop-1"
+    batcher.close()
+    assert batcher.batches == 1
+
+
 def test_the_callers_of_a_batch_coming_back_one_by_one_are_written_together(world):
     token = hash_token(world.api.tokens["alice@example.com"])
     batcher = SubmitBatcher(world.api.engine, unhealthy_after_s=90, autostart=False, return_wait_s=30,

@@ -145,7 +145,7 @@ def test_a_project_deleted_while_its_submission_is_written_does_not_deadlock(eng
                                .returning(clusters.c.id)).scalar_one()
         conn.execute(insert(workload_counts).values(project_id=project, cluster_id=cluster, type="custom",
                                                     status="Pending", count=0))
-        conn.execute(text("CREATE FUNCTION slow_event() RETURNS trigger AS $$ BEGIN PERFORM pg_sleep(1.5); "
+        conn.execute(text("CREATE FUNCTION slow_event() RETURNS trigger AS $$ BEGIN PERFORM pg_sleep(3); "
                           "RETURN NEW; END $$ LANGUAGE plpgsql"))
         conn.execute(text("CREATE TRIGGER slow_event BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION slow_event()"))
     outcomes: dict[str, BaseException | None] = {}
@@ -171,7 +171,7 @@ def test_a_project_deleted_while_its_submission_is_written_does_not_deadlock(eng
             outcomes["submission"] = exc
 
     def deletion() -> None:
-        time.sleep(0.5)  # the submission's statement is in the events' trigger by now
+        time.sleep(1.0)  # the submission's statement is in the events' trigger by now
         try:
             with write_tx(engine) as conn:
                 conn.execute(delete(projects).where(projects.c.id == project))

@@ -100,9 +100,14 @@ def socket_path() -> str | None:
         return None
     is_dir = st.st_mode & 0o170000 == 0o040000  # stat.S_ISDIR, without loading stat
     if not is_dir or st.st_uid != os.getuid() or st.st_mode & 0o077:
-        # Someone else's, or open to others: never talk through it, and say why calls are slow.
-        os.write(2, f"corral: no warm process: {base} is not a directory of yours that only you can enter "
-                    f"(calls run in place, slower); remove it or set XDG_RUNTIME_DIR\n".encode())
+        # Someone else's, or open to others: never talk through it, and say why calls are slow
+        # (where there is a stderr to say it on).
+        try:
+            os.write(2, f"corral: no warm process: {base} is not a directory of yours that only you can enter "
+                        f"(calls run in place, slower); remove it, set XDG_RUNTIME_DIR or CORRAL_CLI_WARM=0\n"
+                        .encode())
+        except OSError:
+            pass
         return None
     path = os.path.join(base, f"cli-{_build_key()}.sock")
     return path if len(path.encode()) < 100 else None  # a Unix socket's path is short (108 bytes)

@@ -108,7 +108,8 @@ def _insert_together(conn: Connection, inserts: list[Rows]) -> None:
 
 def _python_defaults(table: Table, given: tuple[str, ...]) -> dict[str, Any]:
     """The columns left out that have a Python-side default, each with a function giving it
-    (INSERT ... SELECT does not apply them; the database's own defaults apply by themselves)."""
+    (INSERT ... SELECT does not apply them; the database's own defaults apply by themselves).
+    Scalars and callables of no argument only, as Corral's tables have."""
     out = {}
     for column in table.c:
         default = column.default
@@ -136,6 +137,7 @@ def _together_statement(shapes: tuple[tuple[Table, tuple[str, ...]], ...]) -> An
 
 
 def _unbounded(type_: Any) -> Any:
-    """A string type without its length: an explicit CAST to VARCHAR(n) would cut a longer
-    value short, where the column's own (assignment) cast refuses it."""
-    return String() if isinstance(type_, String) and type_.length is not None else type_
+    """A plain string type without its length: an explicit CAST to VARCHAR(n) would cut a
+    longer value short, where the column's own (assignment) cast refuses it. (Corral's
+    tables have no Enum or TypeDecorator over a bounded string, which this leaves as is.)"""
+    return String() if type(type_) is String and type_.length is not None else type_
