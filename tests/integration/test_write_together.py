@@ -18,13 +18,19 @@ from corral.services.clock import utcnow
 COUNT_KEYS = ("project_id", "cluster_id", "type", "status")
 
 
-def _project_cluster_workload(conn) -> tuple[int, int, int]:
+def _user_project_cluster(conn) -> tuple[int, int, int]:
     now = utcnow()
     user = conn.execute(insert(users).values(email="a@example.com", display_name="A", role="member", created_at=now)
                         .returning(users.c.id)).scalar_one()
     project = conn.execute(insert(projects).values(name="p", created_at=now).returning(projects.c.id)).scalar_one()
     cluster = conn.execute(insert(clusters).values(name="c", kind="local", created_at=now)
                            .returning(clusters.c.id)).scalar_one()
+    return user, project, cluster
+
+
+def _project_cluster_workload(conn) -> tuple[int, int, int]:
+    now = utcnow()
+    user, project, cluster = _user_project_cluster(conn)
     workload = conn.execute(insert(workloads).values(
         project_id=project, cluster_id=cluster, cluster_name="c", created_by="a@example.com", created_by_id=user,
         name="w", type="custom", priority=0, preemptible=False, spec={}, status="Pending",
@@ -138,11 +144,7 @@ def test_a_project_deleted_while_its_submission_is_written_does_not_deadlock(eng
     submission's insert statement open while the project is deleted."""
     now = utcnow()
     with write_tx(engine) as conn:  # a project with no workload yet: it may be deleted
-        user = conn.execute(insert(users).values(email="a@example.com", display_name="A", role="member",
-                                                 created_at=now).returning(users.c.id)).scalar_one()
-        project = conn.execute(insert(projects).values(name="p", created_at=now).returning(projects.c.id)).scalar_one()
-        cluster = conn.execute(insert(clusters).values(name="c", kind="local", created_at=now)
-                               .returning(clusters.c.id)).scalar_one()
+        user, project, cluster = _user_project_cluster(conn)
         conn.execute(insert(workload_counts).values(project_id=project, cluster_id=cluster, type="custom",
                                                     status="Pending", count=0))
         conn.execute(text("CREATE FUNCTION slow_event() RETURNS trigger AS $$ BEGIN PERFORM pg_sleep(3); "

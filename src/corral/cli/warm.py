@@ -4,8 +4,8 @@
 there for why). It imports what the server-talking commands need once, then for each
 connection from its own user, confined as it is (``entry.identity``), forks a child that
 takes over the caller's stdin, stdout and stderr, environment, working directory and umask,
-runs the command as `corral` would, and sends back its exit status. The child is a fresh copy of this process for every call, so
-nothing one call does is seen by the next.
+runs the command as `corral` would, and sends back its exit status. The child is a fresh
+copy of this process for every call, so nothing one call does is seen by the next.
 
 It holds ``<socket>.lock`` for its whole life (a second one started meanwhile leaves at
 once), ends after ``IDLE_EXIT_S`` without a call, when its socket is no longer the one at

@@ -106,6 +106,7 @@ def _insert_together(conn: Connection, inserts: list[Rows]) -> None:
     conn.execute(_together_statement(tuple(shapes)), params)
 
 
+@lru_cache(maxsize=64)
 def _python_defaults(table: Table, given: tuple[str, ...]) -> dict[str, Any]:
     """The columns left out that have a Python-side default, each with a function giving it
     (INSERT ... SELECT does not apply them; the database's own defaults apply by themselves).

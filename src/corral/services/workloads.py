@@ -99,18 +99,13 @@ class PreparedSubmission:
     spread: bool = False
 
 
-_CLUSTER_QUOTA = (
-    select(clusters.c.id, clusters.c.name, clusters.c.last_heartbeat_at,
+# A project with its clusters and quotas: a row per quota (one with no cluster if none).
+_PROJECT_CANDIDATES = (
+    select(projects.c.id.label("project_id"), projects.c.name.label("project_name"),
+           clusters.c.id, clusters.c.name, clusters.c.last_heartbeat_at,
            *(quotas.c[f"guaranteed_{n}"] for n in ("gpu", "cpu", "memory", "ephemeral_storage")),
            *(quotas.c[f"limit_{n}"] for n in ("gpu", "cpu", "memory", "ephemeral_storage")),
            quotas.c.id.label("quota_id"))
-    .outerjoin(quotas, quotas.c.cluster_id == clusters.c.id)
-)
-
-
-# A project with its clusters and quotas (a row per quota; one with no cluster if none).
-_PROJECT_CANDIDATES = (
-    select(projects.c.id.label("project_id"), projects.c.name.label("project_name"), *_CLUSTER_QUOTA.selected_columns)
     .select_from(projects.outerjoin(quotas, quotas.c.project_id == projects.c.id)
                  .outerjoin(clusters, clusters.c.id == quotas.c.cluster_id))
     .order_by(clusters.c.name)
@@ -119,31 +114,22 @@ _PROJECT_CANDIDATES = (
 
 class SubmissionLookups:
     """What several submissions checked in one transaction share (a group commit's batch):
-    each caller's project by name and each project's clusters and quotas, read once, in
-    one query."""
+    each caller's project by name with its clusters and quotas, read once, in one query."""
 
     def __init__(self) -> None:
         self._projects: dict[tuple[int, str, str], dict[str, Any]] = {}
-        self._candidates: dict[int, list[Any]] = {}
 
     def project(self, conn: Connection, principal: Principal, name: str) -> dict[str, Any]:
-        """The project (id and name) if the caller may see it; its candidates come with it."""
+        """The project if the caller may see it: its id, name and ``candidates`` (the
+        clusters where it has a quota, each row with the quota, by cluster name)."""
         key = (principal.user_id, principal.role, name)
         found = self._projects.get(key)
         if found is None:
             rows = conn.execute(_PROJECT_CANDIDATES.where(*project_service.named_and_visible(principal, name))).all()
             if not rows:
                 raise project_service.not_found(name)
-            found = self._projects[key] = {"id": rows[0].project_id, "name": rows[0].project_name}
-            self._candidates.setdefault(found["id"], [r for r in rows if r.quota_id is not None])
-        return found
-
-    def candidates(self, conn: Connection, project_id: int) -> list[Any]:
-        found = self._candidates.get(project_id)
-        if found is None:
-            found = self._candidates[project_id] = conn.execute(
-                _CLUSTER_QUOTA.where(quotas.c.project_id == project_id).order_by(clusters.c.name)
-            ).all()
+            found = self._projects[key] = {"id": rows[0].project_id, "name": rows[0].project_name,
+                                           "candidates": [r for r in rows if r.quota_id is not None]}
         return found
 
 
@@ -162,7 +148,7 @@ def prepare_submission(
     plans = tuple(plan_components(spec))
     units, spread = placement_units(spec)
     request = Resources.total([p.requests for p in plans])
-    candidates = lookups.candidates(conn, project["id"])
+    candidates = project["candidates"]
     if spec.cluster is not None:
         chosen = [c for c in candidates if c.name == spec.cluster]
         if not chosen:
