@@ -214,8 +214,16 @@ def test_connections_the_database_dropped_are_replaced_not_a_500(world, db_url):
     assert world.alice.get("/api/v1/workloads").status_code == 200  # the pool holds live connections now
     killer = create_engine(db_url, isolation_level="AUTOCOMMIT")
     with killer.connect() as conn:
-        dropped = conn.execute(text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                                    "WHERE datname = current_database() AND pid <> pg_backend_pid()")).scalar_one()
+        pids = conn.execute(text("SELECT pid FROM pg_stat_activity "
+                                 "WHERE datname = current_database() AND pid <> pg_backend_pid()")).scalars().all()
+        dropped = sum(conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar_one()
+                      for pid in pids)
+        # pg_terminate_backend only signals: wait until those backends have closed their
+        # connections (a connection dropped, not one being dropped, is what this is about).
+        deadline = time.monotonic() + 30
+        while conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(:pids)"),
+                           {"pids": pids}).scalar_one() and time.monotonic() < deadline:
+            time.sleep(0.05)
     killer.dispose()
     assert dropped >= 1
     for _ in range(3):
