@@ -24,7 +24,7 @@ from tests.e2e.conftest import (CORRAL_BIN, LiveServer, clean_env, free_port, ma
 
 
 def _serve(database, log_path: Path, workers: int, *,  # type: ignore[no-untyped-def]
-           stderr_closed: bool = False) -> LiveServer:
+           stderr_closed: bool = False, wait_healthy: bool = True) -> LiveServer:
     port = free_port()
     argv = [str(CORRAL_BIN), "serve", "--port", str(port), "--workers", str(workers)]
     if stderr_closed:  # as `corral serve 2>&-`
@@ -33,6 +33,8 @@ def _serve(database, log_path: Path, workers: int, *,  # type: ignore[no-untyped
         process = subprocess.Popen(argv, env=clean_env({**database.env, "CORRAL_LOG_LEVEL": "warning"}), stdout=log,
                                    stderr=None if stderr_closed else subprocess.STDOUT, start_new_session=True)
     server = LiveServer(f"http://127.0.0.1:{port}", database, process, log_path)
+    if not wait_healthy:
+        return server
     deadline = time.monotonic() + 60
     while True:
         assert process.poll() is None and time.monotonic() < deadline, server.log()
@@ -128,6 +130,39 @@ def test_every_helper_ends_on_its_own_when_serve_is_killed(tmp_path: Path, worke
         took = _wait_gone(helpers, timeout=5)  # the scheduler at once; uvicorn's workers within 1 s
         print(f"{len(helpers)} helper(s) of a killed serve gone {took:.2f}s after it")
         assert _alive(psutil.Process(workload)), "the workload must survive serve"
+
+
+def test_workers_still_starting_when_serve_is_killed_end_on_their_own(tmp_path: Path) -> None:
+    """A worker that has not built its app yet when serve dies ends too (it once took init,
+    its new parent, for serve and kept serving)."""
+    with ExitStack() as stack:
+        database = make_database("sqlite", tmp_path / "data", stack)
+        server = _serve(database, tmp_path / "server.log", workers=2, wait_healthy=False)
+        stack.callback(remove_local_components, database.data_dir / "local-cluster")
+        stack.callback(stop_server, server, remove_workloads=False)
+        serve = psutil.Process(server.process.pid)
+        deadline = time.monotonic() + 60
+        while not any("spawn_main" in " ".join(p.cmdline()) for p in _children(serve)):
+            assert server.process.poll() is None and time.monotonic() < deadline, server.log()
+            time.sleep(0.01)
+        helpers = _children(serve)
+        stack.callback(_kill_left, helpers)  # a failed run leaves no worker serving
+        os.kill(serve.pid, signal.SIGKILL)  # the worker is still importing: its app is not built yet
+        server.process.wait(timeout=5)
+        took = _wait_gone(helpers, timeout=30)  # the worker's start-up, then at once
+        print(f"{len(helpers)} helper(s) of serve killed during start-up gone {took:.2f}s after it")
+
+
+def _kill_left(processes: list[psutil.Process]) -> None:
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+
+
+def _children(process: psutil.Process) -> list[psutil.Process]:
+    with contextlib.suppress(psutil.Error):
+        return process.children(recursive=True)
+    return []
 
 
 def test_sigusr1_writes_every_threads_stack_to_the_log_and_serve_goes_on(tmp_path: Path) -> None:

@@ -76,7 +76,10 @@ def serve(
 
             # Each worker builds its own app (and engine) from the same CORRAL_* settings,
             # --host/--port included (workload origins are w<id>.<apps domain>:<port>).
-            os.environ.update(CORRAL_HOST=settings.host, CORRAL_PORT=str(settings.port))
+            # CORRAL_SERVE_PID: a worker still starting when serve is killed must not take
+            # its new parent (init) for serve.
+            os.environ.update(CORRAL_HOST=settings.host, CORRAL_PORT=str(settings.port),
+                              CORRAL_SERVE_PID=str(os.getpid()))
             config = uvicorn.Config("corral.cli.server:worker_app", factory=True, host=settings.host,
                                     port=settings.port, workers=workers, log_level=settings.log_level,
                                     timeout_graceful_shutdown=settings.shutdown_grace_s)
@@ -177,7 +180,8 @@ def worker_app():  # type: ignore[no-untyped-def]
                 previous(signum, frame)
 
             signal.signal(sig, chained)
-    parent = os.getppid()
+    # serve's pid, not os.getppid() now: serve may have died while this worker started.
+    parent = int(os.environ.get("CORRAL_SERVE_PID") or os.getppid())
 
     def watch_parent() -> None:
         while os.getppid() == parent:
