@@ -15,15 +15,16 @@ from corral.domain.scheduling import (
 )
 from corral.domain.statuses import WorkloadStatus
 from corral.services import events as event_service
-from corral.services.status import add_counts, count_delta
+from corral.services.status import count_delta
 
 
 CHUNK = 5_000  # ids per IN list or array parameter
 _PENDING = WorkloadStatus.PENDING.value
 
 
-def move_counts(conn: Connection, moved: list[tuple[QueuedWorkload, int]]) -> None:
-    """Kept counts follow workloads placed on another cluster than their tentative one."""
+def moved_counts(conn: Connection, moved: list[tuple[QueuedWorkload, int]]) -> list[dict[str, Any]]:
+    """The count deltas that make kept counts follow workloads placed on another cluster
+    than their tentative one (written by the caller with its other counts)."""
     where = {w.id: (w, c) for w, c in moved}
     deltas = []
     for chunk in chunks(sorted(where)):
@@ -32,7 +33,7 @@ def move_counts(conn: Connection, moved: list[tuple[QueuedWorkload, int]]) -> No
             w, c = where[r.id]
             deltas += [count_delta(w.project_id, w.cluster_id, r.type, r.status, -1),
                        count_delta(w.project_id, c, r.type, r.status, +1)]
-    add_counts(conn, deltas)
+    return deltas
 
 
 def chunks(ids: list[int], size: int = CHUNK) -> Iterable[list[int]]:
@@ -99,16 +100,3 @@ def _pg_statements() -> tuple[Any, Any]:
 
 
 _PG_EVENTS_FOR_WORKLOADS, _PG_SET_REASONS = _pg_statements()
-
-
-def merged_usage(deltas: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One usage delta per (project, cluster)."""
-    merged: dict[tuple[int, int], dict[str, Any]] = {}
-    for d in deltas:
-        key = (d["project_id"], d["cluster_id"])
-        if key in merged:
-            for column in ("gpu", "cpu", "memory", "ephemeral_storage", "queued"):
-                merged[key][column] += d[column]
-        else:
-            merged[key] = dict(d)
-    return list(merged.values())

@@ -22,10 +22,10 @@ from corral.domain.scheduling import Decisions, QueuedWorkload
 from corral.domain.statuses import FINISHED_STATUSES, ComponentStatus, WorkloadStatus
 from corral.services import events as event_service
 from corral.services.admission_memory import AdmissionMemory
-from corral.services.admission_sql import chunks, insert_events, merged_usage, move_counts, set_reasons
+from corral.services.admission_sql import chunks, insert_events, moved_counts, set_reasons
 from corral.services.clock import utcnow
 from corral.services.preemption import held_reason
-from corral.services.status import add_usage, recompute, usage_delta
+from corral.services.status import Tallies, recompute, usage_delta
 
 ADMITTED_REASON = "admitted to cluster {cluster}; waiting for its agent to start it"
 ADMITTED_COMPONENT_REASON = "admitted; waiting for the cluster agent"
@@ -125,8 +125,12 @@ class AdmissionWrites(AdmissionMemory):
                              .where(components.c.workload_id.in_(chunk),
                                     components.c.status == ComponentStatus.PENDING.value)
                              .values(reason=ADMITTED_COMPONENT_REASON, observed_at=now))
+        # Counts, then usage, each written once (the one lock order): the victims' status
+        # moves and the relocated workloads' counts together, usage at the end.
+        tallies = Tallies()
+        if victims:
+            recompute(conn, {victim.id: now for victim, _, _ in victims}, self.actor, tallies=tallies)
         for victim, reason, _ in victims:
-            recompute(conn, victim.id, now, self.actor)
             deltas.append(usage_delta(victim.project_id, victim.cluster_id, used=Resources() - victim.request,
                                       queued=1))
             event_rows.append(event_service.event_row(
@@ -153,11 +157,11 @@ class AdmissionWrites(AdmissionMemory):
                 else:  # it was counted queued where it was tentatively placed
                     deltas.append(usage_delta(w.project_id, w.cluster_id, queued=-1))
         if relocated:
-            move_counts(conn, relocated)
+            tallies.counts += moved_counts(conn, relocated)
         for (p, c), acc in added.items():
             deltas.append(usage_delta(p, c, used=Resources(*acc[:4]), queued=acc[4]))
-        if deltas:
-            add_usage(conn, merged_usage(deltas))
+        tallies.usage += deltas
+        tallies.write(conn)
         if added:
             self._guard(conn, d, added)
 

@@ -1,13 +1,18 @@
 """The one writer of workload status.
 
-Every change of a workload's status goes through ``write_status``: it derives the new
-clock, writes the row guarded by its version, keeps the per-status counts and the
-project's usage right, and appends the event, all in the caller's transaction.
+Every change of a workload's status goes through ``write_statuses``: it derives the new
+clock, writes the rows guarded by their version, keeps the per-status counts and the
+project's usage right, and appends the events, all in the caller's transaction.
+
+Every writer locks kept counts, then usage, each once and in key order: a transaction
+that wrote usage before counts, or counts twice, could deadlock with another (``Tallies``
+gathers a transaction's deltas to write them so).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -89,6 +94,21 @@ def add_usage(conn: Connection, deltas: list[dict[str, Any]]) -> None:
     upsert_add(conn, project_usage, ("project_id", "cluster_id"), _USAGE_COLUMNS, rows)
 
 
+@dataclass(slots=True)
+class Tallies:
+    """Count and usage deltas gathered through a transaction and written once at its end,
+    counts first: the lock order of every writer."""
+    counts: list[dict[str, Any]] = field(default_factory=list)
+    usage: list[dict[str, Any]] = field(default_factory=list)
+
+    def write(self, conn: Connection) -> None:
+        if self.counts:
+            add_counts(conn, self.counts)
+        if self.usage:
+            add_usage(conn, _merged_usage(self.usage))
+        self.counts, self.usage = [], []
+
+
 @dataclass(frozen=True, slots=True)
 class StatusChange:
     workload_id: int
@@ -96,22 +116,23 @@ class StatusChange:
     new: WorkloadStatus
 
 
-def write_status(
-    conn: Connection, row: Any, new_status: WorkloadStatus, reason: str, at: datetime, actor: str
-) -> StatusChange | None:
-    """Move one workload (``row`` has STATE_COLUMNS) to ``new_status``; None if nothing changed."""
-    changes = write_statuses(conn, [(row, new_status, reason)], at, actor)
-    return changes[0] if changes else None
+# A move: (row with STATE_COLUMNS, new status, reason), or with its own time last.
+Move = tuple[Any, WorkloadStatus, str] | tuple[Any, WorkloadStatus, str, datetime]
 
 
-def write_statuses(
-    conn: Connection, moves: list[tuple[Any, WorkloadStatus, str]], at: datetime, actor: str
-) -> list[StatusChange]:
-    """Move many workloads, each ``(row with STATE_COLUMNS, new status, reason)``, in a few
-    statements whatever their number: one UPDATE run with every row's values, one upsert
-    of the counts, one of the usage, one INSERT of the events. Returns what changed."""
-    reasons, values, changes, deltas, usage, rows_events = [], [], [], [], [], []
-    for row, new_status, reason in moves:
+def write_statuses(conn: Connection, moves: Sequence[Move], at: datetime, actor: str, *,
+                   tallies: Tallies | None = None) -> list[StatusChange]:
+    """Move many workloads in a few statements whatever their number: one UPDATE run with
+    every row's values, one upsert of the counts, one of the usage, one INSERT of the
+    events. A move without a time of its own happened at ``at``. With ``tallies`` the
+    counts and usage are left there for the caller to write. Returns what changed."""
+    reasons, values, changes, rows_events = [], [], [], []
+    own = tallies is None
+    tallies = Tallies() if tallies is None else tallies
+    deltas, usage = tallies.counts, tallies.usage
+    for move in moves:
+        row, new_status, reason = move[0], move[1], move[2]
+        when = move[3] if len(move) > 3 else at
         old_status = WorkloadStatus(row.status)
         if old_status is new_status:
             if reason != row.status_reason:
@@ -119,9 +140,9 @@ def write_statuses(
             continue
         if old_status is WorkloadStatus.DELETED:
             raise Conflict(f"workload {row.id} is Deleted; its status cannot change", code="already_deleted")
-        clock = advance_clock(clock_of(row), new_status, at)
+        clock = advance_clock(clock_of(row), new_status, when)
         values.append({
-            "b_id": row.id, "b_version": row.version, "b_status": new_status.value, "b_reason": reason,
+            "b_id": row.id, "b_version": row.version, "b_status": new_status.value, "b_reason": reason, "b_at": when,
             "b_next": row.version + 1, "b_first": clock.first_running_at, "b_since": clock.running_since,
             "b_run": clock.run_seconds, "b_finished": clock.finished_at,
         })
@@ -136,7 +157,7 @@ def write_statuses(
         message = f"{old_status.label} -> {new_status.label}" + (f": {reason}" if reason else "")
         rows_events.append(events.event_row(actor=actor, subject_type="workload", subject_id=row.id,
                                             project_id=row.project_id, kind="status_changed", message=message,
-                                            at=at))
+                                            at=when))
         changes.append(StatusChange(row.id, old_status, new_status))
     if reasons:
         conn.execute(update(workloads).where(workloads.c.id == bindparam("b_id"))
@@ -145,7 +166,8 @@ def write_statuses(
         result = conn.execute(
             update(workloads)
             .where(workloads.c.id == bindparam("b_id"), workloads.c.version == bindparam("b_version"))
-            .values(status=bindparam("b_status"), status_reason=bindparam("b_reason"), status_changed_at=at,
+            .values(status=bindparam("b_status"), status_reason=bindparam("b_reason"),
+                    status_changed_at=bindparam("b_at"),
                     version=bindparam("b_next"), first_running_at=bindparam("b_first"),
                     running_since=bindparam("b_since"), run_seconds=bindparam("b_run"),
                     finished_at=bindparam("b_finished")),
@@ -156,9 +178,8 @@ def write_statuses(
             which = values[0]["b_id"] if len(values) == 1 else "a workload"
             raise Conflict(f"workload {which} changed concurrently; try again" if len(values) == 1
                            else "a workload changed concurrently; try again", code="concurrent_update")
-        add_counts(conn, deltas)
-        if usage:
-            add_usage(conn, _merged_usage(usage))
+        if own:
+            tallies.write(conn)
         events.record_many(conn, rows_events)
     return changes
 
@@ -180,25 +201,31 @@ def lock_workload(conn: Connection, workload_id: int) -> Any | None:
     return conn.execute(select(*STATE_COLUMNS).where(workloads.c.id == workload_id).with_for_update()).first()
 
 
-def component_states(conn: Connection, workload_id: int) -> list[ComponentState]:
-    rows = conn.execute(
-        select(components.c.status, components.c.reason)
-        .where(components.c.workload_id == workload_id).order_by(components.c.id)
-    )
-    return [ComponentState(ComponentStatus(r.status), r.reason) for r in rows]
-
-
-def recompute(conn: Connection, workload_id: int, at: datetime, actor: str, *,
-              locked: Any | None = None) -> StatusChange | None:
-    """Derive the workload's status from its components again and write it if it changed.
-    ``locked``: its row (STATE_COLUMNS), if the caller locked and read it in this transaction."""
-    row = locked if locked is not None else lock_workload(conn, workload_id)
-    if row is None:
-        return None
-    status, reason = aggregate_status(component_states(conn, workload_id), row.delete_requested_at is not None)
-    if WorkloadStatus(row.status) is WorkloadStatus.DELETED:
-        return None
-    return write_status(conn, row, status, reason, at, actor)
+def recompute(conn: Connection, times: Mapping[int, datetime], actor: str, *,
+              locked: Mapping[int, Any] | None = None, tallies: Tallies | None = None) -> list[StatusChange]:
+    """Derive these workloads' statuses from their components again and write those that
+    changed, each at its time in ``times`` (workload id -> time), in one write.
+    ``locked``: rows (STATE_COLUMNS) the caller locked and read in this transaction; the
+    others are locked here, in id order. ``tallies`` as for write_statuses."""
+    ids = sorted(times)
+    rows = dict(locked or {})
+    missing = [i for i in ids if i not in rows]
+    if missing:
+        rows.update((r.id, r) for r in conn.execute(
+            select(*STATE_COLUMNS).where(workloads.c.id.in_(missing)).order_by(workloads.c.id).with_for_update()))
+    states: dict[int, list[ComponentState]] = {}
+    for r in conn.execute(select(components.c.workload_id, components.c.status, components.c.reason)
+                          .where(components.c.workload_id.in_(ids))
+                          .order_by(components.c.workload_id, components.c.id)):
+        states.setdefault(r.workload_id, []).append(ComponentState(ComponentStatus(r.status), r.reason))
+    moves: list[Move] = []
+    for i in ids:
+        row = rows.get(i)
+        if row is None or WorkloadStatus(row.status) is WorkloadStatus.DELETED:
+            continue
+        status, reason = aggregate_status(states.get(i, []), row.delete_requested_at is not None)
+        moves.append((row, status, reason, times[i]))
+    return write_statuses(conn, moves, min(times.values()), actor, tallies=tallies) if moves else []
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,8 +315,8 @@ def apply_component_updates(
         if {**known, **found} != known:
             conn.execute(update(workloads).where(workloads.c.id == workload_id).values(endpoints={**known, **found}))
     model_service.record_results(conn, made)
-    for workload_id, at in sorted(touched.items()):
-        recompute(conn, workload_id, at, actor, locked=locked.get(workload_id))
+    if touched:  # one write for all: counts, then usage, each once (the one lock order)
+        recompute(conn, touched, actor, locked=locked)
     # Only a preempted workload (its row locked above, so still as read) lets go of anyone.
     preempted = {current[cid].workload_id for cid in latest if current[cid].preempted_for is not None}
     if preempted & touched.keys():
