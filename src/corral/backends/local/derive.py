@@ -4,7 +4,6 @@ reports its workload wrote, to one ``Observation`` per ``statuses.md``. No side 
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 from corral.backends import output
 from corral.backends.base import Observation
 from corral.backends.local import files as f
+from corral.backends.local.supervisor import signal_name
 from corral.backends.progress import clean_progress, progress_reason
 from corral.backends.results import result_words
 from corral.domain.resources import format_bytes
@@ -144,16 +144,9 @@ def age_s(iso: str | None) -> float:
 
 def _exit_words(exit_: dict[str, Any]) -> str:
     if exit_.get("signal") is not None:
-        name = exit_.get("signal_name") or _signal_name(exit_["signal"])
+        name = exit_.get("signal_name") or signal_name(exit_["signal"])
         return f"killed by {name}"
     return f"exited with code {exit_.get('code')}"
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
 
 
 def _result(report: Callable[[str], Any]) -> dict[str, Any] | None:

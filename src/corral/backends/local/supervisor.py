@@ -42,6 +42,10 @@ reads, so every supervisor shares that interpreter's pages (copy-on-write) inste
 loading its own, and starts without an interpreter's start-up (forkserver.py, which also
 says how the pages a supervisor does copy are kept few). A supervisor does not depend on
 the server: it detaches as before, and outlives it, the agent and the control plane.
+
+One module on purpose, past the usual length: split in two (its dealings with the host
+apart), each supervisor owned 0.19 MB more (bench/supervisor_memory.py: 1.07 -> 1.26 MB
+a job, three runs each), more than Slurm's slurmstepd.
 """
 
 from __future__ import annotations
