@@ -40,6 +40,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import Engine, event
 from sqlalchemy.engine import make_url
 
@@ -180,15 +181,15 @@ def _install_hooks(engine: Engine, signal: EventSignal) -> None:
 def _for_agents(parameters: Any) -> bool:
     """Whether inserted events include a kind agents act on: the ``kind`` values of the
     statement's parameters (one row, several, one multi-row INSERT's ``kind__N``, or the
-    array ``events__kind`` of dialect.write_together). True when it cannot tell
+    JSON rows ``events__rows`` of dialect.write_together). True when it cannot tell
     (positional parameters: SQLite)."""
     rows = parameters if isinstance(parameters, (list, tuple)) else [parameters]
     told = False
     for row in rows:
         if not isinstance(row, Mapping):
             return True
-        if "events__kind" in row:
-            return any(kind in AGENT_EVENT_KINDS for kind in row["events__kind"])
+        if "events__rows" in row:
+            return any(event.get("kind") in AGENT_EVENT_KINDS for event in orjson.loads(row["events__rows"]))
         for key, value in row.items():
             if key == "kind" or key.startswith("kind__"):
                 told = True
