@@ -6,15 +6,16 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Connection, bindparam, select, update
+import orjson
+from sqlalchemy import BigInteger, Connection, bindparam, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from corral.db.tables import workloads
+from corral.db.types import UTCDateTime
 from corral.domain.scheduling import (
     QueuedWorkload,
 )
 from corral.domain.statuses import WorkloadStatus
-from corral.services import events as event_service
 from corral.services.status import count_delta
 
 
@@ -51,9 +52,9 @@ def insert_events(conn: Connection, postgres: bool, *, at: datetime, actor: str,
             conn.execute(stmt, {"at": at, "actor": actor, "kind": kind, "message": message,
                                 "ids": ids[i:i + CHUNK], "pids": project_ids[i:i + CHUNK]})
         return
-    event_service.record_many(conn, [
-        {"at": at, "actor": actor, "subject_type": "workload", "subject_id": wid, "project_id": pid,
-         "kind": kind, "message": message} for wid, pid in zip(ids, project_ids)])
+    if ids:  # SQLite: the subjects as one JSON parameter, not a round of parameters per row
+        conn.execute(_SQLITE_EVENTS_FOR_WORKLOADS, {"at": at, "actor": actor, "kind": kind, "message": message,
+                                                    "rows": orjson.dumps(list(zip(ids, project_ids))).decode()})
 
 
 def set_reasons(conn: Connection, postgres: bool, items: list[tuple[int, str]]) -> list[tuple[int, str]]:
@@ -75,16 +76,11 @@ def set_reasons(conn: Connection, postgres: bool, items: list[tuple[int, str]]) 
                                                       "reasons": [r for _, r in chunk]}).scalars())
             written.extend(item for item in chunk if item[0] in done)
         return written
-    conn.execute(update(workloads).where(workloads.c.id == bindparam("wid"), workloads.c.status == _PENDING,
-                                         workloads.c.admitted_at.is_(None))
-                 .values(status_reason=bindparam("reason")),
-                 [{"wid": wid, "reason": reason} for wid, reason in items])
+    conn.execute(_SQLITE_SET_REASONS, {"items": orjson.dumps(items).decode()})
     return items
 
 
 def _pg_statements() -> tuple[Any, Any]:
-    from sqlalchemy import text
-
     ids = bindparam("ids", type_=ARRAY(BigInteger))
     pids = bindparam("pids", type_=ARRAY(BigInteger))
     insert_events = text(
@@ -100,3 +96,15 @@ def _pg_statements() -> tuple[Any, Any]:
 
 
 _PG_EVENTS_FOR_WORKLOADS, _PG_SET_REASONS = _pg_statements()
+
+# SQLite: pairs in one JSON parameter, read by json_each; the time through UTCDateTime.
+_SQLITE_EVENTS_FOR_WORKLOADS = text(
+    "INSERT INTO events (at, actor, subject_type, subject_id, project_id, kind, message) "
+    "SELECT :at, :actor, 'workload', json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]'), :kind, :message "
+    "FROM json_each(:rows) AS j"
+).bindparams(bindparam("at", type_=UTCDateTime()))
+_SQLITE_SET_REASONS = text(
+    "UPDATE workloads SET status_reason = json_extract(j.value, '$[1]') FROM json_each(:items) AS j "
+    f"WHERE workloads.id = json_extract(j.value, '$[0]') AND workloads.status = '{_PENDING}' "
+    "AND workloads.admitted_at IS NULL"
+)

@@ -199,6 +199,19 @@ class AdmissionWrites(AdmissionMemory):
             if over:
                 raise GuardViolation(f"cluster {c} over capacity ({', '.join(over)})")
 
+    def _heads_first(self, reasons: dict[int, tuple[str, str]], budget: int) -> list[tuple[int, tuple[str, str]]]:
+        """``budget`` of ``reasons``: the queues' heads first (what users watch), then the
+        rest in order. Without copying or sorting the whole backlog: a pass writes a budget
+        of a backlog that can hold every queued workload."""
+        items = [(w.id, reasons[w.id]) for w in self.heads.values() if w.id in reasons][:budget]
+        taken = {wid for wid, _ in items}
+        for item in reasons.items():
+            if len(items) >= budget:
+                break
+            if item[0] not in taken:
+                items.append(item)
+        return items
+
     def _write_reasons(self, conn: Connection, only: set[int] | None) -> int:
         """Write changed waiting reasons (within the budget); a new cause is also an event.
 
@@ -211,13 +224,12 @@ class AdmissionWrites(AdmissionMemory):
             budget = min(budget, max(MIN_REASON_BUDGET, int(REASON_PASS_S / self.reason_cost_s)))
         if only is not None:
             items = [(wid, self.reasons_to_write[wid]) for wid in only if wid in self.reasons_to_write]
+            if budget is not None and len(items) > budget:
+                items = self._heads_first(dict(items), budget)
+        elif budget is not None and len(self.reasons_to_write) > budget:
+            items = self._heads_first(self.reasons_to_write, budget)
         else:
             items = list(self.reasons_to_write.items())
-        if budget is not None and len(items) > budget:
-            # Heads first: they are what users watch.
-            heads = {w.id for w in self.heads.values()}
-            items.sort(key=lambda item: item[0] not in heads)
-            items = items[:budget]
         now = utcnow()
         started = time.perf_counter()
         written = set_reasons(conn, self.postgres, [(wid, reason) for wid, (reason, _) in items])
