@@ -425,7 +425,7 @@ class Generator:
                                 "subject_id": wid, "project_id": proj["id"], "kind": "status_changed",
                                 "message": f"Pending -> {WorkloadStatus(status).label}"
                                            + (f": {reason}" if reason else "")})
-            # The kept tables, as write_submissions / write_status keep them.
+            # The kept tables, as write_submissions / write_statuses keep them.
             self.counts[(proj["id"], cid, type_, status)] += 1
             st = WorkloadStatus(status)
             if st not in FINISHED_STATUSES:

@@ -142,15 +142,32 @@ def test_workers_still_starting_when_serve_is_killed_end_on_their_own(tmp_path: 
         stack.callback(stop_server, server, remove_workloads=False)
         serve = psutil.Process(server.process.pid)
         deadline = time.monotonic() + 60
-        while not any("spawn_main" in " ".join(p.cmdline()) for p in _children(serve)):
+        while not any("spawn_main" in _cmdline(p) for p in _children(serve)):
             assert server.process.poll() is None and time.monotonic() < deadline, server.log()
             time.sleep(0.01)
-        helpers = _children(serve)
-        stack.callback(_kill_left, helpers)  # a failed run leaves no worker serving
+        before = _children(serve)
         os.kill(serve.pid, signal.SIGKILL)  # the worker is still importing: its app is not built yet
         server.process.wait(timeout=5)
+        # Also those started between the look and the kill (init's now): they carry serve's pid.
+        helpers = before + [p for p in _carrying_serve_pid(serve.pid) if p.pid not in {b.pid for b in before}]
+        stack.callback(_kill_left, helpers)  # a failed run leaves no worker serving
         took = _wait_gone(helpers, timeout=30)  # the worker's start-up, then at once
         print(f"{len(helpers)} helper(s) of serve killed during start-up gone {took:.2f}s after it")
+
+
+def _cmdline(process: psutil.Process) -> str:
+    with contextlib.suppress(psutil.Error):
+        return " ".join(process.cmdline())
+    return ""
+
+
+def _carrying_serve_pid(serve_pid: int) -> list[psutil.Process]:
+    found = []
+    for p in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            if p.environ().get("CORRAL_SERVE_PID") == str(serve_pid):
+                found.append(p)
+    return found
 
 
 def _kill_left(processes: list[psutil.Process]) -> None:

@@ -38,6 +38,17 @@ def _workload(conn, project: int, cluster: int, user: int, status: str, admitted
     return workload, component
 
 
+def _wait_for_the_slowed_trigger(engine) -> None:
+    """Until the report sits in the trigger's pg_sleep (holding the first project's usage row)."""
+    deadline = time.monotonic() + 30
+    with engine.connect() as conn:
+        while not conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%project_usage%' "
+                                    "AND wait_event = 'PgSleep'")).scalar():
+            assert time.monotonic() < deadline, "the report never reached the slowed trigger"
+            conn.rollback()
+            time.sleep(0.02)
+
+
 @pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
 def test_a_report_finishing_two_projects_workloads_does_not_deadlock_with_a_submission_to_both(engine):
     """The report's first project's usage row is held (a slowed trigger) while a submission
@@ -78,8 +89,8 @@ def test_a_report_finishing_two_projects_workloads_does_not_deadlock_with_a_subm
             outcomes["report"] = exc
 
     def submission() -> None:
-        time.sleep(1.0)  # the report is in the first project's usage trigger by now
         try:
+            _wait_for_the_slowed_trigger(engine)
             with write_tx(engine) as conn:
                 Tallies(counts=[count_delta(p, cluster, "custom", "Pending", 1) for p in (first, second)],
                         usage=[usage_delta(p, cluster, queued=1) for p in (first, second)]).write(conn)

@@ -74,6 +74,8 @@ def test_rows_and_additions_of_several_tables_are_written_as_one_by_one(engine):
         evs = conn.execute(select(events.c.kind, events.c.message, events.c.at)).all()
         counts = dict(conn.execute(select(workload_counts.c.status, workload_counts.c.count)).all())
     assert comps == [("main", {"metrics": [1, {"loss": None}]}, now, 2), ("sidecar", None, now, 2)]
+    with engine.connect() as conn:  # JSON null, not SQL NULL, as an INSERT of one row writes it
+        assert conn.execute(text("SELECT result IS NULL FROM components ORDER BY id")).scalars().all() == [False, False]
     assert evs == [("submitted", "it's \"quoted\"; ok", now)]
     assert counts == {"Pending": 6, "Running": 1}
 

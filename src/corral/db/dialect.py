@@ -139,6 +139,16 @@ def _converters(table: Table, names: tuple[str, ...], dialect: Any) -> tuple[tup
                  for name in names)
 
 
+def _none_is_json_null(type_: Any) -> bool:
+    return isinstance(type_, JSON) and not type_.none_as_null
+
+
+def _json_null_kept(column: Any) -> Any:
+    """None in a JSON column is JSON null, as SQLAlchemy writes it one by one (none_as_null
+    off); json_populate_recordset would make it SQL NULL."""
+    return func.coalesce(column, literal_column("'null'::json"))
+
+
 @lru_cache(maxsize=64)
 def _together_statement(shapes: tuple[tuple[Table, tuple[str, ...]], ...]) -> Any:
     statements = []
@@ -151,6 +161,7 @@ def _together_statement(shapes: tuple[tuple[Table, tuple[str, ...]], ...]) -> An
             literal_column(f"NULL::{table.name}"),
             cast(bindparam(f"{table.name}__rows", type_=Text()), JSON),
         ).table_valued(*names).alias(f"{table.name}_rows")
-        statements.append(postgresql.insert(table).from_select(list(names), select(*rows.c)))
+        statements.append(postgresql.insert(table).from_select(list(names), select(*(
+            _json_null_kept(rows.c[n]) if _none_is_json_null(table.c[n].type) else rows.c[n] for n in names))))
     *first, last = statements
     return last.add_cte(*(s.cte(f"{table.name}_written") for s, (table, _) in zip(first, shapes)))
