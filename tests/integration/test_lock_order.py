@@ -4,8 +4,6 @@ cannot deadlock with a writer of both projects' counts and usage (a submission b
 
 from __future__ import annotations
 
-import threading
-import time
 from datetime import timedelta
 
 import pytest
@@ -16,6 +14,7 @@ from corral.db.tables import clusters, components, project_usage, projects, user
 from corral.domain.statuses import ComponentStatus
 from corral.services.clock import utcnow
 from corral.services.status import ComponentUpdate, Tallies, apply_component_updates, count_delta, usage_delta
+from tests.integration.races import race, wait_in_slowed_trigger
 
 
 def _workload(conn, project: int, cluster: int, user: int, status: str, admitted: bool) -> tuple[int, int]:
@@ -33,20 +32,10 @@ def _workload(conn, project: int, cluster: int, user: int, status: str, admitted
     ).returning(components.c.id)).scalar_one()
     conn.execute(insert(workload_counts).values(project_id=project, cluster_id=cluster, type="custom", status=status,
                                                 count=1))
-    conn.execute(insert(project_usage).values(project_id=project, cluster_id=cluster, gpu=0, cpu=1000 if admitted else 0,
+    conn.execute(insert(project_usage).values(project_id=project, cluster_id=cluster, gpu=0,
+                                              cpu=1000 if admitted else 0,
                                               memory=0, ephemeral_storage=0, queued=0 if admitted else 1))
     return workload, component
-
-
-def _wait_for_the_slowed_trigger(engine) -> None:
-    """Until the report sits in the trigger's pg_sleep (holding the first project's usage row)."""
-    deadline = time.monotonic() + 30
-    with engine.connect() as conn:
-        while not conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%project_usage%' "
-                                    "AND wait_event = 'PgSleep'")).scalar():
-            assert time.monotonic() < deadline, "the report never reached the slowed trigger"
-            conn.rollback()
-            time.sleep(0.02)
 
 
 @pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
@@ -71,43 +60,26 @@ def test_a_report_finishing_two_projects_workloads_does_not_deadlock_with_a_subm
         conn.execute(text("CREATE FUNCTION slow_usage() RETURNS trigger AS $$ BEGIN PERFORM pg_sleep(3); "
                           "RETURN NEW; END $$ LANGUAGE plpgsql"))
         conn.execute(text(f"CREATE TRIGGER slow_usage BEFORE UPDATE ON project_usage FOR EACH ROW "
-                          f"WHEN (NEW.project_id = {first} AND pg_backend_pid()::text = current_setting('corral.slow', true))"
-                          " EXECUTE FUNCTION slow_usage()"))
-    outcomes: dict[str, BaseException | None] = {}
+                          f"WHEN (NEW.project_id = {first} "
+                          "AND pg_backend_pid()::text = current_setting('corral.slow', true)) "
+                          "EXECUTE FUNCTION slow_usage()"))
 
     def report() -> None:
-        try:
-            with write_tx(engine) as conn:
-                conn.execute(text("SELECT set_config('corral.slow', pg_backend_pid()::text, true)"))
-                at = utcnow()
-                applied = apply_component_updates(conn, [
-                    ComponentUpdate(running_component, ComponentStatus.COMPLETED, "exit 0", at),
-                    ComponentUpdate(pending_component, ComponentStatus.FAILED, "image not found", at)], "agent")
-                assert applied == {"applied": 2, "ignored": 0}
-            outcomes["report"] = None
-        except Exception as exc:  # noqa: BLE001 (judged below)
-            outcomes["report"] = exc
+        with write_tx(engine) as conn:
+            conn.execute(text("SELECT set_config('corral.slow', pg_backend_pid()::text, true)"))
+            at = utcnow()
+            applied = apply_component_updates(conn, [
+                ComponentUpdate(running_component, ComponentStatus.COMPLETED, "exit 0", at),
+                ComponentUpdate(pending_component, ComponentStatus.FAILED, "image not found", at)], "agent")
+            assert applied == {"applied": 2, "ignored": 0}
 
     def submission() -> None:
-        try:
-            _wait_for_the_slowed_trigger(engine)
-            with write_tx(engine) as conn:
-                Tallies(counts=[count_delta(p, cluster, "custom", "Pending", 1) for p in (first, second)],
-                        usage=[usage_delta(p, cluster, queued=1) for p in (first, second)]).write(conn)
-            outcomes["submission"] = None
-        except Exception as exc:  # noqa: BLE001 (judged below)
-            outcomes["submission"] = exc
-
-    threads = [threading.Thread(target=report), threading.Thread(target=submission)]
-    try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=60)
-    finally:
+        wait_in_slowed_trigger(engine)
         with write_tx(engine) as conn:
-            conn.execute(text("DROP TRIGGER slow_usage ON project_usage"))
-            conn.execute(text("DROP FUNCTION slow_usage()"))
+            Tallies(counts=[count_delta(p, cluster, "custom", "Pending", 1) for p in (first, second)],
+                    usage=[usage_delta(p, cluster, queued=1) for p in (first, second)]).write(conn)
+
+    outcomes = race(engine, ("slow_usage", "project_usage"), report=report, submission=submission)
     assert outcomes == {"report": None, "submission": None}, outcomes
     with write_tx(engine) as conn:
         statuses = dict(conn.execute(select(workloads.c.id, workloads.c.status)

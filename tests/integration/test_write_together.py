@@ -3,8 +3,6 @@ table on SQLite), with the same rows written as the one-by-one statements would.
 
 from __future__ import annotations
 
-import threading
-import time
 
 import pytest
 from sqlalchemy import delete, event, insert, select, text
@@ -14,6 +12,7 @@ from corral.db.dialect import AddTo, Rows, draw_ids, write_together
 from corral.db.engine import write_tx
 from corral.db.tables import clusters, components, events, projects, users, workload_counts, workloads
 from corral.services.clock import utcnow
+from tests.integration.races import race, wait_in_slowed_trigger
 
 COUNT_KEYS = ("project_id", "cluster_id", "type", "status")
 
@@ -152,47 +151,29 @@ def test_a_project_deleted_while_its_submission_is_written_does_not_deadlock(eng
         conn.execute(text("CREATE FUNCTION slow_event() RETURNS trigger AS $$ BEGIN PERFORM pg_sleep(3); "
                           "RETURN NEW; END $$ LANGUAGE plpgsql"))
         conn.execute(text("CREATE TRIGGER slow_event BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION slow_event()"))
-    outcomes: dict[str, BaseException | None] = {}
 
     def submission() -> None:
-        try:
-            with write_tx(engine) as conn:
-                ids, rows = draw_ids(conn, workloads, [{
-                    "project_id": project, "cluster_id": cluster, "cluster_name": "c", "created_by": "a@example.com",
-                    "created_by_id": user, "name": "racing", "type": "custom", "priority": 0, "preemptible": False,
-                    "gpu": 0, "cpu": 1, "memory": 1, "ephemeral_storage": 0, "spec": {}, "status": "Pending",
-                    "status_reason": "", "status_changed_at": now, "created_at": now, "run_seconds": 0.0,
-                    "endpoints": {}, "version": 0, "cluster_named": True, "units": 1, "spread": False}])
-                write_together(
-                    conn, rows,
-                    Rows(events, [{"at": now, "actor": "a@example.com", "subject_type": "workload",
-                                   "subject_id": ids[0], "project_id": project, "kind": "submitted", "message": ""}]),
-                    AddTo(workload_counts, COUNT_KEYS, ("count",), [
-                        {"project_id": project, "cluster_id": cluster, "type": "custom", "status": "Pending",
-                         "count": 1}]))
-            outcomes["submission"] = None
-        except Exception as exc:  # noqa: BLE001 (judged below)
-            outcomes["submission"] = exc
+        with write_tx(engine) as conn:
+            ids, rows = draw_ids(conn, workloads, [{
+                "project_id": project, "cluster_id": cluster, "cluster_name": "c", "created_by": "a@example.com",
+                "created_by_id": user, "name": "racing", "type": "custom", "priority": 0, "preemptible": False,
+                "gpu": 0, "cpu": 1, "memory": 1, "ephemeral_storage": 0, "spec": {}, "status": "Pending",
+                "status_reason": "", "status_changed_at": now, "created_at": now, "run_seconds": 0.0,
+                "endpoints": {}, "version": 0, "cluster_named": True, "units": 1, "spread": False}])
+            write_together(
+                conn, rows,
+                Rows(events, [{"at": now, "actor": "a@example.com", "subject_type": "workload",
+                               "subject_id": ids[0], "project_id": project, "kind": "submitted", "message": ""}]),
+                AddTo(workload_counts, COUNT_KEYS, ("count",), [
+                    {"project_id": project, "cluster_id": cluster, "type": "custom", "status": "Pending",
+                     "count": 1}]))
 
     def deletion() -> None:
-        time.sleep(1.0)  # the submission's statement is in the events' trigger by now
-        try:
-            with write_tx(engine) as conn:
-                conn.execute(delete(projects).where(projects.c.id == project))
-            outcomes["deletion"] = None
-        except Exception as exc:  # noqa: BLE001 (judged below)
-            outcomes["deletion"] = exc
-
-    threads = [threading.Thread(target=submission), threading.Thread(target=deletion)]
-    try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=60)
-    finally:
+        wait_in_slowed_trigger(engine)  # the submission's statement is in the events' trigger
         with write_tx(engine) as conn:
-            conn.execute(text("DROP TRIGGER slow_event ON events"))
-            conn.execute(text("DROP FUNCTION slow_event()"))
+            conn.execute(delete(projects).where(projects.c.id == project))
+
+    outcomes = race(engine, ("slow_event", "events"), submission=submission, deletion=deletion)
     assert set(outcomes) == {"submission", "deletion"}
     deadlocks = [k for k, v in outcomes.items() if v is not None and "deadlock" in str(v).lower()]
     assert not deadlocks, outcomes
