@@ -74,11 +74,11 @@ def write_together(conn: Connection, *writes: Rows | AddTo) -> None:
     every ``Rows`` (new rows) in one statement: each table's rows as one JSON parameter,
     made rows by json_populate_recordset, every insert but the last a data-modifying WITH
     (a round trip saved is worth more than the work of the statement: a group commit's
-    batch is a chain of them). On SQLite one
-    executemany each. ``AddTo`` writes run after the inserts, each its own statement, in
-    the order given: they lock rows other writers share, and those locks must come after
-    the inserts' foreign-key checks (taken at the end of a statement, on parent rows that a
-    deletion locks first) and in every writer's order (counts before usage)."""
+    batch is a chain of them). On SQLite one executemany each. ``AddTo`` writes run
+    after the inserts, each its own statement, in the order given: they lock rows other
+    writers share, and those locks must come after the inserts' foreign-key checks (taken
+    at the end of a statement, on parent rows that a deletion locks first) and in every
+    writer's order (counts before usage)."""
     inserts = [w for w in writes if isinstance(w, Rows) and w.rows]
     if conn.dialect.name == "postgresql" and len(inserts) > 1:
         _insert_together(conn, inserts)

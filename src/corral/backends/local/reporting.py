@@ -51,7 +51,8 @@ class Reporting:
             # The runners (downloads, training, JupyterLab) run with this interpreter, as the user.
             blocked = unreachable(os.path.realpath(self.python)) or unreachable(Path(corral.__file__).parent)
             if blocked:
-                notice += f"; but Corral's Python cannot be run by them ({blocked}): install Corral where others can read it"
+                notice += (f"; but Corral's Python cannot be run by them ({blocked}): "
+                           "install Corral where others can read it")
         if self.limits_notice:
             notice += f"; {self.limits_notice}"
         return notice if len(notice) <= 500 else notice[:497] + "..."  # clusters.isolation holds 500
