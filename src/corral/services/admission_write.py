@@ -78,7 +78,9 @@ class AdmissionWrites(AdmissionMemory):
                 conn.execute(select(workloads.c.id).where(workloads.c.id.in_(chunk)).order_by(workloads.c.id)
                              .with_for_update(key_share=True)).all()
 
-        deltas: list[dict[str, Any]] = []
+        # Counts, then usage, each written once at the end (the one lock order): the victims'
+        # status moves, the relocated workloads' counts, the usage of all.
+        tallies = Tallies()
         event_rows: list[dict[str, Any]] = []
         # Preempted: back to the queue (their capacity was counted free by the decision).
         for victim, reason, preemptor in victims:
@@ -125,14 +127,11 @@ class AdmissionWrites(AdmissionMemory):
                              .where(components.c.workload_id.in_(chunk),
                                     components.c.status == ComponentStatus.PENDING.value)
                              .values(reason=ADMITTED_COMPONENT_REASON, observed_at=now))
-        # Counts, then usage, each written once (the one lock order): the victims' status
-        # moves and the relocated workloads' counts together, usage at the end.
-        tallies = Tallies()
         if victims:
             recompute(conn, {victim.id: now for victim, _, _ in victims}, self.actor, tallies=tallies)
         for victim, reason, _ in victims:
-            deltas.append(usage_delta(victim.project_id, victim.cluster_id, used=Resources() - victim.request,
-                                      queued=1))
+            tallies.usage.append(usage_delta(victim.project_id, victim.cluster_id,
+                                             used=Resources() - victim.request, queued=1))
             event_rows.append(event_service.event_row(
                 actor=self.actor, subject_type="workload", subject_id=victim.id, project_id=victim.project_id,
                 kind="preempted", message=reason, at=now))
@@ -155,12 +154,11 @@ class AdmissionWrites(AdmissionMemory):
                 if w.cluster_id == c:
                     acc[4] -= 1
                 else:  # it was counted queued where it was tentatively placed
-                    deltas.append(usage_delta(w.project_id, w.cluster_id, queued=-1))
+                    tallies.usage.append(usage_delta(w.project_id, w.cluster_id, queued=-1))
         if relocated:
             tallies.counts += moved_counts(conn, relocated)
         for (p, c), acc in added.items():
-            deltas.append(usage_delta(p, c, used=Resources(*acc[:4]), queued=acc[4]))
-        tallies.usage += deltas
+            tallies.usage.append(usage_delta(p, c, used=Resources(*acc[:4]), queued=acc[4]))
         tallies.write(conn)
         if added:
             self._guard(conn, d, added)

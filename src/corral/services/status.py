@@ -201,6 +201,13 @@ def lock_workload(conn: Connection, workload_id: int) -> Any | None:
     return conn.execute(select(*STATE_COLUMNS).where(workloads.c.id == workload_id).with_for_update()).first()
 
 
+def lock_workloads(conn: Connection, ids: Any) -> dict[int, Any]:
+    """The state of the workloads whose id is in ``ids`` (a list or a subquery), locked in
+    id order (the order of every writer), by id."""
+    return {r.id: r for r in conn.execute(select(*STATE_COLUMNS).where(workloads.c.id.in_(ids))
+                                          .order_by(workloads.c.id).with_for_update())}
+
+
 def recompute(conn: Connection, times: Mapping[int, datetime], actor: str, *,
               locked: Mapping[int, Any] | None = None, tallies: Tallies | None = None) -> list[StatusChange]:
     """Derive these workloads' statuses from their components again and write those that
@@ -211,8 +218,7 @@ def recompute(conn: Connection, times: Mapping[int, datetime], actor: str, *,
     rows = dict(locked or {})
     missing = [i for i in ids if i not in rows]
     if missing:
-        rows.update((r.id, r) for r in conn.execute(
-            select(*STATE_COLUMNS).where(workloads.c.id.in_(missing)).order_by(workloads.c.id).with_for_update()))
+        rows.update(lock_workloads(conn, missing))
     states: dict[int, list[ComponentState]] = {}
     for r in conn.execute(select(components.c.workload_id, components.c.status, components.c.reason)
                           .where(components.c.workload_id.in_(ids))
@@ -268,8 +274,7 @@ def apply_component_updates(
     # Their state, read with the lock: the status is derived from it below (nothing here
     # writes those columns before), one statement less on the path from an exit to its status.
     owners = select(components.c.workload_id).where(components.c.id.in_(ids))
-    locked = {r.id: r for r in conn.execute(select(*STATE_COLUMNS).where(workloads.c.id.in_(owners))
-                                            .order_by(workloads.c.id).with_for_update())}
+    locked = lock_workloads(conn, owners)
     current = {r.id: r for r in conn.execute(query)}
     latest: dict[int, ComponentUpdate] = {}
     for u in updates:
