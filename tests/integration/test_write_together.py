@@ -137,6 +137,31 @@ def test_a_value_too_long_for_its_column_is_refused_not_cut(engine):
 
 
 @pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+@pytest.mark.parametrize("number", [float("nan"), float("inf"), float("-inf")])
+def test_a_number_json_cannot_carry_is_refused_not_written_as_null(engine, number):
+    """The rows travel as JSON, which writes NaN and infinities as null: a float column's
+    value that JSON cannot carry is refused before anything is sent."""
+    now = utcnow()
+    with write_tx(engine) as conn:
+        project, cluster, workload = _project_cluster_workload(conn)
+        user = conn.execute(select(users.c.id)).scalar_one()
+    with pytest.raises(ValueError, match="no such number"), write_tx(engine) as conn:
+        write_together(
+            conn,
+            Rows(workloads, [{
+                "project_id": project, "cluster_id": cluster, "cluster_name": "c", "created_by": "a@example.com",
+                "created_by_id": user, "name": "odd", "type": "custom", "priority": 0, "preemptible": False,
+                "memory": 1, "ephemeral_storage": 0, "spec": {}, "status": "Pending", "status_changed_at": now,
+                "created_at": now, "cluster_named": True, "units": 1, "spread": False, "run_seconds": number}]),
+            Rows(events, [{"at": now, "actor": "a@example.com", "subject_type": "workload",
+                           "subject_id": workload, "project_id": project, "kind": "k", "message": ""}]),
+        )
+    with engine.connect() as conn:
+        assert conn.execute(select(workloads.c.name).where(workloads.c.name == "odd")).all() == []
+        assert conn.execute(select(events.c.id).where(events.c.kind == "k")).all() == []
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
 def test_a_project_deleted_while_its_submission_is_written_does_not_deadlock(engine):
     """The count rows a submission adds to are locked only after its new rows' foreign-key
     checks (on the project and cluster rows, at the end of their statement). Were they

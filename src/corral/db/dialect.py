@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, Connection, Table, Text, bindparam, cast, func, literal_column, select, text
+from sqlalchemy import JSON, Connection, Float, Table, Text, bindparam, cast, func, literal_column, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 
@@ -135,8 +136,24 @@ def _converters(table: Table, names: tuple[str, ...], dialect: Any) -> tuple[tup
     """Each column's name and the function that makes a value what the database is sent
     (its type's bind processing: UTCDateTime's check and zone), or None. A JSON column's
     value goes in as it is: it is JSON inside the rows' JSON already."""
-    return tuple((name, None if isinstance(table.c[name].type, JSON) else table.c[name].type.bind_processor(dialect))
-                 for name in names)
+    out = []
+    for name in names:
+        type_ = table.c[name].type
+        if isinstance(type_, JSON):
+            out.append((name, None))
+        elif isinstance(type_, Float):  # the rows' JSON would carry NaN and infinities as null
+            out.append((name, _finite_then(type_.bind_processor(dialect))))
+        else:
+            out.append((name, type_.bind_processor(dialect)))
+    return tuple(out)
+
+
+def _finite_then(process: Any) -> Any:
+    def finite(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{value} cannot be written together: the rows' JSON has no such number")
+        return process(value) if process is not None and value is not None else value
+    return finite
 
 
 def _none_is_json_null(type_: Any) -> bool:
