@@ -403,7 +403,7 @@ class Generator:
                 "running_since": running_since, "run_seconds": run_s, "finished_at": finished, "endpoints": (
                     {"http": f"https://{cname}.example.com/wl-{wid}"} if status == "Running"
                     and type_ in SERVICE_TYPES else {}), "version": version, "cluster_named": True,
-                "preempted_for": None,
+                "preempted_for": None, "units": 1, "spread": False,
             })
             if self.args.components:
                 for (kind, req), cst in zip(plans, comp_status):
@@ -413,7 +413,7 @@ class Generator:
                         "status": cst, "reason": reason if cst in ("Failed", "Unknown", "DeleteFailed") else (
                             "waiting for admission" if cst == "Pending" else ""),
                         "observed_at": changed, "placed": admitted is not None, "gpu": req.gpu, "cpu": req.cpu,
-                        "memory": req.memory, "ephemeral_storage": req.ephemeral_storage,
+                        "memory": req.memory, "ephemeral_storage": req.ephemeral_storage, "result": None,
                     })
             if self.args.events:
                 evs.append({"at": created, "actor": email, "subject_type": "workload", "subject_id": wid,
