@@ -1,11 +1,12 @@
-# Two commands matter: `make run` starts Corral, `make test` runs every test.
+# Two commands matter: `make run` starts Corral, `make test` runs the tests (its quick tiers;
+# `make test-all` adds the end-to-end tier, and is what CI runs).
 # A Python that per-project workload users can run too (scripts/pick-python says why).
 PYTHON ?= $(shell bash scripts/pick-python)
 VENV ?= .venv
 BIN := $(VENV)/bin
 export CORRAL_TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 
-.PHONY: run test install lint bench clean
+.PHONY: run test test-e2e test-all install lint bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,11 +20,25 @@ install: $(BIN)/.installed
 run: $(BIN)/.installed
 	$(BIN)/corral serve
 
-# Every test, on SQLite and PostgreSQL; a skipped test fails the run.
+# Every database test runs on SQLite and PostgreSQL; a skipped test fails the run.
+PYTEST := CORRAL_REQUIRE_POSTGRES=1 CORRAL_FAIL_ON_SKIP=1 $(BIN)/pytest
+QUICK_TIERS := tests/unit tests/integration tests/conformance
+
+# The quick tiers (pure logic; the app over real databases, processes and Slurm daemons;
+# every backend on its engine): well under 20 minutes.
 test: $(BIN)/.installed
 	bash scripts/ensure-postgres
 	$(BIN)/lint-imports
-	CORRAL_REQUIRE_POSTGRES=1 CORRAL_FAIL_ON_SKIP=1 $(BIN)/pytest
+	$(PYTEST) $(QUICK_TIERS)
+
+# The end-to-end tier: `corral serve` as a process running real workloads, the CLI, and
+# the web UI in Chromium.
+test-e2e: $(BIN)/.installed
+	bash scripts/ensure-postgres
+	$(PYTEST) tests/e2e
+
+# Every tier, one after the other: what CI runs.
+test-all: test test-e2e
 
 lint: $(BIN)/.installed
 	$(BIN)/lint-imports
