@@ -22,14 +22,14 @@ run: $(BIN)/.installed
 
 # Every database test runs on SQLite and PostgreSQL; a skipped test fails the run.
 PYTEST := CORRAL_REQUIRE_POSTGRES=1 CORRAL_FAIL_ON_SKIP=1 $(BIN)/pytest
-QUICK_TIERS := tests/unit tests/integration tests/conformance
 
-# The quick tiers (pure logic; the app over real databases, processes and Slurm daemons;
-# every backend on its engine): well under 20 minutes.
+# The quick tiers, every test but the end-to-end ones (unit: pure logic; integration: the
+# app over real databases, processes and Slurm daemons; conformance: every backend on its
+# engine): well under 20 minutes.
 test: $(BIN)/.installed
 	bash scripts/ensure-postgres
 	$(BIN)/lint-imports
-	$(PYTEST) $(QUICK_TIERS)
+	$(PYTEST) tests --ignore=tests/e2e
 
 # The end-to-end tier: `corral serve` as a process running real workloads, the CLI, and
 # the web UI in Chromium.
@@ -37,8 +37,10 @@ test-e2e: $(BIN)/.installed
 	bash scripts/ensure-postgres
 	$(PYTEST) tests/e2e
 
-# Every tier, one after the other: what CI runs.
-test-all: test test-e2e
+# Every tier, one after the other (not side by side, even under make -j): what CI runs.
+test-all: $(BIN)/.installed
+	$(MAKE) test
+	$(MAKE) test-e2e
 
 lint: $(BIN)/.installed
 	$(BIN)/lint-imports

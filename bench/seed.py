@@ -449,7 +449,9 @@ def bind_processors(table: Any, dialect: Any) -> list[tuple[str, Any]]:
 def to_tuples(rows: list[dict[str, Any]], procs: list[tuple[str, Any]]) -> list[tuple[Any, ...]]:
     out = []
     for r in rows:
-        out.append(tuple(p(r[n]) if p is not None else r[n] for n, p in procs))
+        # None as SQL NULL, as the app leaves a column it does not set (a JSON column's
+        # processor would write the text 'null').
+        out.append(tuple(p(r[n]) if p is not None and r[n] is not None else r[n] for n, p in procs))
     return out
 
 

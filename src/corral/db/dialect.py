@@ -133,9 +133,10 @@ def _python_defaults(table: Table, given: tuple[str, ...]) -> dict[str, Any]:
 
 @lru_cache(maxsize=64)
 def _converters(table: Table, names: tuple[str, ...], dialect: Any) -> tuple[tuple[str, Any], ...]:
-    """Each column's name and the function that makes a value what the database is sent
-    (its type's bind processing: UTCDateTime's check and zone), or None. A JSON column's
-    value goes in as it is: it is JSON inside the rows' JSON already."""
+    """For the rows sent as JSON (PostgreSQL, several tables): each column's name and the
+    function that makes a value what the database is sent (its type's bind processing:
+    UTCDateTime's check and zone; a float column's also refuses what JSON cannot carry),
+    or None. A JSON column's value goes in as it is: it is JSON inside the rows' JSON."""
     out = []
     for name in names:
         type_ = table.c[name].type
