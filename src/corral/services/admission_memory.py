@@ -19,7 +19,7 @@ from corral.domain.scheduling import (
     QueuedWorkload,
 )
 from corral.domain.statuses import FINISHED_STATUSES, WorkloadStatus
-from corral.services.admission_sql import chunks
+from corral.services.admission_sql import chunks, id_in
 from corral.services.clock import utcnow
 from corral.services.clusters import capacity_of, node_amounts
 from corral.services.event_gaps import EventGaps
@@ -172,7 +172,7 @@ class AdmissionMemory:
                 self._reconcile(r)
             return
         for chunk in chunks(ids):
-            for r in conn.execute(select(*columns).where(workloads.c.id.in_(chunk))):
+            for r in conn.execute(select(*columns).where(id_in(workloads.c.id, chunk, self.postgres))):
                 self._reconcile(r)
 
     def _reconcile(self, r: Any) -> None:

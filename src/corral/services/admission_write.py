@@ -22,7 +22,7 @@ from corral.domain.scheduling import Decisions, QueuedWorkload
 from corral.domain.statuses import FINISHED_STATUSES, ComponentStatus, WorkloadStatus
 from corral.services import events as event_service
 from corral.services.admission_memory import AdmissionMemory
-from corral.services.admission_sql import chunks, insert_events, moved_counts, set_reasons
+from corral.services.admission_sql import chunks, id_in, insert_events, moved_counts, set_reasons
 from corral.services.clock import utcnow
 from corral.services.preemption import held_reason
 from corral.services.status import Tallies, recompute, usage_delta
@@ -75,7 +75,7 @@ class AdmissionWrites(AdmissionMemory):
         if self.postgres and (victims or by_cluster):
             every = sorted([v.id for v, _, _ in victims] + [a.workload_id for a in d.admissions])
             for chunk in chunks(every):
-                conn.execute(select(workloads.c.id).where(workloads.c.id.in_(chunk)).order_by(workloads.c.id)
+                conn.execute(select(workloads.c.id).where(id_in(workloads.c.id, chunk, True)).order_by(workloads.c.id)
                              .with_for_update(key_share=True)).all()
 
         # Counts, then usage, each written once at the end (the one lock order): the victims'
@@ -100,7 +100,7 @@ class AdmissionWrites(AdmissionMemory):
             for chunk in chunks(ids):
                 written += conn.execute(
                     update(workloads)
-                    .where(workloads.c.id.in_(chunk), workloads.c.admitted_at.is_(None),
+                    .where(id_in(workloads.c.id, chunk, self.postgres), workloads.c.admitted_at.is_(None),
                            workloads.c.status == _PENDING, workloads.c.delete_requested_at.is_(None))
                     .values(admitted_at=now, status_reason=admitted_reason[c], version=workloads.c.version + 1)
                 ).rowcount
@@ -124,7 +124,7 @@ class AdmissionWrites(AdmissionMemory):
         for c, admitted in by_cluster.items():
             for chunk in chunks([w.id for w in admitted]):
                 conn.execute(update(components)
-                             .where(components.c.workload_id.in_(chunk),
+                             .where(id_in(components.c.workload_id, chunk, self.postgres),
                                     components.c.status == ComponentStatus.PENDING.value)
                              .values(reason=ADMITTED_COMPONENT_REASON, observed_at=now))
         if victims:
@@ -156,7 +156,7 @@ class AdmissionWrites(AdmissionMemory):
                 else:  # it was counted queued where it was tentatively placed
                     tallies.usage.append(usage_delta(w.project_id, w.cluster_id, queued=-1))
         if relocated:
-            tallies.counts += moved_counts(conn, relocated)
+            tallies.counts += moved_counts(conn, relocated, self.postgres)
         for (p, c), acc in added.items():
             tallies.usage.append(usage_delta(p, c, used=Resources(*acc[:4]), queued=acc[4]))
         tallies.write(conn)
