@@ -5,7 +5,7 @@ give."""
 
 from __future__ import annotations
 
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from corral.db.engine import read_tx
 from corral.db.tables import projects, workloads
@@ -13,6 +13,7 @@ from corral.domain.statuses import DEFAULT_VISIBLE_STATUSES
 from corral.services import listing
 from corral.services.principal import Principal
 from tests.integration.conftest import submit
+from tests.integration.plans import page_of_ids_plan, statements_run
 
 VISIBLE = [s.value for s in DEFAULT_VISIBLE_STATUSES]
 
@@ -49,37 +50,19 @@ def test_default_view_pages_are_the_rows_of_every_visible_status_in_order(world)
 def test_a_deep_page_of_the_default_view_walks_the_narrow_index(world):
     _fill(world)
     engine = world.api.engine
-    statements: list[tuple[str, object]] = []
-
-    def capture(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
-        if "OFFSET" in statement.upper() and statement.lstrip().upper().startswith("SELECT"):
-            statements.append((statement, parameters))
-
-    event.listen(engine, "before_cursor_execute", capture)
-    try:
-        with read_tx(engine) as conn:
-            page = listing.list_workloads(conn, Principal(0, "admin@example.com", "admin"),
-                                          listing.WorkloadQuery(project="vision", page=2, page_size=4))
-    finally:
-        event.remove(engine, "before_cursor_execute", capture)
+    with statements_run(engine, lambda sql: "OFFSET" in sql.upper() and sql.lstrip().upper().startswith("SELECT")) \
+            as statements, read_tx(engine) as conn:
+        page = listing.list_workloads(conn, Principal(0, "admin@example.com", "admin"),
+                                      listing.WorkloadQuery(project="vision", page=2, page_size=4))
     assert len(page["items"]) == 4
     [page_ids] = statements
     # Two indexes give this order and cover this read; the narrow one is the cheaper walk,
     # and the only one whose WHERE matches the query's (planners could weigh them otherwise
     # on another version: then look at the deep page's time in bench/list_latency.py).
-    with engine.connect() as conn:
-        if engine.dialect.name == "sqlite":
-            plan = "\n".join(str(r[-1]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + page_ids[0],
-                                                                       page_ids[1]).all())
-            page_of_ids = plan.split("SCAN anon")[0]  # the subquery, before the page's rows are read
-            assert "USING COVERING INDEX ix_workloads_project_visible" in page_of_ids, plan
-            assert "TEMP B-TREE" not in page_of_ids, plan
-        else:
-            # With sequential scans and sorting priced out, the narrow index is the cheapest
-            # walk in this order only if its WHERE matches the query's.
-            conn.exec_driver_sql("SET enable_sort = off")
-            conn.exec_driver_sql("SET enable_seqscan = off")
-            plan = "\n".join(r[0] for r in conn.exec_driver_sql("EXPLAIN " + page_ids[0], page_ids[1]).all())
-            page_of_ids = plan.split("Limit", 1)[1]
-            assert "Index Only Scan" in page_of_ids and "ix_workloads_project_visible" in page_of_ids, plan
-            assert "Filter" not in page_of_ids.split("->", 2)[1], plan  # no status tested per entry
+    plan = page_of_ids_plan(engine, page_ids)
+    if engine.dialect.name == "sqlite":
+        assert "USING COVERING INDEX ix_workloads_project_visible" in plan, plan
+        assert "TEMP B-TREE" not in plan, plan
+    else:
+        assert "Index Only Scan" in plan and "ix_workloads_project_visible" in plan, plan
+        assert "Filter" not in plan.split("->", 2)[1], plan  # no status tested per entry
