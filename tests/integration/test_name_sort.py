@@ -4,6 +4,7 @@ index ordered as the table sorts (lower(name), created_at, id), on both database
 from __future__ import annotations
 
 import pytest
+
 from corral.db.engine import read_tx
 from corral.services import listing
 from corral.services.principal import Principal

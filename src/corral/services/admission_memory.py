@@ -19,7 +19,8 @@ from corral.domain.scheduling import (
     QueuedWorkload,
 )
 from corral.domain.statuses import FINISHED_STATUSES, WorkloadStatus
-from corral.services.admission_sql import chunks, id_in
+from corral.db.dialect import id_in
+from corral.services.admission_sql import chunks
 from corral.services.clock import utcnow
 from corral.services.clusters import capacity_of, node_amounts
 from corral.services.event_gaps import EventGaps

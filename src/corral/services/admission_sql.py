@@ -7,9 +7,10 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import BigInteger, Connection, any_, bindparam, func, select, text
+from sqlalchemy import BigInteger, Connection, bindparam, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 
+from corral.db.dialect import id_in
 from corral.db.tables import workloads
 from corral.db.types import UTCDateTime
 from corral.domain.scheduling import (
@@ -35,16 +36,6 @@ def moved_counts(conn: Connection, moved: list[tuple[QueuedWorkload, int]], post
             deltas += [count_delta(w.project_id, w.cluster_id, r.type, r.status, -1),
                        count_delta(w.project_id, c, r.type, r.status, +1)]
     return deltas
-
-
-def id_in(column: Any, ids: list[int], postgres: bool) -> Any:
-    """``column IN ids`` with the ids as one parameter (an array on PostgreSQL, a JSON array
-    read by json_each on SQLite): SQLAlchemy renders an IN list as one parameter per id, in
-    Python, each time (a tenth of a draining pass's time, py-spy)."""
-    if postgres:
-        return column == any_(bindparam(None, ids, type_=ARRAY(BigInteger), unique=True))
-    each = func.json_each(bindparam(None, orjson.dumps(ids).decode(), unique=True)).table_valued("value")
-    return column.in_(select(each.c.value))
 
 
 def chunks(ids: list[int], size: int = CHUNK) -> Iterable[list[int]]:

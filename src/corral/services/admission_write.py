@@ -22,7 +22,8 @@ from corral.domain.scheduling import Decisions, QueuedWorkload
 from corral.domain.statuses import FINISHED_STATUSES, ComponentStatus, WorkloadStatus
 from corral.services import events as event_service
 from corral.services.admission_memory import AdmissionMemory
-from corral.services.admission_sql import chunks, id_in, insert_events, moved_counts, set_reasons
+from corral.db.dialect import id_in
+from corral.services.admission_sql import chunks, insert_events, moved_counts, set_reasons
 from corral.services.clock import utcnow
 from corral.services.preemption import held_reason
 from corral.services.status import Tallies, recompute, usage_delta
@@ -109,7 +110,8 @@ class AdmissionWrites(AdmissionMemory):
             # in every admission's UPDATE would cost each an index write).
             marked = [i for i in ids if i in self.marked_victims]
             if marked:
-                conn.execute(update(workloads).where(workloads.c.id.in_(marked)).values(preempted_for=None))
+                conn.execute(update(workloads).where(id_in(workloads.c.id, marked, self.postgres))
+                             .values(preempted_for=None))
             if written != len(ids):
                 raise RaceLost(f"{len(ids) - written} of {len(ids)} workloads to admit on cluster {c} "
                                "changed meanwhile (deleted?)")
