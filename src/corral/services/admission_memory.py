@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select
 
+from corral.db.dialect import id_in
 from corral.db.tables import clusters, events, projects, quotas, workloads
 from corral.domain.clusters import ClusterHealth, cluster_health
 from corral.domain.resources import Resources
@@ -19,7 +20,6 @@ from corral.domain.scheduling import (
     QueuedWorkload,
 )
 from corral.domain.statuses import FINISHED_STATUSES, WorkloadStatus
-from corral.db.dialect import id_in
 from corral.services.admission_sql import chunks
 from corral.services.clock import utcnow
 from corral.services.clusters import capacity_of, node_amounts

@@ -16,13 +16,13 @@ from typing import Any
 
 from sqlalchemy import Connection, select, update
 
+from corral.db.dialect import id_in
 from corral.db.tables import components, project_usage, workloads
 from corral.domain.resources import RESOURCE_NAMES, Limit, Resources
 from corral.domain.scheduling import Decisions, QueuedWorkload
 from corral.domain.statuses import FINISHED_STATUSES, ComponentStatus, WorkloadStatus
 from corral.services import events as event_service
 from corral.services.admission_memory import AdmissionMemory
-from corral.db.dialect import id_in
 from corral.services.admission_sql import chunks, insert_events, moved_counts, set_reasons
 from corral.services.clock import utcnow
 from corral.services.preemption import held_reason
