@@ -139,9 +139,10 @@ class Quota(Base):
     __table_args__ = (UniqueConstraint("project_id", "cluster_id"),)
 
 
-# What the workloads table shows by default (every status but Deleted), spelt as the partial
-# index on it is, so that a query saying so is answered from that index.
-VISIBLE_CONDITION = f"status <> '{WorkloadStatus.DELETED.value}'"
+# What the workloads table shows by default: every status but this one. The partial index
+# on it says so with this constant, and so must a query that is to be answered from it.
+HIDDEN_STATUS = WorkloadStatus.DELETED.value
+VISIBLE_CONDITION = f"status <> '{HIDDEN_STATUS}'"
 
 
 class Workload(Base):

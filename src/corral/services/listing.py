@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Column, Connection, and_, case, func, literal, literal_column, select, tuple_
 
-from corral.db.tables import clusters, projects, workload_counts, workloads
+from corral.db.tables import HIDDEN_STATUS, clusters, projects, workload_counts, workloads
 from corral.domain import page_cursor
 from corral.domain.page_cursor import Cursor
 from corral.domain.statuses import DEFAULT_VISIBLE_STATUSES, WorkloadStatus
@@ -188,7 +188,7 @@ def _status_condition(statuses: list[str], column: Any = workloads.c.status) -> 
         # page is read from that index, and a deep OFFSET walks it without testing each
         # entry's status. One comparison is also cheaper than a list wherever rows are
         # tested one by one. (The same rows: every status written is a WorkloadStatus.)
-        return column != literal_column(f"'{WorkloadStatus.DELETED.value}'")
+        return column != literal_column(f"'{HIDDEN_STATUS}'")
     return column.in_(statuses) if len(statuses) > 1 else column == statuses[0]
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, select, update
 
 from corral.db.dialect import AddTo, id_in, upsert_add, write_together
+from corral.db.engine import is_sqlite
 from corral.db.tables import components, project_usage, workload_counts, workloads
 from corral.db.tables import events as event_log
 from corral.domain.resources import Resources
@@ -204,13 +205,9 @@ def lock_workload(conn: Connection, workload_id: int) -> Any | None:
 def lock_workloads(conn: Connection, ids: Any) -> dict[int, Any]:
     """The state of the workloads whose id is in ``ids`` (a list or a subquery), locked in
     id order (the order of every writer), by id."""
-    where = id_in(workloads.c.id, ids, _postgres(conn)) if isinstance(ids, list) else workloads.c.id.in_(ids)
+    where = id_in(workloads.c.id, ids, not is_sqlite(conn)) if isinstance(ids, list) else workloads.c.id.in_(ids)
     return {r.id: r for r in conn.execute(select(*STATE_COLUMNS).where(where)
                                           .order_by(workloads.c.id).with_for_update())}
-
-
-def _postgres(conn: Connection) -> bool:
-    return conn.dialect.name == "postgresql"
 
 
 def recompute(conn: Connection, times: Mapping[int, datetime], actor: str, *,
@@ -226,7 +223,7 @@ def recompute(conn: Connection, times: Mapping[int, datetime], actor: str, *,
         rows.update(lock_workloads(conn, missing))
     states: dict[int, list[ComponentState]] = {}
     for r in conn.execute(select(components.c.workload_id, components.c.status, components.c.reason)
-                          .where(id_in(components.c.workload_id, ids, _postgres(conn)))
+                          .where(id_in(components.c.workload_id, ids, not is_sqlite(conn)))
                           .order_by(components.c.workload_id, components.c.id)):
         states.setdefault(r.workload_id, []).append(ComponentState(ComponentStatus(r.status), r.reason))
     moves: list[Move] = []
